@@ -62,7 +62,9 @@ RECLAIMABLE_NODE_STATUSES = frozenset({NodeStatus.RUNNING, NodeStatus.WAITING})
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.PENDING, RunStatus.ABORTED}),
-    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.ABORTING}),
+    RunStatus.PENDING: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.ABORTING}
+    ),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.ABORTING}),
     RunStatus.ABORTING: frozenset({RunStatus.ABORTED}),
     RunStatus.SUCCESS: frozenset(),
