@@ -1,0 +1,105 @@
+"""Moving a run forward inside one transaction: apply the planner's changes, conclude the run.
+
+Called after every event that may unblock something: a run admitted, a node finished, an abort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain import expressions
+from releaseflow.domain.progress import ChangeKind, RunView, plan_progress
+from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
+from releaseflow.domain.template import Node
+from releaseflow.engine.templates import TemplateCache
+from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.store import catalog
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
+from releaseflow.store.records import NodeRecord, RunRecord
+
+
+async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> RunRecord:
+    """Start what may start, end what has ended, and conclude the run when its root ended."""
+    await tx.lock_row("runs", "id", run_id)
+    run = await run_store.get_run(tx, run_id)
+    assert run is not None, run_id
+    if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
+        return run
+    template = templates.get(run.id, run.document)
+    nodes = {node.path: node for node in await run_store.load_nodes(tx, run_id)}
+    if not nodes:
+        return run
+    flow = await catalog.get_flow_by_id(tx, run.flow_id)
+    seed = flow.secret_seed if flow else ""
+    statuses = {path: node.status for path, node in nodes.items()}
+
+    def should_skip(node: Node) -> bool:
+        scope = expressions.Scope(
+            args=run.arguments, refs=_outputs(nodes), now=now, secret_seed=seed
+        )
+        value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
+        return expressions.is_truthy(value)
+
+    while True:
+        due = frozenset(path for path, node in nodes.items() if node.became_due_at is not None)
+        changes = plan_progress(
+            template.root, statuses, due, RunView(aborting=run.status is RunStatus.ABORTING), should_skip
+        )
+        if not changes:
+            break
+        for change in changes:
+            node = nodes[change.path]
+            if change.kind is ChangeKind.MAKE_DUE:
+                await run_store.update_node(tx, node.id, None, {"due_at": now, "became_due_at": now})
+                tx.wake_workers()
+                nodes[change.path] = _replace(node, became_due_at=now)
+                continue
+            assert change.status is not None
+            await transition_node(
+                tx, run.id, node.id, node.path, statuses[change.path], change.status, change.cause, now
+            )
+            statuses[change.path] = change.status
+            nodes[change.path] = _replace(node, status=change.status)
+
+    root_status = statuses[template.root.path]
+    if run.status is RunStatus.PENDING and root_status is not NodeStatus.PENDING:
+        await transition_run(tx, run.id, run.status, RunStatus.RUNNING, "first node started", now)
+        run = _replace_run(run, RunStatus.RUNNING)
+    if root_status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.ABORTED):
+        run = await conclude_run(tx, run, root_status, now)
+    return run
+
+
+async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus, now: datetime) -> RunRecord:
+    if run.status is RunStatus.ABORTING:
+        final, cause = RunStatus.ABORTED, "abort finished: nothing is running any more"
+    elif root_status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED):
+        final, cause = RunStatus.SUCCESS, "every node succeeded or was skipped"
+    else:
+        failed = await tx.fetchall(
+            "SELECT path, error FROM node_runs WHERE run_id = ? AND status = 'failed' ORDER BY ended_at",
+            (run.id,),
+        )
+        final = RunStatus.FAILED
+        cause = "node failed: " + ", ".join(row["path"] for row in failed) if failed else "a node failed"
+    await transition_run(tx, run.id, run.status, final, cause, now)
+    return _replace_run(run, final)
+
+
+def _outputs(nodes: Mapping[str, NodeRecord]) -> dict[str, Any]:
+    return {node.ref: node.data for node in nodes.values() if node.ref and node.data is not None}
+
+
+def _replace(node: NodeRecord, **changes: Any) -> NodeRecord:
+    from dataclasses import replace
+
+    return replace(node, **changes)
+
+
+def _replace_run(run: RunRecord, status: RunStatus) -> RunRecord:
+    from dataclasses import replace
+
+    return replace(run, status=status)

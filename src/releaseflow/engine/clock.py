@@ -1,0 +1,15 @@
+"""Where the engine reads the time. Tests pass a fake clock (``releaseflow.testing.FakeClock``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)

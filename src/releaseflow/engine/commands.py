@@ -1,0 +1,262 @@
+"""The engine's commands: every write that api, web and cli ask for goes through here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from releaseflow.domain.concurrency import AdmissionAction, admit
+from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
+from releaseflow.domain.overrides import apply_run_overrides
+from releaseflow.domain.statuses import (
+    IN_FLIGHT_NODE_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    NodeStatus,
+    RunStatus,
+)
+from releaseflow.domain.template import Template
+from releaseflow.domain.template_parser import parse_template
+from releaseflow.domain.template_rules import check_refs, check_template
+from releaseflow.engine.admission import settle
+from releaseflow.engine.clock import Clock
+from releaseflow.engine.dry_run import dry_run, initial_max_attempts
+from releaseflow.engine.scope import stage_scope
+from releaseflow.engine.templates import TemplateCache
+from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.store import catalog
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Database, Transaction
+from releaseflow.store.records import FlowRecord, RunRecord
+
+NAME_LIMIT = 39
+DESCRIPTION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    name: str | None = None
+    description: str = ""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    release_node_overrides: Mapping[str, Any] = field(default_factory=dict)
+    triggered_by: str = "manual"
+
+
+class Engine:
+    """Commands on runs. One instance per process; cheap to create."""
+
+    def __init__(self, db: Database, clock: Clock, templates: TemplateCache | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.templates = templates or TemplateCache()
+
+    async def start_run(self, project_id: str, pipeline_id: str, stage: str, request: RunRequest) -> RunRecord:
+        """Create a run of the stage's current release flow and admit it under the flow's policy.
+
+        A request that cannot make a run (bad overrides, a template that no longer fits the stage)
+        raises ValidationError and creates nothing. A run whose expressions cannot resolve is
+        recorded as failed before any node starts, with every unresolvable expression named.
+        """
+        _check_run_labels(request.name, request.description)
+        now = self.clock.now()
+        async with self.db.transaction() as tx:
+            flow = await _flow(tx, project_id, pipeline_id, stage)
+            version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
+            assert version is not None
+            document = apply_run_overrides(
+                version["document"], request.overrides or None, request.release_node_overrides or None
+            )
+            template = parse_template(document)
+            scope = await stage_scope(tx, project_id, pipeline_id, stage)
+            issues = check_template(template, scope) + check_refs(template)
+            if issues:
+                raise ValidationError(issues, subject=f"release flow {pipeline_id}/{stage}")
+            arguments = {**template.arguments, **request.arguments}
+            problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
+            run_id = str(uuid.uuid4())
+            if problems:
+                await self._insert_run(
+                    tx, run_id, flow, template, document, arguments, request, RunStatus.PENDING, "", with_nodes=False
+                )
+                return await self._fail_before_start(tx, run_id, problems)
+            active = [run.id for run in await run_store.runs_holding_slot(tx, flow.id)]
+            queued = [run.id for run in await run_store.queued_runs(tx, flow.id)]
+            decision = admit(template.concurrency_policy, active, queued)
+            if decision.action is AdmissionAction.REJECT:
+                raise ConflictError(f"run refused: {decision.reason}")
+            waits = decision.action is AdmissionAction.QUEUE
+            status = RunStatus.QUEUED if waits else RunStatus.PENDING
+            await self._insert_run(tx, run_id, flow, template, document, arguments, request, status, decision.reason)
+            for superseded in decision.drop_queued:
+                await transition_run(
+                    tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
+                )
+            for replaced in decision.abort_active:
+                await self._abort_in(tx, replaced, f"replaced by run {run_id}")
+            if not waits:
+                await settle(tx, run_id, now, self.templates)
+            return await _run(tx, run_id)
+
+    async def _insert_run(
+        self,
+        tx: Transaction,
+        run_id: str,
+        flow: FlowRecord,
+        template: Template,
+        document: Mapping[str, Any],
+        arguments: Mapping[str, Any],
+        request: RunRequest,
+        status: RunStatus,
+        waiting_reason: str,
+        *,
+        with_nodes: bool = True,
+    ) -> None:
+        now = self.clock.now()
+        await run_store.insert_run(
+            tx,
+            {
+                "id": run_id,
+                "flow_id": flow.id,
+                "flow_version": flow.current_version,
+                "seq": await run_store.next_run_seq(tx, flow.id),
+                "kind": "release",
+                "triggered_by": request.triggered_by,
+                "name": request.name or None,
+                "description": request.description,
+                "status": str(status),
+                "waiting_reason": waiting_reason or None,
+                "arguments": dict(arguments),
+                "overrides": dict(request.overrides),
+                "release_node_overrides": dict(request.release_node_overrides),
+                "document": dict(document),
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        cause = f"created ({request.triggered_by})" + (f"; {waiting_reason}" if waiting_reason else "")
+        await run_store.append_event(tx, run_id, None, now, None, str(status), cause)
+        if not with_nodes:
+            return
+        parents = template.parents()
+        await run_store.insert_node_runs(
+            tx,
+            (
+                {
+                    "id": str(uuid.uuid4()),
+                    "run_id": run_id,
+                    "path": node.path,
+                    "parent_path": parents[node.path].path if node.path in parents else None,
+                    "kind": node.kind,
+                    "ref": node.ref,
+                    "status": str(NodeStatus.PENDING),
+                    "max_attempts": initial_max_attempts(node, arguments, now),
+                }
+                for node in template.nodes()
+            ),
+        )
+
+    async def _fail_before_start(self, tx: Transaction, run_id: str, problems: list[Issue]) -> RunRecord:
+        message = "dry run failed, no node was started:\n" + "\n".join(f"  {issue}" for issue in problems)
+        await transition_run(tx, run_id, RunStatus.PENDING, RunStatus.FAILED, "dry run failed", self.clock.now(), error=message)
+        run = await run_store.get_run(tx, run_id)
+        assert run is not None
+        return run
+
+    async def abort_run(self, run_id: str, cause: str = "aborted by request") -> RunRecord:
+        async with self.db.transaction() as tx:
+            await self._abort_in(tx, run_id, cause)
+            run = await run_store.get_run(tx, run_id)
+            assert run is not None
+            return run
+
+    async def _abort_in(self, tx: Transaction, run_id: str, cause: str) -> None:
+        now = self.clock.now()
+        await tx.lock_row("runs", "id", run_id)
+        run = await _run(tx, run_id)
+        if run.status in TERMINAL_RUN_STATUSES:
+            raise ConflictError(f"run {run_id} already ended ({run.status})")
+        if run.status is RunStatus.ABORTING:
+            return
+        if run.status is RunStatus.QUEUED:
+            await transition_run(tx, run_id, run.status, RunStatus.ABORTED, cause, now)
+            return
+        await transition_run(tx, run_id, run.status, RunStatus.ABORTING, cause, now)
+        # Waiting nodes nobody is polling right now can stop at once; leased ones are stopped by
+        # their worker, which notices the abort at its next heartbeat.
+        for node in await run_store.load_nodes(tx, run_id):
+            if node.status in IN_FLIGHT_NODE_STATUSES and node.lease_owner is None:
+                await transition_node(tx, run_id, node.id, node.path, node.status, NodeStatus.ABORTED, cause, now)
+        await settle(tx, run_id, now, self.templates)
+        tx.wake_workers()
+
+    async def rename_run(self, run_id: str, *, name: str | None = None, description: str | None = None) -> RunRecord:
+        _check_run_labels(name, description)
+        fields: dict[str, Any] = {"updated_at": self.clock.now()}
+        if name is not None:
+            fields["name"] = name or None
+        if description is not None:
+            fields["description"] = description
+        async with self.db.transaction() as tx:
+            await _run(tx, run_id)
+            await run_store.update_run(tx, run_id, None, fields)
+            run = await run_store.get_run(tx, run_id)
+            assert run is not None
+            return run
+
+    async def approve(self, run_id: str, node_ref_or_path: str, approver: str) -> None:
+        """Record an approval on a waiting Approval node; it is judged at once by a worker."""
+        for _ in range(200):
+            async with self.db.transaction() as tx:
+                node = await _node_by_ref_or_path(tx, run_id, node_ref_or_path)
+                if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
+                    raise ConflictError(f"node {node_ref_or_path} is not an Approval awaiting approval ({node.status})")
+                if node.lease_owner is None:
+                    state = dict(node.wait_state or {})
+                    approvals = list(state.get("approvals", []))
+                    if approver in approvals:
+                        raise ConflictError(f"{approver} already approved {node_ref_or_path}")
+                    state["approvals"] = [*approvals, approver]
+                    now = self.clock.now()
+                    await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now})
+                    await run_store.append_event(tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}")
+                    tx.wake_workers()
+                    return
+            # A worker is judging the node this very moment; try again when it has let go.
+            await asyncio.sleep(0.05)
+        raise ConflictError(f"node {node_ref_or_path} stayed busy; try again")
+
+
+async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
+    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
+    if flow is None:
+        raise NotFoundError(f"no release flow for stage '{stage}' of pipeline '{project_id}/{pipeline_id}'")
+    return flow
+
+
+async def _run(tx: Transaction, run_id: str) -> RunRecord:
+    run = await run_store.get_run(tx, run_id)
+    if run is None:
+        raise NotFoundError(f"no run '{run_id}'")
+    return run
+
+
+async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> Any:
+    await _run(tx, run_id)
+    for node in await run_store.load_nodes(tx, run_id):
+        if key in (node.ref, node.path):
+            return node
+    raise NotFoundError(f"run {run_id} has no node with ref or path '{key}'")
+
+
+def _check_run_labels(name: str | None, description: str | None) -> None:
+    issues = []
+    if name and not 1 <= len(name) <= NAME_LIMIT:
+        issues.append(Issue("name", f"must be 1 to {NAME_LIMIT} characters"))
+    if description and len(description) > DESCRIPTION_LIMIT:
+        issues.append(Issue("description", f"must be at most {DESCRIPTION_LIMIT} characters"))
+    if issues:
+        raise ValidationError(issues, subject="run request")
+

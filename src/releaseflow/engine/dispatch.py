@@ -1,0 +1,115 @@
+"""Beginning an attempt: a claimed node gets its code resolved and becomes running.
+
+The resolved code is what the run view shows as the node's code, and what the executor acts on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain import expressions
+from releaseflow.domain.errors import ExpressionError
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.executors.base import Failed
+from releaseflow.engine.outcomes import Aborted, apply_answer
+from releaseflow.engine.templates import TemplateCache, node_code
+from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.store import catalog
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
+from releaseflow.store.records import NodeRecord, RunRecord
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A node this worker holds, with what it needs to act."""
+
+    node_id: str
+    run_id: str
+    path: str
+    kind: str
+    ref: str | None
+    lease_token: int
+    attempt: int
+    max_attempts: int
+    code: dict[str, Any]
+    wait_state: Any
+    poll: bool  # True: the node is waiting and this is a poll, not a new attempt
+    project_id: str
+    pipeline_id: str
+    stage: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}/{self.path}/{self.attempt}"
+
+
+async def begin(
+    tx: Transaction, node: NodeRecord, worker_id: str, now: datetime, templates: TemplateCache
+) -> Claim | None:
+    """Turn a freshly leased node into a Claim; None when the node ended here instead."""
+    run = await run_store.get_run(tx, node.run_id)
+    assert run is not None
+    flow = await catalog.get_flow_by_id(tx, run.flow_id)
+    assert flow is not None
+    if run.status is RunStatus.ABORTING:
+        await _end_without_action(tx, node, now, Aborted())
+        return None
+    if node.status is NodeStatus.WAITING:
+        return _claim(node, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=True)
+    template = templates.get(run.id, run.document)
+    code = node_code(template.node(node.path))
+    outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
+    scope = expressions.Scope(args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed)
+    attempt = node.attempt + 1
+    attempts = [*node.attempts, {"attempt": attempt, "startTime": now.timestamp(), "worker": worker_id}]
+    try:
+        resolved = expressions.resolve(code, scope, path=node.path)
+    except ExpressionError as error:
+        resolved, failure = None, Failed(str(error), retryable=False, code=400)
+    else:
+        failure = None
+    max_attempts = _max_attempts(resolved, node.max_attempts)
+    await transition_node(
+        tx, run.id, node.id, node.path, node.status, NodeStatus.RUNNING,
+        f"attempt {attempt} of {max_attempts} started by worker {worker_id}", now,
+        attempt=attempt, max_attempts=max_attempts, code=resolved if resolved is not None else code,
+        attempts=attempts, wait_state=None, wait_deadline=None, next_attempt_at=None,
+    )
+    if run.status is RunStatus.PENDING:
+        await transition_run(tx, run.id, run.status, RunStatus.RUNNING, "first node started", now)
+    started = replace(
+        node, status=NodeStatus.RUNNING, attempt=attempt, max_attempts=max_attempts, attempts=attempts,
+        code=resolved if resolved is not None else code,
+    )
+    if failure is not None:
+        await apply_answer(tx, started, failure, now)
+        return None
+    assert isinstance(resolved, dict)
+    return _claim(started, run, flow.project_id, flow.pipeline_id, flow.stage, resolved, poll=False)
+
+
+def _claim(
+    node: NodeRecord, run: RunRecord, project_id: str, pipeline_id: str, stage: str, code: Any, *, poll: bool
+) -> Claim:
+    return Claim(
+        node_id=node.id, run_id=run.id, path=node.path, kind=node.kind, ref=node.ref,
+        lease_token=node.lease_token, attempt=node.attempt, max_attempts=node.max_attempts,
+        code=dict(code or {}), wait_state=node.wait_state, poll=poll,
+        project_id=project_id, pipeline_id=pipeline_id, stage=stage,
+    )
+
+
+def _max_attempts(code: Any, fallback: int) -> int:
+    settings = code.get("settings") if isinstance(code, dict) else None
+    value = settings.get("maxAttempts") if isinstance(settings, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else fallback
+
+
+async def _end_without_action(tx: Transaction, node: NodeRecord, now: datetime, answer: Aborted) -> None:
+    if node.status in (NodeStatus.PENDING, NodeStatus.RETRYING, NodeStatus.WAITING):
+        await transition_node(tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now)
+    else:
+        await apply_answer(tx, node, answer, now)

@@ -1,0 +1,153 @@
+"""Executors of the node kinds that act on infrastructure, through the resource's driver.
+
+Each kind is translated into one driver operation (``plan_request``); the common rhythm is the same
+for all of them: perform; if the platform is still busy and the node must wait for completion (its
+``condition``, or a Condition node), park it as waiting and follow the action on each poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from releaseflow.engine.executors.base import ExecutionContext, Failed, Outcome, Succeeded, Waiting
+from releaseflow.platform.driver import (
+    AnswerState,
+    DriverAnswer,
+    DriverError,
+    DriverRegistry,
+    DriverRequest,
+    Operation,
+    Resource,
+)
+
+POLL_SECONDS = 2.0
+
+_ACTIONS: dict[tuple[str, str], tuple[Operation, str]] = {
+    # (Action spec.kind, type) -> (operation, the data field naming the resource)
+    ("Service", "restart"): (Operation.RESTART_SERVICE, "serviceId"),
+    ("Service", "execute"): (Operation.EXECUTE_IN_SERVICE, "serviceId"),
+    ("Job", "execute"): (Operation.EXECUTE_IN_JOB, "jobId"),
+    ("Addon", "restart"): (Operation.RESTART_ADDON, "addonId"),
+    ("AddonBackup", "restore"): (Operation.RESTORE_BACKUP, "addonId"),
+}
+_CONDITIONS: dict[tuple[str, str], tuple[Operation, str | None]] = {
+    ("Service", "running"): (Operation.SERVICE_RUNNING, "serviceId"),
+    ("Addon", "running"): (Operation.ADDON_RUNNING, "addonId"),
+    ("Build", "success"): (Operation.BUILD_SUCCEEDED, None),
+    ("JobRun", "success"): (Operation.JOB_RUN_SUCCEEDED, "jobId"),
+    ("AddonBackup", "success"): (Operation.BACKUP_SUCCEEDED, "addonId"),
+}
+_RELEASE_TYPES = {
+    "build": Operation.DEPLOY_BUILD,
+    "registry": Operation.DEPLOY_IMAGE,
+    "deployment": Operation.PROMOTE,
+}
+
+
+class NodeInputError(Exception):
+    """The resolved node names something that does not exist or makes no sense (not retryable)."""
+
+
+def _resource(context: ExecutionContext, resource_id: Any, what: str) -> Resource:
+    if not isinstance(resource_id, str) or resource_id not in context.resources:
+        raise NodeInputError(f"{what} '{resource_id}' does not exist in project '{context.project_id}'")
+    return context.resources[resource_id]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def plan_request(context: ExecutionContext) -> tuple[DriverRequest, bool]:
+    """The driver request of a node, and whether the node waits for it to complete."""
+    spec = context.spec
+    key = context.idempotency_key
+    if context.kind == "Release":
+        target = _mapping(spec.get("target"))
+        origin = _mapping(spec.get("origin"))
+        operation = _RELEASE_TYPES[str(spec.get("type"))]
+        origin_resource = None
+        if operation is Operation.PROMOTE:
+            origin_resource = _resource(context, origin.get("id"), "origin")
+        request = DriverRequest(
+            operation, _resource(context, target.get("id"), str(target.get("type", "target"))), origin, key,
+            origin=origin_resource,
+        )
+        return request, context.wait_for_completion
+    if context.kind == "Build":
+        return DriverRequest(
+            Operation.START_BUILD, _resource(context, spec.get("id"), "build service"), spec, key
+        ), context.wait_for_completion
+    if context.kind == "JobRun":
+        return DriverRequest(
+            Operation.RUN_JOB, _resource(context, spec.get("jobId"), "job"), spec, key
+        ), context.wait_for_completion
+    if context.kind == "AddonBackup":
+        return DriverRequest(
+            Operation.BACKUP_ADDON, _resource(context, spec.get("addonId"), "addon"), spec, key
+        ), context.wait_for_completion
+    inner = _mapping(spec.get("spec"))
+    data = _mapping(inner.get("data"))
+    selector = (str(spec.get("kind")), str(inner.get("type")))
+    if context.kind == "Action":
+        operation, field = _ACTIONS[selector]
+        waits = inner.get("condition") in ("running", "success")
+        return DriverRequest(operation, _resource(context, data.get(field), field), data, key), waits
+    if context.kind == "Condition":
+        check, check_field = _CONDITIONS[selector]
+        if check_field is None:
+            resource = _any_build_service(context)
+        else:
+            resource = _resource(context, data.get(check_field), check_field)
+        return DriverRequest(check, resource, data, key), True
+    raise NodeInputError(f"node kind {context.kind} does not act on a platform")
+
+
+def _any_build_service(context: ExecutionContext) -> Resource:
+    # A Build condition names only a build id; any build service of the project's driver can look it up.
+    drivers = {r.driver for r in context.resources.values() if r.kind == "build_service"}
+    if len(drivers) != 1:
+        raise NodeInputError("a Build condition needs exactly one driver among the project's build services")
+    return Resource(id="", kind="build_service", driver=drivers.pop())
+
+
+class PlatformExecutor:
+    """Runs Release, Build, JobRun, AddonBackup, Action and Condition nodes through drivers."""
+
+    def __init__(self, drivers: DriverRegistry) -> None:
+        self._drivers = drivers
+
+    async def start(self, context: ExecutionContext) -> Outcome:
+        try:
+            request, waits = plan_request(context)
+            answer = await self._drivers.get(request.resource.driver).perform(request)
+        except NodeInputError as error:
+            return Failed(str(error), retryable=False, code=400)
+        except DriverError as error:
+            return Failed(str(error), retryable=error.retryable)
+        return self._judge(answer, waits)
+
+    async def poll(self, context: ExecutionContext) -> Outcome:
+        try:
+            request, waits = plan_request(context)
+            driver = self._drivers.get(request.resource.driver)
+            state = _mapping(context.wait_state)
+            if context.kind == "Condition":
+                answer = await driver.perform(request)
+            else:
+                answer = await driver.follow(request, state.get("handle"))
+        except NodeInputError as error:
+            return Failed(str(error), retryable=False, code=400)
+        except DriverError as error:
+            return Failed(str(error), retryable=error.retryable)
+        return self._judge(answer, waits)
+
+    @staticmethod
+    def _judge(answer: DriverAnswer, waits: bool) -> Outcome:
+        data = dict(answer.data)
+        if answer.state is AnswerState.FAILED:
+            return Failed(answer.message or "the platform reported a failure", data=data)
+        if answer.state is AnswerState.DONE or not waits:
+            return Succeeded(data)
+        return Waiting({"handle": answer.handle}, poll_after=POLL_SECONDS, data=data)

@@ -1,0 +1,140 @@
+"""What an executor's answer does to a node: success, another attempt, failure, waiting, aborted.
+
+Used by the worker for answers it receives and by the reaper for attempts whose worker vanished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from releaseflow.domain.retry import decide_retry
+from releaseflow.domain.statuses import NodeStatus
+from releaseflow.domain.template import DEFAULT_BACKOFF_SECONDS
+from releaseflow.engine.executors.base import Failed, Outcome, Succeeded, Waiting
+from releaseflow.engine.transitions import transition_node
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
+from releaseflow.store.records import NodeRecord
+
+# How long a node may wait for its condition when its template sets no timeoutDuration.
+DEFAULT_WAIT_TIMEOUT_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Aborted:
+    """The worker stopped the action because the run is being aborted."""
+
+    message: str = "stopped: the run was aborted"
+
+
+Answer = Outcome | Aborted
+
+_RELEASE_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def backoff_seconds(code: Any) -> float:
+    settings = code.get("settings") if isinstance(code, Mapping) else None
+    backoff = settings.get("backoff") if isinstance(settings, Mapping) else None
+    delay = backoff.get("delay") if isinstance(backoff, Mapping) else None
+    return float(delay) if isinstance(delay, int | float) and not isinstance(delay, bool) else DEFAULT_BACKOFF_SECONDS
+
+
+def timeout_seconds(code: Any) -> float | None:
+    """The node's timeoutDuration: top level (Release), or in ``spec.spec.data`` (Action, Condition)."""
+    if not isinstance(code, Mapping):
+        return None
+    candidates = [code.get("timeoutDuration")]
+    spec = code.get("spec")
+    inner = spec.get("spec") if isinstance(spec, Mapping) else None
+    data = inner.get("data") if isinstance(inner, Mapping) else None
+    if isinstance(data, Mapping):
+        candidates.append(data.get("timeoutDuration"))
+    for value in candidates:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
+def _finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dict[str, Any]]:
+    attempts = [dict(entry) for entry in node.attempts]
+    if attempts and attempts[-1].get("attempt") == node.attempt and "endTime" not in attempts[-1]:
+        attempts[-1].update(endTime=now.timestamp(), **details)
+    return attempts
+
+
+async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: datetime) -> None:
+    """Write the effect of ``answer`` on ``node`` (running or waiting, leased by the answerer)."""
+    if isinstance(answer, Succeeded):
+        await transition_node(
+            tx, node.run_id, node.id, node.path, node.status, NodeStatus.SUCCESS, "succeeded", now,
+            data=answer.data, error=None, attempts=_finish_attempt(node, now, status="success"),
+        )
+    elif isinstance(answer, Aborted):
+        await transition_node(
+            tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now,
+            attempts=_finish_attempt(node, now, status="aborted"),
+        )
+    elif isinstance(answer, Failed):
+        await _fail_attempt(tx, node, answer, now)
+    else:
+        await _wait(tx, node, answer, now)
+
+
+async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now: datetime) -> None:
+    error = {"code": failure.code, "message": failure.message}
+    attempts = _finish_attempt(node, now, status="failed", error=error)
+    data = failure.data if failure.data is not None else node.data
+    decision = decide_retry(
+        attempt=node.attempt,
+        max_attempts=node.max_attempts,
+        backoff_seconds=backoff_seconds(node.code),
+        retryable=failure.retryable,
+        now=now,
+    )
+    if decision.retry:
+        assert decision.next_attempt_at is not None
+        await transition_node(
+            tx, node.run_id, node.id, node.path, node.status, NodeStatus.RETRYING,
+            f"attempt {node.attempt} of {node.max_attempts} failed: {failure.message}", now,
+            error=error, data=data, attempts=attempts, next_attempt_at=decision.next_attempt_at,
+            due_at=decision.next_attempt_at, became_due_at=decision.next_attempt_at, wait_deadline=None,
+            **_RELEASE_LEASE,
+        )
+        tx.wake_workers()
+        return
+    why = "not retryable" if not failure.retryable else f"attempt {node.attempt} of {node.max_attempts}"
+    await transition_node(
+        tx, node.run_id, node.id, node.path, node.status, NodeStatus.FAILED,
+        f"failed ({why}): {failure.message}", now, error=error, data=data, attempts=attempts,
+    )
+
+
+async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: datetime) -> None:
+    deadline = node.wait_deadline
+    if deadline is None:
+        deadline = now + timedelta(seconds=timeout_seconds(node.code) or DEFAULT_WAIT_TIMEOUT_SECONDS)
+    if now >= deadline:
+        await _fail_attempt(tx, node, Failed(f"timed out: still not done after waiting until {deadline.isoformat()}"), now)
+        return
+    next_poll = min(now + timedelta(seconds=max(waiting.poll_after, 0.0)), deadline)
+    fields: dict[str, Any] = {
+        "wait_state": waiting.state,
+        "wait_deadline": deadline,
+        "due_at": next_poll,
+        "became_due_at": next_poll,
+        **_RELEASE_LEASE,
+    }
+    if waiting.data is not None:
+        fields["data"] = waiting.data
+    if node.status is NodeStatus.WAITING:
+        # Another poll that found the action still busy: not a transition, so no event.
+        await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), fields)
+    else:
+        await transition_node(
+            tx, node.run_id, node.id, node.path, node.status, NodeStatus.WAITING,
+            f"accepted; waiting until {deadline.isoformat()}", now, **fields,
+        )
+    tx.wake_workers()

@@ -1,0 +1,37 @@
+"""What a stage contains, as the template rules and the executors need it."""
+
+from __future__ import annotations
+
+from releaseflow.domain.template_rules import StageScope
+from releaseflow.platform.driver import Resource
+from releaseflow.store import catalog
+from releaseflow.store.database import Transaction
+
+
+async def stage_scope(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> StageScope:
+    stages = await catalog.list_stages(tx, project_id, pipeline_id)
+    previous = stages[stages.index(stage) - 1] if stage in stages and stages.index(stage) > 0 else None
+    here = await catalog.stage_resources(tx, project_id, pipeline_id, stage)
+    before = await catalog.stage_resources(tx, project_id, pipeline_id, previous) if previous else []
+    build_services = [r["id"] for r in await catalog.list_resources(tx, project_id) if r["kind"] == "build_service"]
+
+    def ids(rows: list[dict[str, str]], kind: str) -> frozenset[str]:
+        return frozenset(row["id"] for row in rows if row["kind"] == kind)
+
+    return StageScope(
+        stage=stage,
+        services=ids(here, "service"),
+        jobs=ids(here, "job"),
+        addons=ids(here, "addon"),
+        build_services=frozenset(build_services),
+        previous_stage=previous,
+        previous_services=ids(before, "service"),
+        previous_jobs=ids(before, "job"),
+    )
+
+
+async def project_resources(tx: Transaction, project_id: str) -> dict[str, Resource]:
+    return {
+        row["id"]: Resource(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"] or {})
+        for row in await catalog.list_resources(tx, project_id)
+    }

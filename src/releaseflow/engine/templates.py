@@ -1,0 +1,40 @@
+"""Parsed templates of runs, cached: a run's document never changes once the run exists."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from releaseflow.domain.template import Node, Template
+from releaseflow.domain.template_parser import parse_template
+from releaseflow.store.records import dump_json
+
+
+class TemplateCache:
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, Template] = OrderedDict()
+
+    def get(self, run_id: str, document: Mapping[str, Any]) -> Template:
+        template = self._entries.get(run_id)
+        if template is None:
+            template = parse_template(document)
+            self._entries[run_id] = template
+            if len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(run_id)
+        return template
+
+
+def node_code(node: Node) -> dict[str, Any]:
+    """What a node shows as its code: its JSON, without the steps of a workflow (they are nodes)."""
+    document = dict(node.document)
+    if node.is_workflow and isinstance(document.get("spec"), Mapping):
+        document["spec"] = {key: value for key, value in document["spec"].items() if key != "steps"}
+    return document
+
+
+def canonical(document: Any) -> str:
+    return dump_json(document)

@@ -1,0 +1,72 @@
+"""The one place where run and node statuses change.
+
+Each transition is checked against the table in ``releaseflow.domain.statuses``, written together
+with its event row in the caller's transaction, and guarded by the status the caller saw: if another
+writer got there first, nothing is written and ``ConflictError`` is raised.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.statuses import (
+    TERMINAL_NODE_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    NodeStatus,
+    RunStatus,
+    node_transition_allowed,
+    run_transition_allowed,
+)
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
+
+
+async def transition_run(
+    tx: Transaction,
+    run_id: str,
+    current: RunStatus,
+    new: RunStatus,
+    cause: str,
+    now: datetime,
+    **fields: Any,
+) -> None:
+    if not run_transition_allowed(current, new):
+        raise ConflictError(f"run {run_id} cannot go from {current} to {new}")
+    values: dict[str, Any] = {"status": str(new), "updated_at": now, **fields}
+    if new is RunStatus.RUNNING:
+        values.setdefault("started_at", now)
+    if new in TERMINAL_RUN_STATUSES:
+        values.setdefault("concluded_at", now)
+        values.setdefault("waiting_reason", None)
+    if new is RunStatus.PENDING:
+        values.setdefault("waiting_reason", None)
+    if not await run_store.update_run(tx, run_id, current, values):
+        raise ConflictError(f"run {run_id} is no longer {current}")
+    await run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
+
+
+async def transition_node(
+    tx: Transaction,
+    run_id: str,
+    node_id: str,
+    path: str,
+    current: NodeStatus,
+    new: NodeStatus,
+    cause: str,
+    now: datetime,
+    **fields: Any,
+) -> None:
+    if not node_transition_allowed(current, new):
+        raise ConflictError(f"node {path} of run {run_id} cannot go from {current} to {new}")
+    values: dict[str, Any] = {"status": str(new), "cause": cause, **fields}
+    if new is NodeStatus.RUNNING and current is NodeStatus.PENDING:
+        values.setdefault("started_at", now)
+    if new in TERMINAL_NODE_STATUSES:
+        values.setdefault("ended_at", now)
+        # A finished node is nobody's work any more.
+        values.update(due_at=None, lease_owner=None, lease_expires_at=None, next_attempt_at=None)
+    if not await run_store.update_node(tx, node_id, str(current), values):
+        raise ConflictError(f"node {path} of run {run_id} is no longer {current}")
+    await run_store.append_event(tx, run_id, path, now, str(current), str(new), cause)

@@ -1,0 +1,194 @@
+"""Projects, resources, pipelines, stages and versioned release flows."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from releaseflow.store.database import Row, Transaction, to_epoch
+from releaseflow.store.records import FlowRecord, dump_json, load_json
+
+
+async def get_project(tx: Transaction, project_id: str) -> Row | None:
+    return await tx.fetchone("SELECT * FROM projects WHERE id = ?", (project_id,))
+
+
+async def list_projects(tx: Transaction) -> list[Row]:
+    return await tx.fetchall("SELECT * FROM projects ORDER BY id")
+
+
+async def save_project(tx: Transaction, project_id: str, name: str, description: str, now: datetime) -> None:
+    changed = await tx.execute(
+        "UPDATE projects SET name = ?, description = ?, updated_at = ? WHERE id = ?",
+        (name, description, to_epoch(now), project_id),
+    )
+    if not changed:
+        await tx.execute(
+            "INSERT INTO projects (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (project_id, name, description, to_epoch(now), to_epoch(now)),
+        )
+
+
+async def list_resources(tx: Transaction, project_id: str) -> list[Row]:
+    rows = await tx.fetchall("SELECT * FROM resources WHERE project_id = ? ORDER BY kind, id", (project_id,))
+    return [{**row, "spec": load_json(row["spec"])} for row in rows]
+
+
+async def save_resource(
+    tx: Transaction, project_id: str, resource_id: str, kind: str, driver: str, spec: Any, now: datetime
+) -> None:
+    changed = await tx.execute(
+        "UPDATE resources SET kind = ?, driver = ?, spec = ?, updated_at = ? WHERE project_id = ? AND id = ?",
+        (kind, driver, dump_json(spec), to_epoch(now), project_id, resource_id),
+    )
+    if not changed:
+        await tx.execute(
+            "INSERT INTO resources (project_id, id, kind, driver, spec, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (project_id, resource_id, kind, driver, dump_json(spec), to_epoch(now), to_epoch(now)),
+        )
+
+
+async def delete_resource(tx: Transaction, project_id: str, resource_id: str) -> None:
+    await tx.execute(
+        "DELETE FROM stage_resources WHERE project_id = ? AND resource_id = ?", (project_id, resource_id)
+    )
+    await tx.execute("DELETE FROM resources WHERE project_id = ? AND id = ?", (project_id, resource_id))
+
+
+async def get_pipeline(tx: Transaction, project_id: str, pipeline_id: str) -> Row | None:
+    return await tx.fetchone(
+        "SELECT * FROM pipelines WHERE project_id = ? AND id = ?", (project_id, pipeline_id)
+    )
+
+
+async def list_pipelines(tx: Transaction, project_id: str) -> list[Row]:
+    return await tx.fetchall("SELECT * FROM pipelines WHERE project_id = ? ORDER BY id", (project_id,))
+
+
+async def save_pipeline(
+    tx: Transaction, project_id: str, pipeline_id: str, name: str, description: str, now: datetime
+) -> None:
+    changed = await tx.execute(
+        "UPDATE pipelines SET name = ?, description = ?, updated_at = ? WHERE project_id = ? AND id = ?",
+        (name, description, to_epoch(now), project_id, pipeline_id),
+    )
+    if not changed:
+        await tx.execute(
+            "INSERT INTO pipelines (project_id, id, name, description, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (project_id, pipeline_id, name, description, to_epoch(now), to_epoch(now)),
+        )
+
+
+async def list_stages(tx: Transaction, project_id: str, pipeline_id: str) -> list[str]:
+    rows = await tx.fetchall(
+        "SELECT name FROM stages WHERE project_id = ? AND pipeline_id = ? ORDER BY position",
+        (project_id, pipeline_id),
+    )
+    return [row["name"] for row in rows]
+
+
+async def save_stage(tx: Transaction, project_id: str, pipeline_id: str, name: str, position: int) -> None:
+    changed = await tx.execute(
+        "UPDATE stages SET position = ? WHERE project_id = ? AND pipeline_id = ? AND name = ?",
+        (position, project_id, pipeline_id, name),
+    )
+    if not changed:
+        await tx.execute(
+            "INSERT INTO stages (project_id, pipeline_id, name, position) VALUES (?, ?, ?, ?)",
+            (project_id, pipeline_id, name, position),
+        )
+
+
+async def stage_resources(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> list[Row]:
+    """The services, jobs and addons a stage holds, with their kinds."""
+    return await tx.fetchall(
+        "SELECT r.id, r.kind, r.driver FROM stage_resources s"
+        " JOIN resources r ON r.project_id = s.project_id AND r.id = s.resource_id"
+        " WHERE s.project_id = ? AND s.pipeline_id = ? AND s.stage = ? ORDER BY r.id",
+        (project_id, pipeline_id, stage),
+    )
+
+
+async def set_stage_resources(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, resource_ids: list[str]
+) -> None:
+    await tx.execute(
+        "DELETE FROM stage_resources WHERE project_id = ? AND pipeline_id = ? AND stage = ?",
+        (project_id, pipeline_id, stage),
+    )
+    for resource_id in resource_ids:
+        await tx.execute(
+            "DELETE FROM stage_resources WHERE project_id = ? AND resource_id = ?", (project_id, resource_id)
+        )
+        await tx.execute(
+            "INSERT INTO stage_resources (project_id, resource_id, pipeline_id, stage) VALUES (?, ?, ?, ?)",
+            (project_id, resource_id, pipeline_id, stage),
+        )
+
+
+async def get_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord | None:
+    row = await tx.fetchone(
+        "SELECT * FROM release_flows WHERE project_id = ? AND pipeline_id = ? AND stage = ?",
+        (project_id, pipeline_id, stage),
+    )
+    return None if row is None else FlowRecord.from_row(row)
+
+
+async def get_flow_by_id(tx: Transaction, flow_id: str) -> FlowRecord | None:
+    row = await tx.fetchone("SELECT * FROM release_flows WHERE id = ?", (flow_id,))
+    return None if row is None else FlowRecord.from_row(row)
+
+
+async def add_flow_version(
+    tx: Transaction,
+    project_id: str,
+    pipeline_id: str,
+    stage: str,
+    document: Any,
+    origin: str,
+    now: datetime,
+) -> int:
+    """Store ``document`` as the new current version of the stage's flow (created on first use)."""
+    flow = await get_flow(tx, project_id, pipeline_id, stage)
+    if flow is None:
+        flow_id = str(uuid.uuid4())
+        version = 1
+        await tx.execute(
+            "INSERT INTO release_flows (id, project_id, pipeline_id, stage, current_version, secret_seed,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (flow_id, project_id, pipeline_id, stage, version, secrets.token_hex(32), to_epoch(now), to_epoch(now)),
+        )
+    else:
+        flow_id = flow.id
+        await tx.lock_row("release_flows", "id", flow_id)
+        current = await tx.fetchvalue("SELECT current_version FROM release_flows WHERE id = ?", (flow_id,))
+        version = int(current) + 1
+        await tx.execute(
+            "UPDATE release_flows SET current_version = ?, updated_at = ? WHERE id = ?",
+            (version, to_epoch(now), flow_id),
+        )
+    await tx.execute(
+        "INSERT INTO release_flow_versions (flow_id, version, document, origin, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (flow_id, version, dump_json(document), origin, to_epoch(now)),
+    )
+    return version
+
+
+async def get_flow_version(tx: Transaction, flow_id: str, version: int) -> Row | None:
+    row = await tx.fetchone(
+        "SELECT * FROM release_flow_versions WHERE flow_id = ? AND version = ?", (flow_id, version)
+    )
+    return None if row is None else {**row, "document": load_json(row["document"])}
+
+
+async def list_flow_versions(tx: Transaction, flow_id: str) -> list[Row]:
+    rows = await tx.fetchall(
+        "SELECT version, origin, created_at FROM release_flow_versions WHERE flow_id = ? ORDER BY version",
+        (flow_id,),
+    )
+    return rows

@@ -1,0 +1,153 @@
+-- The schema that the migrations produce, declared whole. Change it together with every new
+-- migration; tests/integration/test_migrations.py builds a database both ways and compares them.
+
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at @TIME@ NOT NULL,
+    updated_at @TIME@ NOT NULL
+);
+
+CREATE TABLE resources (
+    project_id TEXT NOT NULL REFERENCES projects (id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    driver TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at @TIME@ NOT NULL,
+    updated_at @TIME@ NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+
+CREATE TABLE pipelines (
+    project_id TEXT NOT NULL REFERENCES projects (id),
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at @TIME@ NOT NULL,
+    updated_at @TIME@ NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+
+CREATE TABLE stages (
+    project_id TEXT NOT NULL,
+    pipeline_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (project_id, pipeline_id, name),
+    FOREIGN KEY (project_id, pipeline_id) REFERENCES pipelines (project_id, id)
+);
+
+-- A resource belongs to at most one stage of one pipeline.
+CREATE TABLE stage_resources (
+    project_id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    pipeline_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    PRIMARY KEY (project_id, resource_id),
+    FOREIGN KEY (project_id, resource_id) REFERENCES resources (project_id, id),
+    FOREIGN KEY (project_id, pipeline_id, stage) REFERENCES stages (project_id, pipeline_id, name)
+);
+
+CREATE TABLE release_flows (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    pipeline_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    current_version INTEGER NOT NULL,
+    -- Makes ${fn.randomSecret(...)} stable across the runs of this flow.
+    secret_seed TEXT NOT NULL,
+    next_run_seq INTEGER NOT NULL DEFAULT 1,
+    created_at @TIME@ NOT NULL,
+    updated_at @TIME@ NOT NULL,
+    UNIQUE (project_id, pipeline_id, stage),
+    FOREIGN KEY (project_id, pipeline_id, stage) REFERENCES stages (project_id, pipeline_id, name)
+);
+
+CREATE TABLE release_flow_versions (
+    flow_id TEXT NOT NULL REFERENCES release_flows (id),
+    version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created_at @TIME@ NOT NULL,
+    PRIMARY KEY (flow_id, version)
+);
+
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    flow_id TEXT NOT NULL REFERENCES release_flows (id),
+    flow_version INTEGER NOT NULL,
+    -- Order of creation within the flow: the queue is first in, first out by this number.
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    rollback_of TEXT REFERENCES runs (id),
+    triggered_by TEXT NOT NULL,
+    name TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    overrides TEXT NOT NULL,
+    release_node_overrides TEXT NOT NULL,
+    document TEXT NOT NULL,
+    error TEXT,
+    waiting_reason TEXT,
+    created_at @TIME@ NOT NULL,
+    started_at @TIME@,
+    concluded_at @TIME@,
+    updated_at @TIME@ NOT NULL,
+    UNIQUE (flow_id, seq)
+);
+CREATE INDEX runs_by_flow_status ON runs (flow_id, status);
+
+CREATE TABLE node_runs (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    path TEXT NOT NULL,
+    parent_path TEXT,
+    kind TEXT NOT NULL,
+    ref TEXT,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    -- When set and past, a worker may claim the node (first attempt, retry, or next poll).
+    due_at @TIME@,
+    became_due_at @TIME@,
+    lease_owner TEXT,
+    -- Fencing token: bumped on every claim; an answer carrying an older token is refused.
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at @TIME@,
+    wait_deadline @TIME@,
+    next_attempt_at @TIME@,
+    started_at @TIME@,
+    ended_at @TIME@,
+    code TEXT,
+    data TEXT,
+    error TEXT,
+    attempts TEXT NOT NULL DEFAULT '[]',
+    wait_state TEXT,
+    cause TEXT,
+    UNIQUE (run_id, path)
+);
+CREATE INDEX node_runs_due ON node_runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX node_runs_leased ON node_runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+-- Append-only: every transition of a run or node, with time and cause.
+CREATE TABLE events (
+    id @SERIAL_PK@,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    node_path TEXT,
+    at @TIME@ NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    cause TEXT NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id, id);
+
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at @TIME@ NOT NULL,
+    heartbeat_at @TIME@ NOT NULL
+);

@@ -1,0 +1,109 @@
+"""The database seen by the rest of releaseflow: transactions of plain SQL, on SQLite or PostgreSQL.
+
+SQL is written once, in the dialect both servers share, with ``?`` placeholders; the PostgreSQL
+backend rewrites them. Rows come back as dicts. Wake-ups ("something became due") travel with the
+commit: LISTEN/NOTIFY across processes on PostgreSQL, an in-process event on SQLite.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Row = dict[str, Any]
+Params = Sequence[Any]
+Dialect = Literal["sqlite", "postgresql"]
+
+
+def to_epoch(moment: datetime | None) -> float | None:
+    """Timestamps are stored as UTC epoch seconds: comparable and indexable on both databases."""
+    return None if moment is None else moment.timestamp()
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+class Transaction(abc.ABC):
+    """One database transaction. Commits when its block ends normally, rolls back otherwise."""
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self.wake_requested = False
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchvalue(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    @abc.abstractmethod
+    async def lock_row(self, table: str, key_column: str, key: Any) -> None:
+        """Serialise writers of one row (a run, a release flow) until this transaction ends."""
+
+    def wake_workers(self) -> None:
+        """Ask workers to look for due work once this transaction commits."""
+        self.wake_requested = True
+
+
+class Database(abc.ABC):
+    dialect: Dialect
+    url: str
+
+    def __init__(self) -> None:
+        self._wakeup = asyncio.Event()
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """``async with db.transaction() as tx:`` — a read-write transaction."""
+
+    def read(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction that only reads (cheaper where the backend can tell)."""
+        return self.transaction()
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def start_listening(self) -> None:
+        """Begin receiving wake-ups from other processes (PostgreSQL only; SQLite serves one process)."""
+
+    def _local_wakeup(self) -> None:
+        self._wakeup.set()
+
+    async def wait_for_wakeup(self, timeout: float) -> bool:
+        """Sleep until a committed transaction asked to wake workers, or ``timeout`` seconds pass."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        self._wakeup.clear()
+        return True
+
+
+async def open_database(url: str) -> Database:
+    """Open the database a URL names: ``sqlite:///path/to/file.db`` or ``postgresql://...``."""
+    from releaseflow.domain.errors import ReleaseflowError
+
+    if url.startswith("sqlite:"):
+        from releaseflow.store.sqlite import SqliteDatabase
+
+        return await SqliteDatabase.open(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from releaseflow.store.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url)
+    raise ReleaseflowError(f"unsupported database URL '{url}': use sqlite:///PATH or postgresql://...")

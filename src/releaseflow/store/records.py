@@ -1,0 +1,183 @@
+"""Typed views of the rows the engine works with (JSON columns decoded, times as aware datetimes)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.store.database import Row, from_epoch
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    id: str
+    project_id: str
+    pipeline_id: str
+    stage: str
+    current_version: int
+    secret_seed: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> FlowRecord:
+        return cls(
+            id=row["id"],
+            project_id=row["project_id"],
+            pipeline_id=row["pipeline_id"],
+            stage=row["stage"],
+            current_version=int(row["current_version"]),
+            secret_seed=row["secret_seed"],
+            created_at=_time(row["created_at"]),
+            updated_at=_time(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    flow_id: str
+    flow_version: int
+    seq: int
+    kind: str
+    rollback_of: str | None
+    triggered_by: str
+    name: str | None
+    description: str
+    status: RunStatus
+    arguments: dict[str, Any]
+    overrides: dict[str, Any]
+    release_node_overrides: dict[str, Any]
+    document: dict[str, Any]
+    error: str | None
+    waiting_reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    concluded_at: datetime | None
+    updated_at: datetime
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @classmethod
+    def from_row(cls, row: Row) -> RunRecord:
+        return cls(
+            id=row["id"],
+            flow_id=row["flow_id"],
+            flow_version=int(row["flow_version"]),
+            seq=int(row["seq"]),
+            kind=row["kind"],
+            rollback_of=row["rollback_of"],
+            triggered_by=row["triggered_by"],
+            name=row["name"],
+            description=row["description"],
+            status=RunStatus(row["status"]),
+            arguments=load_json(row["arguments"]),
+            overrides=load_json(row["overrides"]),
+            release_node_overrides=load_json(row["release_node_overrides"]),
+            document=load_json(row["document"]),
+            error=row["error"],
+            waiting_reason=row["waiting_reason"],
+            created_at=_time(row["created_at"]),
+            started_at=from_epoch(row["started_at"]),
+            concluded_at=from_epoch(row["concluded_at"]),
+            updated_at=_time(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    id: str
+    run_id: str
+    path: str
+    parent_path: str | None
+    kind: str
+    ref: str | None
+    status: NodeStatus
+    attempt: int
+    max_attempts: int
+    due_at: datetime | None
+    became_due_at: datetime | None
+    lease_owner: str | None
+    lease_token: int
+    lease_expires_at: datetime | None
+    wait_deadline: datetime | None
+    next_attempt_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    code: Any
+    data: Any
+    error: dict[str, Any] | None
+    attempts: list[dict[str, Any]]
+    wait_state: Any
+    cause: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> NodeRecord:
+        return cls(
+            id=row["id"],
+            run_id=row["run_id"],
+            path=row["path"],
+            parent_path=row["parent_path"],
+            kind=row["kind"],
+            ref=row["ref"],
+            status=NodeStatus(row["status"]),
+            attempt=int(row["attempt"]),
+            max_attempts=int(row["max_attempts"]),
+            due_at=from_epoch(row["due_at"]),
+            became_due_at=from_epoch(row["became_due_at"]),
+            lease_owner=row["lease_owner"],
+            lease_token=int(row["lease_token"]),
+            lease_expires_at=from_epoch(row["lease_expires_at"]),
+            wait_deadline=from_epoch(row["wait_deadline"]),
+            next_attempt_at=from_epoch(row["next_attempt_at"]),
+            started_at=from_epoch(row["started_at"]),
+            ended_at=from_epoch(row["ended_at"]),
+            code=load_json(row["code"]),
+            data=load_json(row["data"]),
+            error=load_json(row["error"]),
+            attempts=load_json(row["attempts"]) or [],
+            wait_state=load_json(row["wait_state"]),
+            cause=row["cause"],
+        )
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    run_id: str
+    node_path: str | None
+    at: datetime
+    from_status: str | None
+    to_status: str
+    cause: str
+
+    @classmethod
+    def from_row(cls, row: Row) -> EventRecord:
+        return cls(
+            id=int(row["id"]),
+            run_id=row["run_id"],
+            node_path=row["node_path"],
+            at=_time(row["at"]),
+            from_status=row["from_status"],
+            to_status=row["to_status"],
+            cause=row["cause"],
+        )
+
+
+def _time(value: float) -> datetime:
+    moment = from_epoch(value)
+    assert moment is not None
+    return moment

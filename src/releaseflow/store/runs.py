@@ -1,0 +1,184 @@
+"""Runs, node runs and their event log.
+
+Status columns are written only through ``releaseflow.engine.transitions``; the functions here that
+touch them take the status the caller expects, so a lost race changes nothing and is noticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain.statuses import ACTIVE_RUN_STATUSES, RunStatus
+from releaseflow.store.database import Transaction, to_epoch
+from releaseflow.store.records import EventRecord, NodeRecord, RunRecord, dump_json
+
+# Columns whose values are JSON in the database.
+_JSON_COLUMNS = frozenset(
+    {"arguments", "overrides", "release_node_overrides", "document", "code", "data", "error", "attempts", "wait_state"}
+)
+
+
+def encode(column: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_epoch(value)
+    if column in _JSON_COLUMNS and value is not None:
+        return dump_json(value)
+    return value
+
+
+async def next_run_seq(tx: Transaction, flow_id: str) -> int:
+    await tx.lock_row("release_flows", "id", flow_id)
+    seq = int(await tx.fetchvalue("SELECT next_run_seq FROM release_flows WHERE id = ?", (flow_id,)))
+    await tx.execute("UPDATE release_flows SET next_run_seq = ? WHERE id = ?", (seq + 1, flow_id))
+    return seq
+
+
+async def insert_run(tx: Transaction, values: Mapping[str, Any]) -> None:
+    await _insert(tx, "runs", values)
+
+
+async def insert_node_runs(tx: Transaction, rows: Iterable[Mapping[str, Any]]) -> None:
+    for row in rows:
+        await _insert(tx, "node_runs", row)
+
+
+async def _insert(tx: Transaction, table: str, values: Mapping[str, Any]) -> None:
+    columns = list(values)
+    placeholders = ", ".join("?" for _ in columns)
+    await tx.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+        [encode(column, values[column]) for column in columns],
+    )
+
+
+async def update_run(
+    tx: Transaction, run_id: str, expected_status: RunStatus | None, fields: Mapping[str, Any]
+) -> bool:
+    """Write ``fields`` of a run if its status is still ``expected_status`` (None: any)."""
+    return await _update(tx, "runs", "id", run_id, expected_status, fields)
+
+
+async def update_node(
+    tx: Transaction, node_id: str, expected_status: str | None, fields: Mapping[str, Any]
+) -> bool:
+    return await _update(tx, "node_runs", "id", node_id, expected_status, fields)
+
+
+async def _update(
+    tx: Transaction, table: str, key: str, key_value: str, expected_status: str | None, fields: Mapping[str, Any]
+) -> bool:
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    params = [encode(column, value) for column, value in fields.items()]
+    sql = f"UPDATE {table} SET {assignments} WHERE {key} = ?"
+    params.append(key_value)
+    if expected_status is not None:
+        sql += " AND status = ?"
+        params.append(str(expected_status))
+    return await tx.execute(sql, params) == 1
+
+
+async def append_event(
+    tx: Transaction,
+    run_id: str,
+    node_path: str | None,
+    at: datetime,
+    from_status: str | None,
+    to_status: str,
+    cause: str,
+) -> None:
+    await tx.execute(
+        "INSERT INTO events (run_id, node_path, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?)",
+        (run_id, node_path, to_epoch(at), from_status, to_status, cause),
+    )
+
+
+async def get_run(tx: Transaction, run_id: str) -> RunRecord | None:
+    row = await tx.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+    return None if row is None else RunRecord.from_row(row)
+
+
+async def list_runs(
+    tx: Transaction,
+    flow_id: str,
+    *,
+    statuses: Sequence[str] = (),
+    kind: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[RunRecord]:
+    sql = "SELECT * FROM runs WHERE flow_id = ?"
+    params: list[Any] = [flow_id]
+    if statuses:
+        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+        params.extend(statuses)
+    if kind:
+        sql += " AND kind = ?"
+        params.append(kind)
+    sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+    params.extend([limit, offset])
+    return [RunRecord.from_row(row) for row in await tx.fetchall(sql, params)]
+
+
+async def count_runs(tx: Transaction, flow_id: str, *, statuses: Sequence[str] = ()) -> int:
+    sql = "SELECT COUNT(*) AS n FROM runs WHERE flow_id = ?"
+    params: list[Any] = [flow_id]
+    if statuses:
+        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+        params.extend(statuses)
+    return int(await tx.fetchvalue(sql, params))
+
+
+async def runs_holding_slot(tx: Transaction, flow_id: str) -> list[RunRecord]:
+    """Active runs of a flow (they hold its concurrency slot), oldest first."""
+    statuses = [str(status) for status in ACTIVE_RUN_STATUSES]
+    rows = await tx.fetchall(
+        f"SELECT * FROM runs WHERE flow_id = ? AND status IN ({', '.join('?' for _ in statuses)}) ORDER BY seq",
+        [flow_id, *statuses],
+    )
+    return [RunRecord.from_row(row) for row in rows]
+
+
+async def queued_runs(tx: Transaction, flow_id: str) -> list[RunRecord]:
+    rows = await tx.fetchall(
+        "SELECT * FROM runs WHERE flow_id = ? AND status = ? ORDER BY seq", (flow_id, str(RunStatus.QUEUED))
+    )
+    return [RunRecord.from_row(row) for row in rows]
+
+
+async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
+    rows = await tx.fetchall("SELECT * FROM node_runs WHERE run_id = ?", (run_id,))
+    return [NodeRecord.from_row(row) for row in rows]
+
+
+async def get_node(tx: Transaction, node_id: str) -> NodeRecord | None:
+    row = await tx.fetchone("SELECT * FROM node_runs WHERE id = ?", (node_id,))
+    return None if row is None else NodeRecord.from_row(row)
+
+
+async def node_outputs(tx: Transaction, run_id: str, refs: Iterable[str]) -> dict[str, Any]:
+    """The response data of the named nodes of a run that have produced some."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return {}
+    rows = await tx.fetchall(
+        f"SELECT ref, data FROM node_runs WHERE run_id = ? AND ref IN ({', '.join('?' for _ in wanted)})"
+        " AND data IS NOT NULL",
+        [run_id, *wanted],
+    )
+    from releaseflow.store.records import load_json
+
+    return {row["ref"]: load_json(row["data"]) for row in rows}
+
+
+async def list_events(tx: Transaction, run_id: str, *, after_id: int = 0) -> list[EventRecord]:
+    rows = await tx.fetchall(
+        "SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_id)
+    )
+    return [EventRecord.from_row(row) for row in rows]
+
+
+async def find_runs_by_prefix(tx: Transaction, prefix: str) -> list[str]:
+    rows = await tx.fetchall("SELECT id FROM runs WHERE id LIKE ? ORDER BY id LIMIT 5", (prefix + "%",))
+    return [row["id"] for row in rows]

@@ -1,0 +1,91 @@
+"""SQLite backend: the embedded default. WAL mode; one process, writers serialised in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.store.database import Database, Params, Row, Transaction
+
+
+class SqliteTransaction(Transaction):
+    dialect = "sqlite"
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        super().__init__()
+        self._connection = connection
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        cursor = await self._connection.execute(sql, tuple(params))
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._connection.execute(sql, tuple(params)) as cursor:
+            rows = await cursor.fetchall()
+            names = [column[0] for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def lock_row(self, table: str, key_column: str, key: object) -> None:
+        # BEGIN IMMEDIATE already holds the database's single write lock.
+        return None
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, url: str, connection: aiosqlite.Connection) -> None:
+        super().__init__()
+        self.url = url
+        self._connection = connection
+        # One connection, one transaction at a time: SQLite has a single writer anyway, and
+        # serialising here avoids SQLITE_BUSY between coroutines of this process.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> SqliteDatabase:
+        # sqlite:///abs/path.db names /abs/path.db; sqlite://rel/path.db a path relative to the cwd.
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            # Another process (the CLI beside a running server) may hold the write lock briefly.
+            await connection.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as error:
+            raise ReleaseflowError(f"cannot open SQLite database '{path}': {error}") from error
+        return cls(url, connection)
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        # IMMEDIATE takes the write lock up front, so a transaction never fails half-way on upgrade.
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def read(self) -> AbstractAsyncContextManager[Transaction]:
+        return self._transaction("BEGIN")
+
+    @asynccontextmanager
+    async def _transaction(self, begin: str) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            tx = SqliteTransaction(self._connection)
+            await self._connection.execute(begin)
+            try:
+                yield tx
+            except BaseException:
+                await self._connection.execute("ROLLBACK")
+                raise
+            await self._connection.execute("COMMIT")
+        if tx.wake_requested:
+            self._local_wakeup()
+
+    async def close(self) -> None:
+        await self._connection.close()
