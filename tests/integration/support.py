@@ -96,6 +96,9 @@ class EngineHarness:
     async def run(self, run_id: str) -> RunRecord:
         return await wait_for_run(self.db, run_id)
 
+    async def run_status(self, run_id: str) -> RunStatus:
+        return (await get_run(self.db, run_id)).status
+
     async def nodes(self, run_id: str) -> dict[str, NodeRecord]:
         async with self.db.read() as tx:
             nodes = await run_store.load_nodes(tx, run_id)

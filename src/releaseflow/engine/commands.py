@@ -187,7 +187,8 @@ class Engine:
         # Waiting nodes nobody is polling right now can stop at once; leased ones are stopped by
         # their worker, which notices the abort at its next heartbeat.
         for node in await run_store.load_nodes(tx, run_id):
-            if node.status in IN_FLIGHT_NODE_STATUSES and node.lease_owner is None:
+            idle = node.lease_owner is None and node.kind != "Workflow"
+            if node.status in IN_FLIGHT_NODE_STATUSES and idle:
                 await transition_node(tx, run_id, node.id, node.path, node.status, NodeStatus.ABORTED, cause, now)
         await settle(tx, run_id, now, self.templates)
         tx.wake_workers()

@@ -14,10 +14,12 @@ from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
 
 
-async def reap_expired_leases(db: Database, now: datetime, templates: TemplateCache) -> int:
-    """Reclaim every node whose lease expired before ``now``; returns how many."""
+async def reap_expired_leases(
+    db: Database, now: datetime, templates: TemplateCache, *, expired_before: datetime | None = None
+) -> int:
+    """Reclaim every node whose lease expired before ``expired_before`` (default: now); returns how many."""
     async with db.transaction() as tx:
-        expired = await queue.expired_leases(tx, now)
+        expired = await queue.expired_leases(tx, expired_before or now)
         for node in expired:
             await tx.lock_row("runs", "id", node.run_id)
             if node.status is NodeStatus.WAITING:

@@ -73,7 +73,8 @@ class Worker:
             await queue.register_worker(tx, self.id, os.getpid(), self.clock.now())
         if self.db.dialect == "sqlite":
             # SQLite serves one process: any lease still held belongs to a process that is gone.
-            await reap_expired_leases(self.db, self.clock.now() + timedelta(days=3650), self.templates)
+            now = self.clock.now()
+            await reap_expired_leases(self.db, now, self.templates, expired_before=now + timedelta(days=3650))
         loops = [
             asyncio.create_task(self._heartbeat_loop(stop)),
             asyncio.create_task(self._reaper_loop(stop)),

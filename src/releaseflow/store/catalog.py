@@ -192,3 +192,22 @@ async def list_flow_versions(tx: Transaction, flow_id: str) -> list[Row]:
         (flow_id,),
     )
     return rows
+
+
+async def delete_stage(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> None:
+    await tx.execute(
+        "DELETE FROM stages WHERE project_id = ? AND pipeline_id = ? AND name = ?", (project_id, pipeline_id, stage)
+    )
+
+
+async def delete_pipeline(tx: Transaction, project_id: str, pipeline_id: str) -> None:
+    await tx.execute("DELETE FROM pipelines WHERE project_id = ? AND id = ?", (project_id, pipeline_id))
+
+
+async def flow_has_runs(tx: Transaction, flow_id: str) -> bool:
+    return await tx.fetchone("SELECT 1 FROM runs WHERE flow_id = ? LIMIT 1", (flow_id,)) is not None
+
+
+async def delete_flow(tx: Transaction, flow_id: str) -> None:
+    await tx.execute("DELETE FROM release_flow_versions WHERE flow_id = ?", (flow_id,))
+    await tx.execute("DELETE FROM release_flows WHERE id = ?", (flow_id,))

@@ -1,0 +1,174 @@
+"""``apply``: reconcile the store with a configuration file, all in one transaction.
+
+The file is validated whole first (nothing is written when any part is wrong); the plan is computed
+against what the store holds; every change is applied in the same transaction, so a failure leaves
+everything as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from releaseflow.domain.config import (
+    Configuration,
+    PipelineConfig,
+    ProjectConfig,
+    ResourceConfig,
+    StageConfig,
+    parse_configuration,
+)
+from releaseflow.domain.config_plan import Change, Plan, plan_changes
+from releaseflow.domain.documents import load_document
+from releaseflow.domain.errors import ConflictError, ReleaseflowError
+from releaseflow.engine.clock import Clock
+from releaseflow.store import catalog
+from releaseflow.store.database import Database, Transaction
+
+
+def load_configuration_file(path: str | Path) -> Configuration:
+    """Read and validate a configuration file; release flow files are read relative to its folder."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ReleaseflowError(f"cannot read configuration file {path}: {error.strerror}") from error
+    folder = path.resolve().parent
+
+    def read_file(relative: str) -> str:
+        return (folder / relative).read_text(encoding="utf-8")
+
+    document = load_document(text, source=str(path))
+    return parse_configuration(document, read_file=read_file, source=str(path))
+
+
+async def apply_configuration(
+    db: Database, desired: Configuration, clock: Clock, *, prune: bool = False, dry_run: bool = False
+) -> Plan:
+    """Make the store match ``desired``; returns the plan (applied unless ``dry_run``)."""
+    async with db.transaction() as tx:
+        plan = plan_changes(desired, await current_configuration(tx), prune=prune)
+        if not dry_run:
+            applier = _Applier(tx, clock, desired)
+            for change in plan.changes:
+                if change.action != "unchanged":
+                    await applier.apply(change)
+    return plan
+
+
+async def current_configuration(tx: Transaction) -> Configuration:
+    projects = []
+    for project in await catalog.list_projects(tx):
+        resources = tuple(
+            ResourceConfig(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"])
+            for row in await catalog.list_resources(tx, project["id"])
+        )
+        pipelines = []
+        for pipeline in await catalog.list_pipelines(tx, project["id"]):
+            stages = []
+            for stage in await catalog.list_stages(tx, project["id"], pipeline["id"]):
+                held = await catalog.stage_resources(tx, project["id"], pipeline["id"], stage)
+                flow = await catalog.get_flow(tx, project["id"], pipeline["id"], stage)
+                document = None
+                if flow is not None:
+                    version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
+                    document = version["document"] if version else None
+                stages.append(StageConfig(stage, tuple(sorted(row["id"] for row in held)), document))
+            pipelines.append(
+                PipelineConfig(pipeline["id"], pipeline["name"], pipeline["description"], tuple(stages))
+            )
+        projects.append(
+            ProjectConfig(project["id"], project["name"], project["description"], resources, tuple(pipelines))
+        )
+    return Configuration(tuple(projects))
+
+
+class _Applier:
+    def __init__(self, tx: Transaction, clock: Clock, desired: Configuration) -> None:
+        self.tx = tx
+        self.now = clock.now()
+        self.desired = desired
+
+    async def apply(self, change: Change) -> None:
+        handler = getattr(self, f"_{change.action}_{change.subject_kind}")
+        await handler(change)
+
+    async def _create_project(self, change: Change) -> None:
+        project = change.desired
+        assert isinstance(project, ProjectConfig)
+        await catalog.save_project(self.tx, project.id, project.name, project.description, self.now)
+
+    _update_project = _create_project
+
+    async def _create_resource(self, change: Change) -> None:
+        resource = change.desired
+        assert isinstance(resource, ResourceConfig)
+        await catalog.save_resource(
+            self.tx, change.key[0], resource.id, resource.kind, resource.driver, dict(resource.spec), self.now
+        )
+
+    _update_resource = _create_resource
+
+    async def _delete_resource(self, change: Change) -> None:
+        await catalog.delete_resource(self.tx, change.key[0], change.key[1])
+
+    async def _create_pipeline(self, change: Change) -> None:
+        pipeline = change.desired
+        assert isinstance(pipeline, PipelineConfig)
+        project_id = change.key[0]
+        await catalog.save_pipeline(self.tx, project_id, pipeline.id, pipeline.name, pipeline.description, self.now)
+        for position, stage in enumerate(pipeline.stages):
+            await catalog.save_stage(self.tx, project_id, pipeline.id, stage.name, position)
+
+    _update_pipeline = _create_pipeline
+
+    async def _delete_pipeline(self, change: Change) -> None:
+        project_id, pipeline_id = change.key
+        for stage in await catalog.list_stages(self.tx, project_id, pipeline_id):
+            await self._remove_stage(project_id, pipeline_id, stage)
+        await catalog.delete_pipeline(self.tx, project_id, pipeline_id)
+
+    async def _create_stage(self, change: Change) -> None:
+        stage = change.desired
+        assert isinstance(stage, StageConfig)
+        project_id, pipeline_id, _ = change.key
+        await catalog.save_stage(self.tx, project_id, pipeline_id, stage.name, self._position(change.key))
+        await catalog.set_stage_resources(self.tx, project_id, pipeline_id, stage.name, list(stage.resources))
+
+    _update_stage = _create_stage
+
+    async def _delete_stage(self, change: Change) -> None:
+        await self._remove_stage(*change.key)
+
+    async def _create_release_flow(self, change: Change) -> None:
+        project_id, pipeline_id, stage = change.key
+        await catalog.add_flow_version(self.tx, project_id, pipeline_id, stage, change.desired, "apply", self.now)
+
+    _update_release_flow = _create_release_flow
+
+    async def _delete_release_flow(self, change: Change) -> None:
+        await self._remove_flow(*change.key)
+
+    async def _remove_stage(self, project_id: str, pipeline_id: str, stage: str) -> None:
+        await self._remove_flow(project_id, pipeline_id, stage)
+        await catalog.set_stage_resources(self.tx, project_id, pipeline_id, stage, [])
+        await catalog.delete_stage(self.tx, project_id, pipeline_id, stage)
+
+    async def _remove_flow(self, project_id: str, pipeline_id: str, stage: str) -> None:
+        flow = await catalog.get_flow(self.tx, project_id, pipeline_id, stage)
+        if flow is None:
+            return
+        if await catalog.flow_has_runs(self.tx, flow.id):
+            raise ConflictError(
+                f"release flow {project_id}/{pipeline_id}/{stage} has runs; its history is kept, so it cannot"
+                " be pruned (keep it in the file)"
+            )
+        await catalog.delete_flow(self.tx, flow.id)
+
+    def _position(self, key: tuple[str, ...]) -> int:
+        project_id, pipeline_id, stage = key
+        for project in self.desired.projects:
+            for pipeline in project.pipelines:
+                if project.id == project_id and pipeline.id == pipeline_id:
+                    names = [each.name for each in pipeline.stages]
+                    return names.index(stage) if stage in names else len(names)
+        return 0
