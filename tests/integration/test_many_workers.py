@@ -1,0 +1,118 @@
+"""Several worker processes on one PostgreSQL database share the work, each node once per attempt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from releaseflow.domain.statuses import RunStatus
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.commands import Engine
+from releaseflow.engine.executors import default_executors
+from releaseflow.engine.worker import Worker
+from releaseflow.platform.driver import DriverRegistry
+from releaseflow.store.database import open_database
+from releaseflow.testing import FakeDriver
+from tests.integration.support import EngineHarness, template, wait_for_run, workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+BRANCHES, CHAIN = 4, 10
+
+
+class Inbox:
+    """A real HTTP receiver that records every delivery's idempotency key."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.lock = threading.Lock()
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with inbox.lock:
+                    inbox.keys.append(self.headers["Idempotency-Key"])
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    receiver = Inbox()
+    yield receiver
+    receiver.server.shutdown()
+
+
+def message(ref: str, url: str) -> dict[str, object]:
+    return {"kind": "Message", "ref": ref, "spec": {"kind": "RAW_WEBHOOK", "spec": {"webhookUrl": url, "message": ref}}}
+
+
+@pytest.fixture
+def workers(fresh_postgres_database: Callable[..., str], migrated_postgres_template: str) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
+    url = fresh_postgres_database(template=migrated_postgres_template)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.worker_process", url],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield url, processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
+
+
+async def test_many_workers__each_node_runs_exactly_once_per_attempt(
+    workers: tuple[str, list[subprocess.Popen[str]]], inbox: Inbox
+) -> None:
+    url, processes = workers
+    db = await open_database(url)
+    try:
+        clock = SystemClock()
+        # Only used to seed and to start the run: this process runs no worker.
+        idle = Worker(db, default_executors(DriverRegistry()), clock)
+        harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+        branches = [
+            workflow(*(message(f"b{branch}-n{step}", inbox.url) for step in range(CHAIN)))
+            for branch in range(BRANCHES)
+        ]
+        await harness.seed(template(workflow(*branches, kind="parallel")))
+        run = await harness.start(name="shared")
+        done = await wait_for_run(db, run.id, timeout=90)
+        nodes = await harness.nodes(run.id)
+    finally:
+        await db.close()
+
+    assert done.status is RunStatus.SUCCESS
+    leaves = [node for node in nodes.values() if node.kind == "Message"]
+    assert len(leaves) == BRANCHES * CHAIN
+    assert all(node.attempt == 1 for node in leaves)
+    deliveries = Counter(inbox.keys)
+    assert set(deliveries) == {f"{run.id}/{node.path}/1" for node in leaves}
+    assert set(deliveries.values()) == {1}, "a node was delivered more than once"
+    by_worker = Counter(node.attempts[0]["worker"] for node in leaves)
+    assert len(by_worker) == 2, f"both worker processes should have taken work: {by_worker}"
+    assert all(process.poll() is None for process in processes)
