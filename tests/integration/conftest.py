@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
+from tests.integration.support import EngineHarness
 
 from releaseflow.engine.clock import SystemClock
 from releaseflow.engine.commands import Engine
@@ -19,7 +18,6 @@ from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import Database, open_database
 from releaseflow.store.migrate import migrate
 from releaseflow.testing import FakeDriver
-from tests.integration.support import EngineHarness
 
 MIGRATED_TEMPLATE = "rf_migrated_template"
 
@@ -81,5 +79,3 @@ async def harness(db: Database, fake_driver: FakeDriver) -> AsyncIterator[Engine
         yield harness
     finally:
         await harness.stop_worker()
-
-

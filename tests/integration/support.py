@@ -66,14 +66,20 @@ class EngineHarness:
         async with self.db.transaction() as tx:
             await catalog.save_project(tx, PROJECT, "Shop", "", now)
             for resource_id, kind in (
-                ("api", "service"), ("web", "service"), ("migrate", "job"), ("db", "addon"),
-                ("builder", "build_service"), ("api-staging", "service"),
+                ("api", "service"),
+                ("web", "service"),
+                ("migrate", "job"),
+                ("db", "addon"),
+                ("builder", "build_service"),
+                ("api-staging", "service"),
             ):
                 await catalog.save_resource(tx, PROJECT, resource_id, kind, "fake", {}, now)
             await catalog.save_pipeline(tx, PROJECT, PIPELINE, "Main", "", now)
             for position, name in enumerate(STAGES):
                 await catalog.save_stage(tx, PROJECT, PIPELINE, name, position)
-            await catalog.set_stage_resources(tx, PROJECT, PIPELINE, "Development", ["api", "web", "migrate", "db"])
+            await catalog.set_stage_resources(
+                tx, PROJECT, PIPELINE, "Development", ["api", "web", "migrate", "db"]
+            )
             await catalog.set_stage_resources(tx, PROJECT, PIPELINE, "Staging", ["api-staging"])
             await catalog.add_flow_version(tx, PROJECT, PIPELINE, stage, document, "test", now)
 
@@ -106,7 +112,9 @@ class EngineHarness:
 
     async def events(self, run_id: str) -> list[tuple[str | None, str | None, str]]:
         async with self.db.read() as tx:
-            return [(e.node_path, e.from_status, e.to_status) for e in await run_store.list_events(tx, run_id)]
+            return [
+                (e.node_path, e.from_status, e.to_status) for e in await run_store.list_events(tx, run_id)
+            ]
 
 
 async def get_run(db: Database, run_id: str) -> RunRecord:
@@ -117,7 +125,11 @@ async def get_run(db: Database, run_id: str) -> RunRecord:
 
 
 async def wait_for_run(
-    db: Database, run_id: str, *, statuses: frozenset[RunStatus] = TERMINAL_RUN_STATUSES, timeout: float = 20.0
+    db: Database,
+    run_id: str,
+    *,
+    statuses: frozenset[RunStatus] = TERMINAL_RUN_STATUSES,
+    timeout: float = 20.0,
 ) -> RunRecord:
     deadline = time.monotonic() + timeout
     while True:
@@ -129,7 +141,9 @@ async def wait_for_run(
         await asyncio.sleep(0.05)
 
 
-async def wait_for_node(db: Database, run_id: str, key: str, status: str, timeout: float = 20.0) -> NodeRecord:
+async def wait_for_node(
+    db: Database, run_id: str, key: str, status: str, timeout: float = 20.0
+) -> NodeRecord:
     deadline = time.monotonic() + timeout
     while True:
         async with db.read() as tx:

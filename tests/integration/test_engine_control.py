@@ -7,15 +7,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-
-from releaseflow.domain.errors import ConflictError, StaleLeaseError
-from releaseflow.domain.statuses import NodeStatus, RunStatus
-from releaseflow.engine.dispatch import Claim
-from releaseflow.engine.executors.base import Succeeded
-from releaseflow.engine.reaper import reap_expired_leases
-from releaseflow.engine.worker import Worker
-from releaseflow.store import runs as run_store
-from releaseflow.testing import Hang, Succeed
 from tests.integration.support import (
     EngineHarness,
     deploy,
@@ -26,6 +17,15 @@ from tests.integration.support import (
     wait_for_run,
     workflow,
 )
+
+from releaseflow.domain.errors import ConflictError, StaleLeaseError
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.dispatch import Claim
+from releaseflow.engine.executors.base import Succeeded
+from releaseflow.engine.reaper import reap_expired_leases
+from releaseflow.engine.worker import Worker
+from releaseflow.store import runs as run_store
+from releaseflow.testing import Hang, Succeed
 
 
 def gate(ref: str = "gate") -> dict[str, object]:
@@ -124,9 +124,20 @@ async def test_lease__a_late_answer_from_a_lost_lease_is_refused(harness: Engine
     assert await worker.claim_once() == 1
     held = (await harness.nodes(run.id))["slow"]
     claim = Claim(
-        node_id=held.id, run_id=run.id, path=held.path, kind=held.kind, ref=held.ref,
-        lease_token=held.lease_token, attempt=1, max_attempts=3, code={}, wait_state=None, poll=False,
-        project_id="shop", pipeline_id="main", stage="Development",
+        node_id=held.id,
+        run_id=run.id,
+        path=held.path,
+        kind=held.kind,
+        ref=held.ref,
+        lease_token=held.lease_token,
+        attempt=1,
+        max_attempts=3,
+        code={},
+        wait_state=None,
+        poll=False,
+        project_id="shop",
+        pipeline_id="main",
+        stage="Development",
     )
     # The worker freezes: its lease runs out and the reaper hands the attempt to the retry policy.
     assert held.lease_expires_at is not None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from releaseflow.domain.progress import SKIPPED_BY_FAILURE, SKIPPED_BY_REQUEST
-from releaseflow.domain.statuses import NodeStatus, RunStatus
-from releaseflow.testing import Fail, InProgress, Succeed
 from tests.integration.support import (
     EngineHarness,
     deploy,
@@ -14,6 +11,10 @@ from tests.integration.support import (
     wait_for_node,
     workflow,
 )
+
+from releaseflow.domain.progress import SKIPPED_BY_FAILURE, SKIPPED_BY_REQUEST
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.testing import Fail, InProgress, Succeed
 
 
 def approval(ref: str) -> dict[str, object]:
@@ -31,8 +32,12 @@ async def test_engine__sequential_runs_steps_in_order(harness: EngineHarness) ->
     starts = [path for path, to in leaf_events if to == "running"]
     assert starts == ["spec.spec.steps[0]", "spec.spec.steps[1]", "spec.spec.steps[2]"]
     # Each step starts only after the one before it succeeded.
-    assert leaf_events.index(("spec.spec.steps[0]", "success")) < leaf_events.index(("spec.spec.steps[1]", "running"))
-    assert leaf_events.index(("spec.spec.steps[1]", "success")) < leaf_events.index(("spec.spec.steps[2]", "running"))
+    assert leaf_events.index(("spec.spec.steps[0]", "success")) < leaf_events.index(
+        ("spec.spec.steps[1]", "running")
+    )
+    assert leaf_events.index(("spec.spec.steps[1]", "success")) < leaf_events.index(
+        ("spec.spec.steps[2]", "running")
+    )
     assert [call.resource.id for call in harness.driver.calls] == ["migrate", "api", "migrate"]
 
 
@@ -69,7 +74,9 @@ async def test_engine__failure_skips_later_steps_visibly(harness: EngineHarness)
     assert harness.driver.calls_on("api") == []
 
 
-async def test_engine__failure_lets_running_siblings_finish_before_the_run_fails(harness: EngineHarness) -> None:
+async def test_engine__failure_lets_running_siblings_finish_before_the_run_fails(
+    harness: EngineHarness,
+) -> None:
     harness.driver.script("migrate", Fail("no", retryable=False))
     await harness.seed(
         template(workflow(workflow(job_run("breaks"), deploy("never")), approval("gate"), kind="parallel"))
@@ -135,7 +142,10 @@ async def test_engine__waiting_past_its_timeout_fails(harness: EngineHarness) ->
     condition = {
         "kind": "Condition",
         "ref": "up",
-        "spec": {"kind": "Service", "spec": {"type": "running", "data": {"serviceId": "api", "timeoutDuration": 1}}},
+        "spec": {
+            "kind": "Service",
+            "spec": {"type": "running", "data": {"serviceId": "api", "timeoutDuration": 1}},
+        },
         "settings": {"maxAttempts": 1},
     }
     await harness.seed(template(workflow(condition)))
@@ -174,7 +184,11 @@ async def test_engine__refs_resolve_to_earlier_outputs(harness: EngineHarness) -
     harness.driver.script("builder", Succeed({"id": "build-42", "sha": "abc123", "branch": "main"}))
     build = {"kind": "Build", "ref": "build", "spec": {"id": "builder", "type": "service", "branch": "main"}}
     release = deploy("release")
-    release["spec"]["origin"] = {"id": "builder", "branch": "${refs.build.branch}", "build": "${refs.build.id}"}
+    release["spec"]["origin"] = {
+        "id": "builder",
+        "branch": "${refs.build.branch}",
+        "build": "${refs.build.id}",
+    }
     await harness.seed(template(workflow(build, release)))
     run = await harness.start()
     harness.start_worker()
@@ -203,7 +217,9 @@ async def test_engine__dry_run_failure_touches_nothing(harness: EngineHarness) -
 async def test_engine__release_node_overrides_replace_the_release_spec(harness: EngineHarness) -> None:
     await harness.seed(template(workflow(deploy("release"))))
     run = await harness.start(
-        release_node_overrides={"api": {"type": "build", "origin": {"id": "builder", "branch": "hotfix", "build": "b-7"}}},
+        release_node_overrides={
+            "api": {"type": "build", "origin": {"id": "builder", "branch": "hotfix", "build": "b-7"}}
+        },
     )
     harness.start_worker()
     assert (await harness.run(run.id)).status is RunStatus.SUCCESS

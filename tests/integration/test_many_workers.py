@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.integration.support import EngineHarness, template, wait_for_run, workflow
 
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine.clock import SystemClock
@@ -21,7 +22,6 @@ from releaseflow.engine.worker import Worker
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import open_database
 from releaseflow.testing import FakeDriver
-from tests.integration.support import EngineHarness, template, wait_for_run, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 BRANCHES, CHAIN = 4, 10
@@ -60,17 +60,26 @@ def inbox() -> Iterator[Inbox]:
 
 
 def message(ref: str, url: str) -> dict[str, object]:
-    return {"kind": "Message", "ref": ref, "spec": {"kind": "RAW_WEBHOOK", "spec": {"webhookUrl": url, "message": ref}}}
+    return {
+        "kind": "Message",
+        "ref": ref,
+        "spec": {"kind": "RAW_WEBHOOK", "spec": {"webhookUrl": url, "message": ref}},
+    }
 
 
 @pytest.fixture
-def workers(fresh_postgres_database: Callable[..., str], migrated_postgres_template: str) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
+def workers(
+    fresh_postgres_database: Callable[..., str], migrated_postgres_template: str
+) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
     url = fresh_postgres_database(template=migrated_postgres_template)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.integration.worker_process", url],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

@@ -8,7 +8,13 @@ from typing import Any
 import psycopg
 
 from releaseflow.store.database import Database, open_database
-from releaseflow.store.migrate import available_migrations, current_schema_sql, migrate, pending_migrations, render
+from releaseflow.store.migrate import (
+    available_migrations,
+    current_schema_sql,
+    migrate,
+    pending_migrations,
+    render,
+)
 
 
 async def describe(db: Database) -> dict[str, Any]:
@@ -28,10 +34,13 @@ async def describe(db: Database) -> dict[str, Any]:
                 indexes = await tx.fetchall(f"PRAGMA index_list({table})")
                 foreign = await tx.fetchall(f"PRAGMA foreign_key_list({table})")
                 index_sql = await tx.fetchall(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? ORDER BY name", (table,)
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? ORDER BY name",
+                    (table,),
                 )
                 shape[table] = {
-                    "columns": sorted((c["name"], c["type"], c["notnull"], c["dflt_value"], c["pk"]) for c in columns),
+                    "columns": sorted(
+                        (c["name"], c["type"], c["notnull"], c["dflt_value"], c["pk"]) for c in columns
+                    ),
                     "indexes": sorted((i["name"], i["unique"], i["origin"], i["partial"]) for i in indexes),
                     "index_sql": [(i["name"], i["sql"]) for i in index_sql],
                     "foreign": sorted((f["table"], f["from"], f["to"]) for f in foreign),
@@ -39,7 +48,8 @@ async def describe(db: Database) -> dict[str, Any]:
             return shape
         columns = await tx.fetchall(
             "SELECT table_name, column_name, data_type, is_nullable, column_default, is_identity"
-            " FROM information_schema.columns WHERE table_schema = 'public' AND table_name != 'schema_migrations'"
+            " FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name != 'schema_migrations'"
             " ORDER BY table_name, column_name"
         )
         indexes = await tx.fetchall(
@@ -53,7 +63,9 @@ async def describe(db: Database) -> dict[str, Any]:
         return {
             "columns": [tuple(row.values()) for row in columns],
             "indexes": [tuple(row.values()) for row in indexes],
-            "constraints": [tuple(row.values()) for row in constraints if row["table_name"] != "schema_migrations"],
+            "constraints": [
+                tuple(row.values()) for row in constraints if row["table_name"] != "schema_migrations"
+            ],
         }
 
 

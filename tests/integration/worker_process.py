@@ -1,4 +1,6 @@
-"""A worker in its own process, for tests that need several: ``python -m tests.integration.worker_process URL``.
+"""A worker in its own process, for tests that need several.
+
+Usage: ``python -m tests.integration.worker_process DATABASE_URL``.
 
 Runs the real worker with the real executors (no platform drivers) until SIGTERM.
 """

@@ -29,5 +29,7 @@ async def admit_next_queued(tx: Transaction, flow_id: str, now: datetime, templa
     if not queued:
         return
     first = queued[0]
-    await transition_run(tx, first.id, RunStatus.QUEUED, RunStatus.PENDING, "admitted: the runs before it ended", now)
+    await transition_run(
+        tx, first.id, RunStatus.QUEUED, RunStatus.PENDING, "admitted: the runs before it ended", now
+    )
     await settle(tx, first.id, now, templates)

@@ -34,12 +34,11 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
         return run
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     seed = flow.secret_seed if flow else ""
+    arguments = run.arguments
     statuses = {path: node.status for path, node in nodes.items()}
 
     def should_skip(node: Node) -> bool:
-        scope = expressions.Scope(
-            args=run.arguments, refs=_outputs(nodes), now=now, secret_seed=seed
-        )
+        scope = expressions.Scope(args=arguments, refs=_outputs(nodes), now=now, secret_seed=seed)
         value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
         return expressions.is_truthy(value)
 

@@ -53,7 +53,9 @@ class Engine:
         self.clock = clock
         self.templates = templates or TemplateCache()
 
-    async def start_run(self, project_id: str, pipeline_id: str, stage: str, request: RunRequest) -> RunRecord:
+    async def start_run(
+        self, project_id: str, pipeline_id: str, stage: str, request: RunRequest
+    ) -> RunRecord:
         """Create a run of the stage's current release flow and admit it under the flow's policy.
 
         A request that cannot make a run (bad overrides, a template that no longer fits the stage)
@@ -79,7 +81,16 @@ class Engine:
             run_id = str(uuid.uuid4())
             if problems:
                 await self._insert_run(
-                    tx, run_id, flow, template, document, arguments, request, RunStatus.PENDING, "", with_nodes=False
+                    tx,
+                    run_id,
+                    flow,
+                    template,
+                    document,
+                    arguments,
+                    request,
+                    RunStatus.PENDING,
+                    "",
+                    with_nodes=False,
                 )
                 return await self._fail_before_start(tx, run_id, problems)
             active = [run.id for run in await run_store.runs_holding_slot(tx, flow.id)]
@@ -89,7 +100,9 @@ class Engine:
                 raise ConflictError(f"run refused: {decision.reason}")
             waits = decision.action is AdmissionAction.QUEUE
             status = RunStatus.QUEUED if waits else RunStatus.PENDING
-            await self._insert_run(tx, run_id, flow, template, document, arguments, request, status, decision.reason)
+            await self._insert_run(
+                tx, run_id, flow, template, document, arguments, request, status, decision.reason
+            )
             for superseded in decision.drop_queued:
                 await transition_run(
                     tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
@@ -160,7 +173,9 @@ class Engine:
 
     async def _fail_before_start(self, tx: Transaction, run_id: str, problems: list[Issue]) -> RunRecord:
         message = "dry run failed, no node was started:\n" + "\n".join(f"  {issue}" for issue in problems)
-        await transition_run(tx, run_id, RunStatus.PENDING, RunStatus.FAILED, "dry run failed", self.clock.now(), error=message)
+        await transition_run(
+            tx, run_id, RunStatus.PENDING, RunStatus.FAILED, "dry run failed", self.clock.now(), error=message
+        )
         run = await run_store.get_run(tx, run_id)
         assert run is not None
         return run
@@ -189,11 +204,15 @@ class Engine:
         for node in await run_store.load_nodes(tx, run_id):
             idle = node.lease_owner is None and node.kind != "Workflow"
             if node.status in IN_FLIGHT_NODE_STATUSES and idle:
-                await transition_node(tx, run_id, node.id, node.path, node.status, NodeStatus.ABORTED, cause, now)
+                await transition_node(
+                    tx, run_id, node.id, node.path, node.status, NodeStatus.ABORTED, cause, now
+                )
         await settle(tx, run_id, now, self.templates)
         tx.wake_workers()
 
-    async def rename_run(self, run_id: str, *, name: str | None = None, description: str | None = None) -> RunRecord:
+    async def rename_run(
+        self, run_id: str, *, name: str | None = None, description: str | None = None
+    ) -> RunRecord:
         _check_run_labels(name, description)
         fields: dict[str, Any] = {"updated_at": self.clock.now()}
         if name is not None:
@@ -213,7 +232,9 @@ class Engine:
             async with self.db.transaction() as tx:
                 node = await _node_by_ref_or_path(tx, run_id, node_ref_or_path)
                 if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
-                    raise ConflictError(f"node {node_ref_or_path} is not an Approval awaiting approval ({node.status})")
+                    raise ConflictError(
+                        f"node {node_ref_or_path} is not an Approval awaiting approval ({node.status})"
+                    )
                 if node.lease_owner is None:
                     state = dict(node.wait_state or {})
                     approvals = list(state.get("approvals", []))
@@ -221,8 +242,12 @@ class Engine:
                         raise ConflictError(f"{approver} already approved {node_ref_or_path}")
                     state["approvals"] = [*approvals, approver]
                     now = self.clock.now()
-                    await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now})
-                    await run_store.append_event(tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}")
+                    await run_store.update_node(
+                        tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now}
+                    )
+                    await run_store.append_event(
+                        tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}"
+                    )
                     tx.wake_workers()
                     return
             # A worker is judging the node this very moment; try again when it has let go.
@@ -260,4 +285,3 @@ def _check_run_labels(name: str | None, description: str | None) -> None:
         issues.append(Issue("description", f"must be at most {DESCRIPTION_LIMIT} characters"))
     if issues:
         raise ValidationError(issues, subject="run request")
-

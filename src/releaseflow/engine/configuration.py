@@ -115,7 +115,9 @@ class _Applier:
         pipeline = change.desired
         assert isinstance(pipeline, PipelineConfig)
         project_id = change.key[0]
-        await catalog.save_pipeline(self.tx, project_id, pipeline.id, pipeline.name, pipeline.description, self.now)
+        await catalog.save_pipeline(
+            self.tx, project_id, pipeline.id, pipeline.name, pipeline.description, self.now
+        )
         for position, stage in enumerate(pipeline.stages):
             await catalog.save_stage(self.tx, project_id, pipeline.id, stage.name, position)
 
@@ -141,7 +143,9 @@ class _Applier:
 
     async def _create_release_flow(self, change: Change) -> None:
         project_id, pipeline_id, stage = change.key
-        await catalog.add_flow_version(self.tx, project_id, pipeline_id, stage, change.desired, "apply", self.now)
+        await catalog.add_flow_version(
+            self.tx, project_id, pipeline_id, stage, change.desired, "apply", self.now
+        )
 
     _update_release_flow = _create_release_flow
 

@@ -65,23 +65,38 @@ async def begin(
     scope = expressions.Scope(args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed)
     attempt = node.attempt + 1
     attempts = [*node.attempts, {"attempt": attempt, "startTime": now.timestamp(), "worker": worker_id}]
+    resolved: Any = None
+    failure: Failed | None = None
     try:
         resolved = expressions.resolve(code, scope, path=node.path)
     except ExpressionError as error:
-        resolved, failure = None, Failed(str(error), retryable=False, code=400)
-    else:
-        failure = None
+        failure = Failed(str(error), retryable=False, code=400)
     max_attempts = _max_attempts(resolved, node.max_attempts)
     await transition_node(
-        tx, run.id, node.id, node.path, node.status, NodeStatus.RUNNING,
-        f"attempt {attempt} of {max_attempts} started by worker {worker_id}", now,
-        attempt=attempt, max_attempts=max_attempts, code=resolved if resolved is not None else code,
-        attempts=attempts, wait_state=None, wait_deadline=None, next_attempt_at=None,
+        tx,
+        run.id,
+        node.id,
+        node.path,
+        node.status,
+        NodeStatus.RUNNING,
+        f"attempt {attempt} of {max_attempts} started by worker {worker_id}",
+        now,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        code=resolved if resolved is not None else code,
+        attempts=attempts,
+        wait_state=None,
+        wait_deadline=None,
+        next_attempt_at=None,
     )
     if run.status is RunStatus.PENDING:
         await transition_run(tx, run.id, run.status, RunStatus.RUNNING, "first node started", now)
     started = replace(
-        node, status=NodeStatus.RUNNING, attempt=attempt, max_attempts=max_attempts, attempts=attempts,
+        node,
+        status=NodeStatus.RUNNING,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        attempts=attempts,
         code=resolved if resolved is not None else code,
     )
     if failure is not None:
@@ -95,10 +110,20 @@ def _claim(
     node: NodeRecord, run: RunRecord, project_id: str, pipeline_id: str, stage: str, code: Any, *, poll: bool
 ) -> Claim:
     return Claim(
-        node_id=node.id, run_id=run.id, path=node.path, kind=node.kind, ref=node.ref,
-        lease_token=node.lease_token, attempt=node.attempt, max_attempts=node.max_attempts,
-        code=dict(code or {}), wait_state=node.wait_state, poll=poll,
-        project_id=project_id, pipeline_id=pipeline_id, stage=stage,
+        node_id=node.id,
+        run_id=run.id,
+        path=node.path,
+        kind=node.kind,
+        ref=node.ref,
+        lease_token=node.lease_token,
+        attempt=node.attempt,
+        max_attempts=node.max_attempts,
+        code=dict(code or {}),
+        wait_state=node.wait_state,
+        poll=poll,
+        project_id=project_id,
+        pipeline_id=pipeline_id,
+        stage=stage,
     )
 
 
@@ -110,6 +135,8 @@ def _max_attempts(code: Any, fallback: int) -> int:
 
 async def _end_without_action(tx: Transaction, node: NodeRecord, now: datetime, answer: Aborted) -> None:
     if node.status in (NodeStatus.PENDING, NodeStatus.RETRYING, NodeStatus.WAITING):
-        await transition_node(tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now)
+        await transition_node(
+            tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now
+        )
     else:
         await apply_answer(tx, node, answer, now)

@@ -16,7 +16,9 @@ from releaseflow.domain.template import DEFAULT_MAX_ATTEMPTS, Node, Template
 from releaseflow.engine.templates import node_code
 
 
-def dry_run(template: Template, arguments: Mapping[str, Any], *, now: datetime, secret_seed: str) -> list[Issue]:
+def dry_run(
+    template: Template, arguments: Mapping[str, Any], *, now: datetime, secret_seed: str
+) -> list[Issue]:
     scope = expressions.Scope(args=arguments, refs={}, now=now, secret_seed=secret_seed)
     issues: list[Issue] = []
     for node in template.nodes():

@@ -39,7 +39,11 @@ def backoff_seconds(code: Any) -> float:
     settings = code.get("settings") if isinstance(code, Mapping) else None
     backoff = settings.get("backoff") if isinstance(settings, Mapping) else None
     delay = backoff.get("delay") if isinstance(backoff, Mapping) else None
-    return float(delay) if isinstance(delay, int | float) and not isinstance(delay, bool) else DEFAULT_BACKOFF_SECONDS
+    return (
+        float(delay)
+        if isinstance(delay, int | float) and not isinstance(delay, bool)
+        else DEFAULT_BACKOFF_SECONDS
+    )
 
 
 def timeout_seconds(code: Any) -> float | None:
@@ -69,12 +73,28 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
     """Write the effect of ``answer`` on ``node`` (running or waiting, leased by the answerer)."""
     if isinstance(answer, Succeeded):
         await transition_node(
-            tx, node.run_id, node.id, node.path, node.status, NodeStatus.SUCCESS, "succeeded", now,
-            data=answer.data, error=None, attempts=_finish_attempt(node, now, status="success"),
+            tx,
+            node.run_id,
+            node.id,
+            node.path,
+            node.status,
+            NodeStatus.SUCCESS,
+            "succeeded",
+            now,
+            data=answer.data,
+            error=None,
+            attempts=_finish_attempt(node, now, status="success"),
         )
     elif isinstance(answer, Aborted):
         await transition_node(
-            tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now,
+            tx,
+            node.run_id,
+            node.id,
+            node.path,
+            node.status,
+            NodeStatus.ABORTED,
+            answer.message,
+            now,
             attempts=_finish_attempt(node, now, status="aborted"),
         )
     elif isinstance(answer, Failed):
@@ -97,18 +117,38 @@ async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now:
     if decision.retry:
         assert decision.next_attempt_at is not None
         await transition_node(
-            tx, node.run_id, node.id, node.path, node.status, NodeStatus.RETRYING,
-            f"attempt {node.attempt} of {node.max_attempts} failed: {failure.message}", now,
-            error=error, data=data, attempts=attempts, next_attempt_at=decision.next_attempt_at,
-            due_at=decision.next_attempt_at, became_due_at=decision.next_attempt_at, wait_deadline=None,
+            tx,
+            node.run_id,
+            node.id,
+            node.path,
+            node.status,
+            NodeStatus.RETRYING,
+            f"attempt {node.attempt} of {node.max_attempts} failed: {failure.message}",
+            now,
+            error=error,
+            data=data,
+            attempts=attempts,
+            next_attempt_at=decision.next_attempt_at,
+            due_at=decision.next_attempt_at,
+            became_due_at=decision.next_attempt_at,
+            wait_deadline=None,
             **_RELEASE_LEASE,
         )
         tx.wake_workers()
         return
     why = "not retryable" if not failure.retryable else f"attempt {node.attempt} of {node.max_attempts}"
     await transition_node(
-        tx, node.run_id, node.id, node.path, node.status, NodeStatus.FAILED,
-        f"failed ({why}): {failure.message}", now, error=error, data=data, attempts=attempts,
+        tx,
+        node.run_id,
+        node.id,
+        node.path,
+        node.status,
+        NodeStatus.FAILED,
+        f"failed ({why}): {failure.message}",
+        now,
+        error=error,
+        data=data,
+        attempts=attempts,
     )
 
 
@@ -117,7 +157,9 @@ async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: dateti
     if deadline is None:
         deadline = now + timedelta(seconds=timeout_seconds(node.code) or DEFAULT_WAIT_TIMEOUT_SECONDS)
     if now >= deadline:
-        await _fail_attempt(tx, node, Failed(f"timed out: still not done after waiting until {deadline.isoformat()}"), now)
+        await _fail_attempt(
+            tx, node, Failed(f"timed out: still not done after waiting until {deadline.isoformat()}"), now
+        )
         return
     next_poll = min(now + timedelta(seconds=max(waiting.poll_after, 0.0)), deadline)
     fields: dict[str, Any] = {
@@ -134,7 +176,14 @@ async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: dateti
         await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), fields)
     else:
         await transition_node(
-            tx, node.run_id, node.id, node.path, node.status, NodeStatus.WAITING,
-            f"accepted; waiting until {deadline.isoformat()}", now, **fields,
+            tx,
+            node.run_id,
+            node.id,
+            node.path,
+            node.status,
+            NodeStatus.WAITING,
+            f"accepted; waiting until {deadline.isoformat()}",
+            now,
+            **fields,
         )
     tx.wake_workers()

@@ -25,7 +25,9 @@ async def reap_expired_leases(
             if node.status is NodeStatus.WAITING:
                 # Only a poll was lost; the action itself is still running on the platform.
                 await run_store.update_node(
-                    tx, node.id, str(NodeStatus.WAITING),
+                    tx,
+                    node.id,
+                    str(NodeStatus.WAITING),
                     {"lease_owner": None, "lease_expires_at": None, "due_at": now, "became_due_at": now},
                 )
                 tx.wake_workers()

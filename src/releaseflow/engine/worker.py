@@ -21,7 +21,13 @@ from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dispatch import Claim, begin
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
-from releaseflow.engine.outcomes import DEFAULT_WAIT_TIMEOUT_SECONDS, Aborted, Answer, apply_answer, timeout_seconds
+from releaseflow.engine.outcomes import (
+    DEFAULT_WAIT_TIMEOUT_SECONDS,
+    Aborted,
+    Answer,
+    apply_answer,
+    timeout_seconds,
+)
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.scope import project_resources
 from releaseflow.engine.templates import TemplateCache
@@ -134,9 +140,18 @@ class Worker:
 
     async def _context(self, tx: Transaction, claim: Claim) -> ExecutionContext:
         return ExecutionContext(
-            run_id=claim.run_id, node_path=claim.path, kind=claim.kind, ref=claim.ref, code=claim.code,
-            attempt=claim.attempt, max_attempts=claim.max_attempts, idempotency_key=claim.idempotency_key,
-            now=self.clock.now(), wait_state=claim.wait_state, project_id=claim.project_id, stage=claim.stage,
+            run_id=claim.run_id,
+            node_path=claim.path,
+            kind=claim.kind,
+            ref=claim.ref,
+            code=claim.code,
+            attempt=claim.attempt,
+            max_attempts=claim.max_attempts,
+            idempotency_key=claim.idempotency_key,
+            now=self.clock.now(),
+            wait_state=claim.wait_state,
+            project_id=claim.project_id,
+            stage=claim.stage,
             resources=await project_resources(tx, claim.project_id),
         )
 
@@ -147,7 +162,9 @@ class Worker:
         except StaleLeaseError as error:
             log.warning("%s", error)
         except Exception:
-            log.exception("worker %s could not record the answer for %s %s", self.id, claim.run_id, claim.path)
+            log.exception(
+                "worker %s could not record the answer for %s %s", self.id, claim.run_id, claim.path
+            )
         finally:
             self._tasks.pop(claim.node_id, None)
             self._aborting.discard(claim.node_id)
@@ -156,7 +173,9 @@ class Worker:
         executor = self.executors.get(claim.kind)
         if executor is None:
             return Failed(f"no executor for node kind {claim.kind}", retryable=False)
-        limit = timeout_seconds(claim.code) or (DEFAULT_WAIT_TIMEOUT_SECONDS if claim.poll else ACTION_TIMEOUT_SECONDS)
+        limit = timeout_seconds(claim.code) or (
+            DEFAULT_WAIT_TIMEOUT_SECONDS if claim.poll else ACTION_TIMEOUT_SECONDS
+        )
         call = executor.poll(context) if claim.poll else executor.start(context)
         try:
             outcome: Outcome = await asyncio.wait_for(call, timeout=limit)

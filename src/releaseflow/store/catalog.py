@@ -160,7 +160,16 @@ async def add_flow_version(
         await tx.execute(
             "INSERT INTO release_flows (id, project_id, pipeline_id, stage, current_version, secret_seed,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (flow_id, project_id, pipeline_id, stage, version, secrets.token_hex(32), to_epoch(now), to_epoch(now)),
+            (
+                flow_id,
+                project_id,
+                pipeline_id,
+                stage,
+                version,
+                secrets.token_hex(32),
+                to_epoch(now),
+                to_epoch(now),
+            ),
         )
     else:
         flow_id = flow.id
@@ -196,7 +205,8 @@ async def list_flow_versions(tx: Transaction, flow_id: str) -> list[Row]:
 
 async def delete_stage(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> None:
     await tx.execute(
-        "DELETE FROM stages WHERE project_id = ? AND pipeline_id = ? AND name = ?", (project_id, pipeline_id, stage)
+        "DELETE FROM stages WHERE project_id = ? AND pipeline_id = ? AND name = ?",
+        (project_id, pipeline_id, stage),
     )
 
 

@@ -78,8 +78,9 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    @abc.abstractmethod
     async def start_listening(self) -> None:
-        """Begin receiving wake-ups from other processes (PostgreSQL only; SQLite serves one process)."""
+        """Begin receiving wake-ups from other processes."""
 
     def _local_wakeup(self) -> None:
         self._wakeup.set()

@@ -16,7 +16,17 @@ from releaseflow.store.records import EventRecord, NodeRecord, RunRecord, dump_j
 
 # Columns whose values are JSON in the database.
 _JSON_COLUMNS = frozenset(
-    {"arguments", "overrides", "release_node_overrides", "document", "code", "data", "error", "attempts", "wait_state"}
+    {
+        "arguments",
+        "overrides",
+        "release_node_overrides",
+        "document",
+        "code",
+        "data",
+        "error",
+        "attempts",
+        "wait_state",
+    }
 )
 
 
@@ -67,7 +77,12 @@ async def update_node(
 
 
 async def _update(
-    tx: Transaction, table: str, key: str, key_value: str, expected_status: str | None, fields: Mapping[str, Any]
+    tx: Transaction,
+    table: str,
+    key: str,
+    key_value: str,
+    expected_status: str | None,
+    fields: Mapping[str, Any],
 ) -> bool:
     assignments = ", ".join(f"{column} = ?" for column in fields)
     params = [encode(column, value) for column, value in fields.items()]
@@ -133,9 +148,9 @@ async def count_runs(tx: Transaction, flow_id: str, *, statuses: Sequence[str] =
 async def runs_holding_slot(tx: Transaction, flow_id: str) -> list[RunRecord]:
     """Active runs of a flow (they hold its concurrency slot), oldest first."""
     statuses = [str(status) for status in ACTIVE_RUN_STATUSES]
+    marks = ", ".join("?" for _ in statuses)
     rows = await tx.fetchall(
-        f"SELECT * FROM runs WHERE flow_id = ? AND status IN ({', '.join('?' for _ in statuses)}) ORDER BY seq",
-        [flow_id, *statuses],
+        f"SELECT * FROM runs WHERE flow_id = ? AND status IN ({marks}) ORDER BY seq", [flow_id, *statuses]
     )
     return [RunRecord.from_row(row) for row in rows]
 

@@ -87,5 +87,9 @@ class SqliteDatabase(Database):
         if tx.wake_requested:
             self._local_wakeup()
 
+    async def start_listening(self) -> None:
+        # SQLite serves one process: wake-ups are in-process only.
+        return None
+
     async def close(self) -> None:
         await self._connection.close()

@@ -48,7 +48,10 @@ class MessageExecutor:
         # A 4xx will not change on retry (wrong URL or payload) unless the receiver is rate limiting.
         retryable = response.status_code >= 500 or response.status_code == 429
         return Failed(
-            f"{url} answered HTTP {response.status_code}", retryable=retryable, code=response.status_code, data=data
+            f"{url} answered HTTP {response.status_code}",
+            retryable=retryable,
+            code=response.status_code,
+            data=data,
         )
 
     async def poll(self, context: ExecutionContext) -> Outcome:

@@ -71,7 +71,10 @@ def plan_request(context: ExecutionContext) -> tuple[DriverRequest, bool]:
         if operation is Operation.PROMOTE:
             origin_resource = _resource(context, origin.get("id"), "origin")
         request = DriverRequest(
-            operation, _resource(context, target.get("id"), str(target.get("type", "target"))), origin, key,
+            operation,
+            _resource(context, target.get("id"), str(target.get("type", "target"))),
+            origin,
+            key,
             origin=origin_resource,
         )
         return request, context.wait_for_completion
