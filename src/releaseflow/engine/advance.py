@@ -5,20 +5,18 @@ Called after every event that may unblock something: a run admitted, a node fini
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from releaseflow.domain import expressions
 from releaseflow.domain.progress import ChangeKind, RunView, plan_progress
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
-from releaseflow.domain.template import Node
+from releaseflow.domain.template import Node, Template
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_node, transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import NodeRecord, RunRecord
+from releaseflow.store.records import RunRecord
 
 
 async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> RunRecord:
@@ -28,24 +26,30 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
     assert run is not None, run_id
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
         return run
-    template = templates.get(run.id, run.document)
-    nodes = {node.path: node for node in await run_store.load_nodes(tx, run_id)}
+    template = templates.for_run(run)
+    nodes = {node.path: node for node in await run_store.load_node_states(tx, run_id)}
     if not nodes:
         return run
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     seed = flow.secret_seed if flow else ""
     arguments = run.arguments
+    # Only skip expressions read node outputs, and no output changes while a run is advanced.
+    outputs = await run_store.node_outputs(tx, run_id, skip_refs(template))
     statuses = {path: node.status for path, node in nodes.items()}
 
     def should_skip(node: Node) -> bool:
-        scope = expressions.Scope(args=arguments, refs=_outputs(nodes), now=now, secret_seed=seed)
+        scope = expressions.Scope(args=arguments, refs=outputs, now=now, secret_seed=seed)
         value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
         return expressions.is_truthy(value)
 
+    due = {path for path, node in nodes.items() if node.became_due_at is not None}
     while True:
-        due = frozenset(path for path, node in nodes.items() if node.became_due_at is not None)
         changes = plan_progress(
-            template.root, statuses, due, RunView(aborting=run.status is RunStatus.ABORTING), should_skip
+            template.root,
+            statuses,
+            frozenset(due),
+            RunView(aborting=run.status is RunStatus.ABORTING),
+            should_skip,
         )
         if not changes:
             break
@@ -54,14 +58,13 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
             if change.kind is ChangeKind.MAKE_DUE:
                 await run_store.update_node(tx, node.id, None, {"due_at": now, "became_due_at": now})
                 tx.wake_workers()
-                nodes[change.path] = _replace(node, became_due_at=now)
+                due.add(change.path)
                 continue
             assert change.status is not None
             await transition_node(
                 tx, run.id, node.id, node.path, statuses[change.path], change.status, change.cause, now
             )
             statuses[change.path] = change.status
-            nodes[change.path] = _replace(node, status=change.status)
 
     root_status = statuses[template.root.path]
     if run.status is RunStatus.PENDING and root_status is not NodeStatus.PENDING:
@@ -88,14 +91,13 @@ async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus,
     return _replace_run(run, final)
 
 
-def _outputs(nodes: Mapping[str, NodeRecord]) -> dict[str, Any]:
-    return {node.ref: node.data for node in nodes.values() if node.ref and node.data is not None}
-
-
-def _replace(node: NodeRecord, **changes: Any) -> NodeRecord:
-    from dataclasses import replace
-
-    return replace(node, **changes)
+def skip_refs(template: Template) -> set[str]:
+    """The refs that skipNodeExecution expressions of a template read."""
+    refs: set[str] = set()
+    for node in template.nodes():
+        if isinstance(node.skip_node_execution, str):
+            refs |= expressions.referenced_refs(node.skip_node_execution)
+    return refs
 
 
 def _replace_run(run: RunRecord, status: RunStatus) -> RunRecord:

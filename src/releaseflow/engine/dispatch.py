@@ -5,7 +5,7 @@ The resolved code is what the run view shows as the node's code, and what the ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from releaseflow.engine.transitions import transition_node, transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import NodeRecord, RunRecord
+from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 
 
 @dataclass(frozen=True)
@@ -46,20 +46,44 @@ class Claim:
         return f"{self.run_id}/{self.path}/{self.attempt}"
 
 
+@dataclass
+class BatchCache:
+    """Runs and flows read once per claim batch (many nodes of a batch share a run)."""
+
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    flows: dict[str, FlowRecord] = field(default_factory=dict)
+
+    async def run_and_flow(self, tx: Transaction, run_id: str) -> tuple[RunRecord, FlowRecord]:
+        run = self.runs.get(run_id)
+        if run is None:
+            run = await run_store.get_run(tx, run_id)
+            assert run is not None
+            self.runs[run_id] = run
+        flow = self.flows.get(run.flow_id)
+        if flow is None:
+            flow = await catalog.get_flow_by_id(tx, run.flow_id)
+            assert flow is not None
+            self.flows[run.flow_id] = flow
+        return run, flow
+
+
 async def begin(
-    tx: Transaction, node: NodeRecord, worker_id: str, now: datetime, templates: TemplateCache
+    tx: Transaction,
+    node: NodeRecord,
+    worker_id: str,
+    now: datetime,
+    templates: TemplateCache,
+    batch: BatchCache | None = None,
 ) -> Claim | None:
     """Turn a freshly leased node into a Claim; None when the node ended here instead."""
-    run = await run_store.get_run(tx, node.run_id)
-    assert run is not None
-    flow = await catalog.get_flow_by_id(tx, run.flow_id)
-    assert flow is not None
+    batch = batch or BatchCache()
+    run, flow = await batch.run_and_flow(tx, node.run_id)
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
     if node.status is NodeStatus.WAITING:
         return _claim(node, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=True)
-    template = templates.get(run.id, run.document)
+    template = templates.for_run(run)
     code = node_code(template.node(node.path))
     outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
     scope = expressions.Scope(args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed)
@@ -91,6 +115,7 @@ async def begin(
     )
     if run.status is RunStatus.PENDING:
         await transition_run(tx, run.id, run.status, RunStatus.RUNNING, "first node started", now)
+        batch.runs[run.id] = replace(run, status=RunStatus.RUNNING)
     started = replace(
         node,
         status=NodeStatus.RUNNING,

@@ -8,13 +8,21 @@ from typing import Any
 
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
-from releaseflow.store.records import dump_json
+from releaseflow.store.records import RunRecord, dump_json
 
 
 class TemplateCache:
     def __init__(self, capacity: int = 256) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[str, Template] = OrderedDict()
+
+    def for_run(self, run: RunRecord) -> Template:
+        """The run's template; its document is decoded only when the cache misses."""
+        template = self._entries.get(run.id)
+        if template is not None:
+            self._entries.move_to_end(run.id)
+            return template
+        return self.get(run.id, run.document)
 
     def get(self, run_id: str, document: Mapping[str, Any]) -> Template:
         template = self._entries.get(run_id)

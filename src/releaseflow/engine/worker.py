@@ -14,12 +14,12 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
-from releaseflow.engine.dispatch import Claim, begin
+from releaseflow.engine.dispatch import BatchCache, Claim, begin
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -31,9 +31,10 @@ from releaseflow.engine.outcomes import (
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.scope import project_resources
 from releaseflow.engine.templates import TemplateCache
+from releaseflow.platform.driver import Resource
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
-from releaseflow.store.database import Database, Transaction
+from releaseflow.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class WorkerSettings:
     lease_seconds: float = 15.0
     heartbeat_seconds: float = 2.0
     reap_seconds: float = 1.0
-    max_concurrency: int = 64
+    # Actions are mostly waits on I/O, so many fit in one process.
+    max_concurrency: int = 256
     # Sleep between looks for due work when no wake-up arrives (work made due by another
     # process on SQLite, or a missed notification).
     idle_poll_seconds: float = 0.5
@@ -98,47 +100,53 @@ class Worker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            claimed = await self.claim_once()
-            if claimed:
-                continue
-            async with self.db.read() as tx:
-                next_due = await queue.next_due_at(tx)
+            capacity = self.settings.max_concurrency - len(self._tasks)
+            claimed, next_due = await self._claim(capacity)
+            if capacity > 0 and claimed == capacity:
+                continue  # a full batch: there may be more due right now
             wait = self.settings.idle_poll_seconds
-            if next_due is not None:
+            if next_due is not None and capacity > claimed:
                 wait = min(wait, max((next_due - self.clock.now()).total_seconds(), 0.0))
-            if self._at_capacity():
-                wait = self.settings.idle_poll_seconds
             if wait > 0:
+                # Woken early by a commit that made work due, or by one of our actions finishing.
                 await self.db.wait_for_wakeup(wait)
-
-    def _at_capacity(self) -> bool:
-        return len(self._tasks) >= self.settings.max_concurrency
 
     async def claim_once(self) -> int:
         """Claim what is due (up to free capacity) and start executing it; returns how many."""
-        capacity = self.settings.max_concurrency - len(self._tasks)
+        claimed, _ = await self._claim(self.settings.max_concurrency - len(self._tasks))
+        return claimed
+
+    async def _claim(self, capacity: int) -> tuple[int, datetime | None]:
+        """Claim up to ``capacity`` due nodes; also says when the next unclaimed node falls due."""
         if capacity <= 0:
-            return 0
+            return 0, None
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         claims: list[Claim] = []
+        contexts: list[ExecutionContext] = []
         async with self.db.transaction() as tx:
             nodes = await queue.claim_due_nodes(tx, self.id, now, lease_until, capacity)
+            batch = BatchCache()
             ended_runs = set()
             for node in nodes:
-                claim = await begin(tx, node, self.id, now, self.templates)
+                claim = await begin(tx, node, self.id, now, self.templates, batch)
                 if claim is None:
                     ended_runs.add(node.run_id)
                 else:
                     claims.append(claim)
             for run_id in ended_runs:
                 await settle(tx, run_id, now, self.templates)
-            contexts = [await self._context(tx, claim) for claim in claims]
+            resources: dict[str, Mapping[str, Resource]] = {}
+            for claim in claims:
+                if claim.project_id not in resources:
+                    resources[claim.project_id] = await project_resources(tx, claim.project_id)
+                contexts.append(self._context(claim, resources[claim.project_id]))
+            next_due = await queue.next_due_at(tx)
         for claim, context in zip(claims, contexts, strict=True):
             self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
-        return len(nodes)
+        return len(nodes), next_due
 
-    async def _context(self, tx: Transaction, claim: Claim) -> ExecutionContext:
+    def _context(self, claim: Claim, resources: Mapping[str, Resource]) -> ExecutionContext:
         return ExecutionContext(
             run_id=claim.run_id,
             node_path=claim.path,
@@ -152,7 +160,7 @@ class Worker:
             wait_state=claim.wait_state,
             project_id=claim.project_id,
             stage=claim.stage,
-            resources=await project_resources(tx, claim.project_id),
+            resources=resources,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
@@ -168,6 +176,8 @@ class Worker:
         finally:
             self._tasks.pop(claim.node_id, None)
             self._aborting.discard(claim.node_id)
+            # A slot is free: the claim loop may take more work at once.
+            self.db.wake_local()
 
     async def _act(self, claim: Claim, context: ExecutionContext) -> Answer:
         executor = self.executors.get(claim.kind)

@@ -82,7 +82,8 @@ class Database(abc.ABC):
     async def start_listening(self) -> None:
         """Begin receiving wake-ups from other processes."""
 
-    def _local_wakeup(self) -> None:
+    def wake_local(self) -> None:
+        """Wake this process's workers (e.g. a worker slot became free)."""
         self._wakeup.set()
 
     async def wait_for_wakeup(self, timeout: float) -> bool:

@@ -77,7 +77,7 @@ class PostgresDatabase(Database):
             if tx.wake_requested:
                 await connection.execute(f"NOTIFY {WAKE_CHANNEL}")
         if tx.wake_requested:
-            self._local_wakeup()
+            self.wake_local()
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         return self._transaction()
@@ -96,7 +96,7 @@ class PostgresDatabase(Database):
                     await connection.execute(f"LISTEN {WAKE_CHANNEL}")
                     ready.set()
                     async for _ in connection.notifies():
-                        self._local_wakeup()
+                        self.wake_local()
             except psycopg.Error:
                 # The server went away; workers still poll, so retry quietly.
                 ready.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
@@ -59,7 +60,7 @@ class RunRecord:
     arguments: dict[str, Any]
     overrides: dict[str, Any]
     release_node_overrides: dict[str, Any]
-    document: dict[str, Any]
+    document_json: str
     error: str | None
     waiting_reason: str | None
     created_at: datetime
@@ -70,6 +71,12 @@ class RunRecord:
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The template the run executes; decoded on first use (it can be large, most reads skip it)."""
+        document: dict[str, Any] = load_json(self.document_json)
+        return document
 
     @classmethod
     def from_row(cls, row: Row) -> RunRecord:
@@ -87,7 +94,7 @@ class RunRecord:
             arguments=load_json(row["arguments"]),
             overrides=load_json(row["overrides"]),
             release_node_overrides=load_json(row["release_node_overrides"]),
-            document=load_json(row["document"]),
+            document_json=row["document"],
             error=row["error"],
             waiting_reason=row["waiting_reason"],
             created_at=_time(row["created_at"]),
@@ -152,6 +159,21 @@ class NodeRecord:
             wait_state=load_json(row["wait_state"]),
             cause=row["cause"],
         )
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """The light view of a node that progress planning needs."""
+
+    id: str
+    path: str
+    ref: str | None
+    status: NodeStatus
+    became_due_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> NodeState:
+        return cls(row["id"], row["path"], row["ref"], NodeStatus(row["status"]), row["became_due_at"])
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from releaseflow.domain.statuses import ACTIVE_RUN_STATUSES, RunStatus
 from releaseflow.store.database import Transaction, to_epoch
-from releaseflow.store.records import EventRecord, NodeRecord, RunRecord, dump_json
+from releaseflow.store.records import EventRecord, NodeRecord, NodeState, RunRecord, dump_json, load_json
 
 # Columns whose values are JSON in the database.
 _JSON_COLUMNS = frozenset(
@@ -167,6 +167,14 @@ async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
     return [NodeRecord.from_row(row) for row in rows]
 
 
+async def load_node_states(tx: Transaction, run_id: str) -> list[NodeState]:
+    """What progress planning needs of every node of a run, without the heavy JSON columns."""
+    rows = await tx.fetchall(
+        "SELECT id, path, ref, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
+    )
+    return [NodeState.from_row(row) for row in rows]
+
+
 async def get_node(tx: Transaction, node_id: str) -> NodeRecord | None:
     row = await tx.fetchone("SELECT * FROM node_runs WHERE id = ?", (node_id,))
     return None if row is None else NodeRecord.from_row(row)
@@ -182,8 +190,6 @@ async def node_outputs(tx: Transaction, run_id: str, refs: Iterable[str]) -> dic
         " AND data IS NOT NULL",
         [run_id, *wanted],
     )
-    from releaseflow.store.records import load_json
-
     return {row["ref"]: load_json(row["data"]) for row in rows}
 
 

@@ -22,16 +22,13 @@ class SqliteTransaction(Transaction):
         self._connection = connection
 
     async def execute(self, sql: str, params: Params = ()) -> int:
+        # One trip to aiosqlite's thread per statement: each trip costs far more than the statement.
         cursor = await self._connection.execute(sql, tuple(params))
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return cursor.rowcount
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._connection.execute(sql, tuple(params)) as cursor:
-            rows = await cursor.fetchall()
-            names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        rows = await self._connection.execute_fetchall(sql, tuple(params))
+        return [dict(row) for row in rows]
 
     async def lock_row(self, table: str, key_column: str, key: object) -> None:
         # BEGIN IMMEDIATE already holds the database's single write lock.
@@ -57,6 +54,7 @@ class SqliteDatabase(Database):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
+            connection.row_factory = sqlite3.Row
             await connection.execute("PRAGMA journal_mode=WAL")
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
@@ -85,7 +83,7 @@ class SqliteDatabase(Database):
                 raise
             await self._connection.execute("COMMIT")
         if tx.wake_requested:
-            self._local_wakeup()
+            self.wake_local()
 
     async def start_listening(self) -> None:
         # SQLite serves one process: wake-ups are in-process only.

@@ -1,0 +1,455 @@
+"""The read model: runs as the command line, the API and the UI show them. Read-only.
+
+A run detail is the run's template tree with each workflow and node's execution state. A workflow
+still in progress shows the roll-up of its children (the most severe status among them, so a
+failure or a wait inside is visible at every level), not merely "running". Each node also carries
+its ``response`` in Northflank's shape (compat reference section 4.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from releaseflow.domain.errors import ConflictError, NotFoundError
+from releaseflow.domain.progress import roll_up
+from releaseflow.domain.statuses import TERMINAL_NODE_STATUSES, TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
+from releaseflow.domain.template import Node
+from releaseflow.engine.templates import TemplateCache, node_code
+from releaseflow.store import catalog
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
+from releaseflow.store.records import EventRecord, NodeRecord, RunRecord
+
+# Northflank's response.status words for ours. It has no "running" and no "pending": a node with no
+# response has not started, and an action under way is "waiting" for its answer.
+_RESPONSE_STATUS = {
+    NodeStatus.RUNNING: "waiting",
+    NodeStatus.WAITING: "waiting",
+    NodeStatus.RETRYING: "retrying",
+    NodeStatus.SUCCESS: "success",
+    NodeStatus.FAILED: "failure",
+    NodeStatus.SKIPPED: "skipped",
+    NodeStatus.ABORTED: "aborted",
+}
+# A workflow whose roll-up says one of these while it is running still shows "running".
+_QUIET_STATUSES = frozenset({NodeStatus.PENDING, NodeStatus.SUCCESS, NodeStatus.SKIPPED})
+
+_templates = TemplateCache()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a runs list."""
+
+    id: str
+    display_name: str
+    name: str | None
+    description: str
+    kind: str
+    status: RunStatus
+    triggered_by: str
+    created_at: datetime
+    started_at: datetime | None
+    concluded_at: datetime | None
+    queued_reason: str | None
+    error: str | None
+    project_id: str
+    pipeline_id: str
+    stage: str
+    flow_version: int
+    seq: int
+
+    @property
+    def concluded(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "description": self.description,
+            "kind": self.kind,
+            "status": str(self.status),
+            "concluded": self.concluded,
+            "triggeredBy": self.triggered_by,
+            "createdAt": _iso(self.created_at),
+            "startedAt": _iso(self.started_at),
+            "concludedAt": _iso(self.concluded_at),
+            "queuedReason": self.queued_reason,
+            "error": self.error,
+            "project": self.project_id,
+            "pipeline": self.pipeline_id,
+            "stage": self.stage,
+            "flowVersion": self.flow_version,
+            "number": self.seq,
+        }
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A workflow or node of a run, with its children in template order."""
+
+    path: str
+    ref: str | None
+    kind: str
+    workflow_type: str | None
+    status: NodeStatus
+    attempts: int
+    max_attempts: int
+    next_attempt: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: Mapping[str, Any] | None
+    data: Any
+    code: Any
+    code_resolved: bool
+    cause: str | None
+    attempt_log: tuple[Mapping[str, Any], ...]
+    children: tuple[NodeView, ...] = ()
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.kind == "Workflow"
+
+    @property
+    def label(self) -> str:
+        return self.ref or self.path
+
+    def walk(self) -> list[NodeView]:
+        found = [self]
+        for child in self.children:
+            found.extend(child.walk())
+        return found
+
+    def response(self) -> dict[str, Any] | None:
+        """Northflank's ``response`` object; None for a node that has not started."""
+        if self.status is NodeStatus.PENDING:
+            return None
+        status = _RESPONSE_STATUS[self.status]
+        if self.kind == "Approval" and self.status is NodeStatus.WAITING:
+            status = "approval_wait"
+        response: dict[str, Any] = {"status": status}
+        if self.error:
+            response["error"] = {
+                "code": int(self.error.get("code") or 500),
+                "message": str(self.error.get("message")),
+            }
+        if not self.is_workflow and self.attempts:
+            retries: dict[str, Any] = {"attempts": self.attempts, "maxAttempts": self.max_attempts}
+            last_start = self.attempt_log[-1].get("startTime") if self.attempt_log else None
+            if isinstance(last_start, int | float):
+                retries["timestamp"] = int(last_start)
+            if self.next_attempt is not None:
+                retries["nextAttempt"] = _unix(self.next_attempt)
+            response["retries"] = retries
+        if self.started_at is not None:
+            response["startTime"] = _unix(self.started_at)
+        if self.ended_at is not None:
+            response["endTime"] = _unix(self.ended_at)
+        if self.data is not None:
+            response["data"] = self.data
+        return response
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "path": self.path,
+            "ref": self.ref,
+            "kind": self.kind,
+            "status": str(self.status),
+            "startTime": _iso(self.started_at),
+            "endTime": _iso(self.ended_at),
+            "cause": self.cause,
+        }
+        if self.is_workflow:
+            document["type"] = self.workflow_type
+            document["steps"] = [child.to_json() for child in self.children]
+        else:
+            document.update(
+                attempts=self.attempts,
+                maxAttempts=self.max_attempts,
+                nextAttempt=_iso(self.next_attempt),
+                error=dict(self.error) if self.error else None,
+                data=self.data,
+                code=self.code,
+                codeResolved=self.code_resolved,
+                attemptLog=[dict(entry) for entry in self.attempt_log],
+            )
+        document["response"] = self.response()
+        return document
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Actions (nodes that are not workflows) that ended, of all actions in the run."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    at: datetime
+    node_path: str | None
+    ref: str | None
+    from_status: str | None
+    to_status: str
+    cause: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "node": self.node_path,
+            "ref": self.ref,
+            "from": self.from_status,
+            "to": self.to_status,
+            "cause": self.cause,
+        }
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: RunSummary
+    arguments: Mapping[str, Any]
+    root: NodeView | None  # None when the run never got nodes (its dry run failed)
+    progress: Progress
+    events: tuple[EventView, ...]
+
+    def node(self, key: str) -> NodeView | None:
+        """The node with this ref or path."""
+        for node in self.root.walk() if self.root else []:
+            if key in (node.ref, node.path):
+                return node
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.run.to_json(),
+            "arguments": dict(self.arguments),
+            "progress": {"done": self.progress.done, "total": self.progress.total},
+            "spec": self.root.to_json() if self.root else None,
+            "events": [event.to_json() for event in self.events],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lookups
+
+
+async def ping(db: Database) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    async with db.read() as tx:
+        await tx.fetchvalue("SELECT 1")
+
+
+async def resolve_project(db: Database, project_id: str | None) -> str:
+    """``project_id`` if it exists; without one, the only project there is."""
+    async with db.read() as tx:
+        projects = [row["id"] for row in await catalog.list_projects(tx)]
+    if project_id is not None:
+        if project_id not in projects:
+            raise NotFoundError(f"no project '{project_id}'" + _choices(projects))
+        return project_id
+    if len(projects) == 1:
+        return str(projects[0])
+    if not projects:
+        raise NotFoundError(
+            "there are no projects yet: apply a configuration first (releaseflow apply -f FILE)"
+        )
+    raise NotFoundError(f"there are several projects; name one with --project ({', '.join(projects)})")
+
+
+async def resolve_stage(db: Database, project_id: str, pipeline_id: str, stage: str) -> str:
+    """The stage's exact name; stage names are unique ignoring case, so any case finds it."""
+    async with db.read() as tx:
+        if await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
+            names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
+            raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
+        stages = await catalog.list_stages(tx, project_id, pipeline_id)
+    for name in stages:
+        if name.lower() == stage.lower():
+            return name
+    raise NotFoundError(f"no stage '{stage}' in pipeline '{project_id}/{pipeline_id}'" + _choices(stages))
+
+
+async def resolve_run_id(db: Database, key: str) -> str:
+    """The full id of the run ``key`` names: its full UUID or a unique prefix of it."""
+    key = key.strip().lower()
+    if not key:
+        raise NotFoundError("no run id given")
+    async with db.read() as tx:
+        if await run_store.get_run(tx, key) is not None:
+            return key
+        matches = await run_store.find_runs_by_prefix(tx, key)
+    if not matches:
+        raise NotFoundError(f"no run whose id starts with '{key}'")
+    if len(matches) > 1:
+        raise ConflictError(
+            f"'{key}' is the start of several run ids ({', '.join(matches)}); give more of it"
+        )
+    return matches[0]
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    id: str
+    hostname: str
+    pid: int
+    heartbeat_at: datetime
+
+
+async def workers_seen_since(db: Database, since: datetime) -> list[WorkerView]:
+    """Workers that sent a heartbeat at or after ``since``."""
+    async with db.read() as tx:
+        rows = await tx.fetchall(
+            "SELECT id, hostname, pid, heartbeat_at FROM workers WHERE heartbeat_at >= ? ORDER BY id",
+            (to_epoch(since),),
+        )
+    return [
+        WorkerView(row["id"], row["hostname"], int(row["pid"]), from_epoch(row["heartbeat_at"]) or since)
+        for row in rows
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runs
+
+
+async def list_runs(
+    db: Database,
+    project_id: str,
+    pipeline_id: str,
+    stage: str,
+    *,
+    statuses: Sequence[str] = (),
+    kind: str | None = None,
+    limit: int = 50,
+) -> list[RunSummary]:
+    """Runs of a stage's release flow, newest first."""
+    async with db.read() as tx:
+        flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
+        if flow is None:
+            raise NotFoundError(
+                f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow"
+            )
+        records = await run_store.list_runs(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
+    return [_summary(record, project_id, pipeline_id, stage) for record in records]
+
+
+async def run_summary(db: Database, run_id: str) -> RunSummary:
+    async with db.read() as tx:
+        return await _load_summary(tx, run_id)
+
+
+async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> RunDetail:
+    async with db.read() as tx:
+        summary = await _load_summary(tx, run_id)
+        record = await run_store.get_run(tx, run_id)
+        assert record is not None
+        nodes = {node.path: node for node in await run_store.load_nodes(tx, run_id)}
+        events = await run_store.list_events(tx, run_id) if with_events else []
+    root = None
+    if nodes:
+        template = _templates.get(run_id, record.document)
+        root = _view(template.root, nodes)
+    actions = [node for node in nodes.values() if node.kind != "Workflow"]
+    progress = Progress(
+        done=sum(1 for node in actions if node.status in TERMINAL_NODE_STATUSES), total=len(actions)
+    )
+    refs = {node.path: node.ref for node in nodes.values()}
+    return RunDetail(
+        run=summary,
+        arguments=record.arguments,
+        root=root,
+        progress=progress,
+        events=tuple(_event(event, refs) for event in events),
+    )
+
+
+async def _load_summary(tx: Transaction, run_id: str) -> RunSummary:
+    record = await run_store.get_run(tx, run_id)
+    if record is None:
+        raise NotFoundError(f"no run '{run_id}'")
+    flow = await catalog.get_flow_by_id(tx, record.flow_id)
+    assert flow is not None, record.flow_id
+    return _summary(record, flow.project_id, flow.pipeline_id, flow.stage)
+
+
+def _summary(record: RunRecord, project_id: str, pipeline_id: str, stage: str) -> RunSummary:
+    return RunSummary(
+        id=record.id,
+        display_name=record.display_name,
+        name=record.name,
+        description=record.description,
+        kind=record.kind,
+        status=record.status,
+        triggered_by=record.triggered_by,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        concluded_at=record.concluded_at,
+        queued_reason=record.waiting_reason,
+        error=record.error,
+        project_id=project_id,
+        pipeline_id=pipeline_id,
+        stage=stage,
+        flow_version=record.flow_version,
+        seq=record.seq,
+    )
+
+
+def _view(node: Node, records: Mapping[str, NodeRecord]) -> NodeView:
+    record = records[node.path]
+    children = tuple(_view(child, records) for child in node.children)
+    status = record.status
+    if node.is_workflow and status is NodeStatus.RUNNING and children:
+        rolled = roll_up([child.status for child in children])
+        status = NodeStatus.RUNNING if rolled in _QUIET_STATUSES else rolled
+    resolved = record.code is not None
+    return NodeView(
+        path=node.path,
+        ref=node.ref,
+        kind=node.kind,
+        workflow_type=str(node.workflow_type) if node.workflow_type else None,
+        status=status,
+        attempts=record.attempt,
+        max_attempts=record.max_attempts,
+        next_attempt=record.next_attempt_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        error=record.error,
+        data=record.data,
+        code=record.code if resolved else node_code(node),
+        code_resolved=resolved,
+        cause=record.cause,
+        attempt_log=tuple(record.attempts),
+        children=children,
+    )
+
+
+def _event(event: EventRecord, refs: Mapping[str, str | None]) -> EventView:
+    return EventView(
+        id=event.id,
+        at=event.at,
+        node_path=event.node_path,
+        ref=refs.get(event.node_path) if event.node_path else None,
+        from_status=event.from_status,
+        to_status=event.to_status,
+        cause=event.cause,
+    )
+
+
+def _choices(names: Sequence[str]) -> str:
+    return f" (there are: {', '.join(names)})" if names else ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
