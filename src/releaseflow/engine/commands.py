@@ -110,7 +110,8 @@ class Engine:
             for replaced in decision.abort_active:
                 await self._abort_in(tx, replaced, f"replaced by run {run_id}")
             if not waits:
-                await settle(tx, run_id, now, self.templates)
+                # The first nodes become due now, after the run and its nodes were written.
+                await settle(tx, run_id, self.clock.now(), self.templates)
             return await _run(tx, run_id)
 
     async def _insert_run(

@@ -41,6 +41,10 @@ class Transaction(abc.ABC):
         """Run a statement; returns the number of rows it changed."""
 
     @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run one statement for each parameter row."""
+
+    @abc.abstractmethod
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -38,6 +38,10 @@ class PostgresTransaction(Transaction):
     async def execute(self, sql: str, params: Params = ()) -> int:
         cursor = await self._connection.execute(_to_pyformat(sql), tuple(params), prepare=True)
         return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        async with self._connection.cursor() as cursor:
+            await cursor.executemany(_to_pyformat(sql), [tuple(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         cursor = self._connection.cursor(row_factory=dict_row)

@@ -50,8 +50,16 @@ async def insert_run(tx: Transaction, values: Mapping[str, Any]) -> None:
 
 
 async def insert_node_runs(tx: Transaction, rows: Iterable[Mapping[str, Any]]) -> None:
-    for row in rows:
-        await _insert(tx, "node_runs", row)
+    """Insert the node rows of a new run in one statement batch (they share their columns)."""
+    rows = list(rows)
+    if not rows:
+        return
+    columns = list(rows[0])
+    placeholders = ", ".join("?" for _ in columns)
+    await tx.executemany(
+        f"INSERT INTO node_runs ({', '.join(columns)}) VALUES ({placeholders})",
+        [[encode(column, row[column]) for column in columns] for row in rows],
+    )
 
 
 async def _insert(tx: Transaction, table: str, values: Mapping[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +25,9 @@ class SqliteTransaction(Transaction):
         # One trip to aiosqlite's thread per statement: each trip costs far more than the statement.
         cursor = await self._connection.execute(sql, tuple(params))
         return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        await self._connection.executemany(sql, [tuple(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         rows = await self._connection.execute_fetchall(sql, tuple(params))
