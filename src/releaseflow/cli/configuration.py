@@ -1,0 +1,95 @@
+"""Configuration as code: apply, validate, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.render import error_lines
+from releaseflow.domain.config import Configuration
+from releaseflow.domain.documents import load_document
+from releaseflow.domain.errors import ReleaseflowError, ValidationError
+from releaseflow.domain.schema import release_flow_json_schema
+from releaseflow.domain.template_parser import parse_template
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.configuration import apply_configuration, load_configuration_file
+from releaseflow.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    apply = commands.add_parser("apply", help="make the server match a configuration file (prints the plan)")
+    apply.add_argument("-f", "--file", required=True, type=Path, help="YAML or JSON configuration file")
+    apply.add_argument(
+        "--prune", action="store_true", help="also delete what the file's projects no longer list"
+    )
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    apply.set_defaults(handler=apply_file)
+
+    validate = commands.add_parser("validate", help="check a configuration file or a release flow template")
+    validate.add_argument("-f", "--file", required=True, type=Path, help="YAML or JSON file")
+    validate.set_defaults(handler=validate_file)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of release flow templates")
+    schema.set_defaults(handler=print_schema)
+
+
+def apply_file(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_configuration_file(args.file)
+
+    async def go() -> int:
+        async with database(settings) as db:
+            plan = await apply_configuration(
+                db, config, SystemClock(), prune=args.prune, dry_run=args.dry_run
+            )
+        if not plan.has_changes:
+            print(f"nothing to change ({len(plan.changes)} unchanged)")
+            return EXIT_OK
+        print(plan.render())
+        if args.dry_run:
+            print("dry run: nothing was changed")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def validate_file(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 1 with every problem listed (each with its path) when the file is invalid."""
+    try:
+        print(_validate(args.file))
+    except ReleaseflowError as error:
+        print("\n".join(error_lines(str(error))))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _validate(path: Path) -> str:
+    try:
+        document = load_document(path.read_bytes(), source=str(path))
+    except OSError as error:
+        raise ReleaseflowError(f"cannot read {path}: {error.strerror}") from error
+    if isinstance(document, Mapping) and "projects" in document:
+        return f"{path}: valid configuration ({_describe(load_configuration_file(path))})"
+    try:
+        template = parse_template(document)
+    except ValidationError as error:
+        raise ValidationError(error.issues, subject=f"release flow template {path}") from None
+    nodes = sum(1 for node in template.nodes() if not node.is_workflow)
+    return f"{path}: valid release flow template ({nodes} node{'s' if nodes != 1 else ''})"
+
+
+def _describe(config: Configuration) -> str:
+    pipelines = [pipeline for project in config.projects for pipeline in project.pipelines]
+    flows = [stage for pipeline in pipelines for stage in pipeline.stages if stage.release_flow is not None]
+    resources = sum(len(project.resources) for project in config.projects)
+    return (
+        f"{len(config.projects)} project(s), {resources} resource(s), {len(pipelines)} pipeline(s),"
+        f" {len(flows)} release flow(s)"
+    )
+
+
+def print_schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(release_flow_json_schema(), indent=2))
+    return EXIT_OK

@@ -1,0 +1,49 @@
+"""``db migrate`` and ``db status``: the database schema."""
+
+from __future__ import annotations
+
+import argparse
+
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
+from releaseflow.settings import Settings
+from releaseflow.store.migrate import available_migrations, migrate, pending_migrations
+
+
+def register(commands: Subparsers) -> None:
+    db = commands.add_parser("db", help="database schema: migrate, status")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="{migrate,status}")
+    actions.add_parser("migrate", help="apply the migrations the database lacks").set_defaults(
+        handler=migrate_db
+    )
+    actions.add_parser("status", help="show which migrations are applied").set_defaults(handler=db_status)
+
+
+def migrate_db(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings, require_schema=False) as db:
+            applied = await migrate(db)
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+        print(
+            f"{redact_url(settings.database_url)}: schema up to date"
+            + ("" if applied else " (nothing to do)")
+        )
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def db_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings, require_schema=False) as db:
+            pending = {migration.version for migration in await pending_migrations(db)}
+        print(f"database {redact_url(settings.database_url)}")
+        for migration in available_migrations():
+            state = "pending" if migration.version in pending else "applied"
+            print(f"  {migration.version:04d}_{migration.name}  {state}")
+        if pending:
+            print(f"{len(pending)} migration(s) pending: run `releaseflow db migrate`")
+            return EXIT_FAILED
+        return EXIT_OK
+
+    return run_async(go())

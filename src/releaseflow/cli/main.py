@@ -1,0 +1,57 @@
+"""The ``releaseflow`` command: parse the command line, read the settings once, run a command.
+
+Exit codes: 0 done; 1 a run failed or was aborted, a file is invalid, or the request conflicts with
+the current state; 2 the command line is wrong (unknown names, malformed values); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from releaseflow.cli import configuration, db, demo, runs, server
+from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from releaseflow.cli.render import error_lines
+from releaseflow.domain.errors import NotFoundError, ReleaseflowError, ValidationError
+from releaseflow.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="releaseflow",
+        description="Self-hosted release orchestration: pipelines, stages and release flows.",
+        epilog="Settings come from RELEASEFLOW_* environment variables; the flags above override them.",
+    )
+    parser.add_argument("--data-dir", help="data directory (default: RELEASEFLOW_DATA_DIR or ./data)")
+    parser.add_argument(
+        "--database-url",
+        help="sqlite:///PATH or postgresql://... (default: RELEASEFLOW_DATABASE_URL or SQLite in data dir)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (server, configuration, runs, db, demo):
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # A status symbol must never crash a command on a terminal that cannot show it.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except ReleaseflowError as error:
+        print("\n".join(error_lines(str(error))), file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ValidationError | NotFoundError) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Text for people: tables, run trees, times and statuses (colour only when asked for)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.queries import NodeView, RunDetail, RunSummary
+
+SHORT_ID = 8
+
+_SYMBOLS = {
+    "pending": "·",
+    "queued": "·",
+    "running": "▶",
+    "waiting": "…",
+    "retrying": "↻",
+    "success": "✓",
+    "failed": "✗",
+    "skipped": "-",
+    "aborting": "■",
+    "aborted": "■",
+}
+_COLOURS = {
+    "running": "36",  # cyan
+    "waiting": "33",  # yellow
+    "retrying": "33",
+    "success": "32",  # green
+    "failed": "31",  # red
+    "aborting": "35",  # magenta
+    "aborted": "35",
+    "skipped": "2",  # dim
+    "pending": "2",
+    "queued": "2",
+}
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:SHORT_ID]
+
+
+def paint(status: str, text: str, colour: bool) -> str:
+    code = _COLOURS.get(status)
+    return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
+
+
+def status_text(status: NodeStatus | RunStatus, colour: bool = False) -> str:
+    return paint(str(status), f"{_SYMBOLS.get(str(status), '?')} {status}", colour)
+
+
+def clock(moment: datetime | None) -> str:
+    """A time of day in the local zone (the date too when it is not today)."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone()
+    if local.date() == datetime.now(UTC).astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start: datetime | None, end: datetime | None, now: datetime | None = None) -> str:
+    if start is None:
+        return ""
+    seconds = max(((end or now or datetime.now(UTC)) - start).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [len(header) for header in headers]
+    for row in rows:
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    lines = []
+    for row in [list(headers), *rows]:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def runs_table(runs: Sequence[RunSummary]) -> list[str]:
+    rows = []
+    for run in runs:
+        name = run.name or ""
+        if run.queued_reason and run.status is RunStatus.QUEUED:
+            name = f"{name} (queued: {run.queued_reason})".strip()
+        rows.append(
+            [
+                short_id(run.id),
+                f"#{run.seq}",
+                str(run.status),
+                run.kind,
+                name,
+                run.triggered_by,
+                clock(run.created_at),
+                duration(run.started_at, run.concluded_at) if run.started_at else "",
+            ]
+        )
+    return table(["ID", "NO", "STATUS", "KIND", "NAME", "TRIGGERED BY", "CREATED", "TOOK"], rows)
+
+
+def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
+    run = detail.run
+    title = f"run {run.id}"
+    if run.name:
+        title += f"  “{run.name}”"
+    lines = [
+        f"{title}  {status_text(run.status, colour)}",
+        f"  {run.project_id}/{run.pipeline_id}/{run.stage} · {run.kind} #{run.seq} · release flow version "
+        f"{run.flow_version} · triggered by {run.triggered_by}",
+        f"  created {clock(run.created_at)} · started {clock(run.started_at)}"
+        f" · concluded {clock(run.concluded_at)}"
+        + (f" · took {duration(run.started_at, run.concluded_at)}" if run.started_at else ""),
+    ]
+    if run.description:
+        lines.append(f"  {run.description}")
+    if run.queued_reason:
+        lines.append(f"  queued: {run.queued_reason}")
+    if detail.arguments:
+        lines.append("  arguments: " + ", ".join(f"{key}={value}" for key, value in detail.arguments.items()))
+    lines.append(f"  {progress_text(detail)}")
+    if run.error:
+        lines.extend("  " + line for line in run.error.splitlines())
+    return lines
+
+
+def progress_text(detail: RunDetail) -> str:
+    return f"{detail.progress.done}/{detail.progress.total} nodes done"
+
+
+def run_tree(detail: RunDetail, colour: bool = False) -> list[str]:
+    if detail.root is None:
+        return ["(no nodes: the run ended before any node was created)"]
+    lines: list[str] = []
+    _tree_lines(detail, detail.root, "", "", lines, colour)
+    return lines
+
+
+def _tree_lines(
+    detail: RunDetail, node: NodeView, lead: str, child_lead: str, out: list[str], colour: bool
+) -> None:
+    out.append(f"{lead}{status_text(node.status, colour)}  {node_title(node)}{_node_facts(node)}")
+    for note in node_notes(detail, node):
+        out.append(f"{child_lead}{'│ ' if node.children else '  '}  {note}")
+    for index, child in enumerate(node.children):
+        last = index == len(node.children) - 1
+        _tree_lines(
+            detail,
+            child,
+            child_lead + ("└─ " if last else "├─ "),
+            child_lead + ("   " if last else "│  "),
+            out,
+            colour,
+        )
+
+
+def node_title(node: NodeView) -> str:
+    if node.is_workflow:
+        return f"{node.workflow_type} workflow" + (f" {node.ref}" if node.ref else "")
+    return f"{node.label} ({node.kind})"
+
+
+def _node_facts(node: NodeView) -> str:
+    facts = []
+    if node.started_at:
+        facts.append(f"{clock(node.started_at)} {duration(node.started_at, node.ended_at)}")
+    if not node.is_workflow and node.attempts:
+        facts.append(f"attempt {node.attempts}/{node.max_attempts}")
+    return "  " + " · ".join(facts) if facts else ""
+
+
+def node_notes(detail: RunDetail, node: NodeView) -> list[str]:
+    """Lines under a node: why it is as it is, and what a person can do about it."""
+    notes = []
+    if node.status is NodeStatus.RETRYING and node.next_attempt:
+        notes.append(f"next attempt at {clock(node.next_attempt)}")
+    if node.error and node.status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+        notes.append(f"error: {node.error.get('message')}")
+    elif node.status in (NodeStatus.SKIPPED, NodeStatus.ABORTED) and node.cause:
+        notes.append(node.cause)
+    if node.kind == "Approval" and node.status is NodeStatus.WAITING:
+        data = node.data if isinstance(node.data, dict) else {}
+        given = len(data.get("approvals", []))
+        notes.append(
+            f"awaiting approval ({given}/{data.get('required', 1)}): "
+            f"releaseflow approve {short_id(detail.run.id)} {node.ref or node.path} --as NAME"
+        )
+    return notes
+
+
+def error_lines(message: str) -> list[str]:
+    first, *rest = message.splitlines() or [""]
+    return [f"error: {first}", *rest]

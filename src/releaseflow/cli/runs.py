@@ -1,0 +1,196 @@
+"""Commands on runs: run, runs, show, abort, rename, approve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from releaseflow.cli import render
+from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.follow import follow_run
+from releaseflow.cli.parsing import parse_run_inputs
+from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.statuses import RunStatus
+from releaseflow.engine import queries
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.commands import Engine, RunRequest
+from releaseflow.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    run = commands.add_parser("run", help="start a run of a stage's release flow")
+    _stage_arguments(run)
+    run.add_argument("--name", help="display name of the run (up to 39 characters)")
+    run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
+    run.add_argument(
+        "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
+    )
+    run.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="REF.FIELD=VALUE",
+        help="set one spec field of the node with that ref, for this run (repeatable; VALUE may be JSON)",
+    )
+    run.add_argument(
+        "--release-override",
+        action="append",
+        default=[],
+        metavar="TARGET=JSON",
+        help="replace the spec of the Release nodes deploying to TARGET, for this run (repeatable)",
+    )
+    run.add_argument("--follow", action="store_true", help="show the run live until it ends")
+    run.set_defaults(handler=start)
+
+    runs = commands.add_parser("runs", help="list the runs of a stage, newest first")
+    _stage_arguments(runs)
+    runs.add_argument("--status", action="append", default=[], choices=[str(status) for status in RunStatus])
+    runs.add_argument("--kind", choices=["release", "rollback"])
+    runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    runs.set_defaults(handler=list_runs)
+
+    show = commands.add_parser("show", help="show a run: its tree of workflows and nodes, with statuses")
+    show.add_argument("run", help="run id, or a unique start of it")
+    show.add_argument(
+        "--json", action="store_true", help="print the run detail as JSON (with node responses)"
+    )
+    show.add_argument("--events", action="store_true", help="also print the run's event log")
+    show.set_defaults(handler=show_run)
+
+    abort = commands.add_parser("abort", help="abort a run")
+    abort.add_argument("run", help="run id, or a unique start of it")
+    abort.set_defaults(handler=abort_run)
+
+    rename = commands.add_parser("rename", help="change a run's display name or description")
+    rename.add_argument("run", help="run id, or a unique start of it")
+    rename.add_argument("--name", help="new display name ('' removes it: the run shows its id)")
+    rename.add_argument("--description", help="new description")
+    rename.set_defaults(handler=rename_run)
+
+    approve = commands.add_parser("approve", help="approve an Approval node that is waiting")
+    approve.add_argument("run", help="run id, or a unique start of it")
+    approve.add_argument("node", help="the node's ref (or path)")
+    approve.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who approves")
+    approve.set_defaults(handler=approve_node)
+
+
+def _stage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", help="pipeline id")
+    parser.add_argument("stage", help="stage name (any case)")
+    parser.add_argument("--project", help="project id (default: the only project)")
+
+
+def start(args: argparse.Namespace, settings: Settings) -> int:
+    arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
+    request = RunRequest(
+        name=args.name,
+        description=args.description,
+        arguments=arguments,
+        overrides=overrides,
+        release_node_overrides=release_overrides,
+        triggered_by="cli",
+    )
+
+    async def go() -> int:
+        async with database(settings) as db:
+            project = await queries.resolve_project(db, args.project)
+            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+            run = await Engine(db, SystemClock()).start_run(project, args.pipeline, stage, request)
+            print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
+            if args.follow:
+                final = await follow_run(db, run.id)
+                return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
+            if run.status is RunStatus.FAILED:
+                for line in (run.error or "").splitlines():
+                    print(line)
+                return EXIT_FAILED
+            print(f"follow it with: releaseflow show {render.short_id(run.id)}")
+            return EXIT_OK
+
+    try:
+        return run_async(go())
+    except KeyboardInterrupt:
+        print("\nstopped following; the run goes on (releaseflow abort RUN stops it)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def list_runs(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings) as db:
+            project = await queries.resolve_project(db, args.project)
+            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+            runs = await queries.list_runs(
+                db, project, args.pipeline, stage, statuses=args.status, kind=args.kind, limit=args.limit
+            )
+        if args.json:
+            print(json.dumps([run.to_json() for run in runs], indent=2))
+        elif not runs:
+            print(f"no runs of {project}/{args.pipeline}/{stage} yet")
+        else:
+            print("\n".join(render.runs_table(runs)))
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def show_run(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings) as db:
+            run_id = await queries.resolve_run_id(db, args.run)
+            detail = await queries.run_detail(db, run_id)
+        if args.json:
+            print(json.dumps(detail.to_json(), indent=2))
+            return EXIT_OK
+        colour = sys.stdout.isatty()
+        print("\n".join([*render.run_header(detail, colour), "", *render.run_tree(detail, colour)]))
+        if args.events:
+            print("\nevents:")
+            for event in detail.events:
+                subject = event.ref or event.node_path or "run"
+                change = f"{event.from_status or '-'} -> {event.to_status}"
+                print(f"  {render.clock(event.at)}  {subject}: {change}  ({event.cause})")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def abort_run(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings) as db:
+            run_id = await queries.resolve_run_id(db, args.run)
+            run = await Engine(db, SystemClock()).abort_run(run_id, "aborted from the command line")
+        print(f"run {run.id}: {run.status}")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def rename_run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.name is None and args.description is None:
+        raise ValidationError(
+            [Issue("rename", "give --name or --description (or both)")], subject="command line"
+        )
+
+    async def go() -> int:
+        async with database(settings) as db:
+            run_id = await queries.resolve_run_id(db, args.run)
+            run = await Engine(db, SystemClock()).rename_run(
+                run_id, name=args.name, description=args.description
+            )
+        print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def approve_node(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings) as db:
+            run_id = await queries.resolve_run_id(db, args.run)
+            await Engine(db, SystemClock()).approve(run_id, args.node, args.approver)
+        print(f"{args.approver} approved {args.node} of run {run_id}")
+        return EXIT_OK
+
+    return run_async(go())

@@ -1,0 +1,169 @@
+"""``serve`` (HTTP server and worker in one process) and ``worker`` (a worker alone)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+
+from releaseflow.cli.common import EXIT_OK, Subparsers, database, redact_url, run_async
+from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.engine import queries
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.executors import default_executors
+from releaseflow.engine.worker import Worker
+from releaseflow.platform.driver import DriverRegistry
+from releaseflow.settings import Settings
+from releaseflow.store.database import Database
+from releaseflow.store.migrate import migrate
+
+# The interface layers never import each other (DESIGN.md section 2), so the command line names the
+# app by its import path; uvicorn builds it, and it reads the settings this process exported.
+APP_FACTORY = "releaseflow.api.app:create_app"
+
+
+def register(commands: Subparsers) -> None:
+    serve = commands.add_parser("serve", help="migrate the database, then run the HTTP server and a worker")
+    serve.add_argument("--host", help="address to listen on (default: RELEASEFLOW_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: RELEASEFLOW_PORT or 8080)")
+    serve.set_defaults(handler=serve_command)
+
+    worker = commands.add_parser(
+        "worker", help="run a worker only (more workers share the work on PostgreSQL)"
+    )
+    worker.set_defaults(handler=worker_command)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # One line per webhook a Message node sends drowns what matters; failures are in the run itself.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def serve_command(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_address(settings, args.host, args.port)
+    configure_logging(settings)
+    run_async(migrate_database(settings))
+    return serve(settings)
+
+
+def _with_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    return dataclasses.replace(
+        settings, host=host or settings.host, port=settings.port if port is None else port
+    )
+
+
+async def migrate_database(settings: Settings) -> None:
+    async with database(settings, require_schema=False) as db:
+        for migration in await migrate(db):
+            print(f"applied migration {migration.version:04d}_{migration.name}", flush=True)
+        if db.dialect == "sqlite":
+            await _refuse_second_sqlite_server(db, settings)
+
+
+async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None:
+    """SQLite serves one process: its worker takes back every lease at start, so a second server
+    would steal the work of the first. Refuse when a worker process on this host is still alive."""
+    since = datetime.now(UTC) - timedelta(seconds=settings.worker.lease_seconds)
+    for worker in await queries.workers_seen_since(db, since):
+        if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and _alive(worker.pid):
+            raise ReleaseflowError(
+                f"another releaseflow process (pid {worker.pid}) serves {redact_url(settings.database_url)};"
+                " SQLite serves one process: stop it first, or use PostgreSQL for several"
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(settings: Settings) -> int:
+    """Serve until Ctrl-C or SIGTERM; both stop the server and the worker cleanly (exit 0)."""
+    listener = _listen(settings.host, settings.port)
+    # The socket is listening before the worker starts, so a Message node aimed at this server's own
+    # inbox connects at once instead of failing while the server starts.
+    os.environ.update(settings.to_env())
+    config = uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        log_level=settings.log_level if settings.log_level != "info" else "warning",
+        access_log=False,
+        lifespan="on",
+    )
+    print(
+        f"releaseflow serving on {settings.base_url} (database {redact_url(settings.database_url)});"
+        " Ctrl-C stops",
+        flush=True,
+    )
+    # uvicorn stops gracefully on SIGINT/SIGTERM and then raises the signal again; end quietly then.
+    previous = signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        listener.close()
+    print("releaseflow stopped", flush=True)
+    return EXIT_OK
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), reuse_port=False)
+    except OSError as error:
+        raise ReleaseflowError(
+            f"cannot listen on {host}:{port}: {error.strerror or error} (set --port or RELEASEFLOW_PORT)"
+        ) from error
+
+
+def worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.database_url.startswith("sqlite:"):
+        # A SQLite worker takes back every lease at start (no other process may hold one), so a second
+        # process would steal the work of the server's own worker.
+        raise ReleaseflowError(
+            "a separate worker needs PostgreSQL (RELEASEFLOW_DATABASE_URL=postgresql://...): SQLite serves"
+            " one process, and `releaseflow serve` already runs a worker"
+        )
+    configure_logging(settings)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with database(settings) as db:
+            worker = Worker(db, default_executors(DriverRegistry()), SystemClock(), settings.worker)
+            print(
+                f"releaseflow worker {worker.id} on {redact_url(settings.database_url)}; Ctrl-C stops",
+                flush=True,
+            )
+            await worker.run(stop)
+        print("worker stopped", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(go())
+    return EXIT_OK
