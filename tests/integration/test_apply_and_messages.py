@@ -14,6 +14,7 @@ from tests.integration.support import EngineHarness, template, workflow
 
 from releaseflow.domain.errors import ValidationError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine import queries
 from releaseflow.engine.clock import SystemClock
 from releaseflow.engine.configuration import apply_configuration, load_configuration_file
 from releaseflow.store import catalog
@@ -61,6 +62,10 @@ async def test_apply__a_changed_flow_becomes_a_new_version_and_old_ones_stay(
     second = await _version(db, flow.id, 2)
     assert first is not None and first["document"] != second["document"]
     assert second["document"]["spec"]["spec"]["type"] == "parallel"
+    views = await queries.flow_versions(db, project.id, project.pipelines[0].id, "Staging")
+    assert [(view.version, view.current) for view in views] == [(1, False), (2, True)]
+    old = await queries.flow_version(db, project.id, project.pipelines[0].id, "Staging", 1)
+    assert old.document == first["document"] and not old.current
 
 
 async def _version(db: Database, flow_id: str, version: int) -> dict[str, Any]:

@@ -22,10 +22,7 @@ from fastapi.responses import JSONResponse
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine import queries
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.executors import default_executors
-from releaseflow.engine.worker import Worker
-from releaseflow.platform.driver import DriverRegistry
+from releaseflow.engine.worker import Worker, standard_worker
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database, open_database
 from releaseflow.store.migrate import pending_migrations
@@ -55,9 +52,7 @@ class _Runtime:
                 f"the database needs {len(missing)} migration(s): run `releaseflow db migrate`"
             )
         if self.with_worker:
-            self.worker = Worker(
-                self.db, default_executors(DriverRegistry()), SystemClock(), self.settings.worker
-            )
+            self.worker = standard_worker(self.db, self.settings.worker)
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")
             log.info("worker %s started", self.worker.id)
 

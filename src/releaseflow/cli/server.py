@@ -18,10 +18,7 @@ import uvicorn
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, redact_url, run_async
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine import queries
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.executors import default_executors
-from releaseflow.engine.worker import Worker
-from releaseflow.platform.driver import DriverRegistry
+from releaseflow.engine.worker import standard_worker
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database
 from releaseflow.store.migrate import migrate
@@ -156,7 +153,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with database(settings) as db:
-            worker = Worker(db, default_executors(DriverRegistry()), SystemClock(), settings.worker)
+            worker = standard_worker(db, settings.worker)
             print(
                 f"releaseflow worker {worker.id} on {redact_url(settings.database_url)}; Ctrl-C stops",
                 flush=True,

@@ -21,7 +21,7 @@ from releaseflow.engine.templates import TemplateCache, node_code
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
-from releaseflow.store.records import EventRecord, NodeRecord, RunRecord
+from releaseflow.store.records import EventRecord, FlowRecord, NodeRecord, RunRecord
 
 # Northflank's response.status words for ours. It has no "running" and no "pending": a node with no
 # response has not started, and an action under way is "waiting" for its answer.
@@ -332,11 +332,7 @@ async def list_runs(
 ) -> list[RunSummary]:
     """Runs of a stage's release flow, newest first."""
     async with db.read() as tx:
-        flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
-        if flow is None:
-            raise NotFoundError(
-                f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow"
-            )
+        flow = await _stage_flow(tx, project_id, pipeline_id, stage)
         records = await run_store.list_runs(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
     return [_summary(record, project_id, pipeline_id, stage) for record in records]
 
@@ -453,3 +449,56 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _unix(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class FlowVersionView:
+    version: int
+    origin: str
+    created_at: str | None
+    current: bool
+    document: Any = None
+
+
+async def flow_versions(db: Database, project_id: str, pipeline_id: str, stage: str) -> list[FlowVersionView]:
+    """Every version of a stage's release flow, oldest first (versions are never rewritten)."""
+    async with db.read() as tx:
+        flow = await _stage_flow(tx, project_id, pipeline_id, stage)
+        rows = await catalog.list_flow_versions(tx, flow.id)
+    return [
+        FlowVersionView(
+            version=int(row["version"]),
+            origin=row["origin"],
+            created_at=_iso(from_epoch(row["created_at"])),
+            current=int(row["version"]) == flow.current_version,
+        )
+        for row in rows
+    ]
+
+
+async def flow_version(
+    db: Database, project_id: str, pipeline_id: str, stage: str, version: int | None = None
+) -> FlowVersionView:
+    """One version of a stage's release flow with its template; the current one by default."""
+    async with db.read() as tx:
+        flow = await _stage_flow(tx, project_id, pipeline_id, stage)
+        wanted = version or flow.current_version
+        row = await catalog.get_flow_version(tx, flow.id, wanted)
+    if row is None:
+        raise NotFoundError(
+            f"release flow {pipeline_id}/{stage} has no version {wanted} (1..{flow.current_version})"
+        )
+    return FlowVersionView(
+        version=wanted,
+        origin=row["origin"],
+        created_at=_iso(from_epoch(row["created_at"])),
+        current=wanted == flow.current_version,
+        document=row["document"],
+    )
+
+
+async def _stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
+    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
+    if flow is None:
+        raise NotFoundError(f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow")
+    return flow

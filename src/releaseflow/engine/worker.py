@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.engine.admission import settle
-from releaseflow.engine.clock import Clock
+from releaseflow.engine.clock import Clock, SystemClock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin
+from releaseflow.engine.executors import default_executors
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -31,7 +32,7 @@ from releaseflow.engine.outcomes import (
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.scope import project_resources
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.platform.driver import Resource
+from releaseflow.platform.driver import DriverRegistry, Resource
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
@@ -251,3 +252,9 @@ class Worker:
     @property
     def busy(self) -> int:
         return len(self._tasks)
+
+
+def standard_worker(db: Database, settings: WorkerSettings) -> Worker:
+    """The worker a releaseflow process runs: the shipped executors and every available driver."""
+    # Platform drivers (local, docker) are registered here once they exist.
+    return Worker(db, default_executors(DriverRegistry()), SystemClock(), settings)

@@ -1,0 +1,40 @@
+"""Reading release flows: every change is a version, and old versions stay readable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.engine import queries
+from releaseflow.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    flow = commands.add_parser(
+        "flow", help="print a stage's release flow (a version of it), or list its versions"
+    )
+    flow.add_argument("pipeline")
+    flow.add_argument("stage")
+    flow.add_argument("--project", help="the project (default: the only one)")
+    choice = flow.add_mutually_exclusive_group()
+    choice.add_argument("--version", type=int, help="print this version instead of the current one")
+    choice.add_argument("--versions", action="store_true", help="list every version with its origin and date")
+    flow.set_defaults(handler=show_flow)
+
+
+def show_flow(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with database(settings) as db:
+            project = await queries.resolve_project(db, args.project)
+            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+            if args.versions:
+                for view in await queries.flow_versions(db, project, args.pipeline, stage):
+                    marker = "*" if view.current else " "
+                    print(f"{marker} v{view.version:<4} {view.created_at}  {view.origin}")
+                return EXIT_OK
+            view = await queries.flow_version(db, project, args.pipeline, stage, args.version)
+        print(json.dumps(view.document, indent=2))
+        return EXIT_OK
+
+    return run_async(go())
