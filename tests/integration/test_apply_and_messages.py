@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.http_receiver import Receiver
 from tests.integration.support import EngineHarness, template, workflow
 
 from releaseflow.domain.errors import ValidationError
@@ -85,31 +83,11 @@ async def test_apply__a_bad_file_changes_nothing(db: Database, tmp_path: Path) -
         assert await catalog.list_projects(tx) == []
 
 
-class Receiver:
-    def __init__(self, status: int) -> None:
-        self.bodies: list[dict[str, object]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"received")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     server = Receiver(getattr(request, "param", 200))
     yield server
-    server.server.shutdown()
+    server.close()
 
 
 def message(ref: str, channel: str, url: str, text: str) -> dict[str, object]:

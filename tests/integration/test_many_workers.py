@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.integration.http_receiver import Receiver
 from tests.integration.support import EngineHarness, template, wait_for_run, workflow
 
 from releaseflow.domain.statuses import RunStatus
@@ -27,36 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BRANCHES, CHAIN = 4, 10
 
 
-class Inbox:
-    """A real HTTP receiver that records every delivery's idempotency key."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.lock = threading.Lock()
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with inbox.lock:
-                    inbox.keys.append(self.headers["Idempotency-Key"])
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    receiver = Inbox()
+def inbox() -> Iterator[Receiver]:
+    receiver = Receiver()
     yield receiver
-    receiver.server.shutdown()
+    receiver.close()
 
 
 def message(ref: str, url: str) -> dict[str, object]:
@@ -95,7 +69,7 @@ def workers(
 
 
 async def test_many_workers__each_node_runs_exactly_once_per_attempt(
-    workers: tuple[str, list[subprocess.Popen[str]]], inbox: Inbox
+    workers: tuple[str, list[subprocess.Popen[str]]], inbox: Receiver
 ) -> None:
     url, processes = workers
     db = await open_database(url)
@@ -119,7 +93,7 @@ async def test_many_workers__each_node_runs_exactly_once_per_attempt(
     leaves = [node for node in nodes.values() if node.kind == "Message"]
     assert len(leaves) == BRANCHES * CHAIN
     assert all(node.attempt == 1 for node in leaves)
-    deliveries = Counter(inbox.keys)
+    deliveries = Counter(delivery.headers["Idempotency-Key"] for delivery in inbox.deliveries)
     assert set(deliveries) == {f"{run.id}/{node.path}/1" for node in leaves}
     assert set(deliveries.values()) == {1}, "a node was delivered more than once"
     by_worker = Counter(node.attempts[0]["worker"] for node in leaves)
