@@ -49,11 +49,18 @@ class FakeDriver:
 
     def __init__(self, name: str = "fake") -> None:
         self.name = name
+        self.started = False
         self.calls: list[DriverRequest] = []
         self.follows: list[DriverRequest] = []
         self.cancelled: list[DriverRequest] = []
         self._scripts: dict[str, list[Behaviour]] = defaultdict(list)
         self._in_progress: dict[str, list[Any]] = {}
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
 
     def script(self, resource_id: str, *behaviours: Behaviour) -> None:
         """Answers for the next calls on ``resource_id``, in order; the last one repeats."""

@@ -19,7 +19,9 @@ class Operation(StrEnum):
     # Actions: they change something.
     DEPLOY_BUILD = "deploy_build"  # Release type build: put a build of a build service on the target
     DEPLOY_IMAGE = "deploy_image"  # Release type registry: put an external image on the target
-    PROMOTE = "promote"  # Release type deployment: put what runs on the origin onto the target
+    # Release type deployment (promote): the engine looks up what runs on the origin in its release
+    # state and asks to deploy exactly that artifact; also used by rollbacks.
+    DEPLOY_ARTIFACT = "deploy_artifact"
     START_BUILD = "start_build"
     RUN_JOB = "run_job"
     BACKUP_ADDON = "backup_addon"
@@ -51,12 +53,67 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """What a service or job runs: a build of a build service, or a container image.
+
+    ``to_data`` is the shape recorded in release state and in a Release node's ``response.data.artifact``.
+    """
+
+    kind: str  # "build" or "image"
+    build_service: str | None = None
+    build_id: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    image: str | None = None  # the image reference (docker builds and registry images)
+    credentials: str | None = None  # id of saved registry credentials, never the secret itself
+
+    def to_data(self) -> dict[str, Any]:
+        fields = {
+            "kind": self.kind,
+            "buildService": self.build_service,
+            "buildId": self.build_id,
+            "commit": self.commit,
+            "branch": self.branch,
+            "image": self.image,
+            "credentials": self.credentials,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Artifact:
+        return cls(
+            kind=str(data.get("kind", "build")),
+            build_service=data.get("buildService"),
+            build_id=data.get("buildId"),
+            commit=data.get("commit"),
+            branch=data.get("branch"),
+            image=data.get("image"),
+            credentials=data.get("credentials"),
+        )
+
+
+@dataclass(frozen=True)
 class DriverRequest:
+    """One operation on one resource.
+
+    ``params`` are the resolved fields of the node that matter to the operation (for a Release: its
+    ``origin``; for a Build, JobRun or AddonBackup: its ``spec``; for Action/Condition: ``spec.spec.data``).
+    ``artifact`` is set by the engine where it knows what must run: DEPLOY_ARTIFACT (from release
+    state), and for jobs and services the artifact release state says they run now.
+    ``resources`` are all resources of the project by id (build services included), so a driver can
+    read the build service a deploy names. The ids of project, stage and run let a driver name what it
+    makes (a backup records the run that made it).
+    """
+
     operation: Operation
     resource: Resource
-    params: Mapping[str, Any]  # the resolved fields of the node that matter to the operation
+    params: Mapping[str, Any]
     idempotency_key: str
-    origin: Resource | None = None  # PROMOTE: the resource of the previous stage
+    artifact: Artifact | None = None
+    resources: Mapping[str, Resource] = field(default_factory=dict)
+    project_id: str = ""
+    stage: str = ""
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +133,20 @@ class DriverError(ReleaseflowError):
 
 
 class Driver(Protocol):
+    """A platform. ``start`` runs when a worker starts (adopt what runs, resume supervision);
+    ``stop`` when it stops (processes and containers keep running: they are not releaseflow's children).
+
+    Answers: DONE with ``data`` (a deploy's data holds ``artifact``: ``Artifact.to_data()`` of what
+    now runs), IN_PROGRESS with a ``handle`` that ``follow`` accepts (for checks, a new ``perform``),
+    or FAILED with a message that says what happened and what to check. Raise DriverError for
+    refusals (retryable=False when another attempt cannot help).
+    """
+
     name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
     async def perform(self, request: DriverRequest) -> DriverAnswer: ...
 
@@ -104,3 +174,11 @@ class DriverRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._drivers)
+
+    async def start_all(self) -> None:
+        for driver in self._drivers.values():
+            await driver.start()
+
+    async def stop_all(self) -> None:
+        for driver in self._drivers.values():
+            await driver.stop()

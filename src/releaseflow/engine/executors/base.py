@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from releaseflow.platform.driver import Resource
+from releaseflow.platform.driver import Artifact, Resource
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class ExecutionContext:
     project_id: str = ""
     stage: str = ""
     resources: Mapping[str, Resource] = field(default_factory=dict)  # the project's resources by id
+    # What release state says each of the project's services and jobs runs now, by resource id.
+    deployed: Mapping[str, Artifact] = field(default_factory=dict)
 
     @property
     def spec(self) -> Mapping[str, Any]:

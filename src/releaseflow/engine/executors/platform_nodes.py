@@ -41,7 +41,7 @@ _CONDITIONS: dict[tuple[str, str], tuple[Operation, str | None]] = {
 _RELEASE_TYPES = {
     "build": Operation.DEPLOY_BUILD,
     "registry": Operation.DEPLOY_IMAGE,
-    "deployment": Operation.PROMOTE,
+    "deployment": Operation.DEPLOY_ARTIFACT,
 }
 
 
@@ -61,49 +61,58 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def plan_request(context: ExecutionContext) -> tuple[DriverRequest, bool]:
     """The driver request of a node, and whether the node waits for it to complete."""
+    operation, resource, params, waits = _operation(context)
+    artifact = context.deployed.get(resource.id)
+    if operation is Operation.DEPLOY_ARTIFACT:
+        origin = _resource(context, params.get("id"), "origin")
+        artifact = context.deployed.get(origin.id)
+        if artifact is None:
+            raise NodeInputError(
+                f"nothing to promote: {origin.kind} '{origin.id}' has no release recorded yet"
+                " (deploy to it first, in the previous stage)"
+            )
+    request = DriverRequest(
+        operation,
+        resource,
+        params,
+        context.idempotency_key,
+        artifact=artifact,
+        resources=context.resources,
+        project_id=context.project_id,
+        stage=context.stage,
+        run_id=context.run_id,
+    )
+    return request, waits
+
+
+def _operation(context: ExecutionContext) -> tuple[Operation, Resource, Mapping[str, Any], bool]:
     spec = context.spec
-    key = context.idempotency_key
+    waits = context.wait_for_completion
     if context.kind == "Release":
         target = _mapping(spec.get("target"))
-        origin = _mapping(spec.get("origin"))
         operation = _RELEASE_TYPES[str(spec.get("type"))]
-        origin_resource = None
-        if operation is Operation.PROMOTE:
-            origin_resource = _resource(context, origin.get("id"), "origin")
-        request = DriverRequest(
-            operation,
-            _resource(context, target.get("id"), str(target.get("type", "target"))),
-            origin,
-            key,
-            origin=origin_resource,
-        )
-        return request, context.wait_for_completion
+        resource = _resource(context, target.get("id"), str(target.get("type", "target")))
+        return operation, resource, _mapping(spec.get("origin")), waits
     if context.kind == "Build":
-        return DriverRequest(
-            Operation.START_BUILD, _resource(context, spec.get("id"), "build service"), spec, key
-        ), context.wait_for_completion
+        return Operation.START_BUILD, _resource(context, spec.get("id"), "build service"), spec, waits
     if context.kind == "JobRun":
-        return DriverRequest(
-            Operation.RUN_JOB, _resource(context, spec.get("jobId"), "job"), spec, key
-        ), context.wait_for_completion
+        return Operation.RUN_JOB, _resource(context, spec.get("jobId"), "job"), spec, waits
     if context.kind == "AddonBackup":
-        return DriverRequest(
-            Operation.BACKUP_ADDON, _resource(context, spec.get("addonId"), "addon"), spec, key
-        ), context.wait_for_completion
+        return Operation.BACKUP_ADDON, _resource(context, spec.get("addonId"), "addon"), spec, waits
     inner = _mapping(spec.get("spec"))
     data = _mapping(inner.get("data"))
     selector = (str(spec.get("kind")), str(inner.get("type")))
     if context.kind == "Action":
         operation, field = _ACTIONS[selector]
         waits = inner.get("condition") in ("running", "success")
-        return DriverRequest(operation, _resource(context, data.get(field), field), data, key), waits
+        return operation, _resource(context, data.get(field), field), data, waits
     if context.kind == "Condition":
         check, check_field = _CONDITIONS[selector]
         if check_field is None:
             resource = _any_build_service(context)
         else:
             resource = _resource(context, data.get(check_field), check_field)
-        return DriverRequest(check, resource, data, key), True
+        return check, resource, data, True
     raise NodeInputError(f"node kind {context.kind} does not act on a platform")
 
 
