@@ -14,6 +14,7 @@ from releaseflow.domain.retry import decide_retry
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.domain.template import DEFAULT_BACKOFF_SECONDS
 from releaseflow.engine.executors.base import Failed, Outcome, Succeeded, Waiting
+from releaseflow.engine.release_state import record_release
 from releaseflow.engine.transitions import transition_node
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
@@ -72,6 +73,7 @@ def _finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dic
 async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: datetime) -> None:
     """Write the effect of ``answer`` on ``node`` (running or waiting, leased by the answerer)."""
     if isinstance(answer, Succeeded):
+        await record_release(tx, node, answer.data, now)
         await transition_node(
             tx,
             node.run_id,

@@ -19,6 +19,7 @@ from releaseflow.domain.statuses import TERMINAL_NODE_STATUSES, TERMINAL_RUN_STA
 from releaseflow.domain.template import Node
 from releaseflow.engine.templates import TemplateCache, node_code
 from releaseflow.store import catalog
+from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
 from releaseflow.store.records import EventRecord, FlowRecord, NodeRecord, RunRecord
@@ -502,3 +503,43 @@ async def _stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage:
     if flow is None:
         raise NotFoundError(f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow")
     return flow
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """What one service or job of a stage runs, and which run put it there."""
+
+    stage: str
+    resource_id: str
+    artifact: Mapping[str, Any]
+    run_id: str
+    node_path: str
+    deployed_at: str | None
+
+
+async def release_state(
+    db: Database,
+    project_id: str,
+    pipeline_id: str,
+    stage: str | None,
+    *,
+    history: bool = False,
+    limit: int = 50,
+) -> list[ReleaseView]:
+    """The release state of a pipeline (or one stage); with ``history``, every deploy, newest first."""
+    async with db.read() as tx:
+        if history:
+            rows = await state_store.history(tx, project_id, pipeline_id, stage, limit)
+        else:
+            rows = await state_store.stage_state(tx, project_id, pipeline_id, stage)
+    return [
+        ReleaseView(
+            stage=row["stage"],
+            resource_id=row["resource_id"],
+            artifact=row["artifact"],
+            run_id=row["run_id"],
+            node_path=row["node_path"],
+            deployed_at=_iso(from_epoch(row["deployed_at"])),
+        )
+        for row in rows
+    ]

@@ -30,9 +30,10 @@ from releaseflow.engine.outcomes import (
     timeout_seconds,
 )
 from releaseflow.engine.reaper import reap_expired_leases
+from releaseflow.engine.release_state import deployed_artifacts
 from releaseflow.engine.scope import project_resources
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.platform.driver import DriverRegistry, Resource
+from releaseflow.platform.driver import Artifact, DriverRegistry, Resource
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
@@ -65,6 +66,7 @@ class Worker:
         *,
         templates: TemplateCache | None = None,
         worker_id: str | None = None,
+        drivers: DriverRegistry | None = None,
     ) -> None:
         self.db = db
         self.executors = executors
@@ -72,12 +74,15 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.templates = templates or TemplateCache()
         self.id = worker_id or f"worker-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Started and stopped with the worker (adopt what runs, resume supervision).
+        self.drivers = drivers or DriverRegistry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._aborting: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set."""
         await self.db.start_listening()
+        await self.drivers.start_all()
         async with self.db.transaction() as tx:
             await queue.register_worker(tx, self.id, os.getpid(), self.clock.now())
         if self.db.dialect == "sqlite":
@@ -95,6 +100,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._stop_tasks()
+            await self.drivers.stop_all()
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as tx:
                     await queue.forget_worker(tx, self.id)
@@ -138,16 +144,20 @@ class Worker:
             for run_id in ended_runs:
                 await settle(tx, run_id, now, self.templates)
             resources: dict[str, Mapping[str, Resource]] = {}
+            deployed: dict[str, Mapping[str, Artifact]] = {}
             for claim in claims:
                 if claim.project_id not in resources:
                     resources[claim.project_id] = await project_resources(tx, claim.project_id)
-                contexts.append(self._context(claim, resources[claim.project_id]))
+                    deployed[claim.project_id] = await deployed_artifacts(tx, claim.project_id)
+                contexts.append(self._context(claim, resources[claim.project_id], deployed[claim.project_id]))
             next_due = await queue.next_due_at(tx)
         for claim, context in zip(claims, contexts, strict=True):
             self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
         return len(nodes), next_due
 
-    def _context(self, claim: Claim, resources: Mapping[str, Resource]) -> ExecutionContext:
+    def _context(
+        self, claim: Claim, resources: Mapping[str, Resource], deployed: Mapping[str, Artifact]
+    ) -> ExecutionContext:
         return ExecutionContext(
             run_id=claim.run_id,
             node_path=claim.path,
@@ -162,6 +172,7 @@ class Worker:
             project_id=claim.project_id,
             stage=claim.stage,
             resources=resources,
+            deployed=deployed,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
