@@ -78,7 +78,8 @@ def small(**stage: Any) -> dict[str, Any]:
             {
                 "id": "shop",
                 "resources": {
-                    "services": [{"id": "api"}, {"id": "web"}],
+                    # Image releases need a container driver.
+                    "services": [{"id": "api", "driver": "docker"}, {"id": "web", "driver": "docker"}],
                     "jobs": [{"id": "migrate"}],
                     "addons": [{"id": "db"}],
                     "buildServices": [{"id": "builder"}],
@@ -123,9 +124,9 @@ def test_parse_configuration__example_parses() -> None:
     assert kinds == {
         "api-dev": ("service", "local"),
         "api-staging": ("service", "local"),
-        "api": ("service", "docker"),
+        "api": ("service", "local"),
         "migrate-staging": ("job", "local"),
-        "migrate": ("job", "docker"),
+        "migrate": ("job", "local"),
         "db-staging": ("addon", "local"),
         "db": ("addon", "docker"),
         "api-builder": ("build_service", "local"),
@@ -133,8 +134,8 @@ def test_parse_configuration__example_parses() -> None:
     assert shop.resource("api") == ResourceConfig(
         id="api",
         kind="service",
-        driver="docker",
-        spec={"image": "registry.example.com/shop/api:stable", "ports": [8080]},
+        driver="local",
+        spec={"command": ["python", "-m", "shop.api", "--port", "8080"], "port": 8080},
     )
     main, _experiments = shop.pipelines
     assert [(stage.name, stage.resources) for stage in main.stages] == [

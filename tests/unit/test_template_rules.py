@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from releaseflow.domain.errors import Issue
+from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import StageScope, check_refs, check_template
 
@@ -320,3 +321,56 @@ def test_check_refs__long_chains_are_fine(count: int) -> None:
         job(f"n{i}", runtimeEnvironment={"X": f"${{refs.n{i - 1}.id}}"}) for i in range(1, count)
     ]
     assert ref_issues(doc(*steps)) == []
+
+
+def _release_flow(release: dict[str, object]) -> Template:
+    return parse_template(
+        {
+            "apiVersion": "v1.2",
+            "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [release]}},
+        }
+    )
+
+
+def _scope_with_drivers(drivers: dict[str, str]) -> StageScope:
+    return StageScope(
+        stage="Production",
+        services=frozenset({"web"}),
+        jobs=frozenset(),
+        addons=frozenset(),
+        build_services=frozenset({"builder"}),
+        previous_stage="Staging",
+        previous_services=frozenset({"web-staging"}),
+        drivers=drivers,
+    )
+
+
+def test_check_template__an_image_cannot_go_to_a_local_service() -> None:
+    release = {
+        "kind": "Release",
+        "spec": {
+            "type": "registry",
+            "origin": {"imagePath": "nginx:1"},
+            "target": {"id": "web", "type": "service"},
+        },
+    }
+    issues = check_template(_release_flow(release), _scope_with_drivers({"web": "local"}))
+    assert [issue.path for issue in issues] == ["spec.spec.steps[0].spec.target.id"]
+    assert "local driver" in issues[0].message and "docker" in issues[0].message
+    assert check_template(_release_flow(release), _scope_with_drivers({"web": "docker"})) == []
+
+
+def test_check_template__a_release_stays_within_one_driver() -> None:
+    release = {
+        "kind": "Release",
+        "spec": {
+            "type": "deployment",
+            "origin": {"id": "web-staging", "type": "service"},
+            "target": {"id": "web", "type": "service"},
+        },
+    }
+    issues = check_template(
+        _release_flow(release), _scope_with_drivers({"web": "local", "web-staging": "docker"})
+    )
+    assert [issue.path for issue in issues] == ["spec.spec.steps[0].spec.target.id"]
+    assert "one driver" in issues[0].message

@@ -543,4 +543,5 @@ def stage_scope(
         previous_stage=previous.name if previous is not None else None,
         previous_services=of_kind(previous.resources, "service") if previous is not None else frozenset(),
         previous_jobs=of_kind(previous.resources, "job") if previous is not None else frozenset(),
+        drivers={item: resource.driver for item, resource in resources.items()},
     )

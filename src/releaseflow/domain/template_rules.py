@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from releaseflow.domain.errors import Issue
@@ -42,6 +42,12 @@ class StageScope:
     previous_stage: str | None = None
     previous_services: frozenset[str] = frozenset()
     previous_jobs: frozenset[str] = frozenset()
+    # The driver of every resource of the project, by id (when known, deploys are checked against it).
+    drivers: Mapping[str, str] = field(default_factory=dict)
+
+
+# Drivers that run only builds of build services, never an external image.
+BUILD_ONLY_DRIVERS = frozenset({"local"})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -67,6 +73,46 @@ def check_template(template: Template, scope: StageScope) -> list[Issue]:
         message = _check_resource(found.spec.resource, found.value, found.parent, scope)
         if message is not None:
             issues.append(Issue(found.path, message))
+    if not issues and scope.drivers:
+        issues.extend(_check_release_drivers(template, scope.drivers))
+    return issues
+
+
+def _check_release_drivers(template: Template, drivers: Mapping[str, str]) -> list[Issue]:
+    """A Release must put on its target something the target's driver can run."""
+    issues = []
+    for node in template.nodes():
+        if node.kind != "Release":
+            continue
+        spec = node.spec
+        target, origin = spec.get("target"), spec.get("origin")
+        if not isinstance(target, Mapping) or not isinstance(origin, Mapping):
+            continue
+        target_id = target.get("id")
+        if not isinstance(target_id, str) or is_expression(target_id) or target_id not in drivers:
+            continue
+        driver = drivers[target_id]
+        path = f"{node.path}.spec.target.id"
+        if spec.get("type") == "registry" and driver in BUILD_ONLY_DRIVERS:
+            issues.append(
+                Issue(
+                    path,
+                    f"'{target_id}' uses the {driver} driver, which runs builds of build services;"
+                    " deploying an image needs a container driver (docker)",
+                )
+            )
+            continue
+        origin_id = origin.get("id")
+        if spec.get("type") in ("build", "deployment") and isinstance(origin_id, str):
+            origin_driver = drivers.get(origin_id)
+            if origin_driver is not None and origin_driver != driver:
+                issues.append(
+                    Issue(
+                        path,
+                        f"'{target_id}' uses the {driver} driver but '{origin_id}' uses {origin_driver}:"
+                        " a release moves artifacts within one driver",
+                    )
+                )
     return issues
 
 

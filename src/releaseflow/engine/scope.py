@@ -13,9 +13,8 @@ async def stage_scope(tx: Transaction, project_id: str, pipeline_id: str, stage:
     previous = stages[stages.index(stage) - 1] if stage in stages and stages.index(stage) > 0 else None
     here = await catalog.stage_resources(tx, project_id, pipeline_id, stage)
     before = await catalog.stage_resources(tx, project_id, pipeline_id, previous) if previous else []
-    build_services = [
-        r["id"] for r in await catalog.list_resources(tx, project_id) if r["kind"] == "build_service"
-    ]
+    resources = await catalog.list_resources(tx, project_id)
+    build_services = [row["id"] for row in resources if row["kind"] == "build_service"]
 
     def ids(rows: list[dict[str, str]], kind: str) -> frozenset[str]:
         return frozenset(row["id"] for row in rows if row["kind"] == kind)
@@ -29,6 +28,7 @@ async def stage_scope(tx: Transaction, project_id: str, pipeline_id: str, stage:
         previous_stage=previous,
         previous_services=ids(before, "service"),
         previous_jobs=ids(before, "job"),
+        drivers={row["id"]: row["driver"] for row in resources},
     )
 
 
