@@ -5,6 +5,7 @@ Called after every event that may unblock something: a run admitted, a node fini
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from releaseflow.domain import expressions
@@ -62,7 +63,7 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
                 continue
             assert change.status is not None
             await transition_node(
-                tx, run.id, node.id, node.path, statuses[change.path], change.status, change.cause, now
+                tx, replace(node, status=statuses[change.path]), change.status, change.cause, now
             )
             statuses[change.path] = change.status
 
@@ -101,6 +102,4 @@ def skip_refs(template: Template) -> set[str]:
 
 
 def _replace_run(run: RunRecord, status: RunStatus) -> RunRecord:
-    from dataclasses import replace
-
     return replace(run, status=status)

@@ -205,9 +205,7 @@ class Engine:
         for node in await run_store.load_nodes(tx, run_id):
             idle = node.lease_owner is None and node.kind != "Workflow"
             if node.status in IN_FLIGHT_NODE_STATUSES and idle:
-                await transition_node(
-                    tx, run_id, node.id, node.path, node.status, NodeStatus.ABORTED, cause, now
-                )
+                await transition_node(tx, node, NodeStatus.ABORTED, cause, now)
         await settle(tx, run_id, now, self.templates)
         tx.wake_workers()
 

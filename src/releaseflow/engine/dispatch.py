@@ -98,10 +98,7 @@ async def begin(
     max_attempts = _max_attempts(resolved, node.max_attempts)
     await transition_node(
         tx,
-        run.id,
-        node.id,
-        node.path,
-        node.status,
+        node,
         NodeStatus.RUNNING,
         f"attempt {attempt} of {max_attempts} started by worker {worker_id}",
         now,
@@ -160,8 +157,6 @@ def _max_attempts(code: Any, fallback: int) -> int:
 
 async def _end_without_action(tx: Transaction, node: NodeRecord, now: datetime, answer: Aborted) -> None:
     if node.status in (NodeStatus.PENDING, NodeStatus.RETRYING, NodeStatus.WAITING):
-        await transition_node(
-            tx, node.run_id, node.id, node.path, node.status, NodeStatus.ABORTED, answer.message, now
-        )
+        await transition_node(tx, node, NodeStatus.ABORTED, answer.message, now)
     else:
         await apply_answer(tx, node, answer, now)

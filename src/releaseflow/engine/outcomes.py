@@ -76,10 +76,7 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
         await record_release(tx, node, answer.data, now)
         await transition_node(
             tx,
-            node.run_id,
-            node.id,
-            node.path,
-            node.status,
+            node,
             NodeStatus.SUCCESS,
             "succeeded",
             now,
@@ -90,10 +87,7 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
     elif isinstance(answer, Aborted):
         await transition_node(
             tx,
-            node.run_id,
-            node.id,
-            node.path,
-            node.status,
+            node,
             NodeStatus.ABORTED,
             answer.message,
             now,
@@ -120,10 +114,7 @@ async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now:
         assert decision.next_attempt_at is not None
         await transition_node(
             tx,
-            node.run_id,
-            node.id,
-            node.path,
-            node.status,
+            node,
             NodeStatus.RETRYING,
             f"attempt {node.attempt} of {node.max_attempts} failed: {failure.message}",
             now,
@@ -141,10 +132,7 @@ async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now:
     why = "not retryable" if not failure.retryable else f"attempt {node.attempt} of {node.max_attempts}"
     await transition_node(
         tx,
-        node.run_id,
-        node.id,
-        node.path,
-        node.status,
+        node,
         NodeStatus.FAILED,
         f"failed ({why}): {failure.message}",
         now,
@@ -179,10 +167,7 @@ async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: dateti
     else:
         await transition_node(
             tx,
-            node.run_id,
-            node.id,
-            node.path,
-            node.status,
+            node,
             NodeStatus.WAITING,
             f"accepted; waiting until {deadline.isoformat()}",
             now,

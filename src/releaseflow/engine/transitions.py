@@ -8,7 +8,7 @@ writer got there first, nothing is written and ``ConflictError`` is raised.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.statuses import (
@@ -47,17 +47,28 @@ async def transition_run(
     await run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
 
 
+class NodeRef(Protocol):
+    """What identifies a node run and the status its caller saw."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def status(self) -> NodeStatus: ...
+
+
 async def transition_node(
     tx: Transaction,
-    run_id: str,
-    node_id: str,
-    path: str,
-    current: NodeStatus,
+    node: NodeRef,
     new: NodeStatus,
     cause: str,
     now: datetime,
     **fields: Any,
 ) -> None:
+    current, run_id, path = node.status, node.run_id, node.path
     if not node_transition_allowed(current, new):
         raise ConflictError(f"node {path} of run {run_id} cannot go from {current} to {new}")
     values: dict[str, Any] = {"status": str(new), "cause": cause, **fields}
@@ -67,6 +78,6 @@ async def transition_node(
         values.setdefault("ended_at", now)
         # A finished node is nobody's work any more.
         values.update(due_at=None, lease_owner=None, lease_expires_at=None, next_attempt_at=None)
-    if not await run_store.update_node(tx, node_id, str(current), values):
+    if not await run_store.update_node(tx, node.id, str(current), values):
         raise ConflictError(f"node {path} of run {run_id} is no longer {current}")
     await run_store.append_event(tx, run_id, path, now, str(current), str(new), cause)

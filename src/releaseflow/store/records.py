@@ -166,6 +166,7 @@ class NodeState:
     """The light view of a node that progress planning needs."""
 
     id: str
+    run_id: str
     path: str
     ref: str | None
     status: NodeStatus
@@ -173,7 +174,9 @@ class NodeState:
 
     @classmethod
     def from_row(cls, row: Row) -> NodeState:
-        return cls(row["id"], row["path"], row["ref"], NodeStatus(row["status"]), row["became_due_at"])
+        return cls(
+            row["id"], row["run_id"], row["path"], row["ref"], NodeStatus(row["status"]), row["became_due_at"]
+        )
 
 
 @dataclass(frozen=True)

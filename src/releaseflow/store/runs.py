@@ -178,7 +178,7 @@ async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
 async def load_node_states(tx: Transaction, run_id: str) -> list[NodeState]:
     """What progress planning needs of every node of a run, without the heavy JSON columns."""
     rows = await tx.fetchall(
-        "SELECT id, path, ref, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
+        "SELECT id, run_id, path, ref, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
     )
     return [NodeState.from_row(row) for row in rows]
 
