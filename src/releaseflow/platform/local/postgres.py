@@ -1,0 +1,772 @@
+"""PostgreSQL addons of the local driver: managed clusters on this host, or external servers.
+
+An addon resource's spec (kind ``addon``)::
+
+    type: postgresql          # required; the only type there is
+    database: app_db          # managed: the database to create (default: the addon id, "-" -> "_")
+    user: app_db              # managed: its login role (default: the database name)
+    version: "15"             # optional: the major version the binaries must have
+    externalUrl: postgresql://user:password@host:5432/db   # external: connect to this, run nothing
+
+**Managed** (no ``externalUrl``): ``ensure_running`` creates a cluster of the host's binaries in
+``<root>/<project>/<addon>/`` on a free port of 127.0.0.1 (see postgres_cluster.py), with the database
+owned by a role with a generated password; as root it runs as the ``postgres`` system user. The cluster
+is not a child of releaseflow: it keeps running when releaseflow stops and is adopted by the next
+``PostgresAddons`` on the same root through ``postmaster.pid``. **External**: releaseflow only connects.
+
+Jobs and services should receive the connection as environment variables named after the addon id in
+upper snake case (``connection_env``): for addon ``main-db``, ``MAIN_DB_DATABASE_URL`` (a libpq URL with
+the password) plus ``MAIN_DB_PGHOST``, ``MAIN_DB_PGPORT``, ``MAIN_DB_PGDATABASE``, ``MAIN_DB_PGUSER``,
+``MAIN_DB_PGPASSWORD``. When a job uses exactly one addon, also giving it plain ``DATABASE_URL`` is the
+convention most frameworks read.
+
+Backups and restores run in the background (postgres_backups.py says what each type and compression
+writes); ``backup``/``restore`` answer at once with a ``running`` record and the same idempotency key
+always answers with the same record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from releaseflow.platform.driver import DriverError, Resource
+from releaseflow.platform.local import postgres_backups as backups
+from releaseflow.platform.local.postgres_backups import (
+    BACKUP_TYPES,
+    COMPRESSIONS,
+    Backup,
+    BackupStatus,
+    Records,
+    Restore,
+)
+from releaseflow.platform.local.postgres_cluster import (
+    ClusterState,
+    ConnectionTarget,
+    ManagedCluster,
+    find_client_tool,
+    probe,
+    process_token,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+ADDON_TYPE = "postgresql"
+SPEC_KEYS = ("type", "version", "database", "user", "externalUrl")
+_PATH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_SQL_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
+_RESERVED_DATABASES = ("postgres", "template0", "template1")
+INTERRUPTED_BY_STOP = "interrupted: releaseflow stopped while the {what} ran; start a new one"
+
+
+# -- spec ----------------------------------------------------------------------------------------------
+
+
+def _spec_error(addon: Resource, key: str, problem: str) -> DriverError:
+    where = f"spec.{key}" if key else "spec"
+    return DriverError(f"addon '{addon.id}' (local driver): {where} {problem}", retryable=False)
+
+
+@dataclass(frozen=True)
+class PostgresAddonSpec:
+    database: str  # managed: the database releaseflow creates; external: the one in the URL
+    user: str
+    version: str | None = None
+    external_url: str | None = field(default=None, repr=False)  # holds a password
+
+    @property
+    def managed(self) -> bool:
+        return self.external_url is None
+
+    @classmethod
+    def parse(cls, addon: Resource) -> PostgresAddonSpec:
+        spec: Mapping[str, Any] = addon.spec or {}
+        if addon.kind != "addon":
+            raise _spec_error(addon, "", f"belongs to a {addon.kind}, not an addon")
+        unknown = sorted(set(spec) - set(SPEC_KEYS))
+        if unknown:
+            raise _spec_error(addon, unknown[0], f"is not a known key (known: {', '.join(SPEC_KEYS)})")
+        kind = spec.get("type")
+        if kind is None:
+            raise _spec_error(addon, "type", f"is required; set it to '{ADDON_TYPE}'")
+        if kind != ADDON_TYPE:
+            raise _spec_error(
+                addon,
+                "type",
+                f"is {kind!r}, which the local driver cannot run; the only type is '{ADDON_TYPE}'",
+            )
+        version = spec.get("version")
+        if version is not None and (isinstance(version, bool) or not str(version).isdigit()):
+            raise _spec_error(addon, "version", f'must be a major version such as "15", not {version!r}')
+        url = spec.get("externalUrl")
+        if url is not None:
+            if not isinstance(url, str):
+                raise _spec_error(addon, "externalUrl", "must be a string (a libpq URL)")
+            for key in ("database", "user"):
+                if key in spec:
+                    raise _spec_error(addon, key, "cannot be set with externalUrl, whose URL names it")
+            try:
+                target = ConnectionTarget.from_url(url)
+            except ValueError as error:
+                raise _spec_error(addon, "externalUrl", str(error)) from None
+            return cls(target.dbname, target.user, str(version) if version else None, url)
+        database = spec.get("database", addon.id.replace("-", "_").replace(".", "_"))
+        user = spec.get("user", database)
+        for key, value in (("database", database), ("user", user)):
+            if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
+                raise _spec_error(addon, key, f"must be 1-63 letters, digits or _, not {value!r}")
+        if database in _RESERVED_DATABASES:
+            raise _spec_error(addon, "database", f"cannot be {database!r}, which PostgreSQL reserves")
+        if user == "postgres":
+            raise _spec_error(addon, "user", "cannot be 'postgres', the cluster's superuser")
+        return cls(database, user, str(version) if version else None)
+
+
+def env_prefix(addon_id: str) -> str:
+    """``main-db`` -> ``MAIN_DB``: the prefix of the variables that carry an addon's connection."""
+    prefix = re.sub(r"[^A-Za-z0-9]+", "_", addon_id).strip("_").upper()
+    return prefix if prefix and not prefix[0].isdigit() else f"ADDON_{prefix}"
+
+
+# -- status --------------------------------------------------------------------------------------------
+
+
+class AddonState(StrEnum):
+    RUNNING = "running"  # a connection answered SELECT 1 just now
+    STOPPED = "stopped"  # managed: the cluster exists but no postmaster runs (stopped, or host restarted)
+    NOT_CREATED = "not_created"  # managed: ensure_running has not created the cluster yet
+    UNREACHABLE = "unreachable"  # the server should answer but the check failed; ``message`` says why
+
+
+@dataclass(frozen=True)
+class AddonStatus:
+    addon_id: str
+    project_id: str
+    mode: str  # managed | external
+    state: AddonState
+    checked_at: datetime
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    version: str | None = None  # server_version as the server reports it, e.g. "15.8 (Debian ...)"
+    connection_url: str | None = field(default=None, repr=False)  # with the password: for jobs only
+    message: str = ""  # why it is not running, and what to check
+
+    @property
+    def running(self) -> bool:
+        return self.state is AddonState.RUNNING
+
+    def to_data(self) -> dict[str, Any]:
+        """Response data of a node; the password is masked (it is stored and shown in the UI)."""
+        redacted = None
+        if self.host is not None and self.port is not None and self.database and self.user:
+            secret = ConnectionTarget.from_url(self.connection_url).password if self.connection_url else None
+            target = ConnectionTarget(self.host, self.port, self.database, self.user, secret)
+            redacted = target.url(redact=True)
+        return {
+            "addonId": self.addon_id,
+            "projectId": self.project_id,
+            "mode": self.mode,
+            "status": self.state.value,
+            "running": self.running,
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "user": self.user,
+            "version": self.version,
+            "connectionUrl": redacted,
+            "message": self.message or None,
+            "checkedAt": self.checked_at.isoformat(),
+        }
+
+
+# -- the manager ---------------------------------------------------------------------------------------
+
+
+class PostgresAddons:
+    """The PostgreSQL addons of one local driver; all state is JSON under ``root``.
+
+    ``bin_dir`` forces the server binaries' directory; ``server_settings`` are extra
+    ``postgresql.conf`` lines for new managed clusters (tests switch durability off with it).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        bin_dir: Path | None = None,
+        server_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self._bin_dir = bin_dir
+        self._server_settings = dict(server_settings or {})
+        self._records = Records(root)
+        self._locks: dict[Path, asyncio.Lock] = {}
+        self._record_lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._identity = (os.getpid(), process_token(os.getpid()))
+        self._tool_versions: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Fail records left running by a dead process; start managed clusters that should run.
+
+        A running postmaster is simply adopted. One that is gone although nobody stopped it (the host
+        restarted) is started again, so that addons keep running across reboots like services do.
+        """
+        for record in await asyncio.to_thread(self._records.backups):
+            await self._settle_backup(record)
+        for restore_record in await asyncio.to_thread(self._records.restores):
+            await self._settle_restore(restore_record)
+        for state_file in sorted(self.root.glob("*/*/addon.json")):
+            cluster = self._cluster(state_file.parent)
+            try:
+                state = cluster.load_state()
+                if state is None or not state.initialized or not state.wanted_running:
+                    continue
+                pid = cluster.postmaster_pid()
+                if pid is not None:
+                    log.info(
+                        "adopted PostgreSQL addon %s (pid %s, port %s)", state_file.parent, pid, state.port
+                    )
+                    continue
+                async with self._locked(cluster):
+                    if cluster.postmaster_pid() is None:
+                        log.info("starting PostgreSQL addon %s on port %s", state_file.parent, state.port)
+                        await cluster.start(state)
+            except Exception:
+                # One broken addon must not keep the driver (and the worker) from starting.
+                log.exception("could not bring back PostgreSQL addon in %s", state_file.parent)
+
+    async def stop(self) -> None:
+        """Leave clusters running; cancel the backups and restores of this process (recorded failed)."""
+        tasks = dict(self._tasks)
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        # A task cancelled before its first step never ran its own handler: record those here.
+        for record_id in tasks:
+            if record_id.startswith("bak-"):
+                backup = self._records.load_backup(record_id)
+                if backup is not None and not backup.finished:
+                    self._records.save_backup(self._failed(backup, INTERRUPTED_BY_STOP.format(what="backup")))
+            else:
+                restore = self._records.load_restore(record_id)
+                if restore is not None and not restore.finished:
+                    self._records.save_restore(
+                        self._failed(restore, INTERRUPTED_BY_STOP.format(what="restore"))
+                    )
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    async def ensure_running(self, addon: Resource, project_id: str) -> AddonStatus:
+        """Create the cluster on first use, start it when stopped; raise DriverError if it cannot run."""
+        spec = PostgresAddonSpec.parse(addon)
+        if spec.managed:
+            cluster = self._cluster(self._addon_dir(addon, project_id), spec.version)
+            async with self._locked(cluster):
+                state = cluster.load_state()
+                if state is None or not state.initialized:
+                    self._check_version(spec, cluster)
+                    if state is not None:
+                        await cluster.stop(mode="immediate")  # a half-made cluster from a crash
+                    state = await cluster.initialize(spec.user)
+                else:
+                    self._check_version(spec, cluster)
+                    if spec.user != state.role:
+                        state = self._new_role(state, spec.user)
+                    state.wanted_running = True
+                    if cluster.postmaster_pid() is None:
+                        await cluster.start(state)
+                    else:
+                        await cluster.wait_until_accepting(state)
+                await cluster.provision(state, spec.database)
+                state.initialized = True
+                cluster.save_state(state)
+        status = await self.status(addon, project_id)
+        if not status.running:
+            raise DriverError(f"PostgreSQL addon '{addon.id}' is not running: {status.message}")
+        return status
+
+    async def status(self, addon: Resource, project_id: str) -> AddonStatus:
+        """What runs now; ``running`` only when a real connection answered ``SELECT 1``."""
+        spec = PostgresAddonSpec.parse(addon)
+        now = utcnow()
+        if not spec.managed:
+            assert spec.external_url is not None
+            target = ConnectionTarget.from_url(spec.external_url)
+            base = self._status_base(addon, project_id, "external", target, spec.external_url, now)
+        else:
+            cluster = self._cluster(self._addon_dir(addon, project_id))
+            state = cluster.load_state()
+            if state is None or not state.initialized:
+                return AddonStatus(
+                    addon.id,
+                    project_id,
+                    "managed",
+                    AddonState.NOT_CREATED,
+                    now,
+                    database=spec.database,
+                    user=spec.user,
+                    message=f"the cluster in {cluster.directory} has not been created yet "
+                    "(ensure_running creates it)",
+                )
+            target = cluster.app_target(state, spec.database)
+            base = self._status_base(addon, project_id, "managed", target, target.url(), now)
+            if cluster.postmaster_pid() is None:
+                return replace(
+                    base,
+                    state=AddonState.STOPPED,
+                    message=f"no PostgreSQL server runs for {cluster.data_dir}; ensure_running starts it",
+                )
+        result = await probe(target)
+        if result.ok:
+            return replace(base, state=AddonState.RUNNING, version=result.version)
+        return replace(base, state=AddonState.UNREACHABLE, message=result.error)
+
+    async def connection_url(self, addon: Resource, project_id: str) -> str:
+        """The libpq URL (password included) a job uses to reach the addon's database."""
+        spec = PostgresAddonSpec.parse(addon)
+        if spec.external_url is not None:
+            return spec.external_url
+        cluster = self._cluster(self._addon_dir(addon, project_id))
+        state = cluster.load_state()
+        if state is None or not state.initialized:
+            raise DriverError(
+                f"PostgreSQL addon '{addon.id}' has not been created yet; deploy it (ensure_running) before "
+                "jobs use it"
+            )
+        return cluster.app_target(state, spec.database).url()
+
+    async def connection_env(self, addon: Resource, project_id: str) -> dict[str, str]:
+        """``<ADDON>_DATABASE_URL`` and ``<ADDON>_PG*`` variables (see the module doc)."""
+        url = await self.connection_url(addon, project_id)
+        target = ConnectionTarget.from_url(url)
+        prefix = env_prefix(addon.id)
+        env = {
+            f"{prefix}_DATABASE_URL": url,
+            f"{prefix}_PGHOST": target.host,
+            f"{prefix}_PGPORT": str(target.port),
+            f"{prefix}_PGDATABASE": target.dbname,
+            f"{prefix}_PGUSER": target.user,
+        }
+        if target.password is not None:
+            env[f"{prefix}_PGPASSWORD"] = target.password
+        return env
+
+    async def restart(self, addon: Resource, project_id: str) -> AddonStatus:
+        spec = PostgresAddonSpec.parse(addon)
+        if not spec.managed:
+            raise DriverError(
+                f"PostgreSQL addon '{addon.id}' is external (spec.externalUrl): releaseflow does not run it "
+                "and cannot restart it; restart it where it runs",
+                retryable=False,
+            )
+        cluster = self._cluster(self._addon_dir(addon, project_id))
+        async with self._locked(cluster):
+            state = cluster.load_state()
+            if state is not None and state.initialized:
+                state.wanted_running = True
+                cluster.save_state(state)
+                await cluster.restart(state)
+        if state is None or not state.initialized:
+            return await self.ensure_running(addon, project_id)
+        status = await self.status(addon, project_id)
+        if not status.running:
+            raise DriverError(
+                f"PostgreSQL addon '{addon.id}' did not come back after restart: {status.message}"
+            )
+        return status
+
+    async def stop_addon(self, addon: Resource, project_id: str) -> AddonStatus:
+        """Stop a managed cluster on purpose; ``start()`` then leaves it stopped."""
+        spec = PostgresAddonSpec.parse(addon)
+        if not spec.managed:
+            raise DriverError(
+                f"PostgreSQL addon '{addon.id}' is external; releaseflow cannot stop it", retryable=False
+            )
+        cluster = self._cluster(self._addon_dir(addon, project_id))
+        async with self._locked(cluster):
+            state = cluster.load_state()
+            if state is not None:
+                state.wanted_running = False
+                cluster.save_state(state)
+            await cluster.stop()
+        return await self.status(addon, project_id)
+
+    async def remove(self, addon: Resource, project_id: str) -> None:
+        """Stop a managed cluster and delete its data; backups are kept. External: nothing to do."""
+        spec = PostgresAddonSpec.parse(addon)
+        if not spec.managed:
+            return
+        cluster = self._cluster(self._addon_dir(addon, project_id))
+        async with self._locked(cluster):
+            await cluster.remove()
+
+    # -- backups ---------------------------------------------------------------------------------------
+
+    async def backup(
+        self,
+        addon: Resource,
+        project_id: str,
+        *,
+        backup_type: str = "snapshot",
+        compression: str = "gz",
+        run_id: str = "",
+        key: str,
+    ) -> Backup:
+        """Start a backup in the background and answer at once (status ``running``)."""
+        spec = PostgresAddonSpec.parse(addon)
+        if backup_type not in BACKUP_TYPES:
+            raise DriverError(
+                f"backupType must be one of {', '.join(BACKUP_TYPES)}, not {backup_type!r}", retryable=False
+            )
+        if compression not in COMPRESSIONS:
+            raise DriverError(
+                f"compressionType must be one of {', '.join(COMPRESSIONS)}, not {compression!r}",
+                retryable=False,
+            )
+        digest = backups.key_digest("backup", key)
+        backup_id = f"bak-{digest[:12]}"
+        async with self._record_lock:
+            existing = await asyncio.to_thread(self._records.load_backup, backup_id)
+            if existing is not None:
+                if (existing.addon_id, existing.project_id, existing.key_digest) != (
+                    addon.id,
+                    project_id,
+                    digest,
+                ):
+                    raise DriverError(
+                        f"idempotency key already made backup {backup_id} of addon '{existing.addon_id}' "
+                        f"in project '{existing.project_id}'; use a new key",
+                        retryable=False,
+                    )
+                return await self._settle_backup(existing)
+            pg_dump = find_client_tool("pg_dump", self._client_bin_dir(addon, project_id))
+            layout = backups.choose_layout(
+                backup_type, compression, await self._tool_major(pg_dump), jobs=min(4, os.cpu_count() or 1)
+            )
+            if backups.needs_zstd(layout.name):
+                backups.require_program("zstd", "for zstd compression")
+            directory = self._addon_dir(addon, project_id) / "backups"
+            record = Backup(
+                id=backup_id,
+                project_id=project_id,
+                addon_id=addon.id,
+                database=spec.database,
+                backup_type=backup_type,
+                compression=compression,
+                layout=layout.name,
+                path=str(directory / f"{backup_id}{layout.suffix}"),
+                status=BackupStatus.RUNNING,
+                run_id=run_id,
+                key_digest=digest,
+                started_at=utcnow(),
+                owner_pid=self._identity[0],
+                owner_token=self._identity[1],
+            )
+            if not await asyncio.to_thread(self._records.create_backup, record):
+                # Another process sharing this root took the same key a moment ago.
+                return await self.get_backup(backup_id)
+            self._spawn(backup_id, self._run_backup(record, spec, addon, pg_dump, layout))
+            return record
+
+    async def get_backup(self, backup_id: str) -> Backup:
+        record = await asyncio.to_thread(self._records.load_backup, backup_id)
+        if record is None:
+            raise DriverError(
+                f"backup '{backup_id}' does not exist on this host (local driver)", retryable=False
+            )
+        return await self._settle_backup(record)
+
+    async def list_backups(self, addon: Resource, project_id: str | None = None) -> list[Backup]:
+        """The backups of ``addon`` (of any project when ``project_id`` is None), oldest first."""
+        found = [
+            await self._settle_backup(record)
+            for record in await asyncio.to_thread(self._records.backups)
+            if record.addon_id == addon.id and project_id in (None, record.project_id)
+        ]
+        return sorted(found, key=lambda record: record.started_at)
+
+    async def wait_backup(self, backup_id: str, timeout: float) -> Backup:
+        """The backup once finished (for callers that must block: tests, the CLI)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = await self.get_backup(backup_id)
+            if record.finished:
+                return record
+            if time.monotonic() >= deadline:
+                raise DriverError(f"backup '{backup_id}' still running after {timeout:g} s")
+            await self._wait_task(backup_id, deadline)
+
+    # -- restores --------------------------------------------------------------------------------------
+
+    async def restore(
+        self, addon: Resource, project_id: str, backup_id: str, key: str, *, run_id: str = ""
+    ) -> Restore:
+        """Start restoring ``backup_id`` into the addon's database; answers at once (``running``)."""
+        spec = PostgresAddonSpec.parse(addon)
+        digest = backups.key_digest("restore", key)
+        restore_id = f"rst-{digest[:12]}"
+        async with self._record_lock:
+            existing = await asyncio.to_thread(self._records.load_restore, restore_id)
+            if existing is not None:
+                if (existing.addon_id, existing.backup_id, existing.key_digest) != (
+                    addon.id,
+                    backup_id,
+                    digest,
+                ):
+                    raise DriverError(
+                        f"idempotency key already made restore {restore_id} of backup {existing.backup_id} "
+                        f"into addon '{existing.addon_id}'; use a new key",
+                        retryable=False,
+                    )
+                return await self._settle_restore(existing)
+            source = await self.get_backup(backup_id)
+            if (source.addon_id, source.project_id) != (addon.id, project_id):
+                raise DriverError(
+                    f"backup {backup_id} belongs to addon '{source.addon_id}' of project "
+                    f"'{source.project_id}', not to '{addon.id}' of '{project_id}'; restore it there",
+                    retryable=False,
+                )
+            if source.status is not BackupStatus.SUCCEEDED:
+                raise DriverError(
+                    f"backup {backup_id} is {source.status.value}"
+                    + (f" ({source.error})" if source.error else "")
+                    + "; only a succeeded backup can be restored",
+                    retryable=source.status is BackupStatus.RUNNING,
+                )
+            pg_restore = find_client_tool("pg_restore", self._client_bin_dir(addon, project_id))
+            if backups.needs_zstd(source.layout):
+                backups.require_program("zstd", "to read a zstd backup")
+            record = Restore(
+                id=restore_id,
+                project_id=project_id,
+                addon_id=addon.id,
+                backup_id=backup_id,
+                database=spec.database,
+                status=BackupStatus.RUNNING,
+                run_id=run_id,
+                key_digest=digest,
+                started_at=utcnow(),
+                owner_pid=self._identity[0],
+                owner_token=self._identity[1],
+            )
+            if not await asyncio.to_thread(self._records.create_restore, record):
+                return await self.get_restore(restore_id)
+            self._spawn(restore_id, self._run_restore(record, source, spec, addon, pg_restore))
+            return record
+
+    async def get_restore(self, restore_id: str) -> Restore:
+        record = await asyncio.to_thread(self._records.load_restore, restore_id)
+        if record is None:
+            raise DriverError(
+                f"restore '{restore_id}' does not exist on this host (local driver)", retryable=False
+            )
+        return await self._settle_restore(record)
+
+    async def wait_restore(self, restore_id: str, timeout: float) -> Restore:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = await self.get_restore(restore_id)
+            if record.finished:
+                return record
+            if time.monotonic() >= deadline:
+                raise DriverError(f"restore '{restore_id}' still running after {timeout:g} s")
+            await self._wait_task(restore_id, deadline)
+
+    # -- background work -------------------------------------------------------------------------------
+
+    def _spawn(self, record_id: str, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=f"postgres-addon {record_id}")
+        self._tasks[record_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(record_id, None))
+
+    async def _wait_task(self, record_id: str, deadline: float) -> None:
+        task = self._tasks.get(record_id)
+        if task is None:
+            await asyncio.sleep(0.1)  # run by another process: its record is all there is to watch
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def _run_backup(
+        self, record: Backup, spec: PostgresAddonSpec, addon: Resource, pg_dump: str, layout: backups.Layout
+    ) -> None:
+        final: Backup
+        try:
+            target, _ = await self._admin_target(spec, addon, record.project_id)
+            output = Path(record.path)
+            await asyncio.to_thread(output.parent.mkdir, parents=True, exist_ok=True)
+            await backups.dump(pg_dump, target, layout, output)
+            size = await asyncio.to_thread(backups.path_size, output)
+            final = replace(record, status=BackupStatus.SUCCEEDED, size_bytes=size, ended_at=utcnow())
+        except asyncio.CancelledError:
+            final = self._failed(record, INTERRUPTED_BY_STOP.format(what="backup"))
+            self._records.save_backup(final)
+            raise
+        except DriverError as error:
+            final = self._failed(record, str(error))
+        except Exception as error:
+            log.exception("backup %s failed unexpectedly", record.id)
+            final = self._failed(record, f"unexpected error: {error!r}")
+        await asyncio.to_thread(self._records.save_backup, final)
+
+    async def _run_restore(
+        self, record: Restore, source: Backup, spec: PostgresAddonSpec, addon: Resource, pg_restore: str
+    ) -> None:
+        final: Restore
+        try:
+            target, managed = await self._admin_target(spec, addon, record.project_id)
+            await backups.restore(pg_restore, target, source.layout, Path(source.path), keep_owners=managed)
+            final = replace(record, status=BackupStatus.SUCCEEDED, ended_at=utcnow())
+        except asyncio.CancelledError:
+            final = self._failed(record, INTERRUPTED_BY_STOP.format(what="restore"))
+            self._records.save_restore(final)
+            raise
+        except DriverError as error:
+            final = self._failed(record, str(error))
+        except Exception as error:
+            log.exception("restore %s failed unexpectedly", record.id)
+            final = self._failed(record, f"unexpected error: {error!r}")
+        await asyncio.to_thread(self._records.save_restore, final)
+
+    async def _admin_target(
+        self, spec: PostgresAddonSpec, addon: Resource, project_id: str
+    ) -> tuple[ConnectionTarget, bool]:
+        """Whom pg_dump/pg_restore connect as: the superuser of a managed cluster (owners are kept),
+        the URL's role of an external one; checked with a real connection first for a clear error."""
+        if spec.external_url is not None:
+            target, managed = ConnectionTarget.from_url(spec.external_url), False
+        else:
+            cluster = self._cluster(self._addon_dir(addon, project_id))
+            state = cluster.load_state()
+            if state is None or not state.initialized:
+                raise DriverError(
+                    f"PostgreSQL addon '{addon.id}' has not been created; deploy it (ensure_running) first",
+                    retryable=False,
+                )
+            if cluster.postmaster_pid() is None:
+                raise DriverError(
+                    f"PostgreSQL addon '{addon.id}' is stopped (no server runs for {cluster.data_dir}); "
+                    "start it (ensure_running, or an Addon running condition) before a backup or restore"
+                )
+            target, managed = cluster.admin_target(state, spec.database), True
+        checked = await probe(target)
+        if not checked.ok:
+            raise DriverError(checked.error)
+        return target, managed
+
+    @staticmethod
+    def _failed(record: Any, error: str) -> Any:
+        return replace(record, status=BackupStatus.FAILED, error=error, ended_at=utcnow())
+
+    async def _settle_backup(self, record: Backup) -> Backup:
+        if record.finished or record.id in self._tasks:
+            return record
+        if not backups.orphaned(record.owner_pid, record.owner_token):
+            return record
+        settled = backups.mark_interrupted(record, utcnow())
+        assert isinstance(settled, Backup)
+        await asyncio.to_thread(self._records.save_backup, settled)
+        return settled
+
+    async def _settle_restore(self, record: Restore) -> Restore:
+        if record.finished or record.id in self._tasks:
+            return record
+        if not backups.orphaned(record.owner_pid, record.owner_token):
+            return record
+        settled = backups.mark_interrupted(record, utcnow())
+        assert isinstance(settled, Restore)
+        await asyncio.to_thread(self._records.save_restore, settled)
+        return settled
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _addon_dir(self, addon: Resource, project_id: str) -> Path:
+        for what, value in (("project id", project_id), ("addon id", addon.id)):
+            if not _PATH_ID.fullmatch(value) or ".." in value:
+                raise DriverError(
+                    f"{what} {value!r} cannot name a folder: use letters, digits, '-', '_' and '.'",
+                    retryable=False,
+                )
+        return self.root / project_id / addon.id
+
+    def _cluster(self, directory: Path, version: str | None = None) -> ManagedCluster:
+        bin_dir = self._bin_dir
+        if bin_dir is None:
+            # A cluster must keep the major version that created it; a new one gets spec.version's.
+            major = version
+            with contextlib.suppress(OSError):
+                major = (directory / "data" / "PG_VERSION").read_text().strip()
+            candidate = Path(f"/usr/lib/postgresql/{major}/bin")
+            if major is not None and candidate.is_dir():
+                bin_dir = candidate
+        return ManagedCluster(directory, bin_dir=bin_dir, server_settings=self._server_settings)
+
+    def _client_bin_dir(self, addon: Resource, project_id: str) -> Path | None:
+        if self._bin_dir is not None:
+            return self._bin_dir
+        with contextlib.suppress(OSError):
+            major = (self._addon_dir(addon, project_id) / "data" / "PG_VERSION").read_text().strip()
+            return Path(f"/usr/lib/postgresql/{major}/bin")
+        return None
+
+    @staticmethod
+    def _check_version(spec: PostgresAddonSpec, cluster: ManagedCluster) -> None:
+        if spec.version is None:
+            return
+        have = cluster.binaries_version()
+        if have and have != spec.version:
+            raise DriverError(
+                f"spec.version is {spec.version} but the PostgreSQL binaries ({cluster.bin_dir}) or the "
+                f"existing cluster are version {have}; install postgresql-{spec.version} or change "
+                "spec.version",
+                retryable=False,
+            )
+
+    @staticmethod
+    def _new_role(state: ClusterState, role: str) -> ClusterState:
+        return replace(state, role=role, role_password=secrets.token_urlsafe(24))
+
+    @staticmethod
+    def _status_base(
+        addon: Resource, project_id: str, mode: str, target: ConnectionTarget, url: str, now: datetime
+    ) -> AddonStatus:
+        return AddonStatus(
+            addon.id,
+            project_id,
+            mode,
+            AddonState.UNREACHABLE,
+            now,
+            host=target.host,
+            port=target.port,
+            database=target.dbname,
+            user=target.user,
+            connection_url=url,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, cluster: ManagedCluster) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(cluster.directory, asyncio.Lock())
+        async with lock, cluster.locked():
+            yield
+
+    async def _tool_major(self, tool: str) -> int:
+        if tool not in self._tool_versions:
+            self._tool_versions[tool] = await backups.tool_major_version(tool)
+        return self._tool_versions[tool]

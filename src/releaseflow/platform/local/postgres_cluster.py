@@ -1,0 +1,757 @@
+"""The PostgreSQL clusters that the local driver runs itself, and the plumbing its addons share.
+
+A managed addon is one cluster of the host's PostgreSQL binaries in ``<root>/<project>/<addon>/``::
+
+    addon.json   state: port, generated passwords, role; written atomically, mode 0600
+    data/        PGDATA (owned by the server user)
+    run/         the unix socket directory (owned by the server user)
+    log/         server.log (owned by the server user)
+    backups/     backup files (see postgres_backups.py)
+
+The cluster listens on 127.0.0.1 only, on a port chosen free at creation and kept in ``data/releaseflow.conf``
+so that it comes back on the same port. Everything releaseflow does goes over TCP with a password
+(scram-sha-256): the process may run as root while the server runs as ``postgres``, so peer authentication
+would map to the wrong role. The postmaster is started in its own session and is not releaseflow's child:
+it keeps running when releaseflow exits and is found again through ``data/postmaster.pid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from releaseflow.platform.driver import DriverError
+
+SERVER_USER = "postgres"  # the Debian package creates it; PostgreSQL refuses to run as root
+SUPERUSER = "postgres"
+DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+INSTALL_HINT = "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql-15`)"
+SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+CONNECT_TIMEOUT = 5  # seconds; a check must answer quickly even when a host drops packets
+START_TIMEOUT = 60  # seconds pg_ctl waits for a start, stop or restart
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- JSON state files ------------------------------------------------------------------------------
+
+
+def write_json(
+    path: Path, data: Mapping[str, Any], *, exclusive: bool = False, private: bool = False
+) -> bool:
+    """Write ``data`` to ``path`` atomically (a reader sees the old or the new file, never half of one).
+
+    ``exclusive``: only create, never replace; returns False when ``path`` exists already, which makes
+    the file itself a create-once marker shared by every process using the same root.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temporary, path)
+        return True
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise DriverError(f"disk full: cannot write {path}; free space on that filesystem") from error
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    if not isinstance(data, dict):
+        raise DriverError(f"{path} is not a JSON object; move it away to let releaseflow recreate it")
+    return data
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+
+def process_token(pid: int) -> str | None:
+    """The start time of ``pid`` (Linux): tells a process apart from a later one that reused its pid."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def process_alive(pid: int, token: str | None = None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; it belongs to another user
+    current = process_token(pid)
+    return token is None or current is None or current == token
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def tail(self, lines: int = 15) -> str:
+        text = "\n".join(part for part in (self.stderr.strip(), self.stdout.strip()) if part)
+        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+async def kill_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    # LC_ALL=C: messages in English, so that errors can be recognised and explained.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env["LC_ALL"] = "C"
+    env.update(extra or {})
+    return env
+
+
+async def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    new_session: bool = False,
+) -> CommandResult:
+    """Run a command to completion; a missing program becomes a DriverError that names it."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else command_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=new_session,
+        )
+    except FileNotFoundError as error:
+        raise DriverError(f"program not found: {argv[0]}; {INSTALL_HINT}", retryable=False) from error
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    except TimeoutError:
+        await kill_process(process)
+        raise DriverError(f"{Path(argv[0]).name} did not finish within {timeout:g} s") from None
+    finally:
+        await kill_process(process)  # cancelled: never leave the child behind
+    return CommandResult(
+        tuple(argv),
+        process.returncode if process.returncode is not None else -1,
+        stdout.decode(errors="replace"),
+        stderr.decode(errors="replace"),
+    )
+
+
+# -- binaries ----------------------------------------------------------------------------------------
+
+
+def find_bin_dir(explicit: Path | None = None) -> Path:
+    """The directory of the server binaries: ``explicit``, the Debian path of 15, ``pg_config``, PATH."""
+    looked: list[Path] = []
+
+    def usable(candidate: Path) -> bool:
+        looked.append(candidate)
+        return all((candidate / name).is_file() for name in SERVER_BINARIES)
+
+    if explicit is not None:
+        if usable(explicit):
+            return explicit
+    elif usable(DEFAULT_BIN_DIR):
+        return DEFAULT_BIN_DIR
+    else:
+        pg_config = shutil.which("pg_config")
+        if pg_config is not None:
+            # One quick synchronous call, made only when the usual directory is absent.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run(
+                    [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+                ).stdout.strip()
+                if out and usable(Path(out)):
+                    return Path(out)
+        initdb = shutil.which("initdb")
+        if initdb is not None and usable(Path(initdb).resolve().parent):
+            return Path(initdb).resolve().parent
+    raise DriverError(
+        f"PostgreSQL server binaries ({', '.join(SERVER_BINARIES)}) not found (looked in: "
+        f"{', '.join(map(str, looked)) or 'PATH'}); {INSTALL_HINT}",
+        retryable=False,
+    )
+
+
+def find_client_tool(name: str, bin_dir: Path | None) -> str:
+    """``pg_dump``/``pg_restore``: next to the server binaries when known, else on PATH."""
+    if bin_dir is not None and (bin_dir / name).is_file():
+        return str(bin_dir / name)
+    with contextlib.suppress(DriverError):
+        found = find_bin_dir() / name
+        if found.is_file():
+            return str(found)
+    on_path = shutil.which(name)
+    if on_path is None:
+        raise DriverError(
+            f"{name} not found (PostgreSQL client tools); install them "
+            "(Debian/Ubuntu: `apt-get install -y postgresql-client-15`, or postgresql-15)",
+            retryable=False,
+        )
+    return on_path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- connections -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """Where and as whom to connect; ``password`` never appears in a repr, a command line or a log."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str | None = field(default=None, repr=False)
+    options: Mapping[str, str] = field(default_factory=dict)  # other libpq parameters (sslmode, ...)
+
+    @classmethod
+    def from_url(cls, url: str) -> ConnectionTarget:
+        """Parse a libpq URL (``postgresql://user:password@host:port/dbname?sslmode=...``)."""
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a libpq URL starting with postgresql://")
+        try:
+            params = {key: str(value) for key, value in conninfo_to_dict(url).items()}
+        except psycopg.ProgrammingError as error:
+            raise ValueError(f"is not a valid libpq URL ({error})") from None
+        port_text = params.pop("port", "5432") or "5432"
+        if not port_text.isdigit():
+            raise ValueError(f"has an invalid port {port_text!r}")
+        user = params.pop("user", "") or os.environ.get("USER", "postgres")
+        return cls(
+            host=params.pop("host", "") or "localhost",
+            port=int(port_text),
+            dbname=params.pop("dbname", "") or user,
+            user=user,
+            password=params.pop("password", None),
+            options=params,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def conninfo(self, *, with_password: bool = True) -> str:
+        params: dict[str, Any] = {
+            **self.options,
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+        }
+        if with_password and self.password is not None:
+            params["password"] = self.password
+        return make_conninfo("", **params)
+
+    def url(self, *, redact: bool = False) -> str:
+        from urllib.parse import quote, urlencode
+
+        secret = "" if self.password is None else ":" + ("***" if redact else quote(self.password, safe=""))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = f"?{urlencode(sorted(self.options.items()))}" if self.options else ""
+        return (
+            f"postgresql://{quote(self.user, safe='')}{secret}@{host}:{self.port}/"
+            f"{quote(self.dbname, safe='')}{query}"
+        )
+
+    def client_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore: the password travels here, not on the command line."""
+        values = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT), **(extra or {})}
+        if self.password is not None:
+            values["PGPASSWORD"] = self.password
+        return command_env(values)
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    version: str | None = None
+    error: str = ""
+
+
+def explain_connection_error(error: BaseException, target: ConnectionTarget) -> str:
+    """One sentence on what failed and what to check, from a libpq error."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    where = target.where
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return (
+            f"database down: connection to {where} refused; check that PostgreSQL runs there and "
+            f"listens on port {target.port}"
+        )
+    if "password authentication failed" in lowered or "authentication failed" in lowered:
+        return (
+            f"authentication failed for user '{target.user}' at {where}; check the user and password "
+            "in the connection URL"
+        )
+    if "no password supplied" in lowered:
+        return f"the server at {where} asks for a password for user '{target.user}' and none was given"
+    if "does not exist" in lowered and "database" in lowered:
+        return f"database '{target.dbname}' does not exist on {where}; create it or fix the URL"
+    if "timeout expired" in lowered or isinstance(error, TimeoutError):
+        return f"no answer from {where} within {CONNECT_TIMEOUT} s; check the host, port and firewall"
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return f"cannot resolve host '{target.host}'; check the host name in the connection URL"
+    if "starting up" in lowered or "shutting down" in lowered or "recovery" in lowered:
+        return f"the server at {where} does not accept connections yet: {first}"
+    return f"cannot connect to {where} as '{target.user}': {first}"
+
+
+async def probe(target: ConnectionTarget) -> Probe:
+    """A real check: connect and run ``SELECT 1``; says why when that fails."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT + 2):
+            connection = await psycopg.AsyncConnection.connect(
+                target.conninfo(), connect_timeout=CONNECT_TIMEOUT, autocommit=True
+            )
+            async with connection:
+                cursor = await connection.execute("SELECT 1, current_setting('server_version')")
+                row = await cursor.fetchone()
+    except (psycopg.Error, OSError, TimeoutError) as error:
+        return Probe(False, error=explain_connection_error(error, target))
+    if row is None or row[0] != 1:
+        return Probe(False, error=f"the server at {target.where} answered SELECT 1 with {row!r}")
+    return Probe(True, version=str(row[1]))
+
+
+# -- the managed cluster -----------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterState:
+    """What ``addon.json`` keeps about a managed cluster."""
+
+    port: int
+    superuser_password: str = field(repr=False)
+    role: str
+    role_password: str = field(repr=False)
+    created_at: str
+    initialized: bool = False  # set once initdb, first start and provisioning all succeeded
+    wanted_running: bool = True  # False after an explicit stop; start() brings back only wanted ones
+    version: str = ""  # major version of the binaries that created it (PG_VERSION)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": "managed",
+            "port": self.port,
+            "superuserPassword": self.superuser_password,
+            "role": self.role,
+            "rolePassword": self.role_password,
+            "createdAt": self.created_at,
+            "initialized": self.initialized,
+            "wantedRunning": self.wanted_running,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClusterState:
+        return cls(
+            port=int(data["port"]),
+            superuser_password=str(data["superuserPassword"]),
+            role=str(data["role"]),
+            role_password=str(data["rolePassword"]),
+            created_at=str(data["createdAt"]),
+            initialized=bool(data.get("initialized", False)),
+            wanted_running=bool(data.get("wantedRunning", True)),
+            version=str(data.get("version", "")),
+        )
+
+
+def _server_user_ids() -> tuple[int, int, set[int]]:
+    try:
+        user = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise DriverError(
+            f"releaseflow runs as root and there is no `{SERVER_USER}` system user to run PostgreSQL as "
+            f"(PostgreSQL refuses to run as root); {INSTALL_HINT}, which creates it",
+            retryable=False,
+        ) from None
+    groups = set(os.getgrouplist(SERVER_USER, user.pw_gid))
+    return user.pw_uid, user.pw_gid, groups
+
+
+def _unreachable_ancestor(path: Path, uid: int, groups: set[int]) -> Path | None:
+    """The first directory above ``path`` that user ``uid`` cannot enter, if any."""
+    for directory in [*reversed(path.parents), path]:
+        info = directory.stat()
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return directory
+    return None
+
+
+def _initdb_locale() -> str:
+    # C.UTF-8 sorts like C (no collation changes on glibc upgrades) yet knows Unicode letters.
+    return "C.UTF-8" if Path("/usr/lib/locale/C.utf8").exists() else "C"
+
+
+class ManagedCluster:
+    """One releaseflow-run PostgreSQL cluster in its addon directory."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        bin_dir: Path | None = None,
+        server_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.data_dir = directory / "data"
+        self.socket_dir = directory / "run"
+        self.log_file = directory / "log" / "server.log"
+        self.state_file = directory / "addon.json"
+        self._bin_dir = bin_dir
+        self._bin_dir_checked = False
+        self._server_settings = dict(server_settings or {})
+        self._as_root = os.geteuid() == 0
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def load_state(self) -> ClusterState | None:
+        data = read_json(self.state_file)
+        return None if data is None else ClusterState.from_json(data)
+
+    def save_state(self, state: ClusterState) -> None:
+        write_json(self.state_file, state.to_json(), private=True)
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of the running postmaster of this cluster, from ``postmaster.pid``; None if none runs."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+            pid = int(first.strip())
+        except (OSError, ValueError):
+            return None
+        return pid if process_alive(pid) else None
+
+    def admin_target(self, state: ClusterState, dbname: str = "postgres") -> ConnectionTarget:
+        return ConnectionTarget("127.0.0.1", state.port, dbname, SUPERUSER, state.superuser_password)
+
+    def app_target(self, state: ClusterState, dbname: str) -> ConnectionTarget:
+        return ConnectionTarget("127.0.0.1", state.port, dbname, state.role, state.role_password)
+
+    @property
+    def bin_dir(self) -> Path:
+        if not self._bin_dir_checked:
+            self._bin_dir = find_bin_dir(self._bin_dir)
+            self._bin_dir_checked = True
+        assert self._bin_dir is not None
+        return self._bin_dir
+
+    def binaries_version(self) -> str:
+        """The major version of the server binaries, from the directory name or ``PG_VERSION``."""
+        data_version = self.data_dir / "PG_VERSION"
+        with contextlib.suppress(OSError):
+            return data_version.read_text().strip()
+        name = self.bin_dir.parent.name
+        return name if name.isdigit() else ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def locked(self, timeout: float = 120.0) -> AsyncIterator[None]:
+        """Exclusive use of this cluster across processes (several workers may share one root)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DriverError(
+                            f"another releaseflow process holds {self.directory / '.lock'} for more than "
+                            f"{timeout:g} s; check for a stuck worker"
+                        ) from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    async def initialize(self, role: str) -> ClusterState:
+        """initdb a new cluster (wiping a half-made one) and start it; the caller then provisions."""
+        bin_dir = self.bin_dir
+        if self._as_root:
+            uid, gid, groups = _server_user_ids()
+            if shutil.which("runuser") is None:
+                raise DriverError("runuser not found (util-linux); it runs PostgreSQL as `postgres`")
+        if self.data_dir.exists():
+            await asyncio.to_thread(shutil.rmtree, self.data_dir)
+        # The server user must enter the addon folder and its project folder, whatever the umask said.
+        for ours in (self.directory.parent, self.directory):
+            ours.mkdir(parents=True, exist_ok=True)
+            if self._as_root:
+                ours.chmod(0o755)
+        for directory in (self.data_dir, self.socket_dir, self.log_file.parent):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self._as_root:
+                os.chown(directory, uid, gid)
+        if self._as_root:
+            blocked = _unreachable_ancestor(self.data_dir, uid, groups)
+            if blocked is not None:
+                raise DriverError(
+                    f"the `{SERVER_USER}` user cannot enter {blocked}, so PostgreSQL cannot reach "
+                    f"{self.data_dir}; allow it (e.g. `chmod o+x {blocked}`) or choose a releaseflow data "
+                    "root it can reach",
+                    retryable=False,
+                )
+        state = ClusterState(
+            port=free_port(),
+            superuser_password=secrets.token_urlsafe(24),
+            role=role,
+            role_password=secrets.token_urlsafe(24),
+            created_at=utcnow().isoformat(),
+        )
+        # Saved before initdb so that a crash here leaves a record that is redone, not a stray cluster.
+        self.save_state(state)
+        password_file = self.directory / ".initdb-password"
+        password_file.write_text(state.superuser_password + "\n")
+        password_file.chmod(0o600)
+        if self._as_root:
+            os.chown(password_file, uid, gid)
+        try:
+            result = await self._as_server_user(
+                [
+                    str(bin_dir / "initdb"),
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    SUPERUSER,
+                    "--pwfile",
+                    str(password_file),
+                    # Peer on the socket (for a human: `runuser -u postgres -- psql -h <run dir>`),
+                    # passwords on TCP, which is what releaseflow and jobs use.
+                    "--auth-local",
+                    "peer",
+                    "--auth-host",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    _initdb_locale(),
+                ],
+                timeout=300,
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise self._failure("initdb", result)
+        state.version = self.binaries_version()
+        self._write_settings(state.port)
+        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write(
+                "\n# releaseflow: listen address, port and socket of this addon\ninclude 'releaseflow.conf'\n"
+            )
+        self.save_state(state)
+        await self.start(state)
+        return state
+
+    def _write_settings(self, port: int) -> None:
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(port),
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "password_encryption": "'scram-sha-256'",
+            **self._server_settings,
+        }
+        path = self.data_dir / "releaseflow.conf"
+        path.write_text(
+            "# Written by releaseflow; changes are overwritten when the port must change.\n"
+            + "".join(f"{name} = {value}\n" for name, value in settings.items())
+        )
+        if self._as_root:
+            uid, gid, _ = _server_user_ids()
+            os.chown(path, uid, gid)
+
+    async def start(self, state: ClusterState, attempts: int = 3) -> None:
+        """Start the postmaster; when its port was taken meanwhile, move to a free one."""
+        for attempt in range(1, attempts + 1):
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+            result = await self._pg_ctl("start", "-l", str(self.log_file))
+            if result.returncode == 0:
+                return
+            log = self._log_since(log_offset)
+            if ("could not bind" in log or "already in use" in log) and attempt < attempts:
+                state.port = free_port()
+                self._write_settings(state.port)
+                self.save_state(state)
+                continue
+            if "No space left on device" in log or "No space left on device" in result.tail():
+                raise DriverError(
+                    f"disk full: PostgreSQL could not start in {self.data_dir}; free space on that "
+                    f"filesystem. Server log:\n{log or result.tail()}"
+                )
+            raise DriverError(
+                f"pg_ctl start failed (exit {result.returncode}) for the cluster in {self.data_dir}:\n"
+                f"{result.tail()}\n--- server log ({self.log_file}) ---\n{log or '(empty)'}"
+            )
+
+    async def stop(self, *, mode: str = "fast") -> None:
+        if self.postmaster_pid() is None:
+            return
+        result = await self._pg_ctl("stop", "-m", mode)
+        if result.returncode != 0 and self.postmaster_pid() is not None:
+            # fast waits for nothing but a checkpoint; when even that fails, do not leave it half-stopped.
+            result = await self._pg_ctl("stop", "-m", "immediate")
+            if result.returncode != 0 and self.postmaster_pid() is not None:
+                raise self._failure("pg_ctl stop", result)
+
+    async def restart(self, state: ClusterState) -> None:
+        if self.postmaster_pid() is None:
+            await self.start(state)
+            return
+        result = await self._pg_ctl("restart", "-m", "fast", "-l", str(self.log_file))
+        if result.returncode != 0:
+            raise self._failure("pg_ctl restart", result)
+
+    async def provision(self, state: ClusterState, database: str) -> None:
+        """Make sure the role (with its password) and the database (owned by it) exist."""
+        target = self.admin_target(state)
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                target.conninfo(), connect_timeout=CONNECT_TIMEOUT, autocommit=True
+            )
+        except psycopg.Error as error:
+            raise DriverError(explain_connection_error(error, target)) from error
+        async with connection:
+            role = sql.Identifier(state.role)
+            password = sql.Literal(state.role_password)
+            cursor = await connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (state.role,))
+            verb = sql.SQL("ALTER") if await cursor.fetchone() else sql.SQL("CREATE")
+            await connection.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, password))
+            cursor = await connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if await cursor.fetchone() is None:
+                await connection.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), role)
+                )
+
+    async def wait_until_accepting(self, state: ClusterState, timeout: float = 60.0) -> Probe:
+        """A postmaster that runs may still be starting (crash recovery): poll until it answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await probe(self.admin_target(state))
+            if result.ok or time.monotonic() >= deadline or self.postmaster_pid() is None:
+                return result
+            await asyncio.sleep(0.2)
+
+    async def remove(self) -> None:
+        """Stop the cluster and delete everything but its backups."""
+        await self.stop(mode="immediate")
+        for path in (self.data_dir, self.socket_dir, self.log_file.parent):
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        for path in (self.state_file, self.directory / ".lock"):
+            path.unlink(missing_ok=True)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _pg_ctl(self, *args: str) -> CommandResult:
+        return await self._as_server_user(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                args[0],
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                *args[1:],
+            ],
+            timeout=START_TIMEOUT + 30,
+        )
+
+    async def _as_server_user(self, argv: list[str], *, timeout: float) -> CommandResult:
+        prefix = ["runuser", "-u", SERVER_USER, "--"] if self._as_root else []
+        # Own session: a Ctrl-C or SIGTERM meant for releaseflow's process group must not reach the
+        # postmaster, which outlives releaseflow on purpose.
+        return await run_command([*prefix, *argv], cwd=self.directory, timeout=timeout, new_session=True)
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-25:])
+
+    def _failure(self, what: str, result: CommandResult) -> DriverError:
+        log = self._log_since(max(0, (self.log_file.stat().st_size if self.log_file.exists() else 0) - 4000))
+        hint = ""
+        if "No space left on device" in result.tail() + log:
+            hint = " (disk full: free space on that filesystem)"
+        return DriverError(
+            f"{what} failed (exit {result.returncode}) for {self.data_dir}{hint}:\n{result.tail()}"
+            + (f"\n--- server log ({self.log_file}) ---\n{log}" if log else "")
+        )

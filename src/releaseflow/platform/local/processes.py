@@ -1,0 +1,324 @@
+"""Processes that outlive releaseflow: start them detached, recognise them again, stop them, read their logs.
+
+A service or job is never releaseflow's own child. A tiny launcher (a short-lived child) starts it in a
+new session and exits at once, so the process is re-parented to init: releaseflow never leaves zombies,
+asyncio never kills it when a subprocess transport is collected, and a restarted releaseflow sees it
+exactly as the one that started it did.
+
+A process is known by its pid **and** its start time (field 22 of ``/proc/<pid>/stat``, in clock ticks
+since boot): a pid alone may have been reused by an unrelated process after a reboot or a long pause.
+
+The command runs under a wrapper shell that writes its exit status to a file when it ends, so the exit
+code of a job (or of a crashed service) can be read by whichever releaseflow process looks next.
+
+The JSON state helpers live here too: every state file of the local process managers goes through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from releaseflow.platform.driver import DriverError
+
+# Variables of releaseflow itself (database URL, data dir, ...) are not the business of what it runs.
+OWN_VARIABLE_PREFIX = "RELEASEFLOW_"
+
+# $1 is the user's command, $2 the exit file. The user's command is an argument, never spliced into the
+# script, so no quoting of user text is needed anywhere. The file is written under a temporary name and
+# renamed, so a reader sees either no exit code or a complete one.
+_WRAPPER = 'sh -c "$1"; code=$?; echo "$code" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$code"'
+
+# Runs with ``python -I -S``: starts the wrapper in a new session (its own process group, no controlling
+# terminal) and prints its pid and start time. The start time is read while the wrapper is still the
+# launcher's child (a zombie at worst), so it cannot belong to a later process with the same pid.
+_LAUNCHER = """\
+import os, subprocess, sys
+log_path, exit_path, wrapper, command = sys.argv[1:5]
+with open(os.devnull, "rb") as stdin, open(log_path, "ab", buffering=0) as log:
+    child = subprocess.Popen(
+        ["sh", "-c", wrapper, "releaseflow-process", command, exit_path],
+        stdin=stdin, stdout=log, stderr=log, start_new_session=True,
+    )
+with open(f"/proc/{child.pid}/stat", "rb") as stat:
+    start_time = stat.read().rsplit(b")", 1)[1].split()[19].decode()
+print(child.pid, start_time)
+"""
+
+_POLL_SECONDS = 0.05
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def child_environment(*layers: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without releaseflow's own variables, then ``layers`` in order."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(OWN_VARIABLE_PREFIX)}
+    for layer in layers:
+        env.update(layer)
+    return env
+
+
+@dataclass(frozen=True)
+class ProcessHandle:
+    """A process started by ``spawn``: enough to recognise, stop and diagnose it from any process."""
+
+    pid: int
+    start_time: int  # /proc/<pid>/stat field 22
+    started_at: datetime
+    log_path: Path
+    log_offset: int  # size of the log before this process wrote to it: its own lines start here
+    exit_file: Path
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "startTime": self.start_time,
+            "startedAt": self.started_at.isoformat(),
+            "logPath": str(self.log_path),
+            "logOffset": self.log_offset,
+            "exitFile": str(self.exit_file),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> ProcessHandle:
+        return cls(
+            pid=int(data["pid"]),
+            start_time=int(data["startTime"]),
+            started_at=datetime.fromisoformat(str(data["startedAt"])),
+            log_path=Path(str(data["logPath"])),
+            log_offset=int(data["logOffset"]),
+            exit_file=Path(str(data["exitFile"])),
+        )
+
+    def is_alive(self) -> bool:
+        return is_alive(self.pid, self.start_time)
+
+    def exit_code(self) -> int | None:
+        return read_exit_code(self.exit_file)
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        return tail(self.log_path, lines, offset=self.log_offset)
+
+
+async def spawn(
+    command: str, *, cwd: Path, env: Mapping[str, str], log_path: Path, exit_file: Path, banner: str = ""
+) -> ProcessHandle:
+    """Start ``sh -c command`` detached from releaseflow; stdout and stderr are appended to ``log_path``."""
+    offset = _prepare_files(command, cwd, log_path, exit_file, banner)
+    started_at = now_utc()
+    try:
+        launcher = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _LAUNCHER,
+            str(log_path),
+            str(exit_file),
+            _WRAPPER,
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await launcher.communicate()
+    except OSError as error:
+        raise DriverError(f"cannot start '{command}' in {cwd}: {error}") from error
+    fields = out.decode(errors="replace").split()
+    if launcher.returncode != 0 or len(fields) != 2:
+        detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise DriverError(f"cannot start '{command}' in {cwd}: the launcher failed ({detail[0]})")
+    return ProcessHandle(
+        pid=int(fields[0]),
+        start_time=int(fields[1]),
+        started_at=started_at,
+        log_path=log_path,
+        log_offset=offset,
+        exit_file=exit_file,
+    )
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int  # 127 when the program cannot be started; -9 when killed at the timeout
+    output: str  # stdout and stderr together, at most the last 64 KiB
+    timed_out: bool
+
+
+async def run_command(
+    argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, limit: int = 64 * 1024
+) -> CommandResult:
+    """Run a short command to its end (unlike ``spawn``, as a child that releaseflow waits for)."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # at the timeout, the command and whatever it started die together
+        )
+    except OSError as error:
+        return CommandResult(127, f"cannot run {argv[0]} in {cwd}: {error.strerror or error}", False)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        _signal_group(process.pid, signal.SIGKILL)
+        out, _ = await process.communicate()
+        return CommandResult(-signal.SIGKILL.value, out[-limit:].decode(errors="replace"), True)
+    assert process.returncode is not None
+    return CommandResult(process.returncode, out[-limit:].decode(errors="replace"), False)
+
+
+def _prepare_files(command: str, cwd: Path, log_path: Path, exit_file: Path, banner: str) -> int:
+    """Make the folders, drop a stale exit file, write the banner; the log's size for the new process."""
+    if not cwd.is_dir():
+        raise DriverError(f"cannot start '{command}': the folder {cwd} does not exist", retryable=False)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    exit_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        exit_file.unlink()
+    with log_path.open("ab") as log:
+        if banner:
+            log.write(f"--- releaseflow {now_utc().isoformat(timespec='seconds')}: {banner}\n".encode())
+        return log.tell()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state is [0]); None if there is no such pid."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses; everything after the last ")" is plain.
+    return raw.rsplit(b")", 1)[1].decode().split()
+
+
+def read_start_time(pid: int) -> int | None:
+    """Start time of a living process ``pid`` (zombies count as dead), or None."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int, start_time: int) -> bool:
+    """Whether ``pid`` is still the process that started at ``start_time``."""
+    return read_start_time(pid) == start_time
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any living process is in process group ``pgid``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+async def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while group_alive(pgid):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_SECONDS * 2)
+    return True
+
+
+async def stop_process(handle: ProcessHandle, grace_seconds: float = 10.0) -> None:
+    """SIGTERM the process group, give it ``grace_seconds``, then SIGKILL what is left.
+
+    A pid that now belongs to another process (a different start time) is left alone. The group is
+    the wrapper's (it leads a session of its own), so the command and its children are signalled too.
+    """
+    current = read_start_time(handle.pid)
+    if current is not None and current != handle.start_time:
+        return  # the pid was reused: that process is not ours
+    # The leader may be gone while children of it still run in its group; while any member lives the
+    # kernel does not hand the group's id to a new process, so signalling the group is still safe.
+    if current is None and not group_alive(handle.pid):
+        return
+    _signal_group(handle.pid, signal.SIGTERM)
+    if await _wait_group_gone(handle.pid, grace_seconds):
+        return
+    _signal_group(handle.pid, signal.SIGKILL)
+    await _wait_group_gone(handle.pid, 5.0)
+
+
+def read_exit_code(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def tail(path: Path, lines: int = 100, *, offset: int = 0) -> list[str]:
+    """The last ``lines`` lines of ``path`` from byte ``offset`` on (at most the last 256 KiB)."""
+    if lines <= 0:
+        return []
+    try:
+        with path.open("rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            start = max(offset, size - 256 * 1024)
+            if start >= size:
+                return []
+            file.seek(start)
+            data = file.read()
+    except FileNotFoundError:
+        return []
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if start > offset and text:
+        text = text[1:]  # the first line was cut in the middle
+    return text[-lines:]
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Replace ``path`` with ``data``; a reader (or a crash) sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2, sort_keys=True)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when there is no such file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if not isinstance(value, dict):
+        raise DriverError(f"{path} does not hold a JSON object: remove or repair it", retryable=False)
+    return value
