@@ -9,8 +9,10 @@
 | ``RELEASEFLOW_WORKER_LEASE_SECONDS`` | 15 |
 | ``RELEASEFLOW_WORKER_HEARTBEAT_SECONDS`` | 2 |
 | ``RELEASEFLOW_WORKER_REAP_SECONDS`` | 1 |
-| ``RELEASEFLOW_WORKER_MAX_CONCURRENCY`` | 64 |
+| ``RELEASEFLOW_WORKER_MAX_CONCURRENCY`` | 256 |
 | ``RELEASEFLOW_WORKER_IDLE_POLL_SECONDS`` | 0.5 |
+| ``RELEASEFLOW_DOCKER_HOST`` (or ``DOCKER_HOST``) | unset: the docker driver is off |
+| ``RELEASEFLOW_DOCKER_REGISTRY`` | unset: docker builds are not pushed |
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.engine.worker import WorkerSettings
+from releaseflow.platform.available import standard_drivers
+from releaseflow.platform.driver import DriverRegistry
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -46,6 +50,10 @@ class Settings:
     port: int = 8080
     log_level: str = "info"
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # A Docker Engine API (unix:///path or tcp://host:port); without it the docker driver is off.
+    docker_host: str | None = None
+    # Where docker builds are pushed (host:port of a registry); without it images stay local.
+    docker_registry: str | None = None
 
     @classmethod
     def from_env(
@@ -110,6 +118,8 @@ class Settings:
             port=chosen_port,
             log_level=log_level,
             worker=worker,
+            docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
+            docker_registry=get("DOCKER_REGISTRY"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -123,7 +133,17 @@ class Settings:
         }
         for name, variable in _WORKER_VARIABLES.items():
             variables[PREFIX + variable] = str(getattr(self.worker, name))
+        if self.docker_host:
+            variables[PREFIX + "DOCKER_HOST"] = self.docker_host
+        if self.docker_registry:
+            variables[PREFIX + "DOCKER_REGISTRY"] = self.docker_registry
         return variables
+
+    def drivers(self) -> DriverRegistry:
+        """The platform drivers of this process: always ``local``, ``docker`` when a host is set."""
+        return standard_drivers(
+            self.data_dir, docker_host=self.docker_host, docker_registry=self.docker_registry
+        )
 
     @property
     def base_url(self) -> str:

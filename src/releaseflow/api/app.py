@@ -52,7 +52,7 @@ class _Runtime:
                 f"the database needs {len(missing)} migration(s): run `releaseflow db migrate`"
             )
         if self.with_worker:
-            self.worker = standard_worker(self.db, self.settings.worker)
+            self.worker = standard_worker(self.db, self.settings.worker, self.settings.drivers())
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")
             log.info("worker %s started", self.worker.id)
 

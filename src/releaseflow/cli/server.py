@@ -153,7 +153,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with database(settings) as db:
-            worker = standard_worker(db, settings.worker)
+            worker = standard_worker(db, settings.worker, settings.drivers())
             print(
                 f"releaseflow worker {worker.id} on {redact_url(settings.database_url)}; Ctrl-C stops",
                 flush=True,

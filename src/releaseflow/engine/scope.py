@@ -37,3 +37,9 @@ async def project_resources(tx: Transaction, project_id: str) -> dict[str, Resou
         row["id"]: Resource(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"] or {})
         for row in await catalog.list_resources(tx, project_id)
     }
+
+
+async def stage_resource_ids(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str
+) -> frozenset[str]:
+    return frozenset(row["id"] for row in await catalog.stage_resources(tx, project_id, pipeline_id, stage))

@@ -31,7 +31,7 @@ from releaseflow.engine.outcomes import (
 )
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.release_state import deployed_artifacts
-from releaseflow.engine.scope import project_resources
+from releaseflow.engine.scope import project_resources, stage_resource_ids
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.platform.driver import Artifact, DriverRegistry, Resource
 from releaseflow.store import queue
@@ -145,18 +145,30 @@ class Worker:
                 await settle(tx, run_id, now, self.templates)
             resources: dict[str, Mapping[str, Resource]] = {}
             deployed: dict[str, Mapping[str, Artifact]] = {}
+            stages: dict[tuple[str, str, str], frozenset[str]] = {}
             for claim in claims:
                 if claim.project_id not in resources:
                     resources[claim.project_id] = await project_resources(tx, claim.project_id)
                     deployed[claim.project_id] = await deployed_artifacts(tx, claim.project_id)
-                contexts.append(self._context(claim, resources[claim.project_id], deployed[claim.project_id]))
+                stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
+                if stage_key not in stages:
+                    stages[stage_key] = await stage_resource_ids(tx, *stage_key)
+                contexts.append(
+                    self._context(
+                        claim, resources[claim.project_id], deployed[claim.project_id], stages[stage_key]
+                    )
+                )
             next_due = await queue.next_due_at(tx)
         for claim, context in zip(claims, contexts, strict=True):
             self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
         return len(nodes), next_due
 
     def _context(
-        self, claim: Claim, resources: Mapping[str, Resource], deployed: Mapping[str, Artifact]
+        self,
+        claim: Claim,
+        resources: Mapping[str, Resource],
+        deployed: Mapping[str, Artifact],
+        stage_resources: frozenset[str],
     ) -> ExecutionContext:
         return ExecutionContext(
             run_id=claim.run_id,
@@ -173,6 +185,7 @@ class Worker:
             stage=claim.stage,
             resources=resources,
             deployed=deployed,
+            stage_resources=stage_resources,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
@@ -265,7 +278,6 @@ class Worker:
         return len(self._tasks)
 
 
-def standard_worker(db: Database, settings: WorkerSettings) -> Worker:
-    """The worker a releaseflow process runs: the shipped executors and every available driver."""
-    # Platform drivers (local, docker) are registered here once they exist.
-    return Worker(db, default_executors(DriverRegistry()), SystemClock(), settings)
+def standard_worker(db: Database, settings: WorkerSettings, drivers: DriverRegistry) -> Worker:
+    """The worker a releaseflow process runs: the shipped executors over the given drivers."""
+    return Worker(db, default_executors(drivers), SystemClock(), settings, drivers=drivers)

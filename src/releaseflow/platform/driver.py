@@ -114,6 +114,9 @@ class DriverRequest:
     project_id: str = ""
     stage: str = ""
     run_id: str = ""
+    # Ids of the services, jobs and addons of the stage the run belongs to (e.g. the addons whose
+    # connection details a job of that stage receives).
+    stage_resources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class ExecutionContext:
     project_id: str = ""
     stage: str = ""
     resources: Mapping[str, Resource] = field(default_factory=dict)  # the project's resources by id
+    stage_resources: frozenset[str] = frozenset()  # ids of the services, jobs and addons of the stage
     # What release state says each of the project's services and jobs runs now, by resource id.
     deployed: Mapping[str, Artifact] = field(default_factory=dict)
 

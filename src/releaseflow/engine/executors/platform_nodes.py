@@ -81,6 +81,7 @@ def plan_request(context: ExecutionContext) -> tuple[DriverRequest, bool]:
         project_id=context.project_id,
         stage=context.stage,
         run_id=context.run_id,
+        stage_resources=context.stage_resources,
     )
     return request, waits
 

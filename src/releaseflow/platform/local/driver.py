@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,7 @@ class LocalDriver:
             data = {"artifact": artifact.to_data(), "deploymentId": None, "target": target.id}
             return DriverAnswer(AnswerState.DONE, data=data)
         ServiceSpec.parse(target)
+        target = await self._with_addon_env(request)
         deployment = await self.services.deploy(target, artifact, folder, request.idempotency_key)
         return _deployment_answer(deployment, target.id)
 
@@ -281,7 +283,8 @@ class LocalDriver:
 
     async def _restart_service(self, request: DriverRequest) -> DriverAnswer:
         ServiceSpec.parse(request.resource)
-        deployment = await self.services.restart(request.resource, request.idempotency_key)
+        service = await self._with_addon_env(request)
+        deployment = await self.services.restart(service, request.idempotency_key)
         return _deployment_answer(deployment, request.resource.id)
 
     async def _service_running(self, request: DriverRequest) -> DriverAnswer:
@@ -344,6 +347,7 @@ class LocalDriver:
         env = {
             str(name): _env_text(value) for name, value in _mapping(params.get("runtimeEnvironment")).items()
         }
+        job = await self._with_addon_env(request)
         run = await self.jobs.run(
             job, folder, artifact, env, request.idempotency_key, command=_custom_command(deployment)
         )
@@ -358,9 +362,8 @@ class LocalDriver:
             # Northflank runs the command without a shell: quote each word so `sh -c` keeps them literal.
             command = shlex.join(shlex.split(command))
         artifact, folder = await self._current(request.resource, request.artifact)
-        run = await self.jobs.run(
-            request.resource, folder, artifact, {}, request.idempotency_key, command=command
-        )
+        job = await self._with_addon_env(request)
+        run = await self.jobs.run(job, folder, artifact, {}, request.idempotency_key, command=command)
         return _job_answer(run)
 
     async def _job_run_succeeded(self, request: DriverRequest) -> DriverAnswer:
@@ -370,6 +373,29 @@ class LocalDriver:
         return _job_answer(await self.jobs.get(run_id))
 
     # Addons ----------------------------------------------------------------------------------------
+
+    async def _with_addon_env(self, request: DriverRequest) -> Resource:
+        """The request's service or job with the connection variables of its stage's local addons.
+
+        Each addon gives ``<ADDON>_DATABASE_URL`` and ``<ADDON>_PG*``; a stage with exactly one addon also
+        gives plain ``DATABASE_URL``. The resource's own ``env`` wins over these.
+        """
+        addons = [
+            resource
+            for resource_id, resource in sorted(request.resources.items())
+            if resource_id in request.stage_resources and resource.kind == "addon" and resource.driver == NAME
+        ]
+        env: dict[str, str] = {}
+        for addon in addons:
+            await self.addons.ensure_running(addon, request.project_id)
+            env.update(await self.addons.connection_env(addon, request.project_id))
+        if len(addons) == 1:
+            env["DATABASE_URL"] = await self.addons.connection_url(addons[0], request.project_id)
+        if not env:
+            return request.resource
+        spec = dict(request.resource.spec)
+        spec["env"] = {**env, **_mapping(spec.get("env"))}
+        return replace(request.resource, spec=spec)
 
     async def _addon_running(self, request: DriverRequest) -> DriverAnswer:
         # A local addon is made on first use: the first check creates and starts a managed cluster,

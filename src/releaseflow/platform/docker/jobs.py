@@ -1,0 +1,178 @@
+"""Jobs: containers run to completion.
+
+A job run starts a container from the job's image (with the job's command and env, and the run's
+overrides), is watched by a background task until it exits, and is recorded under
+``<root>/jobs``: exit code, status and the tail of its logs (the full log beside the record). The
+container is removed once its logs are kept, so runs do not pile up in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from releaseflow.platform.docker import health
+from releaseflow.platform.docker.client import DockerClient, RegistryCredentials
+from releaseflow.platform.docker.records import (
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_PROJECT,
+    LABEL_RECORD,
+    LABEL_RESOURCE,
+    LABEL_STAGE,
+    Records,
+    Supervisor,
+    new_id,
+    safe_name,
+    utc_now,
+)
+from releaseflow.platform.docker.services import container_config
+from releaseflow.platform.driver import AnswerState, DriverAnswer, DriverError
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+LOG_TAIL_CHARS = 4000
+
+
+def run_answer(record: Mapping[str, Any]) -> DriverAnswer:
+    data = {
+        "id": record["id"],
+        "jobId": record["jobId"],
+        "exitCode": record.get("exitCode"),
+        "status": record["status"],
+        "logs": record.get("logs", ""),
+        "image": record["image"],
+    }
+    handle = {"kind": "jobRun", "id": record["id"]}
+    if record["status"] == SUCCEEDED:
+        return DriverAnswer(
+            AnswerState.DONE, data, f"job '{record['jobId']}' run {record['id']} succeeded", handle
+        )
+    if record["status"] == FAILED:
+        return DriverAnswer(AnswerState.FAILED, data, str(record.get("message")), handle)
+    return DriverAnswer(AnswerState.IN_PROGRESS, data, f"job '{record['jobId']}' is running", handle)
+
+
+class Jobs:
+    def __init__(self, client: DockerClient, root: Path, supervisor: Supervisor) -> None:
+        self._client = client
+        self._runs = Records(root / "jobs")
+        self._supervisor = supervisor
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        return self._runs.load(run_id)
+
+    async def run(
+        self,
+        *,
+        project: str,
+        stage: str,
+        job: str,
+        image: str,
+        credentials: RegistryCredentials | None,
+        spec: Mapping[str, Any],
+        env: Mapping[str, Any],
+        command: Sequence[str] | None,
+        entrypoint: Sequence[str] | None,
+        key: str,
+        pull: bool,
+    ) -> DriverAnswer:
+        """Start a run of ``job`` in a new container; answers IN_PROGRESS with the run's handle."""
+        await self._client.ensure_image(image, credentials=credentials, pull=pull, on_log=lambda _: None)
+        run_id = new_id("run")
+        merged = {**(spec.get("env") or {}), **{str(k): str(v) for k, v in env.items()}}
+        run_spec: dict[str, Any] = {"env": merged}
+        if command is not None:
+            run_spec["command"] = list(command)
+        elif spec.get("command"):
+            run_spec["command"] = health.as_command(spec["command"], f"job '{job}' command")
+        if entrypoint is not None:
+            run_spec["entrypoint"] = list(entrypoint)
+        labels = {
+            LABEL_MANAGED: "releaseflow",
+            LABEL_PROJECT: project,
+            LABEL_STAGE: stage,
+            LABEL_RESOURCE: job,
+            LABEL_KIND: "job",
+            LABEL_RECORD: run_id,
+        }
+        config = container_config(image, run_spec, labels, job, restart=False)
+        container_id = await self._client.create_container(safe_name("rf", project, job, run_id), config)
+        record: dict[str, Any] = {
+            "id": run_id,
+            "project": project,
+            "stage": stage,
+            "jobId": job,
+            "image": image,
+            "command": run_spec.get("command"),
+            "containerId": container_id,
+            "status": RUNNING,
+            "exitCode": None,
+            "logs": "",
+            "message": "",
+            "idempotencyKey": key,
+            "createdAt": utc_now(),
+            "finishedAt": None,
+        }
+        self._runs.save(run_id, record)
+        try:
+            await self._client.start_container(container_id)
+        except DriverError as error:
+            await self._finish(record, None, f"job '{job}' could not start: {error}")
+            return run_answer(record)
+        self._drive(run_id)
+        return run_answer(record)
+
+    def follow(self, run_id: str) -> DriverAnswer:
+        record = self._runs.load(run_id)
+        if record is None:
+            raise DriverError(f"job run '{run_id}' is unknown to this docker driver", retryable=False)
+        if record["status"] == RUNNING:
+            self._drive(run_id)
+        return run_answer(record)
+
+    def resume(self) -> None:
+        for record in self._runs.all():
+            if record["status"] == RUNNING:
+                self._drive(str(record["id"]))
+
+    def _drive(self, run_id: str) -> None:
+        self._supervisor.ensure(f"job:{run_id}", lambda: self._watch(run_id))
+
+    async def _watch(self, run_id: str) -> None:
+        record = self._runs.load(run_id)
+        if record is None or record["status"] != RUNNING:
+            return
+        container_id = str(record["containerId"])
+        try:
+            if await self._client.inspect_container(container_id) is None:
+                await self._finish(
+                    record, None, f"the container of job run {run_id} disappeared before it ended"
+                )
+                return
+            # No time limit here: the node's timeoutDuration bounds how long the engine waits.
+            exit_code = await self._client.wait_container(container_id, timeout=None)
+            logs = await self._client.logs(container_id, tail=2000)
+        except DriverError as error:
+            # The engine went away while we waited; the next follow (or start) watches again.
+            record["message"] = f"lost sight of the job run for now: {error}"
+            self._runs.save(run_id, record)
+            return
+        self._runs.log_path(run_id).write_text(logs)
+        record["logs"] = logs[-LOG_TAIL_CHARS:]
+        message = ""
+        if exit_code != 0:
+            tail = logs.strip()[-600:]
+            message = f"job '{record['jobId']}' run {run_id} exited with code {exit_code}"
+            message += f"; its last log lines: {tail}" if tail else " and printed nothing"
+        await self._finish(record, exit_code, message)
+
+    async def _finish(self, record: dict[str, Any], exit_code: int | None, message: str) -> None:
+        record.update(
+            exitCode=exit_code,
+            status=SUCCEEDED if exit_code == 0 else FAILED,
+            message=message,
+            finishedAt=utc_now(),
+        )
+        self._runs.save(str(record["id"]), record)
+        await self._client.remove_container(str(record["containerId"]))

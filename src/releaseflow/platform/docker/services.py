@@ -1,0 +1,387 @@
+"""Services: long-running containers, deployed without downtime where the ports allow it.
+
+A deployment starts the new container beside the old one (each gets its own published port) and
+removes the old one only once the new one is healthy; an unhealthy new container is removed and the
+old one keeps serving. When the service publishes a fixed host port that the running container holds,
+both cannot run at once: the old container is stopped (kept), the new one started, and if it does not
+become healthy the old one is started again, so the service returns to its previous image.
+
+A deployment is driven by a background task and recorded under ``<root>/deployments``; what a service
+runs now is recorded under ``<root>/services``. Both survive restarts; an unfinished deployment is
+picked up again by ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from releaseflow.platform.docker import health
+from releaseflow.platform.docker.builds import SUCCEEDED as BUILD_SUCCEEDED
+from releaseflow.platform.docker.builds import Builder
+from releaseflow.platform.docker.client import DockerClient, RegistryCredentials
+from releaseflow.platform.docker.records import (
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_PROJECT,
+    LABEL_RECORD,
+    LABEL_RESOURCE,
+    LABEL_STAGE,
+    Records,
+    Supervisor,
+    new_id,
+    safe_name,
+    utc_now,
+)
+from releaseflow.platform.driver import AnswerState, Artifact, DriverAnswer, DriverError, DriverRequest
+
+DEPLOYING, SUCCEEDED, FAILED = "deploying", "succeeded", "failed"
+CredentialsLookup = Callable[[str | None, str], RegistryCredentials | None]
+
+
+def _int(spec: Mapping[str, Any], key: str, service: str) -> int | None:
+    value = spec.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DriverError(
+            f"service '{service}': '{key}' must be a port number, not {value!r}", retryable=False
+        ) from None
+
+
+def container_config(
+    image: str, spec: Mapping[str, Any], labels: Mapping[str, str], service: str, *, restart: bool
+) -> dict[str, Any]:
+    """The engine's create body for a service (or, with ``restart=False``, a job) container."""
+    env = spec.get("env") or {}
+    if not isinstance(env, Mapping):
+        raise DriverError(f"'{service}': env must be an object of names to values", retryable=False)
+    config: dict[str, Any] = {
+        "Image": image,
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": dict(labels),
+        "HostConfig": {},
+    }
+    if spec.get("command"):
+        config["Cmd"] = health.as_command(spec["command"], f"'{service}' command")
+    if spec.get("entrypoint"):
+        config["Entrypoint"] = health.as_command(spec["entrypoint"], f"'{service}' entrypoint")
+    port = _int(spec, "port", service)
+    if port is not None:
+        host_port = _int(spec, "hostPort", service)
+        config["ExposedPorts"] = {f"{port}/tcp": {}}
+        binding = {"HostIp": str(spec.get("hostIp") or ""), "HostPort": str(host_port or "")}
+        config["HostConfig"]["PortBindings"] = {f"{port}/tcp": [binding]}
+    if restart:
+        # The engine restarts a crashed service; a restart during the health check fails the deploy.
+        config["HostConfig"]["RestartPolicy"] = {"Name": "unless-stopped"}
+    return config
+
+
+def deployment_answer(record: Mapping[str, Any]) -> DriverAnswer:
+    data = {
+        "artifact": record["artifact"],
+        "deploymentId": record["id"],
+        "containerId": record.get("containerId"),
+        "image": record.get("image"),
+        "status": record["status"],
+    }
+    handle = {"kind": "deployment", "id": record["id"]}
+    if record["status"] == SUCCEEDED:
+        message = f"service '{record['service']}' runs {record.get('image')}"
+        return DriverAnswer(AnswerState.DONE, data, message, handle)
+    if record["status"] == FAILED:
+        return DriverAnswer(AnswerState.FAILED, data, str(record.get("message")), handle)
+    return DriverAnswer(AnswerState.IN_PROGRESS, data, f"deploying {record.get('image')}", handle)
+
+
+class Services:
+    def __init__(
+        self,
+        client: DockerClient,
+        root: Path,
+        supervisor: Supervisor,
+        builder: Builder,
+        credentials: CredentialsLookup,
+    ) -> None:
+        self._client = client
+        self._deployments = Records(root / "deployments")
+        self._current = Records(root / "services")
+        self._supervisor = supervisor
+        self._builder = builder
+        self._credentials = credentials
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @staticmethod
+    def _key(project: str, service: str) -> str:
+        return safe_name(project, "", service)
+
+    def _lock(self, project: str, service: str) -> asyncio.Lock:
+        return self._locks.setdefault(self._key(project, service), asyncio.Lock())
+
+    def current(self, project: str, service: str) -> dict[str, Any] | None:
+        return self._current.load(self._key(project, service))
+
+    # -- deploy ---------------------------------------------------------------------------------------
+
+    def deploy(
+        self, request: DriverRequest, artifact: Artifact, *, pull: bool, await_build: str | None = None
+    ) -> DriverAnswer:
+        """Record a deployment of ``artifact`` to the request's service and start driving it."""
+        deployment_id = new_id("deploy")
+        record: dict[str, Any] = {
+            "id": deployment_id,
+            "project": request.project_id,
+            "stage": request.stage,
+            "runId": request.run_id,
+            "service": request.resource.id,
+            "spec": dict(request.resource.spec),
+            "artifact": artifact.to_data(),
+            "image": artifact.image,
+            "pull": pull,
+            "awaitBuild": await_build,
+            "status": DEPLOYING,
+            "message": "",
+            "containerId": None,
+            "previousContainerId": None,
+            "strategy": None,
+            "idempotencyKey": request.idempotency_key,
+            "createdAt": utc_now(),
+            "finishedAt": None,
+        }
+        self._deployments.save(deployment_id, record)
+        self._drive(deployment_id)
+        return deployment_answer(record)
+
+    def follow(self, deployment_id: str) -> DriverAnswer:
+        record = self._deployments.load(deployment_id)
+        if record is None:
+            raise DriverError(
+                f"deployment '{deployment_id}' is unknown to this docker driver", retryable=False
+            )
+        if record["status"] == DEPLOYING:
+            self._drive(deployment_id)  # nobody drives it after a restart: pick it up again
+        return deployment_answer(record)
+
+    def resume(self) -> None:
+        for record in self._deployments.all():
+            if record["status"] == DEPLOYING:
+                self._drive(str(record["id"]))
+
+    def _drive(self, deployment_id: str) -> None:
+        self._supervisor.ensure(f"deploy:{deployment_id}", lambda: self._run(deployment_id))
+
+    async def _run(self, deployment_id: str) -> None:
+        record = self._deployments.load(deployment_id)
+        if record is None or record["status"] != DEPLOYING:
+            return
+        async with self._lock(record["project"], record["service"]):
+            log_path = self._deployments.log_path(deployment_id)
+            with log_path.open("a") as log_file:
+
+                def log(line: str) -> None:
+                    log_file.write(line + "\n")
+                    log_file.flush()
+
+                try:
+                    await self._deploy(record, log)
+                except DriverError as error:
+                    record.update(status=FAILED, message=str(error))
+                except Exception as error:  # an odd engine answer must still end the deployment
+                    record.update(status=FAILED, message=f"deployment failed unexpectedly: {error!r}")
+                else:
+                    record["status"] = SUCCEEDED
+                record["finishedAt"] = utc_now()
+                log(f"{record['status']}: {record.get('message', '')}")
+                self._deployments.save(deployment_id, record)
+
+    async def _deploy(self, record: dict[str, Any], log: Callable[[str], None]) -> None:
+        service, project = str(record["service"]), str(record["project"])
+        what = f"deploying {record.get('image') or 'a build'} to service '{service}'"
+        if record.get("awaitBuild"):
+            build = await self._builder.wait(str(record["awaitBuild"]))
+            if build["status"] != BUILD_SUCCEEDED:
+                raise DriverError(f"{what} failed: the build failed: {build.get('message')}", retryable=False)
+        image = str(record["image"])
+        credentials = self._credentials(record["artifact"].get("credentials"), image)
+        try:
+            await self._client.ensure_image(
+                image, credentials=credentials, pull=bool(record["pull"]), on_log=log
+            )
+        except DriverError as error:
+            raise DriverError(
+                f"{what} failed: {error}. Check the image reference, that its registry is reachable from the"
+                " engine, and the registry credentials",
+                retryable=error.retryable,
+            ) from error
+
+        spec = record["spec"]
+        check = health.parse_health_check(spec, service)
+        port = _int(spec, "port", service)
+        grace = int(spec.get("stopGraceSeconds", 10))
+        if record["strategy"] is None:
+            record["previousContainerId"], record["strategy"] = await self._plan(project, service, spec)
+            self._deployments.save(record["id"], record)
+        previous, recreate = record["previousContainerId"], record["strategy"] == "recreate"
+        if recreate:
+            log(f"host port {spec.get('hostPort')} is held by {previous}: stopping it first")
+            await self._client.stop_container(previous, grace_seconds=grace)
+
+        container_id = record.get("containerId")
+        if not container_id or await self._client.inspect_container(container_id) is None:
+            labels = {
+                LABEL_MANAGED: "releaseflow",
+                LABEL_PROJECT: project,
+                LABEL_STAGE: str(record.get("stage") or ""),
+                LABEL_RESOURCE: service,
+                LABEL_KIND: "service",
+                LABEL_RECORD: str(record["id"]),
+            }
+            name = safe_name("rf", project, service, str(record["id"]).removeprefix("deploy-"))
+            await self._client.remove_container(name)  # left over by an interrupted attempt
+            container_id = await self._client.create_container(
+                name, container_config(image, spec, labels, service, restart=True)
+            )
+            record["containerId"] = container_id
+            self._deployments.save(record["id"], record)
+            await self._client.start_container(container_id)
+            log(f"started container {container_id[:12]} from {image}")
+
+        problem = await health.wait_healthy(self._client, container_id, check, port)
+        if problem is not None:
+            logs = (await self._client.logs(container_id, tail=20)).strip()
+            await self._client.remove_container(container_id)
+            message = f"{what} failed: the new container did not become healthy: {problem}"
+            if logs:
+                message += f"; its last log lines: {logs[-600:]}"
+            if recreate and previous:
+                await self._client.start_container(previous)
+                message += f". Returned to the previous container {previous[:12]}"
+            elif previous:
+                message += f". The previous container {previous[:12]} keeps serving"
+            raise DriverError(message, retryable=False)
+
+        self._current.save(
+            self._key(project, service),
+            {
+                "project": project,
+                "service": service,
+                "containerId": container_id,
+                "deploymentId": record["id"],
+                "artifact": record["artifact"],
+                "image": image,
+                "updatedAt": utc_now(),
+            },
+        )
+        if previous and previous != container_id:
+            await self._client.stop_container(previous, grace_seconds=grace)
+            await self._client.remove_container(previous)
+            log(f"removed the previous container {previous[:12]}")
+
+    async def _plan(self, project: str, service: str, spec: Mapping[str, Any]) -> tuple[str | None, str]:
+        """The container to replace, and how: ``rolling`` (new beside old) or ``recreate`` (stop first)."""
+        current = self.current(project, service)
+        if current is None:
+            return None, "rolling"
+        container = await self._client.inspect_container(str(current["containerId"]))
+        if container is None:
+            return None, "rolling"
+        running = bool((container.get("State") or {}).get("Running"))
+        host_port = _int(spec, "hostPort", service)
+        port = _int(spec, "port", service)
+        if running and host_port is not None and port is not None:
+            held = {
+                int(binding["HostPort"])
+                for bindings in ((container.get("NetworkSettings") or {}).get("Ports") or {}).values()
+                for binding in bindings or []
+                if binding.get("HostPort")
+            }
+            if host_port in held:
+                return str(container["Id"]), "recreate"
+        return str(container["Id"]), "rolling"
+
+    # -- actions and checks on the running container -----------------------------------------------------
+
+    async def _running_container(self, project: str, service: str) -> dict[str, Any]:
+        current = self.current(project, service)
+        container = None if current is None else await self._client.inspect_container(current["containerId"])
+        if container is None:
+            raise DriverError(
+                f"service '{service}' has no container: deploy it first (a Release node)", retryable=False
+            )
+        return container
+
+    async def restart(self, request: DriverRequest) -> DriverAnswer:
+        project, service = request.project_id, request.resource.id
+        async with self._lock(project, service):
+            container = await self._running_container(project, service)
+            grace = int(request.resource.spec.get("stopGraceSeconds", 10))
+            await self._client.restart_container(str(container["Id"]), grace_seconds=grace)
+        # Restarting takes a moment to become healthy again; ``follow`` checks the status.
+        return await self.status(request)
+
+    async def status(self, request: DriverRequest) -> DriverAnswer:
+        """DONE when the service's container runs and passes one probe; IN_PROGRESS while it may still."""
+        project, service = request.project_id, request.resource.id
+        handle = {"kind": "service", "id": service}
+        current = self.current(project, service)
+        if current is None:
+            return DriverAnswer(
+                AnswerState.IN_PROGRESS, {}, f"service '{service}' is not deployed yet", handle
+            )
+        data = {
+            "containerId": current["containerId"],
+            "artifact": current["artifact"],
+            "image": current["image"],
+        }
+        container = await self._client.inspect_container(str(current["containerId"]))
+        if container is None:
+            return DriverAnswer(
+                AnswerState.FAILED,
+                data,
+                f"the container of service '{service}' was removed; deploy it again",
+                handle,
+            )
+        state = container.get("State") or {}
+        if not state.get("Running"):
+            message = f"service '{service}' is not running (exit code {state.get('ExitCode')})"
+            return DriverAnswer(AnswerState.IN_PROGRESS, data, message, handle)
+        check = health.parse_health_check(request.resource.spec, service)
+        problem = await health.probe(
+            self._client, container, check, _int(request.resource.spec, "port", service)
+        )
+        if problem is not None:
+            return DriverAnswer(
+                AnswerState.IN_PROGRESS, data, f"service '{service}' is not healthy: {problem}", handle
+            )
+        return DriverAnswer(AnswerState.DONE, data, f"service '{service}' is running", handle)
+
+    async def execute(self, request: DriverRequest) -> DriverAnswer:
+        params, service = request.params, request.resource.id
+        command = command_of(params, f"service '{service}'")
+        container = await self._running_container(request.project_id, service)
+        if not (container.get("State") or {}).get("Running"):
+            raise DriverError(f"service '{service}' is not running: restart or deploy it first")
+        detach = bool((params.get("options") or {}).get("dispatchOnly"))
+        user = ":".join(str(part) for part in (params.get("user"), params.get("group")) if part) or None
+        result = await self._client.exec(str(container["Id"]), command, user=user, detach=detach)
+        data = {"exitCode": result.exit_code, "output": result.output[-4000:], "containerId": container["Id"]}
+        if result.exit_code != 0:
+            message = f"'{' '.join(command)}' in service '{service}' exited with code {result.exit_code}"
+            return DriverAnswer(AnswerState.FAILED, data, f"{message}: {result.output.strip()[-600:]}")
+        return DriverAnswer(AnswerState.DONE, data, "dispatched" if detach else "command succeeded")
+
+
+def command_of(params: Mapping[str, Any], where: str) -> list[str]:
+    """An Action's command: run as given (no shell), or through ``shell -c`` when ``shell`` is set."""
+    command = params.get("command")
+    if not command:
+        raise DriverError(f"executing in {where} needs a 'command'", retryable=False)
+    shell = params.get("shell")
+    if shell and isinstance(command, str):
+        return [*health.as_command(shell, "shell"), "-c", command]
+    return health.as_command(command, "command")

@@ -1,0 +1,363 @@
+"""The docker driver against a real engine (podman's Docker API) and a real registry: no mocks.
+
+The test service is busybox's httpd in a FROM scratch image built from a git repository made here;
+it serves ``index.html``, which holds the version of the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.integration.platform.docker_env import DockerEnvironment, free_port, require_tools
+
+from releaseflow.platform.docker import DockerDriver
+from releaseflow.platform.driver import (
+    AnswerState,
+    Artifact,
+    DriverAnswer,
+    DriverError,
+    DriverRequest,
+    Operation,
+    Resource,
+)
+
+pytestmark = pytest.mark.slow
+
+GOOD = '["httpd", "-f", "-p", "8080", "-h", "/www"]'
+# Without -f busybox httpd puts itself in the background: the container's main process exits at once.
+EXITS = '["httpd", "-p", "8080", "-h", "/www"]'
+
+
+@pytest.fixture(scope="session")
+def docker_env() -> Iterator[DockerEnvironment]:
+    require_tools()
+    with DockerEnvironment.start() as environment:
+        yield environment
+
+
+class Repo:
+    """A git repository whose commits are versions of the test service."""
+
+    def __init__(self, path: Path, busybox: Path) -> None:
+        self.path = path
+        path.mkdir()
+        self._git("init", "--quiet", "--initial-branch=main")
+        shutil.copy(busybox, path / "busybox")
+
+    def _git(self, *args: str) -> str:
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+        return subprocess.run(
+            command, cwd=self.path, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    def commit(self, version: str, cmd: str = GOOD) -> str:
+        (self.path / "index.html").write_text(version)
+        (self.path / "Dockerfile").write_text(
+            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY index.html /www/index.html\n"
+            f'ENTRYPOINT ["/bin/busybox"]\nCMD {cmd}\n'
+        )
+        self._git("add", "-A")
+        self._git("commit", "--quiet", "-m", version)
+        return self._git("rev-parse", "HEAD")
+
+
+class Harness:
+    """A driver, the resources of one project, and helpers to ask and to wait."""
+
+    def __init__(self, driver: DockerDriver, repo: Repo, project: str) -> None:
+        self.driver = driver
+        self.repo = repo
+        self.project = project
+        self.resources = {
+            "web-builder": Resource("web-builder", "build_service", "docker", {"repository": str(repo.path)}),
+        }
+        self._keys = 0
+
+    def add(self, resource_id: str, kind: str, spec: Mapping[str, Any]) -> Resource:
+        self.resources[resource_id] = Resource(resource_id, kind, "docker", spec)
+        return self.resources[resource_id]
+
+    def request(
+        self,
+        operation: Operation,
+        resource_id: str,
+        params: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        artifact: Artifact | None = None,
+    ) -> DriverRequest:
+        self._keys += 1
+        return DriverRequest(
+            operation,
+            self.resources[resource_id],
+            params,
+            key or f"{self.project}-key-{self._keys}",
+            artifact=artifact,
+            resources=self.resources,
+            project_id=self.project,
+            stage="development",
+            run_id="run-1",
+        )
+
+    async def settle(self, request: DriverRequest, timeout: float = 30.0) -> DriverAnswer:
+        """Perform, then follow until the answer is no longer in progress (or the deadline passes)."""
+        answer = await self.driver.perform(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while answer.state is AnswerState.IN_PROGRESS:
+            assert loop.time() < deadline, f"still in progress after {timeout}s: {answer}"
+            await asyncio.sleep(0.1)
+            answer = await self.driver.follow(request, answer.handle)
+        return answer
+
+    async def build(self, sha: str, **params: Any) -> DriverAnswer:
+        spec = {"id": "web-builder", "type": "service", "sha": sha, "branch": "main", **params}
+        answer = await self.settle(self.request(Operation.START_BUILD, "web-builder", spec))
+        assert answer.state is AnswerState.DONE, answer.message
+        return answer
+
+    async def deploy_build(self, service: str, build: str) -> DriverAnswer:
+        origin = {"id": "web-builder", "branch": "main", "build": build}
+        return await self.settle(self.request(Operation.DEPLOY_BUILD, service, origin))
+
+    async def page(self, service: str) -> str:
+        """What the service's current container serves, fetched from this host on its published port."""
+        current = self.driver.services.current(self.project, service)
+        assert current is not None
+        container = await self.driver.client.inspect_container(current["containerId"])
+        assert container is not None
+        port = container["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        return await fetch(int(port))
+
+
+async def fetch(port: int) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.get(f"http://127.0.0.1:{port}/index.html")
+    response.raise_for_status()
+    return response.text
+
+
+def web_spec(**extra: Any) -> dict[str, Any]:
+    check = {"type": "http", "path": "/index.html", "timeoutSeconds": 10, "intervalSeconds": 0.2}
+    return {"port": 8080, "healthCheck": check, "stopGraceSeconds": 1, **extra}
+
+
+@pytest.fixture
+async def harness(
+    docker_env: DockerEnvironment, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    driver = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await driver.start()
+    project = "p" + request.node.name.split("__")[-1].replace("_", "")[:20]
+    try:
+        yield Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
+    finally:
+        await driver.stop()
+
+
+def registry_tags(registry: str, repository: str) -> list[str]:
+    with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=5) as response:
+        return list(json.load(response)["tags"])
+
+
+async def test_docker_driver__builds_deploys_replaces_and_survives_a_broken_image(
+    harness: Harness, docker_env: DockerEnvironment
+) -> None:
+    v1 = harness.repo.commit("v1")
+    build1 = await harness.build(v1)
+    data = build1.data
+    assert (data["sha"], data["branch"], data["buildService"], data["status"]) == (
+        v1,
+        "main",
+        "web-builder",
+        "succeeded",
+    )
+    repository = f"{harness.project}-web-builder"
+    assert data["image"] == f"{docker_env.registry}/{repository}:{data['id']}"
+    assert {data["id"], v1} <= set(registry_tags(docker_env.registry, repository))
+    # The same commit is not built twice, and one idempotency key acts once.
+    again = await harness.build(v1)
+    assert again.data["id"] == data["id"]
+    spec = {"id": "web-builder", "type": "service", "sha": v1, "reuseExistingBuilds": False}
+    fresh = await harness.settle(harness.request(Operation.START_BUILD, "web-builder", spec, key="same-key"))
+    repeated = await harness.settle(
+        harness.request(Operation.START_BUILD, "web-builder", spec, key="same-key")
+    )
+    assert fresh.data["id"] != data["id"] and repeated.data["id"] == fresh.data["id"]
+
+    harness.add("web", "service", web_spec())
+    first = await harness.deploy_build("web", data["id"])
+    assert first.state is AnswerState.DONE, first.message
+    assert first.data["artifact"]["image"] == data["image"]
+    assert first.data["artifact"]["buildId"] == data["id"]
+    assert await harness.page("web") == "v1"
+
+    build2 = await harness.build(harness.repo.commit("v2"))
+    second = await harness.deploy_build("web", "latest")
+    assert second.state is AnswerState.DONE, second.message
+    assert second.data["artifact"]["buildId"] == build2.data["id"]
+    assert await harness.page("web") == "v2"
+    assert await harness.driver.client.inspect_container(first.data["containerId"]) is None
+
+    broken = await harness.build(harness.repo.commit("v3", cmd=EXITS))
+    failed = await harness.deploy_build("web", broken.data["id"])
+    assert failed.state is AnswerState.FAILED
+    # It exits at once; the engine's restart policy may already have brought it back (and down) again.
+    assert "did not become healthy: the container" in failed.message, failed.message
+    assert "stopped" in failed.message or "keeps exiting" in failed.message, failed.message
+    assert "keeps serving" in failed.message
+    assert await harness.page("web") == "v2"
+    assert await harness.driver.client.inspect_container(failed.data["containerId"]) is None
+
+
+async def test_docker_driver__fixed_host_port_returns_to_the_previous_image(harness: Harness) -> None:
+    host_port = free_port()
+    harness.add("web", "service", web_spec(hostPort=host_port))
+    build1 = await harness.build(harness.repo.commit("v1"))
+    assert (await harness.deploy_build("web", build1.data["id"])).state is AnswerState.DONE
+    assert await fetch(host_port) == "v1"
+
+    broken = await harness.build(harness.repo.commit("v2-broken", cmd=EXITS))
+    failed = await harness.deploy_build("web", broken.data["id"])
+    assert failed.state is AnswerState.FAILED
+    assert "Returned to the previous container" in failed.message, failed.message
+    assert await fetch(host_port) == "v1"
+
+    build3 = await harness.build(harness.repo.commit("v3"))
+    third = await harness.deploy_build("web", build3.data["id"])
+    assert third.state is AnswerState.DONE, third.message
+    assert await fetch(host_port) == "v3"
+
+
+async def test_docker_driver__jobs_run_to_completion_with_exit_code_and_logs(harness: Harness) -> None:
+    build = await harness.build(harness.repo.commit("v1"))
+    image = Artifact(kind="build", build_id=build.data["id"], image=build.data["image"])
+    harness.add(
+        "migrate", "job", {"command": ["sh", "-c", "echo migrating $TARGET"], "env": {"TARGET": "db"}}
+    )
+
+    ok = await harness.settle(
+        harness.request(Operation.RUN_JOB, "migrate", {"jobId": "migrate"}, artifact=image)
+    )
+    assert ok.state is AnswerState.DONE, ok.message
+    assert (ok.data["exitCode"], ok.data["status"], ok.data["jobId"]) == (0, "succeeded", "migrate")
+    assert ok.data["logs"].strip() == "migrating db"
+
+    params = {
+        "jobId": "migrate",
+        "runtimeEnvironment": {"TARGET": "other"},
+        "deployment": {
+            "docker": {"configType": "customCommand", "customCommand": "sh -c 'echo bad $TARGET; exit 3'"}
+        },
+    }
+    bad = await harness.settle(harness.request(Operation.RUN_JOB, "migrate", params, artifact=image))
+    assert bad.state is AnswerState.FAILED
+    assert bad.data["exitCode"] == 3 and bad.data["logs"].strip() == "bad other"
+    assert "exited with code 3" in bad.message and "bad other" in bad.message
+
+    check = harness.request(
+        Operation.JOB_RUN_SUCCEEDED, "migrate", {"jobId": "migrate", "runId": ok.data["id"]}
+    )
+    assert (await harness.driver.perform(check)).state is AnswerState.DONE
+
+
+async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Harness) -> None:
+    harness.add("web", "service", web_spec())
+    build = await harness.build(harness.repo.commit("v1"))
+    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+
+    cat = await harness.settle(
+        harness.request(
+            Operation.EXECUTE_IN_SERVICE,
+            "web",
+            {"serviceId": "web", "command": "/bin/busybox cat /www/index.html"},
+        )
+    )
+    assert cat.state is AnswerState.DONE and cat.data["output"] == "v1"
+    failing = await harness.settle(
+        harness.request(
+            Operation.EXECUTE_IN_SERVICE,
+            "web",
+            {"serviceId": "web", "command": "exit 4", "shell": "/bin/busybox sh"},
+        )
+    )
+    assert failing.state is AnswerState.FAILED and failing.data["exitCode"] == 4
+
+    restarted = await harness.settle(harness.request(Operation.RESTART_SERVICE, "web", {"serviceId": "web"}))
+    assert restarted.state is AnswerState.DONE, restarted.message
+    running = await harness.driver.perform(
+        harness.request(Operation.SERVICE_RUNNING, "web", {"serviceId": "web"})
+    )
+    assert running.state is AnswerState.DONE, running.message
+    assert await harness.page("web") == "v1"
+
+
+async def test_docker_driver__a_new_driver_adopts_the_running_containers(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    harness.add("web", "service", web_spec())
+    build1 = await harness.build(harness.repo.commit("v1"))
+    first = await harness.deploy_build("web", build1.data["id"])
+    build2 = await harness.build(harness.repo.commit("v2"))
+    await harness.driver.stop()  # a worker stops: its containers keep running
+
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()
+    try:
+        harness.driver = successor
+        assert await harness.page("web") == "v1"
+        running = await successor.perform(
+            harness.request(Operation.SERVICE_RUNNING, "web", {"serviceId": "web"})
+        )
+        assert running.state is AnswerState.DONE and running.data["containerId"] == first.data["containerId"]
+        second = await harness.deploy_build("web", build2.data["id"])
+        assert second.state is AnswerState.DONE, second.message
+        assert await harness.page("web") == "v2"
+        assert await successor.client.inspect_container(first.data["containerId"]) is None
+    finally:
+        await successor.stop()
+
+
+async def test_docker_driver__a_refusing_registry_fails_clearly(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    driver = DockerDriver(tmp_path / "wrong", docker_env.base_url, registry=nobody)
+    try:
+        wrong = Harness(driver, harness.repo, harness.project)
+        sha = harness.repo.commit("v1")
+        spec = {"id": "web-builder", "type": "service", "sha": sha}
+        failed = await wrong.settle(wrong.request(Operation.START_BUILD, "web-builder", spec))
+        assert failed.state is AnswerState.FAILED
+        assert f"pushing {nobody}/" in failed.message and "Check that the registry runs" in failed.message
+        assert failed.data["status"] == "failed"
+
+        wrong.add("web", "service", web_spec())
+        origin = {"imagePath": f"{nobody}/nothing:v1"}
+        refused = await wrong.settle(wrong.request(Operation.DEPLOY_IMAGE, "web", origin))
+        assert refused.state is AnswerState.FAILED
+        assert f"pull {nobody}/nothing:v1" in refused.message, refused.message
+    finally:
+        await driver.stop()
+
+
+async def test_docker_driver__refuses_addon_operations(harness: Harness) -> None:
+    harness.add("db", "addon", {"type": "postgresql"})
+    with pytest.raises(DriverError, match="does not run addons") as refused:
+        await harness.driver.perform(harness.request(Operation.BACKUP_ADDON, "db", {"addonId": "db"}))
+    assert refused.value.retryable is False
+
+
+def test_docker_env__the_engine_answers(docker_env: DockerEnvironment) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(docker_env.socket_path))

@@ -1,0 +1,185 @@
+"""End to end on the local driver: real git builds, real processes answering HTTP, real PostgreSQL.
+
+Northflank's two documented example release flows run unmodified against resources with the ids
+they name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from tests.integration.local_project import (
+    STAGING_FLOW,
+    AppRepository,
+    answer,
+    configuration,
+    eventually_answers,
+    free_port,
+    northflank_example,
+)
+from tests.integration.support import wait_for_run
+
+from releaseflow.domain.config import parse_configuration
+from releaseflow.domain.statuses import RunStatus
+from releaseflow.engine import queries
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.commands import Engine, RunRequest
+from releaseflow.engine.configuration import apply_configuration
+from releaseflow.engine.executors import default_executors
+from releaseflow.engine.worker import Worker, WorkerSettings
+from releaseflow.platform.driver import DriverRegistry, Resource
+from releaseflow.platform.local.driver import LocalDriver
+from releaseflow.platform.local.postgres_cluster import ManagedCluster
+from releaseflow.store.database import Database
+from releaseflow.store.records import RunRecord
+
+FAST_WORKER = WorkerSettings(
+    lease_seconds=10.0, heartbeat_seconds=0.5, reap_seconds=0.5, idle_poll_seconds=0.1
+)
+SERVICES = ("deployment-staging", "deployment-prod")
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    # Not tmp_path: when the tests run as root, the managed PostgreSQL runs as `postgres`, which must
+    # be able to enter the driver's folders.
+    path = Path(tempfile.mkdtemp(prefix="rf-local-e2e-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Platform:
+    """The engine, a worker and a local driver, with the project applied."""
+
+    def __init__(self, db: Database, root: Path, repository: AppRepository, ports: dict[str, int]) -> None:
+        self.db, self.root, self.repository, self.ports = db, root, repository, ports
+        self.engine = Engine(db, SystemClock())
+        self.driver = LocalDriver(root / "local")
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def apply(self, production_flow: dict[str, Any]) -> None:
+        document = configuration(self.repository.path, self.ports)
+        stages = document["projects"][0]["pipelines"][0]["stages"]
+        stages[1]["releaseFlow"] = STAGING_FLOW
+        stages[2]["releaseFlow"] = production_flow
+        config = parse_configuration(document, read_file=lambda name: "")
+        await apply_configuration(self.db, config, SystemClock())
+
+    def start_worker(self) -> None:
+        drivers = DriverRegistry({"local": self.driver})
+        worker = Worker(self.db, default_executors(drivers), SystemClock(), FAST_WORKER, drivers=drivers)
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(worker.run(self._stop))
+
+    async def stop_worker(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, timeout=30)
+            self._task = None
+
+    async def run(self, stage: str, name: str) -> RunRecord:
+        run = await self.engine.start_run("shop", "main", stage, RunRequest(name=name))
+        return await wait_for_run(self.db, run.id, timeout=120)
+
+    async def failure(self, run: RunRecord) -> str:
+        detail = await queries.run_detail(self.db, run.id, with_events=False)
+        return str(detail.to_json())[:3000]
+
+    async def tear_down(self) -> None:
+        await self.stop_worker()
+        for service in SERVICES:
+            await self.driver.services.stop_service(service)
+        for pid_file in (self.root / "local").rglob("data/postmaster.pid"):
+            await ManagedCluster(pid_file.parent.parent).remove()
+
+
+@pytest.fixture
+async def platform(db: Database, root: Path) -> AsyncIterator[Platform]:
+    repository = AppRepository(root / "app")
+    ports = {"staging": free_port(), "prod": free_port()}
+    platform = Platform(db, root, repository, ports)
+    try:
+        yield platform
+    finally:
+        await platform.tear_down()
+
+
+def rows(url: str) -> list[str]:
+    with psycopg.connect(url) as connection:
+        return [str(row[0]) for row in connection.execute("SELECT version FROM releases ORDER BY version")]
+
+
+async def test_local__build_deploy_promote_migrate_back_up_and_survive_a_bad_release(
+    platform: Platform,
+) -> None:
+    platform.repository.commit("v1")
+    await platform.apply(northflank_example("deploy-build-parallel"))
+    platform.start_worker()
+
+    staging = await platform.run("Staging", "staging v1")
+    assert staging.status is RunStatus.SUCCESS, await platform.failure(staging)
+    assert answer(platform.ports["staging"]) == "v1"
+
+    # Northflank's first example: the latest main build to job-prod and deployment-prod, in parallel.
+    # Its Release nodes do not wait for completion: the run ends once the deploys were accepted.
+    first = await platform.run("Production", "prod v1")
+    assert first.status is RunStatus.SUCCESS, await platform.failure(first)
+    assert await eventually_answers(platform.ports["prod"], "v1") == "v1"
+
+    commit_v2 = platform.repository.commit("v2")
+    assert (await platform.run("Staging", "staging v2")).status is RunStatus.SUCCESS
+    assert answer(platform.ports["staging"]) == "v2"
+    assert answer(platform.ports["prod"]) == "v1"
+
+    # Northflank's second example: back up, promote the job, run the migration, promote the service.
+    await platform.apply(northflank_example("backup-migrate-promote"))
+    second = await platform.run("Production", "prod v2")
+    assert second.status is RunStatus.SUCCESS, await platform.failure(second)
+    assert await eventually_answers(platform.ports["prod"], "v2") == "v2"
+    addon = Resource("postgres-prod", "addon", "local", {"type": "postgresql"})
+    url = await platform.driver.addons.connection_url(addon, "shop")
+    assert rows(url) == ["v2"]
+    backups = await platform.driver.addons.list_backups(addon, "shop")
+    assert [(backup.status.value, backup.run_id) for backup in backups] == [("succeeded", second.id)]
+
+    state = {
+        view.resource_id: view for view in await queries.release_state(platform.db, "shop", "main", None)
+    }
+    assert state["deployment-prod"].artifact["commit"] == commit_v2
+    assert state["deployment-prod"].run_id == second.id
+    assert state["job-prod"].artifact["commit"] == commit_v2
+
+    # A version that cannot start: the deploy fails and the previous release keeps answering.
+    platform.repository.commit("broken")
+    bad = await platform.run("Staging", "staging broken")
+    assert bad.status is RunStatus.FAILED
+    detail = await queries.run_detail(platform.db, bad.id, with_events=False)
+    assert detail.root is not None
+    failed = [node for node in detail.root.walk() if node.status == "failed" and not node.is_workflow]
+    assert [node.ref for node in failed] == ["service"]
+    assert failed[0].error is not None and "cannot start" in str(failed[0].error)
+    assert answer(platform.ports["staging"]) == "v2"
+    staged = {
+        view.resource_id: view for view in await queries.release_state(platform.db, "shop", "main", "Staging")
+    }
+    assert staged["deployment-staging"].artifact["commit"] == commit_v2
+
+    # releaseflow restarts: the services keep running and are adopted, not restarted.
+    before = await platform.driver.services.status("deployment-prod")
+    await platform.stop_worker()
+    assert answer(platform.ports["prod"]) == "v2"
+    platform.driver = LocalDriver(platform.root / "local")
+    platform.start_worker()
+    await asyncio.sleep(0)
+    after = await platform.driver.services.status("deployment-prod")
+    assert (after.pid, after.state.value) == (before.pid, "running")
+    assert answer(platform.ports["prod"]) == "v2"
