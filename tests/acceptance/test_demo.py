@@ -1,30 +1,73 @@
-"""The newcomer path: ``releaseflow demo`` in an empty directory sets up, runs, and serves."""
+"""The newcomer path: ``releaseflow demo`` in an empty directory builds, deploys and serves.
+
+Then, as the README tells a person: promote to Staging, release to Production, see each stage
+answer with its version over HTTP, commit a new version and see Development answer with it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import subprocess
 
+import httpx
 from tests.acceptance.support import Releaseflow, wait_until
 
+from releaseflow.demo import service_ports
 
-def test_demo__starts_and_its_first_run_delivers_messages(releaseflow: Releaseflow) -> None:
+
+def answer(port: int) -> str | None:
+    response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    return response.text.strip() if response.status_code == 200 else None
+
+
+def test_demo__builds_deploys_promotes_and_releases(releaseflow: Releaseflow) -> None:
     # No RELEASEFLOW_DATA_DIR: the demo uses ./data of the directory it is started in.
     releaseflow.extra_env["RELEASEFLOW_DATA_DIR"] = ""
     releaseflow.serve("demo")
+    ports = service_ports(releaseflow.port)
 
-    def five_messages() -> list[dict[str, Any]] | None:
-        found = releaseflow.inbox("development")
-        return found if len(found) >= 5 else None
+    first = wait_until(
+        lambda: (
+            (runs := releaseflow.cli_json("runs", "web", "Development", "--json"))
+            and runs[0]["concluded"]
+            and runs[0]
+        ),
+        timeout=60,
+        what="the first demo run",
+    )
+    assert (first["name"], first["status"]) == ("First demo run", "success")
+    assert answer(ports["Development"]) == "demo web v1 (development)"
 
-    messages = wait_until(five_messages, what="the demo run's five messages")
-    runs = releaseflow.cli_json("runs", "web", "Development", "--json")
+    for stage in ("Staging", "Production"):
+        result = releaseflow.cli("run", "web", stage, "--follow", timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert answer(ports["Staging"]) == "demo web v1 (staging)"
+    assert answer(ports["Production"]) == "demo web v1 (production)"
+    (message,) = releaseflow.inbox("production")
+    assert "migration exit code 0" in message["body"]["message"]
+    state = releaseflow.cli("state", "web", check=True).stdout
+    assert "web-dev" in state and "web-staging" in state and "migrate" in state
 
-    assert (releaseflow.cwd / "data" / "releaseflow.db").exists()
-    assert [run["status"] for run in runs] == ["success"]
-    assert runs[0]["name"] == "First demo run"
-    assert messages[0]["body"]["message"] == "A release of web to Development is starting"
-    assert messages[-1]["body"]["message"].endswith("answered with HTTP 200)")
+    repository = releaseflow.cwd / "data" / "demo" / "app"
+    (repository / "VERSION").write_text("v2\n")
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repository),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-qam",
+            "v2",
+        ],
+        check=True,
+    )
+    result = releaseflow.cli("run", "web", "Development", "--follow", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert answer(ports["Development"]) == "demo web v2 (development)"
+    assert answer(ports["Production"]) == "demo web v1 (production)"
     output = releaseflow.logs()
-    assert f"releaseflow show {runs[0]['id'][:8]}" in output
-    assert "releaseflow run web Production --follow" in output
-    assert f"curl {releaseflow.url}/inbox/production" in output
+    assert f"curl http://127.0.0.1:{ports['Production']}/" in output
+    assert "releaseflow run web Staging --follow" in output

@@ -416,6 +416,8 @@ class LocalDriver:
                     " keeps backups on this host",
                     retryable=False,
                 )
+        # Like any other use, the first backup of a managed addon creates it (an empty database).
+        await self.addons.ensure_running(request.resource, request.project_id)
         backup = await self.addons.backup(
             request.resource,
             request.project_id,
