@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: venv
+	@bash scripts/system-packages demo
 	$(BIN)/releaseflow demo
 
 test: venv
