@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from pathlib import Path
 
 from releaseflow.platform.docker.driver import DockerDriver
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.platform.local.driver import LocalDriver
+
+# Managed PostgreSQL clusters of a data directory that the `postgres` user cannot reach (see below).
+SHARED_ADDONS_ROOT = Path("/var/lib/releaseflow")
 
 
 def standard_drivers(
@@ -14,7 +20,28 @@ def standard_drivers(
 ) -> DriverRegistry:
     """``local`` always (it needs nothing but this host); ``docker`` when a Docker Engine API is given."""
     drivers = DriverRegistry()
-    drivers.register(LocalDriver(data_dir / "local"))
+    local_root = data_dir / "local"
+    drivers.register(LocalDriver(local_root, addons_root=managed_addons_root(local_root)))
     if docker_host:
         drivers.register(DockerDriver(data_dir / "docker", docker_host, registry=docker_registry))
     return drivers
+
+
+def managed_addons_root(local_root: Path) -> Path:
+    """Where the local driver's managed PostgreSQL clusters live.
+
+    As root, releaseflow runs them as the ``postgres`` user, which must be able to enter every folder
+    above them. A data directory under a private folder (``/root/...``) is not reachable, so their
+    clusters go under ``/var/lib/releaseflow/<id of the data directory>/`` instead.
+    """
+    local_root = local_root.resolve()
+    if os.geteuid() != 0 or _enterable_by_everyone(local_root):
+        return local_root / "postgres"
+    digest = hashlib.sha256(str(local_root).encode()).hexdigest()[:12]
+    return SHARED_ADDONS_ROOT / digest / "postgres"
+
+
+def _enterable_by_everyone(path: Path) -> bool:
+    # Folders not created yet will be made with mkdir's default 0755.
+    existing = [folder for folder in (*reversed(path.parents), path) if folder.exists()]
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in existing)

@@ -45,15 +45,22 @@ class LocalDriver:
 
     name = NAME
 
-    def __init__(self, root: Path, *, postgres_settings: Mapping[str, str] | None = None) -> None:
-        """``postgres_settings``: extra ``postgresql.conf`` lines for new managed addons."""
+    def __init__(
+        self,
+        root: Path,
+        *,
+        postgres_settings: Mapping[str, str] | None = None,
+        addons_root: Path | None = None,
+    ) -> None:
+        """``postgres_settings``: extra ``postgresql.conf`` lines for new managed addons;
+        ``addons_root``: where their clusters live (default ``<root>/postgres``)."""
         self.root = root
         self.builds = BuildManager(root)
         self.services = ServiceManager(root)
         self.jobs = JobManager(root)
         # Addons live in a folder of their own: their layout (<project>/<addon>/) would otherwise
         # share names with the other managers' folders.
-        self.addons = PostgresAddons(root / "postgres", server_settings=postgres_settings)
+        self.addons = PostgresAddons(addons_root or root / "postgres", server_settings=postgres_settings)
         self._background: set[asyncio.Task[Any]] = set()
         self._perform: dict[Operation, Handler] = {
             Operation.START_BUILD: self._start_build,
