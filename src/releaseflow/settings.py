@@ -13,6 +13,7 @@
 | ``RELEASEFLOW_WORKER_IDLE_POLL_SECONDS`` | 0.5 |
 | ``RELEASEFLOW_DOCKER_HOST`` (or ``DOCKER_HOST``) | unset: the docker driver is off |
 | ``RELEASEFLOW_DOCKER_REGISTRY`` | unset: docker builds are not pushed |
+| ``RELEASEFLOW_DOCKER_CREDENTIALS_FILE`` | unset: no saved registry logins |
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Settings:
     docker_host: str | None = None
     # Where docker builds are pushed (host:port of a registry); without it images stay local.
     docker_registry: str | None = None
+    # A JSON file of saved registry logins by id (see platform/available.py).
+    docker_credentials_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -120,6 +123,7 @@ class Settings:
             worker=worker,
             docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
             docker_registry=get("DOCKER_REGISTRY"),
+            docker_credentials_file=Path(file) if (file := get("DOCKER_CREDENTIALS_FILE")) else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -137,12 +141,17 @@ class Settings:
             variables[PREFIX + "DOCKER_HOST"] = self.docker_host
         if self.docker_registry:
             variables[PREFIX + "DOCKER_REGISTRY"] = self.docker_registry
+        if self.docker_credentials_file:
+            variables[PREFIX + "DOCKER_CREDENTIALS_FILE"] = str(self.docker_credentials_file)
         return variables
 
     def drivers(self) -> DriverRegistry:
         """The platform drivers of this process: always ``local``, ``docker`` when a host is set."""
         return standard_drivers(
-            self.data_dir, docker_host=self.docker_host, docker_registry=self.docker_registry
+            self.data_dir,
+            docker_host=self.docker_host,
+            docker_registry=self.docker_registry,
+            docker_credentials_file=self.docker_credentials_file,
         )
 
     @property

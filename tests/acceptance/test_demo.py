@@ -68,6 +68,8 @@ def test_demo__builds_deploys_promotes_and_releases(releaseflow: Releaseflow) ->
     assert result.returncode == 0, result.stdout + result.stderr
     assert answer(ports["Development"]) == "demo web v2 (development)"
     assert answer(ports["Production"]) == "demo web v1 (production)"
+    service_log = releaseflow.cli("logs", "service", "web-dev", "--lines", "50", check=True).stdout
+    assert '"GET / HTTP/1.1" 200' in service_log
     output = releaseflow.logs()
     assert f"curl http://127.0.0.1:{ports['Production']}/" in output
     assert "releaseflow run web Staging --follow" in output

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from releaseflow.platform.available import SHARED_ADDONS_ROOT, managed_addons_root, standard_drivers
+from releaseflow.domain.errors import ValidationError
+from releaseflow.platform.available import (
+    SHARED_ADDONS_ROOT,
+    load_registry_credentials,
+    managed_addons_root,
+    standard_drivers,
+)
 
 
 def test_standard_drivers__local_always_docker_only_with_a_host(tmp_path: Path) -> None:
@@ -32,3 +38,18 @@ def test_managed_addons_root__a_private_data_directory_falls_back_to_a_shared_ro
     assert fallback.parent.parent == SHARED_ADDONS_ROOT and fallback.name == "postgres"
     assert managed_addons_root(private / "data" / "local") == fallback
     shutil.rmtree(base)
+
+
+def test_load_registry_credentials__reads_logins_by_id(tmp_path: Path) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text('{"ghcr": {"username": "me", "password": "s3cret", "registry": "ghcr.io"}}')
+    (login,) = load_registry_credentials(path).values()
+    assert (login.username, login.password, login.registry) == ("me", "s3cret", "ghcr.io")
+
+
+def test_load_registry_credentials__names_every_bad_entry(tmp_path: Path) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text('{"a": {"username": "me"}, "b": "nope", "c": {"username": "x", "password": "y"}}')
+    with pytest.raises(ValidationError) as caught:
+        load_registry_credentials(path)
+    assert [issue.path for issue in caught.value.issues] == ["a", "b"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
 
+from releaseflow.domain.errors import Issue, ReleaseflowError, ValidationError
+from releaseflow.platform.docker.client import RegistryCredentials
 from releaseflow.platform.docker.driver import DockerDriver
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.platform.local.driver import LocalDriver
@@ -16,14 +19,21 @@ SHARED_ADDONS_ROOT = Path("/var/lib/releaseflow")
 
 
 def standard_drivers(
-    data_dir: Path, *, docker_host: str | None, docker_registry: str | None
+    data_dir: Path,
+    *,
+    docker_host: str | None,
+    docker_registry: str | None,
+    docker_credentials_file: Path | None = None,
 ) -> DriverRegistry:
     """``local`` always (it needs nothing but this host); ``docker`` when a Docker Engine API is given."""
     drivers = DriverRegistry()
     local_root = data_dir / "local"
     drivers.register(LocalDriver(local_root, addons_root=managed_addons_root(local_root)))
     if docker_host:
-        drivers.register(DockerDriver(data_dir / "docker", docker_host, registry=docker_registry))
+        credentials = load_registry_credentials(docker_credentials_file) if docker_credentials_file else {}
+        drivers.register(
+            DockerDriver(data_dir / "docker", docker_host, registry=docker_registry, credentials=credentials)
+        )
     return drivers
 
 
@@ -45,3 +55,29 @@ def _enterable_by_everyone(path: Path) -> bool:
     # Folders not created yet will be made with mkdir's default 0755.
     existing = [folder for folder in (*reversed(path.parents), path) if folder.exists()]
     return all(folder.stat().st_mode & stat.S_IXOTH for folder in existing)
+
+
+def load_registry_credentials(path: Path) -> dict[str, RegistryCredentials]:
+    """Saved registry logins by id (what a Release's ``origin.credentials`` names), from a JSON file:
+    ``{"<id>": {"username": "...", "password": "...", "registry": "host[:port]"}}``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ReleaseflowError(f"cannot read registry credentials from {path}: {error}") from error
+    if not isinstance(document, dict):
+        raise ValidationError(
+            [Issue("", "must be an object of ids to logins")], subject=f"registry credentials {path}"
+        )
+    issues = []
+    found: dict[str, RegistryCredentials] = {}
+    for key, login in document.items():
+        fields = login if isinstance(login, dict) else {}
+        if not all(isinstance(fields.get(name), str) for name in ("username", "password")):
+            issues.append(Issue(key, "must be an object with string username and password (and registry)"))
+            continue
+        found[key] = RegistryCredentials(
+            fields["username"], fields["password"], str(fields.get("registry", ""))
+        )
+    if issues:
+        raise ValidationError(issues, subject=f"registry credentials {path}")
+    return found

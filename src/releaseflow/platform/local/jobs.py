@@ -163,7 +163,10 @@ class JobManager:
         return _run_from(record, folder)
 
     def logs(self, run_id: str, lines: int = 100) -> list[str]:
-        return tail(self._dir(run_id) / "output.log", lines)
+        return tail(self.log_path(run_id), lines)
+
+    def log_path(self, run_id: str) -> Path:
+        return self._dir(run_id) / "output.log"
 
 
 def _conclude(record: dict[str, Any], folder: Path) -> bool:

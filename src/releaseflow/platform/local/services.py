@@ -498,6 +498,10 @@ class ServiceManager:
     def logs(self, service_id: str, lines: int = 100) -> list[str]:
         return tail(self._log_path(service_id), lines)
 
+    def log_path(self, service_id: str) -> Path:
+        """Where the service's output is appended (kept across releases and restarts)."""
+        return self._log_path(service_id)
+
     async def execute(
         self, service: Resource, command: str, shell: bool, timeout: float = 300.0
     ) -> CommandResult:
