@@ -91,8 +91,15 @@ class Platform:
         return await wait_for_run(self.db, run.id, timeout=120)
 
     async def failure(self, run: RunRecord) -> str:
+        """The failed nodes of a run and their errors, for assertion messages."""
         detail = await queries.run_detail(self.db, run.id, with_events=False)
-        return str(detail.to_json())[:3000]
+        nodes = detail.root.walk() if detail.root else []
+        failed = [
+            f"{node.label}: {node.error}"
+            for node in nodes
+            if node.status == "failed" and not node.is_workflow
+        ]
+        return f"run {run.status}: {run.error or ''} " + "; ".join(failed)
 
     async def tear_down(self) -> None:
         await self.stop_worker()
@@ -183,3 +190,73 @@ async def test_local__build_deploy_promote_migrate_back_up_and_survive_a_bad_rel
     after = await platform.driver.services.status("deployment-prod")
     assert (after.pid, after.state.value) == (before.pid, "running")
     assert answer(platform.ports["prod"]) == "v2"
+
+
+def action(ref: str, kind: str, action_type: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "Action",
+        "ref": ref,
+        "spec": {"kind": kind, "spec": {"type": action_type, "data": data, **extra}},
+    }
+
+
+def condition(ref: str, kind: str, condition_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "Condition",
+        "ref": ref,
+        "spec": {"kind": kind, "spec": {"type": condition_type, "data": data}},
+    }
+
+
+def sequence(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1.2",
+        "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": list(steps)}},
+    }
+
+
+async def test_local__actions_and_conditions_act_for_real(platform: Platform) -> None:
+    platform.repository.commit("v1")
+    await platform.apply(northflank_example("deploy-build-parallel"))
+    platform.start_worker()
+    assert (await platform.run("Staging", "staging v1")).status is RunStatus.SUCCESS
+    first = await platform.run("Production", "prod v1")
+    assert first.status is RunStatus.SUCCESS, await platform.failure(first)
+
+    url_data = {"addonId": "postgres-prod"}
+    flow = sequence(
+        condition("up", "Service", "running", {"serviceId": "deployment-prod", "timeoutDuration": 60}),
+        condition("db-up", "Addon", "running", url_data),
+        {"kind": "JobRun", "ref": "migrate", "spec": {"jobId": "job-prod"}, "condition": "success"},
+        condition("migrated", "JobRun", "success", {"jobId": "job-prod", "runId": "${refs.migrate.id}"}),
+        {"kind": "AddonBackup", "ref": "backup", "spec": {"addonId": "postgres-prod", "backupType": "dump"}},
+        condition("backed-up", "AddonBackup", "success", {**url_data, "backupId": "${refs.backup.id}"}),
+        action(
+            "damage",
+            "Job",
+            "execute",
+            {"jobId": "job-prod", "command": 'psql "$DATABASE_URL" -c "DELETE FROM releases"'},
+        ),
+        action(
+            "restore",
+            "AddonBackup",
+            "restore",
+            {**url_data, "backupId": "${refs.backup.id}"},
+            condition="success",
+        ),
+        action("hello", "Service", "execute", {"serviceId": "deployment-prod", "command": "cat VERSION"}),
+        action("restart", "Service", "restart", {"serviceId": "deployment-prod"}, condition="running"),
+        condition("built", "Build", "success", {"buildId": "${refs.up.artifact.buildId}"}),
+    )
+    await platform.apply(flow)
+    run = await platform.run("Production", "actions")
+    assert run.status is RunStatus.SUCCESS, await platform.failure(run)
+
+    detail = await queries.run_detail(platform.db, run.id, with_events=False)
+    data = {node.ref: node.data for node in (detail.root.walk() if detail.root else []) if node.ref}
+    assert data["migrate"]["exitCode"] == 0
+    assert data["hello"]["exitCode"] == 0 and "v1" in data["hello"]["output"]
+    addon = Resource("postgres-prod", "addon", "local", {"type": "postgresql"})
+    # The damage was undone by the restore: the migration's row is back.
+    assert rows(await platform.driver.addons.connection_url(addon, "shop")) == ["v1"]
+    assert await eventually_answers(platform.ports["prod"], "v1") == "v1"
