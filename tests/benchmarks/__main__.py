@@ -1,7 +1,9 @@
-"""``python -m tests.benchmarks`` (``make bench``): the engine benchmark on SQLite and PostgreSQL.
+"""``python -m tests.benchmarks`` (``make bench``): the engine benchmark, then the release benchmark.
 
-SQLite runs in a temporary file; PostgreSQL in a throwaway cluster of its own (or the server named by
-RELEASEFLOW_TEST_POSTGRES_URL). Both are removed when the benchmark ends, however it ends.
+engine: SQLite runs in a temporary file; PostgreSQL in a throwaway cluster of its own (or the server
+named by RELEASEFLOW_TEST_POSTGRES_URL). release: real deploys on the local driver and, when podman is
+installed, the docker driver (podman and a registry of its own). Everything either started is removed
+when the benchmark ends, however it ends. ``--suite engine`` or ``--suite release`` runs one alone.
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from tests.benchmarks import release_report
 from tests.benchmarks.engine_bench import SHAPES, ScenarioResult, Shape, bench_database
+from tests.benchmarks.release_bench import DriverResult, Skipped
+from tests.benchmarks.release_docker import bench_docker
+from tests.benchmarks.release_local import bench_local
 from tests.benchmarks.report import as_json, table, write_json
 from tests.postgres_cluster import FreshDatabases, PostgresCluster
 
 DATABASES = ("sqlite", "postgresql")
+SUITES = ("engine", "release")
+DRIVERS = ("local", "docker")
 
 
 def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -37,7 +46,11 @@ def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.benchmarks",
-        description="Run release flows through the engine with a no-op driver; report what the engine costs.",
+        description="engine: release flows through the engine with a no-op driver, what the engine costs."
+        " release: real deploys on the local and docker drivers, against what the platform itself needs.",
+    )
+    parser.add_argument(
+        "--suite", type=_names(SUITES), default=list(SUITES), help="engine,release (default both)"
     )
     parser.add_argument("--nodes", type=int, default=200, help="leaf nodes per run (default 200)")
     parser.add_argument(
@@ -52,10 +65,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=3, help="measured runs per scenario; the median is reported"
     )
+    parser.add_argument(
+        "--drivers", type=_names(DRIVERS), default=list(DRIVERS), help="release: local,docker (default both)"
+    )
+    parser.add_argument(
+        "--release-repeat",
+        type=int,
+        default=5,
+        help="release: measured deploys per driver after one warm-up (default 5)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this path")
     args = parser.parse_args(argv)
-    if args.nodes < 1 or args.repeat < 1:
-        parser.error("--nodes and --repeat must be at least 1")
+    if args.nodes < 1 or args.repeat < 1 or args.release_repeat < 1:
+        parser.error("--nodes, --repeat and --release-repeat must be at least 1")
     return args
 
 
@@ -90,20 +112,48 @@ async def main(args: argparse.Namespace) -> list[ScenarioResult]:
     return results
 
 
+async def release_main(args: argparse.Namespace) -> list[DriverResult | Skipped]:
+    results: list[DriverResult | Skipped] = []
+    for driver in args.drivers:
+        progress(f"release on the {driver} driver: 1 warm-up + {args.release_repeat} deploys")
+        bench = bench_local if driver == "local" else bench_docker
+        result = await bench(args.release_repeat, progress)
+        if isinstance(result, Skipped):
+            progress(f"  {driver}: skipped: {result.reason}")
+        results.append(result)
+    return results
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
-    results = asyncio.run(main(args))
-    print(table(results, args.repeat))
+    options = {
+        "suites": args.suite,
+        "nodes": args.nodes,
+        "databases": args.databases,
+        "scenarios": args.scenarios,
+        "repeat": args.repeat,
+        "drivers": args.drivers,
+        "release_repeat": args.release_repeat,
+    }
+    document: dict[str, Any] = {}
+    if "engine" in args.suite:
+        results = asyncio.run(main(args))
+        print(table(results, args.repeat))
+        document = as_json(results, options)
+    else:
+        # The same header (when, on what machine) without the engine's targets and results.
+        header = as_json([], options)
+        document = {key: header[key] for key in ("measured_at", "machine", "options")}
+    if "release" in args.suite:
+        released = asyncio.run(release_main(args))
+        if "engine" in args.suite:
+            print()
+        print(release_report.table(released, args.release_repeat))
+        document["release"] = release_report.as_json(released, args.release_repeat)
     progress(f"benchmark took {time.monotonic() - began:.0f}s")
     if args.json is not None:
-        options = {
-            "nodes": args.nodes,
-            "databases": args.databases,
-            "scenarios": args.scenarios,
-            "repeat": args.repeat,
-        }
-        write_json(args.json, as_json(results, options))
+        write_json(args.json, document)
         progress(f"figures written to {args.json}")
     return 0
 

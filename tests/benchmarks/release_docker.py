@@ -1,0 +1,253 @@
+"""The release benchmark on the docker driver: busybox httpd in a FROM scratch image, as in its tests.
+
+The Docker Engine API is podman's (``podman system service``) with a local registry, both started in a
+temporary directory by ``tests/integration/platform/docker_env.py``. Each version is a commit whose
+``index.html`` holds it; it is built and pushed through the driver before the timed part.
+
+The service publishes no fixed host port, so the driver deploys side by side (its default): the new
+container gets a port of its own and the old one is removed once the new one is healthy. The watcher
+therefore finds the new container (from the driver's deployment record, then the engine) and asks
+it. A fixed ``hostPort`` would make the driver stop the old container first; busybox httpd, as the
+container's PID 1, ignores SIGTERM, so that stop would cost the whole ``stopGraceSeconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.benchmarks.release_bench import (
+    PROJECT,
+    DriverResult,
+    NodeTimes,
+    ReleaseEngine,
+    Sample,
+    Skipped,
+    answered_at,
+    build_request,
+    epoch,
+    find_value,
+    release_engine,
+    running,
+    settle,
+)
+from tests.integration.platform.docker_env import INSTALL_HINT, DockerEnvironment, free_port, missing_tools
+
+from releaseflow.platform.docker import DockerDriver
+from releaseflow.platform.docker.services import container_config
+from releaseflow.platform.driver import DriverRegistry, Resource
+
+STAGE = "docker"
+BUILDER = "dbuilder"
+SERVICE = "dweb"
+PORT = 8080
+PATH = "/index.html"
+DOCKERFILE = (
+    "FROM scratch\nCOPY busybox /bin/busybox\nCOPY index.html /www/index.html\n"
+    'ENTRYPOINT ["/bin/busybox"]\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+)
+GIT = ["git", "-c", "user.name=releaseflow", "-c", "user.email=releaseflow@example.invalid"]
+
+
+def resources(repository: Path) -> dict[str, Resource]:
+    builder = Resource(BUILDER, "build_service", "docker", {"repository": str(repository)})
+    spec = {
+        "port": PORT,
+        # The default interval (1 s), like the local scenario; the docker tests use 0.2 s.
+        "healthCheck": {"type": "http", "path": PATH, "timeoutSeconds": 30},
+        # httpd ignores SIGTERM as PID 1: removing the old container costs this grace after each
+        # deploy (after the new one serves, so outside the release figure, inside node_done).
+        "stopGraceSeconds": 1,
+    }
+    return {BUILDER: builder, SERVICE: Resource(SERVICE, "service", "docker", spec)}
+
+
+class WebRepository:
+    """A git repository whose commits are versions of the busybox site."""
+
+    def __init__(self, path: Path, busybox: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        subprocess.run([*GIT, "init", "-q", "-b", "main", str(path)], check=True)
+        shutil.copy(busybox, path / "busybox")
+        (path / "Dockerfile").write_text(DOCKERFILE)
+
+    def commit(self, version: str) -> str:
+        (self.path / "index.html").write_text(version)
+        subprocess.run([*GIT, "-C", str(self.path), "add", "-A"], check=True)
+        subprocess.run([*GIT, "-C", str(self.path), "commit", "-q", "-m", version], check=True)
+        return subprocess.run(
+            ["git", "-C", str(self.path), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: Path) -> None:
+        super().__init__("podman", timeout=5)
+        self._socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(str(self._socket_path))
+
+
+def published_port(socket_path: Path, container_id: str) -> int | None:
+    """The host port of the container's PORT, asked on the engine socket (blocking, for the watcher)."""
+    connection = _UnixConnection(socket_path)
+    try:
+        connection.request("GET", f"/containers/{container_id}/json")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        return None
+    ports = (json.loads(body).get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in ports.get(f"{PORT}/tcp") or []:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+class NewContainer:
+    """Where the container of the deployment that is about to start answers (for the watcher).
+
+    The driver writes the new container's id into its deployment record before starting it, and the
+    engine publishes a port when it starts it; until both are there, the watcher is told "not yet".
+    Reading a few small files every 5 ms does not compete with the deploy the way engine calls would.
+    """
+
+    def __init__(self, records: Path, socket_path: Path) -> None:
+        self._records, self._socket_path = records, socket_path
+        self._known = {path.name for path in records.glob("*.json")}
+        self.container_id: str | None = None
+
+    def __call__(self) -> int | None:
+        if self.container_id is None:
+            for path in self._records.glob("*.json"):
+                if path.name not in self._known:
+                    # Replaced between our look and our read: the next tick reads it whole.
+                    with contextlib.suppress(OSError, ValueError):
+                        self.container_id = json.loads(path.read_text()).get("containerId")
+        return published_port(self._socket_path, self.container_id) if self.container_id else None
+
+
+class DockerScenario:
+    def __init__(
+        self, root: Path, env: DockerEnvironment, harness: ReleaseEngine, driver: DockerDriver
+    ) -> None:
+        self.env, self.harness, self.driver = env, harness, driver
+        self.repository = WebRepository(root / "site", env.busybox)
+        self.resources = resources(self.repository.path)
+        self._bare = 0
+
+    async def build(self, version: str) -> str:
+        """Commit, build and push ``version``; its image."""
+        sha = await asyncio.to_thread(self.repository.commit, version)
+        request = build_request(self.resources[BUILDER], sha, f"build-{version}", self.resources)
+        return str((await settle(self.driver, request)).data["image"])
+
+    async def measure(self, version: str) -> Sample:
+        image = await self.build(version)
+        times: list[NodeTimes] = []
+
+        async def release() -> None:
+            times.append(await self.harness.release(STAGE))
+
+        locate = NewContainer(self.driver.root / "deployments", self.env.socket_path)
+        _, seen = await answered_at(release, locate, PATH, version)
+        node = times[0]
+        record = json.loads(
+            (self.driver.root / "deployments" / f"{find_value(node.data, 'deploymentId')}.json").read_text()
+        )
+        container = await self.driver.client.inspect_container(str(record["containerId"]))
+        current = self.driver.services.current(PROJECT, SERVICE)
+        assert container is not None and current is not None
+        started = epoch(str(container["State"]["StartedAt"]))  # the engine's clock: this host's
+        begun = epoch(str(record["createdAt"]))
+        return Sample(
+            version=version,
+            release=seen - node.started,
+            platform=await self.bare_start(image, version),
+            # ``updatedAt`` is written when the health check passed, before the old container goes.
+            health_wait=epoch(str(current["updatedAt"])) - started,
+            node_done=node.ended - node.started,
+            phases={
+                "node start to driver deploy": begun - node.started,
+                "driver to container started": started - begun,
+                "container start to answer": seen - started,
+            },
+        )
+
+    async def bare_start(self, image: str, version: str) -> float:
+        """Create and start the same image (same create body) on another port through the API client."""
+        self._bare += 1
+        port = free_port()
+        config = container_config(image, {"port": PORT, "hostPort": port}, {}, "bare", restart=True)
+        name = f"rf-bench-bare-{self._bare}"
+        client = self.driver.client
+
+        async def start() -> None:
+            await client.start_container(await client.create_container(name, config))
+
+        try:
+            began, seen = await answered_at(start, lambda: port, PATH, version)
+            return seen - began
+        finally:
+            await client.remove_container(name)
+
+
+def unavailable() -> str | None:
+    missing = missing_tools()
+    if missing:
+        return f"{', '.join(missing)} not installed ({INSTALL_HINT})"
+    return None
+
+
+async def bench_docker(repeat: int, progress: Callable[[str], None]) -> DriverResult | Skipped:
+    """One warm-up deploy (the first, which replaces nothing), then ``repeat`` measured ones."""
+    reason = unavailable()
+    if reason is not None:
+        return Skipped("docker", reason)
+    progress("  starting podman's Docker API service and a registry")
+    try:
+        env = await asyncio.to_thread(DockerEnvironment.start)
+    except (OSError, RuntimeError) as error:
+        return Skipped("docker", f"podman or the registry did not start: {str(error)[:300]}")
+    root = Path(tempfile.mkdtemp(prefix="rf-bench-docker-"))
+    try:
+        driver = DockerDriver(root / "driver", env.base_url, registry=env.registry)
+        async with release_engine(root, DriverRegistry({"docker": driver})) as harness:
+            scenario = DockerScenario(root, env, harness, driver)
+            await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
+            samples = []
+            async with running(harness):
+                for index in range(repeat + 1):
+                    began = time.monotonic()
+                    sample = await scenario.measure(f"v{index + 1}")
+                    label = "warm-up" if index == 0 else f"{index}/{repeat}"
+                    progress(
+                        f"  docker {label}: release {sample.release * 1000:.0f} ms, platform"
+                        f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
+                    )
+                    if index:
+                        samples.append(sample)
+        notes = (
+            "busybox httpd (FROM scratch) built and pushed through the driver; side-by-side deploy"
+            " (no hostPort); health check http GET /index.html every 1 s (default intervalSeconds)",
+        )
+        return DriverResult("docker", tuple(samples), notes)
+    finally:
+        # Removes every container (the service's included), stops podman and the registry.
+        await asyncio.to_thread(env.close)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,167 @@
+"""The release benchmark on the local driver: a git-built Python web service that answers its version.
+
+The service is the app of ``tests/integration/local_project.py`` (standard library only; it reads
+``VERSION`` at start and answers it to every GET), with that test's spec: ``python3 app.py`` on a
+port, an http health check on ``/`` with the default interval. Each version is committed and built
+through the driver before the timed part, so only the deploy is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.benchmarks.release_bench import (
+    DriverResult,
+    NodeTimes,
+    ReleaseEngine,
+    Sample,
+    answered_at,
+    build_request,
+    epoch,
+    find_value,
+    release_engine,
+    running,
+    settle,
+)
+from tests.cleanup import stop_everything_under
+from tests.integration.local_project import AppRepository, free_port
+
+from releaseflow.platform.driver import DriverRegistry, Resource
+from releaseflow.platform.local.driver import LocalDriver
+from releaseflow.platform.local.processes import child_environment, read_json
+
+STAGE = "local"
+BUILDER = "builder"
+SERVICE = "web"
+RUN_COMMAND = "python3 app.py"
+
+
+def resources(repository: Path, port: int) -> dict[str, Resource]:
+    builder = Resource(
+        BUILDER,
+        "build_service",
+        "local",
+        {"repository": str(repository), "buildCommand": "python3 -m py_compile app.py"},
+    )
+    service = Resource(
+        SERVICE,
+        "service",
+        "local",
+        {
+            "runCommand": RUN_COMMAND,
+            "port": port,
+            # As the end-to-end test: no intervalSeconds, so the driver's default (1 s) is measured.
+            "healthCheck": {"type": "http", "path": "/", "timeoutSeconds": 15},
+        },
+    )
+    return {BUILDER: builder, SERVICE: service}
+
+
+class LocalScenario:
+    def __init__(self, root: Path, harness: ReleaseEngine, driver: LocalDriver) -> None:
+        self.root, self.harness, self.driver = root, harness, driver
+        self.repository = AppRepository(root / "app")
+        self.port = free_port()
+        self.resources = resources(self.repository.path, self.port)
+
+    async def build(self, version: str) -> Path:
+        """Commit and build ``version``; the folder of its artifact."""
+        sha = await asyncio.to_thread(self.repository.commit, version)
+        request = build_request(self.resources[BUILDER], sha, f"build-{version}", self.resources)
+        answer = await settle(self.driver, request)
+        origin = {"id": BUILDER, "branch": "main", "build": str(answer.data["id"])}
+        _, folder = await self.driver.resolve_build(origin, self.resources)
+        return folder
+
+    async def measure(self, version: str) -> Sample:
+        folder = await self.build(version)
+        times: list[NodeTimes] = []
+
+        async def release() -> None:
+            times.append(await self.harness.release(STAGE))
+
+        _, seen = await answered_at(release, lambda: self.port, "/", version)
+        node = times[0]
+        deployment = self.driver.services.deployment(str(find_value(node.data, "deploymentId")))
+        state = read_json(self.root / "local" / "services" / SERVICE / "state.json") or {}
+        launched = epoch(str(state["process"]["startedAt"]))  # just before the driver's launcher ran
+        begun = deployment.started_at.timestamp()
+        assert deployment.ended_at is not None
+        return Sample(
+            version=version,
+            release=seen - node.started,
+            platform=await self.bare_start(folder, version),
+            health_wait=deployment.ended_at.timestamp() - launched,
+            node_done=node.ended - node.started,
+            phases={
+                "node start to driver deploy": begun - node.started,
+                "old process stopped": launched - begun,
+                "launcher + app start to answer": seen - launched,
+            },
+        )
+
+    async def bare_start(self, folder: Path, version: str) -> float:
+        """The same command in the same artifact folder on another port, without releaseflow."""
+        port = free_port()
+        env = child_environment({"PORT": str(port)})
+        process: subprocess.Popen[bytes] | None = None
+
+        def start() -> None:
+            nonlocal process
+            process = subprocess.Popen(
+                ["sh", "-c", RUN_COMMAND],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        try:
+            began, seen = await answered_at(start, lambda: port, "/", version)
+            return seen - began
+        finally:
+            if process is not None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+async def bench_local(repeat: int, progress: Callable[[str], None]) -> DriverResult:
+    """One warm-up deploy (the first, which replaces nothing), then ``repeat`` measured ones."""
+    root = Path(tempfile.mkdtemp(prefix="rf-bench-local-"))
+    driver = LocalDriver(root / "local")
+    try:
+        async with release_engine(root, DriverRegistry({"local": driver})) as harness:
+            scenario = LocalScenario(root, harness, driver)
+            await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
+            async with running(harness):
+                samples = []
+                for index in range(repeat + 1):
+                    began = time.monotonic()
+                    sample = await scenario.measure(f"v{index + 1}")
+                    label = "warm-up" if index == 0 else f"{index}/{repeat}"
+                    progress(
+                        f"  local {label}: release {sample.release * 1000:.0f} ms, platform"
+                        f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
+                    )
+                    if index:
+                        samples.append(sample)
+            # The worker stopped the driver; the service's process is detached and still runs.
+            await driver.services.stop_service(SERVICE)
+        notes = (
+            f"`{RUN_COMMAND}` (Python http.server) built from git; health check http GET / every"
+            " 1 s (default intervalSeconds)",
+        )
+        return DriverResult("local", tuple(samples), notes)
+    finally:
+        await asyncio.to_thread(stop_everything_under, root)
+        shutil.rmtree(root, ignore_errors=True)
