@@ -21,7 +21,16 @@ from releaseflow.platform.driver import (
     Resource,
 )
 
+# A waiting node is looked at again soon after it started waiting (most deploys and checks finish
+# within a second or two), then less and less often, up to every POLL_SECONDS.
+FIRST_POLL_SECONDS = 0.2
 POLL_SECONDS = 2.0
+
+
+def next_poll(polls: int) -> float:
+    """Seconds until the next look at a node that has been polled ``polls`` times."""
+    return min(FIRST_POLL_SECONDS * 1.5**polls, POLL_SECONDS)
+
 
 _ACTIONS: dict[tuple[str, str], tuple[Operation, str]] = {
     # (Action spec.kind, type) -> (operation, the data field naming the resource)
@@ -154,13 +163,15 @@ class PlatformExecutor:
             return Failed(str(error), retryable=False, code=400)
         except DriverError as error:
             return Failed(str(error), retryable=error.retryable)
-        return self._judge(answer, waits)
+        polls = state.get("polls")
+        return self._judge(answer, waits, polls if isinstance(polls, int) else 0)
 
     @staticmethod
-    def _judge(answer: DriverAnswer, waits: bool) -> Outcome:
+    def _judge(answer: DriverAnswer, waits: bool, polls: int = 0) -> Outcome:
         data = dict(answer.data)
         if answer.state is AnswerState.FAILED:
             return Failed(answer.message or "the platform reported a failure", data=data)
         if answer.state is AnswerState.DONE or not waits:
             return Succeeded(data)
-        return Waiting({"handle": answer.handle}, poll_after=POLL_SECONDS, data=data)
+        state = {"handle": answer.handle, "polls": polls + 1}
+        return Waiting(state, poll_after=next_poll(polls), data=data)

@@ -25,6 +25,10 @@ HOST = "127.0.0.1"  # services are probed where releaseflow runs: on this host
 SETTLE_SECONDS = 1.0  # how long a process without any check must stay up to count as started
 
 
+# The first pause between probes; it doubles up to the check's interval.
+FIRST_PROBE_PAUSE_SECONDS = 0.05
+
+
 @dataclass(frozen=True)
 class HealthCheck:
     type: str  # one of CHECK_TYPES; "none" only watches that the process stays up
@@ -159,11 +163,16 @@ async def wait_until_healthy(
     alive: Callable[[], bool],
     timeout: float | None = None,
 ) -> WaitResult:
-    """Probe every ``interval_seconds`` until healthy, the process dies, or the timeout passes."""
+    """Probe until healthy, the process dies, or the timeout passes.
+
+    The first probes come quickly (a new process usually listens within a fraction of a second) and
+    back off to ``interval_seconds``, so a healthy deploy is noticed without waiting a whole interval.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + (check.timeout_seconds if timeout is None else timeout)
     detail = "no probe was made"
+    pause = FIRST_PROBE_PAUSE_SECONDS
     while True:
         if not alive():
             return WaitResult(False, True, detail, loop.time() - started)
@@ -178,5 +187,5 @@ async def wait_until_healthy(
             detail = result.detail
         if loop.time() >= deadline:
             return WaitResult(False, not alive(), detail, loop.time() - started)
-        pause = check.interval_seconds if check.type != "none" else 0.1
         await asyncio.sleep(min(pause, max(deadline - loop.time(), 0.0)))
+        pause = min(pause * 2, check.interval_seconds) if check.type != "none" else 0.1

@@ -244,7 +244,8 @@ async def _wait_group_gone(pgid: int, timeout: float) -> bool:
     while group_alive(pgid):
         if loop.time() >= deadline:
             return False
-        await asyncio.sleep(_POLL_SECONDS * 2)
+        # Short pauses: a deploy's new process waits for the old one to free the port.
+        await asyncio.sleep(_POLL_SECONDS / 5)
     return True
 
 
