@@ -1,0 +1,252 @@
+"""End to end on the docker driver: the real engine, podman's Docker Engine API, a real registry.
+
+The project's builds, services and jobs all use ``driver: docker`` (see ``docker_project.py``); the
+images are busybox ``httpd`` in ``FROM scratch``, built from a git repository made here and pushed to
+a local ``docker-registry``. Northflank's documented parallel release flow runs unmodified. Like the
+docker driver's own tests, this one skips with the reason when podman, runc, docker-registry,
+busybox-static or git is missing, and fails instead when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.docker_project import (
+    EXITS_AT_ONCE,
+    JOB_RUN_FLOW,
+    PROJECT,
+    PROMOTE_FLOW,
+    STAGING_FLOW,
+    ImageRepository,
+    configuration,
+    current_container,
+    eventually_serves,
+    page,
+)
+from tests.integration.local_project import northflank_example
+from tests.integration.platform.docker_env import DockerEnvironment, require_tools
+from tests.integration.support import wait_for_run
+
+from releaseflow.domain.config import parse_configuration
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine import queries
+from releaseflow.engine.clock import SystemClock
+from releaseflow.engine.commands import Engine, RunRequest
+from releaseflow.engine.configuration import apply_configuration
+from releaseflow.engine.executors import default_executors
+from releaseflow.engine.queries import NodeView, ReleaseView
+from releaseflow.engine.worker import Worker, WorkerSettings
+from releaseflow.platform.docker import DockerClient, DockerDriver
+from releaseflow.platform.driver import DriverRegistry
+from releaseflow.store.database import Database
+from releaseflow.store.records import RunRecord
+
+pytestmark = pytest.mark.slow
+
+FAST_WORKER = WorkerSettings(
+    lease_seconds=10.0, heartbeat_seconds=0.5, reap_seconds=0.5, idle_poll_seconds=0.1
+)
+
+
+@pytest.fixture(scope="session")
+def docker_env() -> Iterator[DockerEnvironment]:
+    require_tools()
+    with DockerEnvironment.start() as environment:
+        yield environment
+
+
+class Platform:
+    """The engine, a worker with a docker driver, and the project applied."""
+
+    def __init__(self, db: Database, docker: DockerEnvironment, root: Path) -> None:
+        self.db, self.docker, self.root = db, docker, root
+        self.repository = ImageRepository(root / "app", docker.busybox)
+        self.engine = Engine(db, SystemClock())
+        self.driver = self.new_driver()
+        # The test's own view of the engine, independent of the driver's lifecycle.
+        self.inspector = DockerClient(docker.base_url)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def new_driver(self) -> DockerDriver:
+        return DockerDriver(self.root / "docker", self.docker.base_url, registry=self.docker.registry)
+
+    async def apply(self, production_flow: dict[str, Any]) -> None:
+        document = configuration(self.repository.path)
+        stages = document["projects"][0]["pipelines"][0]["stages"]
+        stages[1]["releaseFlow"] = STAGING_FLOW
+        stages[2]["releaseFlow"] = production_flow
+        config = parse_configuration(document, read_file=lambda name: "")
+        await apply_configuration(self.db, config, SystemClock())
+
+    def start_worker(self) -> None:
+        drivers = DriverRegistry({"docker": self.driver})
+        worker = Worker(self.db, default_executors(drivers), SystemClock(), FAST_WORKER, drivers=drivers)
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(worker.run(self._stop))
+
+    async def stop_worker(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, timeout=30)
+            self._task = None
+
+    async def run(self, stage: str, name: str) -> RunRecord:
+        run = await self.engine.start_run(PROJECT, "main", stage, RunRequest(name=name))
+        return await wait_for_run(self.db, run.id, timeout=120)
+
+    async def nodes(self, run: RunRecord) -> dict[str, NodeView]:
+        """The run's nodes with a ref, by ref."""
+        detail = await queries.run_detail(self.db, run.id, with_events=False)
+        assert detail.root is not None
+        return {node.ref: node for node in detail.root.walk() if node.ref}
+
+    async def failure(self, run: RunRecord) -> str:
+        detail = await queries.run_detail(self.db, run.id, with_events=False)
+        return str(detail.to_json())[:3000]
+
+    async def state(self, stage: str | None = None) -> dict[tuple[str, str], ReleaseView]:
+        views = await queries.release_state(self.db, PROJECT, "main", stage)
+        return {(view.stage, view.resource_id): view for view in views}
+
+    async def serves(self, service: str, expected: str) -> str:
+        return await eventually_serves(self.inspector, self.driver, service, expected)
+
+    async def tear_down(self) -> None:
+        try:
+            await self.stop_worker()
+        finally:
+            await self.inspector.close()
+            # Containers outlive drivers and workers on purpose; the test's go with it.
+            await asyncio.to_thread(self.docker.remove_all_containers)
+
+
+@pytest.fixture
+async def platform(db: Database, docker_env: DockerEnvironment, tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = Platform(db, docker_env, tmp_path)
+    try:
+        yield platform
+    finally:
+        await platform.tear_down()
+
+
+def response_data(node: NodeView) -> dict[str, Any]:
+    response = node.response()
+    assert response is not None and isinstance(response.get("data"), dict), response
+    data: dict[str, Any] = response["data"]
+    return data
+
+
+async def test_docker_releases__build_deploy_promote_run_jobs_survive_a_bad_image_and_a_restart(
+    platform: Platform,
+) -> None:
+    registry = platform.docker.registry
+    commit_v1 = platform.repository.commit("v1")
+    await platform.apply(northflank_example("deploy-build-parallel"))
+    platform.start_worker()
+
+    # Staging: build, then the build to the job and to the service, which must be running.
+    staging = await platform.run("Staging", "staging v1")
+    assert staging.status is RunStatus.SUCCESS, await platform.failure(staging)
+    nodes = await platform.nodes(staging)
+    build_v1 = response_data(nodes["build"])
+    assert (build_v1["sha"], build_v1["status"]) == (commit_v1, "succeeded")
+    assert build_v1["image"] == f"{registry}/{PROJECT}-builder:{build_v1['id']}"
+    assert response_data(nodes["job"])["artifact"]["buildId"] == build_v1["id"]
+    deployed = response_data(nodes["service"])
+    assert (deployed["status"], deployed["image"]) == ("succeeded", build_v1["image"])
+    assert deployed["containerId"] == current_container(platform.driver, "deployment-staging")
+    assert await page(platform.inspector, deployed["containerId"]) == "v1"
+
+    # Northflank's example: the latest main build to job-prod and deployment-prod, in parallel. Its
+    # Release nodes do not wait for completion: the run ends once the deploys were accepted.
+    first = await platform.run("Production", "prod v1")
+    assert first.status is RunStatus.SUCCESS, await platform.failure(first)
+    assert await platform.serves("deployment-prod", "v1") == "v1"
+
+    # Jobs run the image released to them and report their exit code.
+    await platform.apply(JOB_RUN_FLOW)
+    jobs = await platform.run("Production", "job runs")
+    assert jobs.status is RunStatus.FAILED
+    nodes = await platform.nodes(jobs)
+    check = response_data(nodes["check"])
+    assert (nodes["check"].status, check["exitCode"]) == (NodeStatus.SUCCESS, 0)
+    assert (check["image"], check["logs"].strip()) == (build_v1["image"], "job-prod runs v1")
+    assert nodes["failing"].status is NodeStatus.FAILED
+    assert response_data(nodes["failing"])["exitCode"] == 3
+    assert nodes["failing"].error is not None
+    assert "exited with code 3" in str(nodes["failing"].error["message"]), nodes["failing"].error
+
+    commit_v2 = platform.repository.commit("v2")
+    staging_v2 = await platform.run("Staging", "staging v2")
+    assert staging_v2.status is RunStatus.SUCCESS, await platform.failure(staging_v2)
+    build_v2 = response_data((await platform.nodes(staging_v2))["build"])
+    assert build_v2["sha"] == commit_v2
+    assert await platform.serves("deployment-staging", "v2") == "v2"
+    assert await platform.serves("deployment-prod", "v1") == "v1"
+
+    # Promotion: exactly what staging runs goes to production.
+    await platform.apply(PROMOTE_FLOW)
+    promote = await platform.run("Production", "prod v2")
+    assert promote.status is RunStatus.SUCCESS, await platform.failure(promote)
+    assert await platform.serves("deployment-prod", "v2") == "v2"
+    state = await platform.state()
+    for resource in ("deployment-prod", "job-prod"):
+        view = state[("Production", resource)]
+        assert (view.artifact["image"], view.artifact["commit"]) == (build_v2["image"], commit_v2)
+        assert (view.artifact["buildId"], view.run_id) == (build_v2["id"], promote.id)
+    for resource in ("deployment-staging", "job-staging"):
+        view = state[("Staging", resource)]
+        assert (view.artifact["image"], view.run_id) == (build_v2["image"], staging_v2.id)
+
+    # A version whose httpd exits at once: the deploy fails, says why, and v2 keeps serving.
+    platform.repository.commit("broken", cmd=EXITS_AT_ONCE)
+    bad = await platform.run("Staging", "staging broken")
+    assert bad.status is RunStatus.FAILED
+    nodes = await platform.nodes(bad)
+    failed = [node.ref for node in nodes.values() if node.status is NodeStatus.FAILED]
+    assert failed == ["service"]
+    # Tried twice (its settings), each time in a new container that was removed once it failed.
+    assert nodes["service"].attempts == 2
+    assert await platform.inspector.inspect_container(response_data(nodes["service"])["containerId"]) is None
+    error = nodes["service"].error
+    assert error is not None
+    message = str(error["message"])
+    assert "deploying" in message and "to service 'deployment-staging' failed" in message, message
+    assert "did not become healthy: the container" in message, message
+    assert "stopped" in message or "keeps exiting" in message, message
+    assert "keeps serving" in message, message
+    assert await page(platform.inspector, current_container(platform.driver, "deployment-staging")) == "v2"
+    # The job's Release ran beside the failed one and succeeded: only job-staging moved on.
+    broken_build = response_data(nodes["build"])
+    after = await platform.state()
+    assert after[("Staging", "job-staging")].artifact["buildId"] == broken_build["id"]
+    assert after[("Staging", "job-staging")].run_id == bad.id
+    unchanged = {key: view for key, view in state.items() if key != ("Staging", "job-staging")}
+    assert {key: after[key] for key in unchanged} == unchanged
+
+    # releaseflow restarts: a new worker and a new driver on the same root adopt the containers.
+    prod_container = current_container(platform.driver, "deployment-prod")
+    await platform.stop_worker()
+    assert await page(platform.inspector, prod_container) == "v2"
+    platform.driver = platform.new_driver()
+    platform.start_worker()
+    assert await platform.serves("deployment-prod", "v2") == "v2"
+    assert current_container(platform.driver, "deployment-prod") == prod_container
+
+    # And it goes on releasing: v3 through staging, promoted to production.
+    commit_v3 = platform.repository.commit("v3")
+    staging_v3 = await platform.run("Staging", "staging v3")
+    assert staging_v3.status is RunStatus.SUCCESS, await platform.failure(staging_v3)
+    assert await platform.serves("deployment-staging", "v3") == "v3"
+    promote_v3 = await platform.run("Production", "prod v3")
+    assert promote_v3.status is RunStatus.SUCCESS, await platform.failure(promote_v3)
+    assert await platform.serves("deployment-prod", "v3") == "v3"
+    assert await platform.inspector.inspect_container(prod_container) is None
+    final = await platform.state("Production")
+    assert final[("Production", "deployment-prod")].artifact["commit"] == commit_v3
+    assert final[("Production", "deployment-prod")].run_id == promote_v3.id
