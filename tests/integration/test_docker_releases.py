@@ -25,6 +25,7 @@ from tests.integration.docker_project import (
     configuration,
     current_container,
     eventually_serves,
+    host_port,
     page,
 )
 from tests.integration.local_project import northflank_example
@@ -161,6 +162,10 @@ async def test_docker_releases__build_deploy_promote_run_jobs_survive_a_bad_imag
     assert (deployed["status"], deployed["image"]) == ("succeeded", build_v1["image"])
     assert deployed["containerId"] == current_container(platform.driver, "deployment-staging")
     assert await page(platform.inspector, deployed["containerId"]) == "v1"
+    # The answer says where the service is reachable, for ${refs.service.ports.0.url} in later nodes.
+    (published,) = deployed["ports"]
+    assert published["port"] == await host_port(platform.inspector, deployed["containerId"])
+    assert published["url"] == f"http://{published['host']}:{published['port']}"
 
     # Northflank's example: the latest main build to job-prod and deployment-prod, in parallel. Its
     # Release nodes do not wait for completion: the run ends once the deploys were accepted.

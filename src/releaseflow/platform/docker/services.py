@@ -88,6 +88,7 @@ def deployment_answer(record: Mapping[str, Any]) -> DriverAnswer:
         "deploymentId": record["id"],
         "containerId": record.get("containerId"),
         "image": record.get("image"),
+        "ports": record.get("ports", []),
         "status": record["status"],
     }
     handle = {"kind": "deployment", "id": record["id"]}
@@ -156,6 +157,19 @@ class Services:
         self._deployments.save(deployment_id, record)
         self._drive(deployment_id)
         return deployment_answer(record)
+
+    async def _published_ports(self, container_id: str, port: int | None) -> list[dict[str, Any]]:
+        """Where this host reaches the service: ``${refs.<ref>.ports.0.url}`` in later nodes."""
+        container = await self._client.inspect_container(container_id)
+        address = (
+            None
+            if container is None or port is None
+            else health.published_address(container, port, self._client.host)
+        )
+        if address is None:
+            return []
+        host, host_port = address
+        return [{"internalPort": port, "host": host, "port": host_port, "url": f"http://{host}:{host_port}"}]
 
     def follow(self, deployment_id: str) -> DriverAnswer:
         record = self._deployments.load(deployment_id)
@@ -265,11 +279,13 @@ class Services:
                 message += f". The previous container {previous[:12]} keeps serving"
             raise DriverError(message, retryable=False)
 
+        record["ports"] = await self._published_ports(container_id, port)
         self._current.save(
             self._key(project, service),
             {
                 "project": project,
                 "service": service,
+                "ports": record["ports"],
                 "containerId": container_id,
                 "deploymentId": record["id"],
                 "artifact": record["artifact"],
