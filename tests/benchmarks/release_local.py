@@ -36,7 +36,8 @@ from tests.integration.local_project import AppRepository, free_port
 
 from releaseflow.platform.driver import DriverRegistry, Resource
 from releaseflow.platform.local.driver import LocalDriver
-from releaseflow.platform.local.processes import child_environment, read_json
+from releaseflow.platform.local.processes import child_environment
+from releaseflow.platform.local.state_files import read_json
 
 STAGE = "local"
 BUILDER = "builder"

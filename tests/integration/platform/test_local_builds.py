@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.platform.local_support import Repo, read
 
 from releaseflow.platform.driver import DriverError, Resource
 from releaseflow.platform.local.artifacts import BuildStatus
@@ -23,45 +23,6 @@ from releaseflow.platform.local.specs import SpecError
 
 # Copies app.txt into dist/ and notes the commit the build saw, so a test can tell what was built.
 BUILD_COMMAND = 'mkdir -p dist && cp app.txt dist/ && echo "$RELEASEFLOW_COMMIT" > dist/commit.txt'
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip()
-
-
-def commit(repo: Path, content: str, message: str) -> str:
-    (repo / "app.txt").write_text(content)
-    git(repo, "add", "app.txt")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
-class Repo:
-    """A throwaway repository: main has commits v1 and v2, feature branches off v1."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        git(path, "init", "-q", "-b", "main")
-        self.v1 = commit(path, "v1", "first")
-        self.v2 = commit(path, "v2", "second")
-        git(path, "checkout", "-q", "-b", "feature", self.v1)
-        self.feature = commit(path, "feature", "feature work")
-        git(path, "checkout", "-q", "main")
-
-    def commit_on_main(self, content: str) -> str:
-        return commit(self.path, content, content)
-
-
-def read(path: str | Path) -> str:
-    return Path(path).read_text()
 
 
 def build_service(repository: Path | str, **spec: Any) -> Resource:

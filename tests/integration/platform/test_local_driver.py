@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.platform.local_support import Repo, read
 
 from releaseflow.platform.driver import (
     AnswerState,
@@ -25,39 +25,6 @@ from releaseflow.platform.driver import (
 from releaseflow.platform.local.driver import LocalDriver
 
 BUILD_COMMAND = 'mkdir -p dist && cp app.txt dist/ && echo "${GREETING:-hello}" > dist/greeting.txt'
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip()
-
-
-def read(path: str | Path) -> str:
-    return Path(path).read_text()
-
-
-def make_repo(path: Path) -> dict[str, str]:
-    """main: v1, v2; feature: off v1. Returns the commits by name."""
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    commits = {}
-    for content in ("v1", "v2"):
-        (path / "app.txt").write_text(content)
-        git(path, "add", "app.txt")
-        git(path, "commit", "-q", "-m", content)
-        commits[content] = git(path, "rev-parse", "HEAD")
-    git(path, "checkout", "-q", "-b", "feature", commits["v1"])
-    (path / "app.txt").write_text("feature")
-    git(path, "commit", "-q", "-am", "feature")
-    commits["feature"] = git(path, "rev-parse", "HEAD")
-    git(path, "checkout", "-q", "main")
-    return commits
 
 
 class Project:
@@ -107,7 +74,9 @@ class Project:
 
 @pytest.fixture
 def commits(tmp_path: Path) -> dict[str, str]:
-    return make_repo(tmp_path / "repo")
+    """main: v1, v2; feature: off v1. The commits by name."""
+    repo = Repo(tmp_path / "repo")
+    return {"v1": repo.v1, "v2": repo.v2, "feature": repo.feature}
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -12,25 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.platform.local_support import kill_processes_under
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
 from releaseflow.platform.local.jobs import JobManager, JobRun, JobRunStatus
 
 ARTIFACT = Artifact(kind="build", build_service="api-build", build_id="b-1", commit="abc123")
-
-
-def kill_processes_under(folder: Path) -> None:
-    """SIGKILL the process group of every process whose working directory lies under ``folder``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
-            with contextlib.suppress(OSError):
-                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
 
 
 @pytest.fixture

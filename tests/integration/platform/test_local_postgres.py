@@ -23,8 +23,8 @@ from tests.postgres_cluster import free_port
 
 from releaseflow.platform.driver import DriverError, Resource
 from releaseflow.platform.local.postgres import AddonState, PostgresAddons
-from releaseflow.platform.local.postgres_backups import BackupStatus, Records
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
+from releaseflow.platform.local.postgres_records import BackupStatus, Records
 
 PROJECT = "shop"
 # Nothing in these clusters has to survive a crash: spare the disk.
@@ -378,7 +378,7 @@ async def test_backup__left_running_by_a_dead_process_reads_as_failed(
     gone = await asyncio.create_subprocess_exec("true")
     await gone.wait()
     records = Records(root)
-    records.save_backup(replace(done, status=BackupStatus.RUNNING, ended_at=None, owner_pid=gone.pid))
+    records.backups.save(replace(done, status=BackupStatus.RUNNING, ended_at=None, owner_pid=gone.pid))
 
     record = await PostgresAddons(root).get_backup(done.id)
 

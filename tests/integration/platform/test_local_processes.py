@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.integration.platform.local_support import eventually, kill_processes_under
 
 from releaseflow.platform.driver import DriverError
 from releaseflow.platform.local.processes import (
@@ -25,20 +25,6 @@ from releaseflow.platform.local.processes import (
     stop_process,
     tail,
 )
-
-
-def kill_processes_under(folder: Path) -> None:
-    """SIGKILL the process group of every process whose working directory lies under ``folder``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
-            with contextlib.suppress(OSError):
-                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
 
 
 @pytest.fixture
@@ -57,13 +43,6 @@ def child_pids() -> set[int]:
             if int(entry.read_text().rsplit(")", 1)[1].split()[1]) == me:
                 found.add(int(entry.parent.name))
     return found
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def start(work: Path, command: str, **env: str) -> ProcessHandle:

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.postgres_cluster import free_port
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
 from releaseflow.platform.local.processes import is_alive
-from releaseflow.platform.local.services import (
-    Deployment,
-    DeploymentStatus,
-    ServiceManager,
-    ServiceState,
-)
+from releaseflow.platform.local.service_records import Deployment, DeploymentStatus, ServiceState
+from releaseflow.platform.local.services import ServiceManager
 
 FAST = {"intervalSeconds": 0.05, "timeoutSeconds": 10}
 
@@ -50,39 +46,6 @@ server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 print("serving", VERSION, flush=True)
 server.serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def kill_processes_under(folder: Path) -> None:
-    """SIGKILL the process group of every process whose working directory lies under ``folder``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
-            with contextlib.suppress(OSError):
-                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if asyncio.iscoroutine(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 class World:

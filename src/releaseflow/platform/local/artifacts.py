@@ -26,7 +26,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from releaseflow.platform.local.processes import read_json, write_json_atomic
+from releaseflow.platform.driver import DriverError
+from releaseflow.platform.local.state_files import read_json, write_json
+
+
+class BuildError(DriverError):
+    """A build cannot start, or a lookup of one failed; the message says what to check."""
 
 
 class BuildStatus(StrEnum):
@@ -146,7 +151,7 @@ class ArtifactStore:
 
     def save(self, record: BuildRecord) -> None:
         path = self.manifest_path(record.id)
-        write_json_atomic(path, record.to_json())
+        write_json(path, record.to_json())
         if record.finished:
             # A finished manifest is part of the immutable result.
             path.chmod(0o444)

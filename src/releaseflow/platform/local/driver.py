@@ -1,9 +1,10 @@
 """The ``local`` driver: maps each driver operation to the manager that does it on this host.
 
-Builds go to ``builds.BuildManager``, services to ``services.ServiceManager``; jobs and PostgreSQL
-addons follow as their managers arrive. Every answer's ``data`` is documented in ``docs/drivers.md``
-(it becomes the node's ``response.data``, reachable as ``${refs.<ref>.<field>}``). Handles are small
-JSON objects, since the engine stores them with the waiting node and any worker may follow them.
+Builds go to ``builds.BuildManager``, services to ``services.ServiceManager``, jobs to
+``jobs.JobManager`` and PostgreSQL addons to ``postgres.PostgresAddons``; ``answers`` turns what they
+return into answers. Every answer's ``data`` is documented in ``docs/drivers.md`` (it becomes the node's
+``response.data``, reachable as ``${refs.<ref>.<field>}``). Handles are small JSON objects, since the
+engine stores them with the waiting node and any worker may follow them.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ from releaseflow.platform.driver import (
     Operation,
     Resource,
 )
+from releaseflow.platform.local.answers import (
+    backup_answer,
+    build_answer,
+    build_artifact,
+    deployment_answer,
+    job_answer,
+    restore_answer,
+)
 from releaseflow.platform.local.artifacts import BuildRecord, BuildStatus
 from releaseflow.platform.local.builds import BuildManager
-from releaseflow.platform.local.jobs import JobManager, JobRun, JobRunStatus
+from releaseflow.platform.local.jobs import JobManager
 from releaseflow.platform.local.postgres import PostgresAddons
-from releaseflow.platform.local.postgres_backups import Backup, BackupStatus, Restore
-from releaseflow.platform.local.services import Deployment, DeploymentStatus, ServiceManager, ServiceState
+from releaseflow.platform.local.service_records import ServiceState
+from releaseflow.platform.local.services import ServiceManager
 from releaseflow.platform.local.specs import BuildServiceSpec, JobSpec, ServiceSpec
 
 NAME = "local"
@@ -109,16 +118,16 @@ class LocalDriver:
         state = handle if isinstance(handle, Mapping) else {}
         if "buildId" in state:
             build = await self.builds.get_build(str(state["buildId"]))
-            return _build_answer(build, reused=bool(state.get("reused", False)))
+            return build_answer(build, reused=bool(state.get("reused", False)))
         if "jobRunId" in state:
-            return _job_answer(await self.jobs.get(str(state["jobRunId"])))
+            return job_answer(await self.jobs.get(str(state["jobRunId"])))
         if "backupId" in state:
-            return _backup_answer(await self.addons.get_backup(str(state["backupId"])))
+            return backup_answer(await self.addons.get_backup(str(state["backupId"])))
         if "restoreId" in state:
-            return _restore_answer(await self.addons.get_restore(str(state["restoreId"])))
+            return restore_answer(await self.addons.get_restore(str(state["restoreId"])))
         if "deploymentId" in state:
             deployment = self.services.deployment(str(state["deploymentId"]))
-            return _deployment_answer(deployment, str(state.get("target", request.resource.id)))
+            return deployment_answer(deployment, str(state.get("target", request.resource.id)))
         # Checks have no handle worth keeping: looking again is following.
         return await self.perform(request)
 
@@ -146,13 +155,13 @@ class LocalDriver:
             reuse=params.get("reuseExistingBuilds") is not False,
             build_arguments=_build_arguments(resource, params),
         )
-        return _build_answer(started.build, reused=started.reused)
+        return build_answer(started.build, reused=started.reused)
 
     async def _build_succeeded(self, request: DriverRequest) -> DriverAnswer:
         build_id = _text(request.params.get("buildId"))
         if build_id is None:
             raise DriverError("a Build condition needs data.buildId (the id of a build)", retryable=False)
-        return _build_answer(await self.builds.get_build(build_id), reused=False)
+        return build_answer(await self.builds.get_build(build_id), reused=False)
 
     async def resolve_build(
         self, origin: Mapping[str, Any], resources: Mapping[str, Resource], *, commit: str | None = None
@@ -196,7 +205,7 @@ class LocalDriver:
             raise DriverError(
                 f"build '{build.id}' failed, it cannot be deployed: {build.error}", retryable=False
             )
-        return _artifact(build), await self._artifact_folder(build)
+        return build_artifact(build), await self._artifact_folder(build)
 
     async def _latest(self, service: Resource | None, branch: str | None) -> BuildRecord:
         if service is None:
@@ -239,7 +248,7 @@ class LocalDriver:
         if artifact.kind != "build" or artifact.build_id is None:
             raise _image_refused(target)
         build = await self.builds.get_build(artifact.build_id)
-        return _artifact(build), await self._artifact_folder(build)
+        return build_artifact(build), await self._artifact_folder(build)
 
     async def _artifact_folder(self, build: BuildRecord) -> Path:
         folder = self.builds.artifact_path(build)
@@ -276,7 +285,7 @@ class LocalDriver:
         ServiceSpec.parse(target)
         target = await self._with_addon_env(request)
         deployment = await self.services.deploy(target, artifact, folder, request.idempotency_key)
-        return _deployment_answer(deployment, target.id)
+        return deployment_answer(deployment, target.id)
 
     @staticmethod
     def _check_target(target: Resource) -> None:
@@ -292,7 +301,7 @@ class LocalDriver:
         ServiceSpec.parse(request.resource)
         service = await self._with_addon_env(request)
         deployment = await self.services.restart(service, request.idempotency_key)
-        return _deployment_answer(deployment, request.resource.id)
+        return deployment_answer(deployment, request.resource.id)
 
     async def _service_running(self, request: DriverRequest) -> DriverAnswer:
         status = await self.services.status(request.resource.id)
@@ -358,7 +367,7 @@ class LocalDriver:
         run = await self.jobs.run(
             job, folder, artifact, env, request.idempotency_key, command=_custom_command(deployment)
         )
-        return _job_answer(run)
+        return job_answer(run)
 
     async def _execute_in_job(self, request: DriverRequest) -> DriverAnswer:
         command = _text(request.params.get("command"))
@@ -371,13 +380,13 @@ class LocalDriver:
         artifact, folder = await self._current(request.resource, request.artifact)
         job = await self._with_addon_env(request)
         run = await self.jobs.run(job, folder, artifact, {}, request.idempotency_key, command=command)
-        return _job_answer(run)
+        return job_answer(run)
 
     async def _job_run_succeeded(self, request: DriverRequest) -> DriverAnswer:
         run_id = _text(request.params.get("runId"))
         if run_id is None:
             raise DriverError("a JobRun condition needs data.runId (the id of a job run)", retryable=False)
-        return _job_answer(await self.jobs.get(run_id))
+        return job_answer(await self.jobs.get(run_id))
 
     # Addons ----------------------------------------------------------------------------------------
 
@@ -433,13 +442,13 @@ class LocalDriver:
             run_id=request.run_id,
             key=request.idempotency_key,
         )
-        return _backup_answer(backup)
+        return backup_answer(backup)
 
     async def _backup_succeeded(self, request: DriverRequest) -> DriverAnswer:
         backup_id = _text(request.params.get("backupId"))
         if backup_id is None:
             raise DriverError("an AddonBackup condition needs data.backupId", retryable=False)
-        return _backup_answer(await self.addons.get_backup(backup_id))
+        return backup_answer(await self.addons.get_backup(backup_id))
 
     async def _restore_backup(self, request: DriverRequest) -> DriverAnswer:
         backup_id = _text(request.params.get("backupId"))
@@ -448,81 +457,7 @@ class LocalDriver:
         restore = await self.addons.restore(
             request.resource, request.project_id, backup_id, request.idempotency_key, run_id=request.run_id
         )
-        return _restore_answer(restore)
-
-
-# Answers ----------------------------------------------------------------------------------------------
-
-
-def _build_answer(build: BuildRecord, *, reused: bool) -> DriverAnswer:
-    data = {
-        "id": build.id,
-        "sha": build.commit,
-        "branch": build.branch,
-        "buildService": build.build_service,
-        "status": build.status.value,
-        "reused": reused,
-        "logPath": build.log_path,
-    }
-    if build.status is BuildStatus.SUCCESS:
-        return DriverAnswer(AnswerState.DONE, data=data)
-    if build.status is BuildStatus.FAILED:
-        return DriverAnswer(AnswerState.FAILED, data=data, message=build.error or "the build failed")
-    return DriverAnswer(AnswerState.IN_PROGRESS, data=data, handle={"buildId": build.id, "reused": reused})
-
-
-def _deployment_answer(deployment: Deployment, target: str) -> DriverAnswer:
-    data = {"artifact": deployment.artifact.to_data(), "deploymentId": deployment.id, "target": target}
-    if deployment.status is DeploymentStatus.RUNNING:
-        return DriverAnswer(AnswerState.DONE, data=data)
-    if deployment.status is DeploymentStatus.FAILED:
-        return DriverAnswer(AnswerState.FAILED, data=data, message=deployment.error)
-    return DriverAnswer(
-        AnswerState.IN_PROGRESS, data=data, handle={"deploymentId": deployment.id, "target": target}
-    )
-
-
-def _job_answer(run: JobRun) -> DriverAnswer:
-    data = {
-        "id": run.id,
-        "jobId": run.job_id,
-        "exitCode": run.exit_code,
-        "status": run.status.value,
-        "logPath": str(run.log_path),
-    }
-    if run.status is JobRunStatus.SUCCEEDED:
-        return DriverAnswer(AnswerState.DONE, data=data)
-    if run.status is JobRunStatus.FAILED:
-        return DriverAnswer(AnswerState.FAILED, data=data, message=run.error or "the job run failed")
-    return DriverAnswer(AnswerState.IN_PROGRESS, data=data, handle={"jobRunId": run.id})
-
-
-def _backup_answer(backup: Backup) -> DriverAnswer:
-    data = {**backup.to_data(), "id": backup.id, "size": backup.size_bytes}
-    return _record_answer(backup.status, data, backup.error, {"backupId": backup.id})
-
-
-def _restore_answer(restore: Restore) -> DriverAnswer:
-    data = {**restore.to_data(), "id": restore.id}
-    return _record_answer(restore.status, data, restore.error, {"restoreId": restore.id})
-
-
-def _record_answer(status: BackupStatus, data: dict[str, Any], error: str, handle: Any) -> DriverAnswer:
-    if status is BackupStatus.SUCCEEDED:
-        return DriverAnswer(AnswerState.DONE, data=data)
-    if status is BackupStatus.FAILED:
-        return DriverAnswer(AnswerState.FAILED, data=data, message=error or "it failed")
-    return DriverAnswer(AnswerState.IN_PROGRESS, data=data, handle=handle)
-
-
-def _artifact(build: BuildRecord) -> Artifact:
-    return Artifact(
-        kind="build",
-        build_service=build.build_service,
-        build_id=build.id,
-        commit=build.commit,
-        branch=build.branch,
-    )
+        return restore_answer(restore)
 
 
 def _image_refused(target: Resource) -> DriverError:

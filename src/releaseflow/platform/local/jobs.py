@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import os
 import re
-import shlex
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,11 +32,11 @@ from releaseflow.platform.local.processes import (
     child_environment,
     now_utc,
     read_exit_code,
-    read_json,
     spawn,
     tail,
-    write_json_atomic,
 )
+from releaseflow.platform.local.specs import JobSpec
+from releaseflow.platform.local.state_files import optional_time, read_json, write_json
 
 # A run recorded without a pid is still being started by some releaseflow process; past this age the
 # process that was starting it must have died before it could record the pid.
@@ -71,23 +70,6 @@ class JobRun:
         return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
 
 
-def job_command(job: Resource) -> str:
-    """The job's ``spec.command``: a shell string, or a list of arguments (quoted for ``sh -c``)."""
-    command = job.spec.get("command")
-    if isinstance(command, list | tuple) and command and all(isinstance(arg, str) for arg in command):
-        return shlex.join(command)
-    if not isinstance(command, str) or not command.strip():
-        raise DriverError(f"job '{job.id}': spec.command is required (a shell command)", retryable=False)
-    return command
-
-
-def _job_env(job: Resource) -> dict[str, str]:
-    env = job.spec.get("env") or {}
-    if not isinstance(env, Mapping):
-        raise DriverError(f"job '{job.id}': spec.env must be a mapping", retryable=False)
-    return {str(name): str(value) for name, value in env.items()}
-
-
 class JobManager:
     """Starts job runs under ``root`` and reports on them, across releaseflow restarts."""
 
@@ -110,8 +92,9 @@ class JobManager:
         command: str | None = None,
     ) -> JobRun:
         """Start the job (or ``command`` in its folder and environment); returns once it is started."""
-        text = command if command is not None else job_command(job)
-        env = child_environment(_job_env(job), env_overrides)
+        spec = JobSpec.parse(job)
+        text = command if command is not None else spec.command
+        env = child_environment(spec.env, env_overrides)
         seed = key or uuid.uuid4().hex
         run_id = "run-" + hashlib.sha256(f"{job.id}\0{seed}".encode()).hexdigest()[:12]
         folder = self._dir(run_id)
@@ -133,7 +116,7 @@ class JobManager:
                 "process": None,
             }
             # Recorded before the process exists: a crash in between must not let a retry run it twice.
-            write_json_atomic(folder / "run.json", record)
+            write_json(folder / "run.json", record)
             try:
                 handle = await spawn(
                     text,
@@ -146,10 +129,10 @@ class JobManager:
                 record.update(
                     status=JobRunStatus.FAILED.value, endedAt=now_utc().isoformat(), error=str(error)
                 )
-                write_json_atomic(folder / "run.json", record)
+                write_json(folder / "run.json", record)
                 return _run_from(record, folder)
             record["process"] = handle.to_data()
-            write_json_atomic(folder / "run.json", record)
+            write_json(folder / "run.json", record)
         return _run_from(record, folder)
 
     async def get(self, run_id: str) -> JobRun:
@@ -159,7 +142,7 @@ class JobManager:
         if record is None:
             raise DriverError(f"job run '{run_id}' does not exist on this host", retryable=False)
         if record["status"] == JobRunStatus.RUNNING.value and _conclude(record, folder):
-            write_json_atomic(folder / "run.json", record)
+            write_json(folder / "run.json", record)
         return _run_from(record, folder)
 
     def logs(self, run_id: str, lines: int = 100) -> list[str]:
@@ -220,7 +203,7 @@ def _run_from(record: Mapping[str, Any], folder: Path) -> JobRun:
         exit_code=record.get("exitCode"),
         log_path=folder / "output.log",
         started_at=datetime.fromisoformat(str(record["startedAt"])),
-        ended_at=datetime.fromisoformat(str(ended)) if ended else None,
+        ended_at=optional_time(ended),
         error=str(record.get("error") or ""),
         pid=int(process["pid"]) if process else None,
     )

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -43,104 +43,26 @@ from typing import Any
 
 from releaseflow.platform.driver import DriverError, Resource
 from releaseflow.platform.local import postgres_backups as backups
-from releaseflow.platform.local.postgres_backups import (
-    BACKUP_TYPES,
-    COMPRESSIONS,
-    Backup,
-    BackupStatus,
-    Records,
-    Restore,
-)
-from releaseflow.platform.local.postgres_cluster import (
-    ClusterState,
-    ConnectionTarget,
-    ManagedCluster,
-    find_client_tool,
-    probe,
-    process_token,
-    utcnow,
-)
+from releaseflow.platform.local.postgres_backups import BACKUP_TYPES, COMPRESSIONS
+from releaseflow.platform.local.postgres_cluster import ClusterState, ManagedCluster, utcnow
+from releaseflow.platform.local.postgres_connection import ConnectionTarget, probe
+from releaseflow.platform.local.postgres_records import Backup, BackupStatus, Records, Restore, key_digest
+from releaseflow.platform.local.postgres_runs import RecordRuns
+from releaseflow.platform.local.postgres_tools import find_client_tool
+from releaseflow.platform.local.specs import PostgresAddonSpec
 
 log = logging.getLogger(__name__)
 
-ADDON_TYPE = "postgresql"
-SPEC_KEYS = ("type", "version", "database", "user", "externalUrl")
 _PATH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_SQL_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
-_RESERVED_DATABASES = ("postgres", "template0", "template1")
-INTERRUPTED_BY_STOP = "interrupted: releaseflow stopped while the {what} ran; start a new one"
 
 
-# -- spec ----------------------------------------------------------------------------------------------
-
-
-def _spec_error(addon: Resource, key: str, problem: str) -> DriverError:
-    where = f"spec.{key}" if key else "spec"
-    return DriverError(f"addon '{addon.id}' (local driver): {where} {problem}", retryable=False)
-
-
-@dataclass(frozen=True)
-class PostgresAddonSpec:
-    database: str  # managed: the database releaseflow creates; external: the one in the URL
-    user: str
-    version: str | None = None
-    external_url: str | None = field(default=None, repr=False)  # holds a password
-
-    @property
-    def managed(self) -> bool:
-        return self.external_url is None
-
-    @classmethod
-    def parse(cls, addon: Resource) -> PostgresAddonSpec:
-        spec: Mapping[str, Any] = addon.spec or {}
-        if addon.kind != "addon":
-            raise _spec_error(addon, "", f"belongs to a {addon.kind}, not an addon")
-        unknown = sorted(set(spec) - set(SPEC_KEYS))
-        if unknown:
-            raise _spec_error(addon, unknown[0], f"is not a known key (known: {', '.join(SPEC_KEYS)})")
-        kind = spec.get("type")
-        if kind is None:
-            raise _spec_error(addon, "type", f"is required; set it to '{ADDON_TYPE}'")
-        if kind != ADDON_TYPE:
-            raise _spec_error(
-                addon,
-                "type",
-                f"is {kind!r}, which the local driver cannot run; the only type is '{ADDON_TYPE}'",
-            )
-        version = spec.get("version")
-        if version is not None and (isinstance(version, bool) or not str(version).isdigit()):
-            raise _spec_error(addon, "version", f'must be a major version such as "15", not {version!r}')
-        url = spec.get("externalUrl")
-        if url is not None:
-            if not isinstance(url, str):
-                raise _spec_error(addon, "externalUrl", "must be a string (a libpq URL)")
-            for key in ("database", "user"):
-                if key in spec:
-                    raise _spec_error(addon, key, "cannot be set with externalUrl, whose URL names it")
-            try:
-                target = ConnectionTarget.from_url(url)
-            except ValueError as error:
-                raise _spec_error(addon, "externalUrl", str(error)) from None
-            return cls(target.dbname, target.user, str(version) if version else None, url)
-        database = spec.get("database", addon.id.replace("-", "_").replace(".", "_"))
-        user = spec.get("user", database)
-        for key, value in (("database", database), ("user", user)):
-            if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
-                raise _spec_error(addon, key, f"must be 1-63 letters, digits or _, not {value!r}")
-        if database in _RESERVED_DATABASES:
-            raise _spec_error(addon, "database", f"cannot be {database!r}, which PostgreSQL reserves")
-        if user == "postgres":
-            raise _spec_error(addon, "user", "cannot be 'postgres', the cluster's superuser")
-        return cls(database, user, str(version) if version else None)
+# -- status --------------------------------------------------------------------------------------------
 
 
 def env_prefix(addon_id: str) -> str:
     """``main-db`` -> ``MAIN_DB``: the prefix of the variables that carry an addon's connection."""
     prefix = re.sub(r"[^A-Za-z0-9]+", "_", addon_id).strip("_").upper()
     return prefix if prefix and not prefix[0].isdigit() else f"ADDON_{prefix}"
-
-
-# -- status --------------------------------------------------------------------------------------------
 
 
 class AddonState(StrEnum):
@@ -213,11 +135,10 @@ class PostgresAddons:
         self.root = root
         self._bin_dir = bin_dir
         self._server_settings = dict(server_settings or {})
-        self._records = Records(root)
+        records = Records(root)
+        self._backups = RecordRuns(records.backups, "backup")
+        self._restores = RecordRuns(records.restores, "restore")
         self._locks: dict[Path, asyncio.Lock] = {}
-        self._record_lock = asyncio.Lock()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._identity = (os.getpid(), process_token(os.getpid()))
         self._tool_versions: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -228,10 +149,8 @@ class PostgresAddons:
         A running postmaster is simply adopted. One that is gone although nobody stopped it (the host
         restarted) is started again, so that addons keep running across reboots like services do.
         """
-        for record in await asyncio.to_thread(self._records.backups):
-            await self._settle_backup(record)
-        for restore_record in await asyncio.to_thread(self._records.restores):
-            await self._settle_restore(restore_record)
+        await self._backups.settle_all()
+        await self._restores.settle_all()
         for state_file in sorted(self.root.glob("*/*/addon.json")):
             cluster = self._cluster(state_file.parent)
             try:
@@ -254,22 +173,7 @@ class PostgresAddons:
 
     async def stop(self) -> None:
         """Leave clusters running; cancel the backups and restores of this process (recorded failed)."""
-        tasks = dict(self._tasks)
-        for task in tasks.values():
-            task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
-        # A task cancelled before its first step never ran its own handler: record those here.
-        for record_id in tasks:
-            if record_id.startswith("bak-"):
-                backup = self._records.load_backup(record_id)
-                if backup is not None and not backup.finished:
-                    self._records.save_backup(self._failed(backup, INTERRUPTED_BY_STOP.format(what="backup")))
-            else:
-                restore = self._records.load_restore(record_id)
-                if restore is not None and not restore.finished:
-                    self._records.save_restore(
-                        self._failed(restore, INTERRUPTED_BY_STOP.format(what="restore"))
-                    )
+        await asyncio.gather(self._backups.stop(), self._restores.stop())
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -440,22 +344,20 @@ class PostgresAddons:
                 f"compressionType must be one of {', '.join(COMPRESSIONS)}, not {compression!r}",
                 retryable=False,
             )
-        digest = backups.key_digest("backup", key)
+        digest = key_digest("backup", key)
         backup_id = f"bak-{digest[:12]}"
-        async with self._record_lock:
-            existing = await asyncio.to_thread(self._records.load_backup, backup_id)
+        async with self._backups.lock:
+            existing = await self._backups.earlier(
+                backup_id,
+                lambda found: (
+                    (found.addon_id, found.project_id, found.key_digest) == (addon.id, project_id, digest)
+                ),
+                lambda found: (
+                    f"backup {backup_id} of addon '{found.addon_id}' in project '{found.project_id}'"
+                ),
+            )
             if existing is not None:
-                if (existing.addon_id, existing.project_id, existing.key_digest) != (
-                    addon.id,
-                    project_id,
-                    digest,
-                ):
-                    raise DriverError(
-                        f"idempotency key already made backup {backup_id} of addon '{existing.addon_id}' "
-                        f"in project '{existing.project_id}'; use a new key",
-                        retryable=False,
-                    )
-                return await self._settle_backup(existing)
+                return existing
             pg_dump = find_client_tool("pg_dump", self._client_bin_dir(addon, project_id))
             layout = backups.choose_layout(
                 backup_type, compression, await self._tool_major(pg_dump), jobs=min(4, os.cpu_count() or 1)
@@ -463,55 +365,35 @@ class PostgresAddons:
             if backups.needs_zstd(layout.name):
                 backups.require_program("zstd", "for zstd compression")
             directory = self._addon_dir(addon, project_id) / "backups"
+            fields = self._backups.fresh(
+                backup_id, project_id=project_id, addon_id=addon.id, database=spec.database, run_id=run_id
+            )
             record = Backup(
-                id=backup_id,
-                project_id=project_id,
-                addon_id=addon.id,
-                database=spec.database,
+                **fields,
+                key_digest=digest,
                 backup_type=backup_type,
                 compression=compression,
                 layout=layout.name,
                 path=str(directory / f"{backup_id}{layout.suffix}"),
-                status=BackupStatus.RUNNING,
-                run_id=run_id,
-                key_digest=digest,
-                started_at=utcnow(),
-                owner_pid=self._identity[0],
-                owner_token=self._identity[1],
             )
-            if not await asyncio.to_thread(self._records.create_backup, record):
-                # Another process sharing this root took the same key a moment ago.
-                return await self.get_backup(backup_id)
-            self._spawn(backup_id, self._run_backup(record, spec, addon, pg_dump, layout))
-            return record
+            work = functools.partial(self._backed_up, record, spec, addon, pg_dump, layout)
+            return await self._backups.launch(record, work)
 
     async def get_backup(self, backup_id: str) -> Backup:
-        record = await asyncio.to_thread(self._records.load_backup, backup_id)
-        if record is None:
-            raise DriverError(
-                f"backup '{backup_id}' does not exist on this host (local driver)", retryable=False
-            )
-        return await self._settle_backup(record)
+        return await self._backups.get(backup_id)
 
     async def list_backups(self, addon: Resource, project_id: str | None = None) -> list[Backup]:
         """The backups of ``addon`` (of any project when ``project_id`` is None), oldest first."""
         found = [
-            await self._settle_backup(record)
-            for record in await asyncio.to_thread(self._records.backups)
+            await self._backups.settle(record)
+            for record in await asyncio.to_thread(self._backups.folder.all)
             if record.addon_id == addon.id and project_id in (None, record.project_id)
         ]
         return sorted(found, key=lambda record: record.started_at)
 
     async def wait_backup(self, backup_id: str, timeout: float) -> Backup:
         """The backup once finished (for callers that must block: tests, the CLI)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            record = await self.get_backup(backup_id)
-            if record.finished:
-                return record
-            if time.monotonic() >= deadline:
-                raise DriverError(f"backup '{backup_id}' still running after {timeout:g} s")
-            await self._wait_task(backup_id, deadline)
+        return await self._backups.wait(backup_id, timeout)
 
     # -- restores --------------------------------------------------------------------------------------
 
@@ -520,22 +402,20 @@ class PostgresAddons:
     ) -> Restore:
         """Start restoring ``backup_id`` into the addon's database; answers at once (``running``)."""
         spec = PostgresAddonSpec.parse(addon)
-        digest = backups.key_digest("restore", key)
+        digest = key_digest("restore", key)
         restore_id = f"rst-{digest[:12]}"
-        async with self._record_lock:
-            existing = await asyncio.to_thread(self._records.load_restore, restore_id)
+        async with self._restores.lock:
+            existing = await self._restores.earlier(
+                restore_id,
+                lambda found: (
+                    (found.addon_id, found.backup_id, found.key_digest) == (addon.id, backup_id, digest)
+                ),
+                lambda found: (
+                    f"restore {restore_id} of backup {found.backup_id} into addon '{found.addon_id}'"
+                ),
+            )
             if existing is not None:
-                if (existing.addon_id, existing.backup_id, existing.key_digest) != (
-                    addon.id,
-                    backup_id,
-                    digest,
-                ):
-                    raise DriverError(
-                        f"idempotency key already made restore {restore_id} of backup {existing.backup_id} "
-                        f"into addon '{existing.addon_id}'; use a new key",
-                        retryable=False,
-                    )
-                return await self._settle_restore(existing)
+                return existing
             source = await self.get_backup(backup_id)
             if (source.addon_id, source.project_id) != (addon.id, project_id):
                 raise DriverError(
@@ -553,97 +433,37 @@ class PostgresAddons:
             pg_restore = find_client_tool("pg_restore", self._client_bin_dir(addon, project_id))
             if backups.needs_zstd(source.layout):
                 backups.require_program("zstd", "to read a zstd backup")
-            record = Restore(
-                id=restore_id,
-                project_id=project_id,
-                addon_id=addon.id,
-                backup_id=backup_id,
-                database=spec.database,
-                status=BackupStatus.RUNNING,
-                run_id=run_id,
-                key_digest=digest,
-                started_at=utcnow(),
-                owner_pid=self._identity[0],
-                owner_token=self._identity[1],
+            fields = self._restores.fresh(
+                restore_id, project_id=project_id, addon_id=addon.id, database=spec.database, run_id=run_id
             )
-            if not await asyncio.to_thread(self._records.create_restore, record):
-                return await self.get_restore(restore_id)
-            self._spawn(restore_id, self._run_restore(record, source, spec, addon, pg_restore))
-            return record
+            record = Restore(**fields, key_digest=digest, backup_id=backup_id)
+            work = functools.partial(self._restored, record, source, spec, addon, pg_restore)
+            return await self._restores.launch(record, work)
 
     async def get_restore(self, restore_id: str) -> Restore:
-        record = await asyncio.to_thread(self._records.load_restore, restore_id)
-        if record is None:
-            raise DriverError(
-                f"restore '{restore_id}' does not exist on this host (local driver)", retryable=False
-            )
-        return await self._settle_restore(record)
+        return await self._restores.get(restore_id)
 
     async def wait_restore(self, restore_id: str, timeout: float) -> Restore:
-        deadline = time.monotonic() + timeout
-        while True:
-            record = await self.get_restore(restore_id)
-            if record.finished:
-                return record
-            if time.monotonic() >= deadline:
-                raise DriverError(f"restore '{restore_id}' still running after {timeout:g} s")
-            await self._wait_task(restore_id, deadline)
+        return await self._restores.wait(restore_id, timeout)
 
     # -- background work -------------------------------------------------------------------------------
 
-    def _spawn(self, record_id: str, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work, name=f"postgres-addon {record_id}")
-        self._tasks[record_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(record_id, None))
-
-    async def _wait_task(self, record_id: str, deadline: float) -> None:
-        task = self._tasks.get(record_id)
-        if task is None:
-            await asyncio.sleep(0.1)  # run by another process: its record is all there is to watch
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
-
-    async def _run_backup(
+    async def _backed_up(
         self, record: Backup, spec: PostgresAddonSpec, addon: Resource, pg_dump: str, layout: backups.Layout
-    ) -> None:
-        final: Backup
-        try:
-            target, _ = await self._admin_target(spec, addon, record.project_id)
-            output = Path(record.path)
-            await asyncio.to_thread(output.parent.mkdir, parents=True, exist_ok=True)
-            await backups.dump(pg_dump, target, layout, output)
-            size = await asyncio.to_thread(backups.path_size, output)
-            final = replace(record, status=BackupStatus.SUCCEEDED, size_bytes=size, ended_at=utcnow())
-        except asyncio.CancelledError:
-            final = self._failed(record, INTERRUPTED_BY_STOP.format(what="backup"))
-            self._records.save_backup(final)
-            raise
-        except DriverError as error:
-            final = self._failed(record, str(error))
-        except Exception as error:
-            log.exception("backup %s failed unexpectedly", record.id)
-            final = self._failed(record, f"unexpected error: {error!r}")
-        await asyncio.to_thread(self._records.save_backup, final)
+    ) -> Backup:
+        target, _ = await self._admin_target(spec, addon, record.project_id)
+        output = Path(record.path)
+        await asyncio.to_thread(output.parent.mkdir, parents=True, exist_ok=True)
+        await backups.dump(pg_dump, target, layout, output)
+        size = await asyncio.to_thread(backups.path_size, output)
+        return replace(record, status=BackupStatus.SUCCEEDED, size_bytes=size, ended_at=utcnow())
 
-    async def _run_restore(
+    async def _restored(
         self, record: Restore, source: Backup, spec: PostgresAddonSpec, addon: Resource, pg_restore: str
-    ) -> None:
-        final: Restore
-        try:
-            target, managed = await self._admin_target(spec, addon, record.project_id)
-            await backups.restore(pg_restore, target, source.layout, Path(source.path), keep_owners=managed)
-            final = replace(record, status=BackupStatus.SUCCEEDED, ended_at=utcnow())
-        except asyncio.CancelledError:
-            final = self._failed(record, INTERRUPTED_BY_STOP.format(what="restore"))
-            self._records.save_restore(final)
-            raise
-        except DriverError as error:
-            final = self._failed(record, str(error))
-        except Exception as error:
-            log.exception("restore %s failed unexpectedly", record.id)
-            final = self._failed(record, f"unexpected error: {error!r}")
-        await asyncio.to_thread(self._records.save_restore, final)
+    ) -> Restore:
+        target, managed = await self._admin_target(spec, addon, record.project_id)
+        await backups.restore(pg_restore, target, source.layout, Path(source.path), keep_owners=managed)
+        return replace(record, status=BackupStatus.SUCCEEDED, ended_at=utcnow())
 
     async def _admin_target(
         self, spec: PostgresAddonSpec, addon: Resource, project_id: str
@@ -670,30 +490,6 @@ class PostgresAddons:
         if not checked.ok:
             raise DriverError(checked.error)
         return target, managed
-
-    @staticmethod
-    def _failed(record: Any, error: str) -> Any:
-        return replace(record, status=BackupStatus.FAILED, error=error, ended_at=utcnow())
-
-    async def _settle_backup(self, record: Backup) -> Backup:
-        if record.finished or record.id in self._tasks:
-            return record
-        if not backups.orphaned(record.owner_pid, record.owner_token):
-            return record
-        settled = backups.mark_interrupted(record, utcnow())
-        assert isinstance(settled, Backup)
-        await asyncio.to_thread(self._records.save_backup, settled)
-        return settled
-
-    async def _settle_restore(self, record: Restore) -> Restore:
-        if record.finished or record.id in self._tasks:
-            return record
-        if not backups.orphaned(record.owner_pid, record.owner_token):
-            return record
-        settled = backups.mark_interrupted(record, utcnow())
-        assert isinstance(settled, Restore)
-        await asyncio.to_thread(self._records.save_restore, settled)
-        return settled
 
     # -- helpers ---------------------------------------------------------------------------------------
 

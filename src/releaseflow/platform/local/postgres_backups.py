@@ -1,4 +1,4 @@
-"""Backups and restores of PostgreSQL addons: the records, and the pg_dump/pg_restore commands.
+"""Backups and restores of PostgreSQL addons: the pg_dump/pg_restore commands and what they write.
 
 What each backup type and compression makes (pg_dump 15 has no zstd of its own; 16 and later do, and
 then it is used directly):
@@ -18,290 +18,28 @@ the one made for size (parallel jobs, a file per table) and "dump" the single po
 restored by ``pg_restore --clean --if-exists --single-transaction --exit-on-error``: a restore that fails
 changes nothing, and objects made after the backup (which the archive does not name) are kept.
 
-Records are JSON files: ``<root>/_backups/<id>.json`` and ``<root>/_restores/<id>.json``; backup files
-live in ``<root>/<project>/<addon>/backups/``. An id is derived from the idempotency key, so the same key
-finds the same record from any process that shares the root.
+Backup files live in ``<root>/<project>/<addon>/backups/``; their records are in postgres_records.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
 import shutil
-from dataclasses import dataclass, replace
-from datetime import datetime
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from releaseflow.platform.driver import DriverError
-from releaseflow.platform.local.postgres_cluster import (
-    CommandResult,
-    ConnectionTarget,
-    command_env,
-    kill_process,
-    process_alive,
-    read_json,
-    run_command,
-    write_json,
-)
+from releaseflow.platform.local.postgres_connection import ConnectionTarget
+from releaseflow.platform.local.postgres_tools import CommandResult, command_env, kill_process, run_command
 
 BACKUP_TYPES = ("dump", "snapshot")
 COMPRESSIONS = ("gz", "zstd", "none")
 GZIP_LEVEL = 6  # pg_dump's own default for compressed formats: a good size/speed balance
 BACKUP_TIMEOUT = 12 * 3600.0  # seconds; the node's own timeout usually ends the wait much earlier
 RESTORE_LOCK_TIMEOUT = "120s"  # a restore waits this long for tables an application holds locked
-
-
-class BackupStatus(StrEnum):
-    """Status of a backup, and of a restore (the same three words)."""
-
-    RUNNING = "running"  # set when the request is accepted; the background task is working on it
-    SUCCEEDED = "succeeded"  # set by the task: the backup file is complete / the restore committed
-    FAILED = "failed"  # set by the task, or when read after the process running it went away; see error
-
-
-RestoreStatus = BackupStatus
-FINISHED = frozenset({BackupStatus.SUCCEEDED, BackupStatus.FAILED})
-
-
-def key_digest(kind: str, key: str) -> str:
-    return hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-@dataclass(frozen=True)
-class Backup:
-    id: str  # bak-<12 hex>, derived from the idempotency key
-    project_id: str
-    addon_id: str
-    database: str
-    backup_type: str  # dump | snapshot
-    compression: str  # gz | zstd | none
-    layout: str  # how the file is made: custom, custom+zstd, directory, directory+tar+zstd
-    path: str  # the file (or directory) once succeeded; while running it is written beside it
-    status: BackupStatus
-    run_id: str
-    key_digest: str
-    started_at: datetime
-    ended_at: datetime | None = None
-    size_bytes: int = 0
-    error: str = ""
-    owner_pid: int = 0  # the process running it, to notice when that process is gone
-    owner_token: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "projectId": self.project_id,
-            "addonId": self.addon_id,
-            "database": self.database,
-            "backupType": self.backup_type,
-            "compression": self.compression,
-            "layout": self.layout,
-            "path": self.path,
-            "status": self.status.value,
-            "runId": self.run_id,
-            "keyDigest": self.key_digest,
-            "startedAt": _iso(self.started_at),
-            "endedAt": _iso(self.ended_at),
-            "sizeBytes": self.size_bytes,
-            "error": self.error,
-            "ownerPid": self.owner_pid,
-            "ownerToken": self.owner_token,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Backup:
-        started = _time(data.get("startedAt"))
-        assert started is not None
-        return cls(
-            id=str(data["id"]),
-            project_id=str(data["projectId"]),
-            addon_id=str(data["addonId"]),
-            database=str(data.get("database", "")),
-            backup_type=str(data["backupType"]),
-            compression=str(data["compression"]),
-            layout=str(data["layout"]),
-            path=str(data["path"]),
-            status=BackupStatus(data["status"]),
-            run_id=str(data.get("runId", "")),
-            key_digest=str(data.get("keyDigest", "")),
-            started_at=started,
-            ended_at=_time(data.get("endedAt")),
-            size_bytes=int(data.get("sizeBytes", 0)),
-            error=str(data.get("error", "")),
-            owner_pid=int(data.get("ownerPid", 0)),
-            owner_token=data.get("ownerToken"),
-        )
-
-    def to_data(self) -> dict[str, Any]:
-        """The shape of a node's response data (``${refs.<ref>.backupId}`` and so on)."""
-        return {
-            "backupId": self.id,
-            "addonId": self.addon_id,
-            "projectId": self.project_id,
-            "database": self.database,
-            "backupType": self.backup_type,
-            "compressionType": self.compression,
-            "status": self.status.value,
-            "sizeBytes": self.size_bytes,
-            "path": self.path,
-            "runId": self.run_id,
-            "startedAt": _iso(self.started_at),
-            "endedAt": _iso(self.ended_at),
-            "error": self.error or None,
-        }
-
-
-@dataclass(frozen=True)
-class Restore:
-    id: str  # rst-<12 hex>, derived from the idempotency key
-    project_id: str
-    addon_id: str
-    backup_id: str
-    database: str
-    status: BackupStatus
-    run_id: str
-    key_digest: str
-    started_at: datetime
-    ended_at: datetime | None = None
-    error: str = ""
-    owner_pid: int = 0
-    owner_token: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "projectId": self.project_id,
-            "addonId": self.addon_id,
-            "backupId": self.backup_id,
-            "database": self.database,
-            "status": self.status.value,
-            "runId": self.run_id,
-            "keyDigest": self.key_digest,
-            "startedAt": _iso(self.started_at),
-            "endedAt": _iso(self.ended_at),
-            "error": self.error,
-            "ownerPid": self.owner_pid,
-            "ownerToken": self.owner_token,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Restore:
-        started = _time(data.get("startedAt"))
-        assert started is not None
-        return cls(
-            id=str(data["id"]),
-            project_id=str(data["projectId"]),
-            addon_id=str(data["addonId"]),
-            backup_id=str(data["backupId"]),
-            database=str(data.get("database", "")),
-            status=BackupStatus(data["status"]),
-            run_id=str(data.get("runId", "")),
-            key_digest=str(data.get("keyDigest", "")),
-            started_at=started,
-            ended_at=_time(data.get("endedAt")),
-            error=str(data.get("error", "")),
-            owner_pid=int(data.get("ownerPid", 0)),
-            owner_token=data.get("ownerToken"),
-        )
-
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "restoreId": self.id,
-            "backupId": self.backup_id,
-            "addonId": self.addon_id,
-            "projectId": self.project_id,
-            "database": self.database,
-            "status": self.status.value,
-            "startedAt": _iso(self.started_at),
-            "endedAt": _iso(self.ended_at),
-            "error": self.error or None,
-        }
-
-
-INTERRUPTED = (
-    "interrupted: the releaseflow process that ran it (pid {pid}) stopped before it finished; start a new one"
-)
-
-
-class Records:
-    """The backup and restore records under one root."""
-
-    def __init__(self, root: Path) -> None:
-        self.backups_dir = root / "_backups"
-        self.restores_dir = root / "_restores"
-
-    def create_backup(self, backup: Backup) -> bool:
-        """False when a backup with this id exists already (same idempotency key)."""
-        return write_json(self.backups_dir / f"{backup.id}.json", backup.to_json(), exclusive=True)
-
-    def save_backup(self, backup: Backup) -> None:
-        write_json(self.backups_dir / f"{backup.id}.json", backup.to_json())
-
-    def load_backup(self, backup_id: str) -> Backup | None:
-        if not re.fullmatch(r"bak-[0-9a-f]{12}", backup_id):
-            return None
-        data = read_json(self.backups_dir / f"{backup_id}.json")
-        return None if data is None else Backup.from_json(data)
-
-    def backups(self) -> list[Backup]:
-        found = []
-        for path in sorted(self.backups_dir.glob("bak-*.json")):
-            data = read_json(path)
-            if data is not None:
-                found.append(Backup.from_json(data))
-        return found
-
-    def create_restore(self, restore: Restore) -> bool:
-        return write_json(self.restores_dir / f"{restore.id}.json", restore.to_json(), exclusive=True)
-
-    def save_restore(self, restore: Restore) -> None:
-        write_json(self.restores_dir / f"{restore.id}.json", restore.to_json())
-
-    def load_restore(self, restore_id: str) -> Restore | None:
-        if not re.fullmatch(r"rst-[0-9a-f]{12}", restore_id):
-            return None
-        data = read_json(self.restores_dir / f"{restore_id}.json")
-        return None if data is None else Restore.from_json(data)
-
-    def restores(self) -> list[Restore]:
-        found = []
-        for path in sorted(self.restores_dir.glob("rst-*.json")):
-            data = read_json(path)
-            if data is not None:
-                found.append(Restore.from_json(data))
-        return found
-
-
-def orphaned(owner_pid: int, owner_token: str | None) -> bool:
-    """True when the process that ran a record is gone (so nobody will ever finish it)."""
-    return owner_pid <= 0 or not process_alive(owner_pid, owner_token)
-
-
-def mark_interrupted(record: Backup | Restore, now: datetime) -> Backup | Restore:
-    return replace(
-        record, status=BackupStatus.FAILED, ended_at=now, error=INTERRUPTED.format(pid=record.owner_pid)
-    )
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -399,6 +137,13 @@ def explain_tool_failure(what: str, result: CommandResult, target: ConnectionTar
     return f"{cause}{what}: {name} exited with {result.returncode}:\n{tail}"
 
 
+def _check(what: str, target: ConnectionTarget, path: Path, *results: CommandResult) -> None:
+    """Raise for the first of ``results`` that failed, with its cause explained."""
+    for result in results:
+        if result.returncode != 0:
+            raise DriverError(explain_tool_failure(what, result, target, path))
+
+
 async def run_pipeline(
     producer: list[str],
     consumer: list[str],
@@ -477,9 +222,7 @@ async def dump(
                 consumer_env=command_env(),
                 timeout=timeout,
             )
-            for result in (dumped, packed):
-                if result.returncode != 0:
-                    raise DriverError(explain_tool_failure(what, result, target, output))
+            _check(what, target, output, dumped, packed)
         elif layout.name == "directory+tar+zstd":
             zstd = require_program("zstd", "for zstd compression with pg_dump 15")
             tar = require_program("tar", "to pack a zstd snapshot")
@@ -489,8 +232,7 @@ async def dump(
                 result = await run_command(
                     [*base, *layout.dump_args, f"--file={staging}"], env=env, timeout=timeout
                 )
-                if result.returncode != 0:
-                    raise DriverError(explain_tool_failure(what, result, target, output))
+                _check(what, target, output, result)
                 result = await run_command(
                     [
                         tar,
@@ -504,16 +246,14 @@ async def dump(
                     ],
                     timeout=timeout,
                 )
-                if result.returncode != 0:
-                    raise DriverError(explain_tool_failure(what, result, target, output))
+                _check(what, target, output, result)
             finally:
                 await asyncio.to_thread(remove_path, staging)
         else:
             result = await run_command(
                 [*base, *layout.dump_args, f"--file={partial}"], env=env, timeout=timeout
             )
-            if result.returncode != 0:
-                raise DriverError(explain_tool_failure(what, result, target, output))
+            _check(what, target, output, result)
         os.replace(partial, output)
     finally:
         await asyncio.to_thread(remove_path, partial)
@@ -556,9 +296,7 @@ async def restore(
             consumer_env=env,
             timeout=timeout,
         )
-        for result in (restored, unpacked):
-            if result.returncode != 0:
-                raise DriverError(explain_tool_failure(what, result, target, source))
+        _check(what, target, source, restored, unpacked)
         return
     if layout_name == "directory+tar+zstd":
         zstd = require_program("zstd", "to read a zstd snapshot")
@@ -571,14 +309,11 @@ async def restore(
                 [tar, "--use-compress-program", f"{zstd} -q", "-xf", str(source), "-C", str(staging)],
                 timeout=timeout,
             )
-            if result.returncode != 0:
-                raise DriverError(explain_tool_failure(what, result, target, staging))
+            _check(what, target, staging, result)
             result = await run_command([*argv, "--format=directory", str(staging)], env=env, timeout=timeout)
-            if result.returncode != 0:
-                raise DriverError(explain_tool_failure(what, result, target, source))
+            _check(what, target, source, result)
         finally:
             await asyncio.to_thread(remove_path, staging)
         return
     result = await run_command([*argv, str(source)], env=env, timeout=timeout)
-    if result.returncode != 0:
-        raise DriverError(explain_tool_failure(what, result, target, source))
+    _check(what, target, source, result)

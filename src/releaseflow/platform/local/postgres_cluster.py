@@ -1,4 +1,4 @@
-"""The PostgreSQL clusters that the local driver runs itself, and the plumbing its addons share.
+"""The PostgreSQL clusters that the local driver runs itself.
 
 A managed addon is one cluster of the host's PostgreSQL binaries in ``<root>/<project>/<addon>/``::
 
@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
-import json
 import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import stat
-import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,345 +33,32 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.platform.local.postgres_connection import (
+    CONNECT_TIMEOUT,
+    ConnectionTarget,
+    Probe,
+    explain_connection_error,
+    probe,
+)
+from releaseflow.platform.local.postgres_tools import (
+    INSTALL_HINT,
+    CommandResult,
+    find_bin_dir,
+    free_port,
+    process_alive,
+    run_command,
+)
+from releaseflow.platform.local.state_files import file_lock, read_json, write_json
 
 SERVER_USER = "postgres"  # the Debian package creates it; PostgreSQL refuses to run as root
 SUPERUSER = "postgres"
-DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
-INSTALL_HINT = "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql-15`)"
-SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
-CONNECT_TIMEOUT = 5  # seconds; a check must answer quickly even when a host drops packets
 START_TIMEOUT = 60  # seconds pg_ctl waits for a start, stop or restart
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# -- JSON state files ------------------------------------------------------------------------------
-
-
-def write_json(
-    path: Path, data: Mapping[str, Any], *, exclusive: bool = False, private: bool = False
-) -> bool:
-    """Write ``data`` to ``path`` atomically (a reader sees the old or the new file, never half of one).
-
-    ``exclusive``: only create, never replace; returns False when ``path`` exists already, which makes
-    the file itself a create-once marker shared by every process using the same root.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if exclusive:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                return False
-        else:
-            os.replace(temporary, path)
-        return True
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise DriverError(f"disk full: cannot write {path}; free space on that filesystem") from error
-        raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return None
-    if not isinstance(data, dict):
-        raise DriverError(f"{path} is not a JSON object; move it away to let releaseflow recreate it")
-    return data
-
-
-# -- processes ---------------------------------------------------------------------------------------
-
-
-def process_token(pid: int) -> str | None:
-    """The start time of ``pid`` (Linux): tells a process apart from a later one that reused its pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[19]
-
-
-def process_alive(pid: int, token: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists; it belongs to another user
-    current = process_token(pid)
-    return token is None or current is None or current == token
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def tail(self, lines: int = 15) -> str:
-        text = "\n".join(part for part in (self.stderr.strip(), self.stdout.strip()) if part)
-        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
-
-
-async def kill_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), timeout=5)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-
-
-def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    # LC_ALL=C: messages in English, so that errors can be recognised and explained.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    env["LC_ALL"] = "C"
-    env.update(extra or {})
-    return env
-
-
-async def run_command(
-    argv: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 120.0,
-    new_session: bool = False,
-) -> CommandResult:
-    """Run a command to completion; a missing program becomes a DriverError that names it."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=dict(env) if env is not None else command_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=new_session,
-        )
-    except FileNotFoundError as error:
-        raise DriverError(f"program not found: {argv[0]}; {INSTALL_HINT}", retryable=False) from error
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    except TimeoutError:
-        await kill_process(process)
-        raise DriverError(f"{Path(argv[0]).name} did not finish within {timeout:g} s") from None
-    finally:
-        await kill_process(process)  # cancelled: never leave the child behind
-    return CommandResult(
-        tuple(argv),
-        process.returncode if process.returncode is not None else -1,
-        stdout.decode(errors="replace"),
-        stderr.decode(errors="replace"),
-    )
-
-
-# -- binaries ----------------------------------------------------------------------------------------
-
-
-def find_bin_dir(explicit: Path | None = None) -> Path:
-    """The directory of the server binaries: ``explicit``, the Debian path of 15, ``pg_config``, PATH."""
-    looked: list[Path] = []
-
-    def usable(candidate: Path) -> bool:
-        looked.append(candidate)
-        return all((candidate / name).is_file() for name in SERVER_BINARIES)
-
-    if explicit is not None:
-        if usable(explicit):
-            return explicit
-    elif usable(DEFAULT_BIN_DIR):
-        return DEFAULT_BIN_DIR
-    else:
-        pg_config = shutil.which("pg_config")
-        if pg_config is not None:
-            # One quick synchronous call, made only when the usual directory is absent.
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                out = subprocess.run(
-                    [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
-                ).stdout.strip()
-                if out and usable(Path(out)):
-                    return Path(out)
-        initdb = shutil.which("initdb")
-        if initdb is not None and usable(Path(initdb).resolve().parent):
-            return Path(initdb).resolve().parent
-    raise DriverError(
-        f"PostgreSQL server binaries ({', '.join(SERVER_BINARIES)}) not found (looked in: "
-        f"{', '.join(map(str, looked)) or 'PATH'}); {INSTALL_HINT}",
-        retryable=False,
-    )
-
-
-def find_client_tool(name: str, bin_dir: Path | None) -> str:
-    """``pg_dump``/``pg_restore``: next to the server binaries when known, else on PATH."""
-    if bin_dir is not None and (bin_dir / name).is_file():
-        return str(bin_dir / name)
-    with contextlib.suppress(DriverError):
-        found = find_bin_dir() / name
-        if found.is_file():
-            return str(found)
-    on_path = shutil.which(name)
-    if on_path is None:
-        raise DriverError(
-            f"{name} not found (PostgreSQL client tools); install them "
-            "(Debian/Ubuntu: `apt-get install -y postgresql-client-15`, or postgresql-15)",
-            retryable=False,
-        )
-    return on_path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# -- connections -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectionTarget:
-    """Where and as whom to connect; ``password`` never appears in a repr, a command line or a log."""
-
-    host: str
-    port: int
-    dbname: str
-    user: str
-    password: str | None = field(default=None, repr=False)
-    options: Mapping[str, str] = field(default_factory=dict)  # other libpq parameters (sslmode, ...)
-
-    @classmethod
-    def from_url(cls, url: str) -> ConnectionTarget:
-        """Parse a libpq URL (``postgresql://user:password@host:port/dbname?sslmode=...``)."""
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a libpq URL starting with postgresql://")
-        try:
-            params = {key: str(value) for key, value in conninfo_to_dict(url).items()}
-        except psycopg.ProgrammingError as error:
-            raise ValueError(f"is not a valid libpq URL ({error})") from None
-        port_text = params.pop("port", "5432") or "5432"
-        if not port_text.isdigit():
-            raise ValueError(f"has an invalid port {port_text!r}")
-        user = params.pop("user", "") or os.environ.get("USER", "postgres")
-        return cls(
-            host=params.pop("host", "") or "localhost",
-            port=int(port_text),
-            dbname=params.pop("dbname", "") or user,
-            user=user,
-            password=params.pop("password", None),
-            options=params,
-        )
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def conninfo(self, *, with_password: bool = True) -> str:
-        params: dict[str, Any] = {
-            **self.options,
-            "host": self.host,
-            "port": self.port,
-            "dbname": self.dbname,
-            "user": self.user,
-        }
-        if with_password and self.password is not None:
-            params["password"] = self.password
-        return make_conninfo("", **params)
-
-    def url(self, *, redact: bool = False) -> str:
-        from urllib.parse import quote, urlencode
-
-        secret = "" if self.password is None else ":" + ("***" if redact else quote(self.password, safe=""))
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        query = f"?{urlencode(sorted(self.options.items()))}" if self.options else ""
-        return (
-            f"postgresql://{quote(self.user, safe='')}{secret}@{host}:{self.port}/"
-            f"{quote(self.dbname, safe='')}{query}"
-        )
-
-    def client_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Environment for pg_dump/pg_restore: the password travels here, not on the command line."""
-        values = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT), **(extra or {})}
-        if self.password is not None:
-            values["PGPASSWORD"] = self.password
-        return command_env(values)
-
-
-@dataclass(frozen=True)
-class Probe:
-    ok: bool
-    version: str | None = None
-    error: str = ""
-
-
-def explain_connection_error(error: BaseException, target: ConnectionTarget) -> str:
-    """One sentence on what failed and what to check, from a libpq error."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    where = target.where
-    lowered = text.lower()
-    if "connection refused" in lowered:
-        return (
-            f"database down: connection to {where} refused; check that PostgreSQL runs there and "
-            f"listens on port {target.port}"
-        )
-    if "password authentication failed" in lowered or "authentication failed" in lowered:
-        return (
-            f"authentication failed for user '{target.user}' at {where}; check the user and password "
-            "in the connection URL"
-        )
-    if "no password supplied" in lowered:
-        return f"the server at {where} asks for a password for user '{target.user}' and none was given"
-    if "does not exist" in lowered and "database" in lowered:
-        return f"database '{target.dbname}' does not exist on {where}; create it or fix the URL"
-    if "timeout expired" in lowered or isinstance(error, TimeoutError):
-        return f"no answer from {where} within {CONNECT_TIMEOUT} s; check the host, port and firewall"
-    if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return f"cannot resolve host '{target.host}'; check the host name in the connection URL"
-    if "starting up" in lowered or "shutting down" in lowered or "recovery" in lowered:
-        return f"the server at {where} does not accept connections yet: {first}"
-    return f"cannot connect to {where} as '{target.user}': {first}"
-
-
-async def probe(target: ConnectionTarget) -> Probe:
-    """A real check: connect and run ``SELECT 1``; says why when that fails."""
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT + 2):
-            connection = await psycopg.AsyncConnection.connect(
-                target.conninfo(), connect_timeout=CONNECT_TIMEOUT, autocommit=True
-            )
-            async with connection:
-                cursor = await connection.execute("SELECT 1, current_setting('server_version')")
-                row = await cursor.fetchone()
-    except (psycopg.Error, OSError, TimeoutError) as error:
-        return Probe(False, error=explain_connection_error(error, target))
-    if row is None or row[0] != 1:
-        return Probe(False, error=f"the server at {target.where} answered SELECT 1 with {row!r}")
-    return Probe(True, version=str(row[1]))
 
 
 # -- the managed cluster -----------------------------------------------------------------------------
@@ -483,7 +164,7 @@ class ManagedCluster:
         return None if data is None else ClusterState.from_json(data)
 
     def save_state(self, state: ClusterState) -> None:
-        write_json(self.state_file, state.to_json(), private=True)
+        write_json(self.state_file, state.to_json())
 
     def postmaster_pid(self) -> int | None:
         """The pid of the running postmaster of this cluster, from ``postmaster.pid``; None if none runs."""
@@ -521,24 +202,12 @@ class ManagedCluster:
     @contextlib.asynccontextmanager
     async def locked(self, timeout: float = 120.0) -> AsyncIterator[None]:
         """Exclusive use of this cluster across processes (several workers may share one root)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise DriverError(
-                            f"another releaseflow process holds {self.directory / '.lock'} for more than "
-                            f"{timeout:g} s; check for a stuck worker"
-                        ) from None
-                    await asyncio.sleep(0.05)
+        path = self.directory / ".lock"
+        stuck = DriverError(
+            f"another releaseflow process holds {path} for more than {timeout:g} s; check for a stuck worker"
+        )
+        async with file_lock(path, mode=0o600, timeout=timeout, stuck=stuck):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     async def initialize(self, role: str) -> ClusterState:
         """initdb a new cluster (wiping a half-made one) and start it; the caller then provisions."""

@@ -10,19 +10,15 @@ since boot): a pid alone may have been reused by an unrelated process after a re
 
 The command runs under a wrapper shell that writes its exit status to a file when it ends, so the exit
 code of a job (or of a crashed service) can be read by whichever releaseflow process looks next.
-
-The JSON state helpers live here too: every state file of the local process managers goes through them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -295,31 +291,3 @@ def tail(path: Path, lines: int = 100, *, offset: int = 0) -> list[str]:
     if start > offset and text:
         text = text[1:]  # the first line was cut in the middle
     return text[-lines:]
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Replace ``path`` with ``data``; a reader (or a crash) sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2, sort_keys=True)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when there is no such file."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    if not isinstance(value, dict):
-        raise DriverError(f"{path} does not hold a JSON object: remove or repair it", retryable=False)
-    return value

@@ -13,7 +13,8 @@ before it starts the new one (they share the port); when the new one does not be
 previous release is started again, so a failed deploy leaves the previous release running.
 
 The processes are not releaseflow's children (see ``processes``): ``stop()`` leaves them running and the
-next ``start()`` adopts them, if the pid still has the start time recorded in the state file.
+next ``start()`` adopts them, if the pid still has the start time recorded in the state file. The shapes
+of the state file and of the deployment records are in ``service_records``.
 """
 
 from __future__ import annotations
@@ -27,26 +28,33 @@ import re
 import shlex
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
-from releaseflow.platform.local.health import HealthCheck, WaitResult, probe, wait_until_healthy
+from releaseflow.platform.local.health import WaitResult, probe, wait_until_healthy
 from releaseflow.platform.local.processes import (
     CommandResult,
-    ProcessHandle,
     child_environment,
     now_utc,
-    read_json,
     run_command,
     spawn,
     stop_process,
     tail,
-    write_json_atomic,
 )
+from releaseflow.platform.local.service_records import (
+    Deployment,
+    DeploymentStatus,
+    Release,
+    ServiceRecord,
+    ServiceState,
+    ServiceStatus,
+    deployment_from,
+    describe,
+)
+from releaseflow.platform.local.specs import ServiceSpec
+from releaseflow.platform.local.state_files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -54,138 +62,6 @@ SUPERVISE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 STABLE_SECONDS = 60.0  # a restarted process up this long is healthy again: backoff starts over
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class DeploymentStatus(StrEnum):
-    DEPLOYING = "deploying"  # set by deploy/restart: the new process is being started and checked
-    RUNNING = "running"  # set by the deployment task: the new release passed its health check
-    FAILED = "failed"  # set by the deployment task: the new release never got healthy; the previous runs
-
-
-class ServiceState(StrEnum):
-    RUNNING = "running"  # the recorded process lives (``healthy`` says whether it answers its check)
-    STOPPED = "stopped"  # nothing should run: stopped, or a first deploy failed
-    CRASHED = "crashed"  # something should run but its process is gone; the supervisor restarts it
-    UNKNOWN = "unknown"  # never deployed under this root
-
-
-@dataclass(frozen=True)
-class Deployment:
-    id: str
-    service_id: str
-    key: str
-    kind: str  # "deploy" or "restart"
-    status: DeploymentStatus
-    artifact: Artifact
-    previous_artifact: Artifact | None
-    started_at: datetime
-    ended_at: datetime | None
-    error: str  # what happened and what to check; empty unless failed
-    pid: int | None  # the process of the new release, once started
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    service_id: str
-    state: ServiceState
-    healthy: bool  # a probe made now passed (always False unless running)
-    detail: str  # why it is not healthy, or crashed
-    pid: int | None
-    artifact: Artifact | None
-    port: int | None
-    since: datetime | None  # when the current process started
-    restarts: int  # restarts by the supervisor since the last deploy
-    last_exit_code: int | None
-    deployment_id: str | None  # a deployment under way
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """The parts of a service spec this manager uses; unknown keys are the spec parser's business."""
-
-    run_command: str
-    port: int | None
-    env: Mapping[str, str]
-    health: HealthCheck
-    stop_seconds: float
-
-    @classmethod
-    def parse(cls, service_id: str, spec: Mapping[str, Any]) -> ServiceConfig:
-        command = spec.get("runCommand", spec.get("command"))
-        if isinstance(command, list | tuple) and command and all(isinstance(a, str) for a in command):
-            command = shlex.join(command)
-        if not isinstance(command, str) or not command.strip():
-            raise DriverError(
-                f"service '{service_id}': spec.runCommand is required (a shell command)", retryable=False
-            )
-        port = spec.get("port")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
-            raise DriverError(
-                f"service '{service_id}': spec.port must be a port number, not {port!r}", retryable=False
-            )
-        env = spec.get("env") or {}
-        if not isinstance(env, Mapping):
-            raise DriverError(f"service '{service_id}': spec.env must be a mapping", retryable=False)
-        stop_seconds = spec.get("stopTimeoutSeconds", 10.0)
-        return cls(
-            run_command=command,
-            port=port,
-            env={str(name): str(value) for name, value in env.items()},
-            health=HealthCheck.parse(service_id, spec.get("healthCheck"), port),
-            stop_seconds=float(stop_seconds) if isinstance(stop_seconds, int | float) else 10.0,
-        )
-
-    def environment(self) -> dict[str, str]:
-        return child_environment(self.env, {"PORT": str(self.port)} if self.port is not None else {})
-
-
-@dataclass
-class _Release:
-    """What should run: an artifact, its folder and the spec it runs with."""
-
-    artifact: dict[str, Any]
-    artifact_dir: str
-    spec: dict[str, Any]
-    deployment: str | None  # the deployment that put it in place
-
-    @classmethod
-    def from_data(cls, data: Mapping[str, Any] | None) -> _Release | None:
-        return None if data is None else cls(**data)
-
-
-@dataclass
-class _State:
-    service_id: str
-    desired: str = "stopped"  # "running" or "stopped"
-    release: _Release | None = None
-    previous: _Release | None = None
-    process: ProcessHandle | None = None
-    restarts: int = 0
-    failures: int = 0  # consecutive crashes: the exponent of the restart backoff
-    next_restart_at: str | None = None
-    last_exit_code: int | None = None
-    deployment: str | None = None
-
-    def to_data(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["process"] = self.process.to_data() if self.process else None
-        return data
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> _State:
-        state = cls(**data)
-        state.release = _Release.from_data(data["release"])
-        state.previous = _Release.from_data(data["previous"])
-        state.process = ProcessHandle.from_data(data["process"]) if data["process"] else None
-        return state
-
-
-def _describe(artifact: Mapping[str, Any] | None) -> str:
-    if not artifact:
-        return "nothing"
-    if artifact.get("buildId"):
-        return f"build {artifact['buildId']}"
-    return str(artifact.get("image") or artifact.get("commit") or "an artifact")
 
 
 class ServiceManager:
@@ -215,12 +91,12 @@ class ServiceManager:
             )
         return self.root / "services" / service_id
 
-    def _load(self, service_id: str) -> _State | None:
+    def _load(self, service_id: str) -> ServiceRecord | None:
         data = read_json(self._service_dir(service_id) / "state.json")
-        return None if data is None else _State.from_data(data)
+        return None if data is None else ServiceRecord.from_data(data)
 
-    def _save(self, state: _State) -> None:
-        write_json_atomic(self._service_dir(state.service_id) / "state.json", state.to_data())
+    def _save(self, state: ServiceRecord) -> None:
+        write_json(self._service_dir(state.service_id) / "state.json", state.to_data())
 
     def _record_path(self, deployment_id: str) -> Path:
         return self.root / "deployments" / f"{deployment_id}.json"
@@ -228,7 +104,7 @@ class ServiceManager:
     def _update_record(self, deployment_id: str, **changes: Any) -> None:
         record = read_json(self._record_path(deployment_id)) or {}
         record.update(changes)
-        write_json_atomic(self._record_path(deployment_id), record)
+        write_json(self._record_path(deployment_id), record)
 
     def _lock(self, service_id: str) -> asyncio.Lock:
         return self._locks.setdefault(service_id, asyncio.Lock())
@@ -237,34 +113,34 @@ class ServiceManager:
 
     async def deploy(self, service: Resource, artifact: Artifact, artifact_dir: Path, key: str) -> Deployment:
         """Start deploying ``artifact`` (unpacked in ``artifact_dir``); returns at once."""
-        ServiceConfig.parse(service.id, service.spec)  # a wrong spec is refused now, not in the task
-        release = _Release(artifact.to_data(), str(artifact_dir), dict(service.spec), None)
+        ServiceSpec.parse(service)  # a wrong spec is refused now, not in the task
+        release = Release(artifact.to_data(), str(artifact_dir), dict(service.spec), None)
         return await self._begin(service.id, release, key, "deploy")
 
     async def restart(self, service: Resource, key: str) -> Deployment:
         """Restart the service's current artifact (with the spec given now); answers like a deploy."""
-        ServiceConfig.parse(service.id, service.spec)
+        ServiceSpec.parse(service)
         state = self._load(service.id)
         if state is None or state.release is None:
             raise DriverError(
                 f"service '{service.id}' has nothing deployed on this host to restart", retryable=False
             )
-        release = _Release(state.release.artifact, state.release.artifact_dir, dict(service.spec), None)
+        release = Release(state.release.artifact, state.release.artifact_dir, dict(service.spec), None)
         return await self._begin(service.id, release, key, "restart")
 
     def deployment(self, deployment_id: str) -> Deployment:
         record = read_json(self._record_path(deployment_id)) if _SLUG.match(deployment_id) else None
         if record is None:
             raise DriverError(f"deployment '{deployment_id}' does not exist on this host", retryable=False)
-        return _deployment_from(record)
+        return deployment_from(record)
 
-    async def _begin(self, service_id: str, release: _Release, key: str, kind: str) -> Deployment:
+    async def _begin(self, service_id: str, release: Release, key: str, kind: str) -> Deployment:
         seed = key or uuid.uuid4().hex  # no key: nothing to deduplicate against
         deployment_id = "deploy-" + hashlib.sha256(f"{service_id}\0{seed}".encode()).hexdigest()[:12]
         async with self._begin_lock:
             existing = read_json(self._record_path(deployment_id))
             if existing is not None:
-                return _deployment_from(existing)
+                return deployment_from(existing)
             state = self._load(service_id)
             release.deployment = deployment_id
             record = {
@@ -281,17 +157,17 @@ class ServiceManager:
                 "pid": None,
                 "release": dataclasses.asdict(release),
             }
-            write_json_atomic(self._record_path(deployment_id), record)
+            write_json(self._record_path(deployment_id), record)
             self._tasks[deployment_id] = asyncio.create_task(self._deploy_task(service_id, deployment_id))
-        return _deployment_from(record)
+        return deployment_from(record)
 
     async def _deploy_task(self, service_id: str, deployment_id: str) -> None:
         try:
             async with self._lock(service_id):
                 record = read_json(self._record_path(deployment_id)) or {}
-                release = _Release.from_data(record["release"])
+                release = Release.from_data(record["release"])
                 assert release is not None
-                state = self._load(service_id) or _State(service_id)
+                state = self._load(service_id) or ServiceRecord(service_id)
                 # What to return to if the new release fails: written before anything changes, so an
                 # interrupted deployment can be resolved by the next start().
                 self._update_record(
@@ -312,7 +188,7 @@ class ServiceManager:
                     reason = ""
                 except DriverError as error:
                     state.process = None
-                    reason = f"the new release ({_describe(release.artifact)}) could not be started: {error}"
+                    reason = f"the new release ({describe(release.artifact)}) could not be started: {error}"
                 await self._settle(state, deployment_id, waited_for=reason)
         except asyncio.CancelledError:
             raise  # releaseflow stops: the next start() resolves this deployment
@@ -331,10 +207,10 @@ class ServiceManager:
         finally:
             self._tasks.pop(deployment_id, None)
 
-    async def _settle(self, state: _State, deployment_id: str, *, waited_for: str = "") -> None:
+    async def _settle(self, state: ServiceRecord, deployment_id: str, *, waited_for: str = "") -> None:
         """Wait for the new release to be healthy; otherwise put the previous one back, and say why."""
         assert state.release is not None
-        config = ServiceConfig.parse(state.service_id, state.release.spec)
+        config = _spec(state.service_id, state.release.spec)
         process = state.process
         result = await self._wait_healthy(state, config) if process and not waited_for else None
         if result is not None and result.healthy:
@@ -347,8 +223,8 @@ class ServiceManager:
         problem = waited_for or self._diagnose(state, config, result)
         await self._stop_process(state)
         restore = (read_json(self._record_path(deployment_id)) or {}).get("restore") or {}
-        state.release = _Release.from_data(restore.get("release"))
-        state.previous = _Release.from_data(restore.get("previous"))
+        state.release = Release.from_data(restore.get("release"))
+        state.previous = Release.from_data(restore.get("previous"))
         if state.release is None:
             state.desired = "stopped"
             outcome = "Nothing ran before it, so the service is stopped."
@@ -363,15 +239,15 @@ class ServiceManager:
             error=f"{problem}\n{outcome}",
         )
 
-    async def _bring_back(self, state: _State) -> str:
+    async def _bring_back(self, state: ServiceRecord) -> str:
         assert state.release is not None
-        what = _describe(state.release.artifact)
+        what = describe(state.release.artifact)
         try:
             await self._launch(state)
         except DriverError as error:
             state.process = None
             return f"The previous release ({what}) could not be started again either: {error}"
-        config = ServiceConfig.parse(state.service_id, state.release.spec)
+        config = _spec(state.service_id, state.release.spec)
         result = await self._wait_healthy(state, config)
         if result.healthy:
             return f"The previous release ({what}) runs again and is healthy."
@@ -380,21 +256,21 @@ class ServiceManager:
             f"({result.detail}); the supervisor keeps restarting it. Log: {self._log_path(state.service_id)}"
         )
 
-    async def _wait_healthy(self, state: _State, config: ServiceConfig) -> WaitResult:
+    async def _wait_healthy(self, state: ServiceRecord, config: ServiceSpec) -> WaitResult:
         process = state.process
         assert process is not None and state.release is not None
         return await wait_until_healthy(
-            config.health,
+            config.health_check,
             port=config.port,
             cwd=Path(state.release.artifact_dir),
-            env=config.environment(),
+            env=_environment(config),
             alive=process.is_alive,
         )
 
-    def _diagnose(self, state: _State, config: ServiceConfig, result: WaitResult | None) -> str:
+    def _diagnose(self, state: ServiceRecord, config: ServiceSpec, result: WaitResult | None) -> str:
         assert state.release is not None
-        what = _describe(state.release.artifact)
-        check = config.health.describe(config.port)
+        what = describe(state.release.artifact)
+        check = config.health_check.describe(config.port)
         process = state.process
         if process is None or result is None:
             return f"the new release ({what}) did not start."
@@ -405,7 +281,7 @@ class ServiceManager:
         else:
             head = (
                 f"the new release ({what}) did not pass its health check ({check}) within "
-                f"{config.health.timeout_seconds:g} s: {result.detail}."
+                f"{config.health_check.timeout_seconds:g} s: {result.detail}."
             )
         lines = process.log_tail(20)
         shown = "\n".join(f"  | {line}" for line in lines) if lines else "  (the process wrote nothing)"
@@ -419,18 +295,18 @@ class ServiceManager:
     def _log_path(self, service_id: str) -> Path:
         return self._service_dir(service_id) / "service.log"
 
-    async def _launch(self, state: _State) -> None:
+    async def _launch(self, state: ServiceRecord) -> None:
         """Start the state's release and record its process (saved before health is known)."""
         assert state.release is not None
-        config = ServiceConfig.parse(state.service_id, state.release.spec)
+        config = _spec(state.service_id, state.release.spec)
         directory = self._service_dir(state.service_id)
         state.process = await spawn(
             config.run_command,
             cwd=Path(state.release.artifact_dir),
-            env=config.environment(),
+            env=_environment(config),
             log_path=self._log_path(state.service_id),
             exit_file=directory / "exit" / f"{uuid.uuid4().hex[:12]}.code",
-            banner=f"starting {_describe(state.release.artifact)}: {config.run_command}",
+            banner=f"starting {describe(state.release.artifact)}: {config.run_command}",
         )
         state.desired = "running"
         state.next_restart_at = None
@@ -440,10 +316,10 @@ class ServiceManager:
             self._update_record(state.deployment, pid=state.process.pid)
         self._save(state)
 
-    async def _stop_process(self, state: _State) -> None:
+    async def _stop_process(self, state: ServiceRecord) -> None:
         if state.process is not None:
             spec = state.release.spec if state.release else {}
-            seconds = ServiceConfig.parse(state.service_id, spec).stop_seconds if spec else 10.0
+            seconds = _spec(state.service_id, spec).stop_timeout_seconds if spec else 10.0
             await stop_process(state.process, seconds)
             with contextlib.suppress(FileNotFoundError):
                 state.process.exit_file.unlink()
@@ -465,14 +341,14 @@ class ServiceManager:
         if state is None:
             return ServiceStatus(service_id, ServiceState.UNKNOWN, False, "never deployed on this host",
                                  None, None, None, None, 0, None, None)  # fmt: skip
-        config = ServiceConfig.parse(service_id, state.release.spec) if state.release else None
+        config = _spec(service_id, state.release.spec) if state.release else None
         process = state.process
         healthy, detail = False, ""
         if process is not None and process.is_alive() and config is not None and state.release is not None:
             kind = ServiceState.RUNNING
-            env = config.environment()
+            env = _environment(config)
             answer = await probe(
-                config.health, port=config.port, cwd=Path(state.release.artifact_dir), env=env
+                config.health_check, port=config.port, cwd=Path(state.release.artifact_dir), env=env
             )
             healthy, detail = answer.healthy, answer.detail
         elif state.desired == "stopped" or state.release is None:
@@ -511,12 +387,12 @@ class ServiceManager:
             raise DriverError(
                 f"service '{service.id}' has nothing deployed on this host to run in", retryable=False
             )
-        config = ServiceConfig.parse(service.id, state.release.spec)
+        config = _spec(service.id, state.release.spec)
         argv = ["sh", "-c", command] if shell else shlex.split(command)
         if not argv:
             raise DriverError("the command to execute is empty", retryable=False)
         cwd = Path(state.release.artifact_dir)
-        return await run_command(argv, cwd=cwd, env=config.environment(), timeout=timeout)
+        return await run_command(argv, cwd=cwd, env=_environment(config), timeout=timeout)
 
     # -- supervision -------------------------------------------------------------------------------
 
@@ -542,7 +418,7 @@ class ServiceManager:
         self._supervisor = None
         self._tasks.clear()
 
-    def _states(self) -> list[_State]:
+    def _states(self) -> list[ServiceRecord]:
         base = self.root / "services"
         names = sorted(p.name for p in base.iterdir() if (p / "state.json").exists()) if base.is_dir() else []
         return [state for name in names if (state := self._load(name)) is not None]
@@ -623,19 +499,10 @@ class ServiceManager:
             log.warning("service %s could not be restarted: %s", service_id, error)
 
 
-def _deployment_from(record: Mapping[str, Any]) -> Deployment:
-    previous = record.get("previousArtifact")
-    ended = record.get("endedAt")
-    return Deployment(
-        id=str(record["id"]),
-        service_id=str(record["serviceId"]),
-        key=str(record["key"]),
-        kind=str(record["kind"]),
-        status=DeploymentStatus(record["status"]),
-        artifact=Artifact.from_data(record["artifact"]),
-        previous_artifact=Artifact.from_data(previous) if previous else None,
-        started_at=datetime.fromisoformat(str(record["startedAt"])),
-        ended_at=datetime.fromisoformat(str(ended)) if ended else None,
-        error=str(record.get("error") or ""),
-        pid=record.get("pid"),
-    )
+def _spec(service_id: str, spec: Mapping[str, Any]) -> ServiceSpec:
+    """The spec a release was deployed with (checked then; parsed again from the state file)."""
+    return ServiceSpec.parse(Resource(service_id, "service", "local", spec))
+
+
+def _environment(spec: ServiceSpec) -> dict[str, str]:
+    return child_environment(spec.env, {"PORT": str(spec.port)} if spec.port is not None else {})

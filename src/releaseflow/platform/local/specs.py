@@ -7,6 +7,7 @@ keys are refused rather than ignored.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from releaseflow.platform.driver import DriverError, Resource
 from releaseflow.platform.local.health import HealthCheck
+from releaseflow.platform.local.postgres_connection import ConnectionTarget
 
 KIND_WORDS = {"service": "service", "job": "job", "addon": "addon", "build_service": "build service"}
 
@@ -22,8 +24,8 @@ KIND_WORDS = {"service": "service", "job": "job", "addon": "addon", "build_servi
 class SpecError(DriverError):
     """A resource's spec cannot be used by the local driver; another attempt cannot fix it."""
 
-    def __init__(self, resource: Resource, key: str, problem: str) -> None:
-        what = KIND_WORDS.get(resource.kind, resource.kind)
+    def __init__(self, resource: Resource, key: str, problem: str, *, kind: str | None = None) -> None:
+        what = KIND_WORDS.get(kind or resource.kind, kind or resource.kind)
         where = f"spec.{key}" if key else "spec"
         super().__init__(f"{what} '{resource.id}' (local driver): {where} {problem}", retryable=False)
 
@@ -151,16 +153,12 @@ class BuildServiceSpec:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """A long-running process started in the artifact folder of the build deployed to the service.
-
-    ``services.ServiceManager`` reads the spec itself; this refuses what it would not read (unknown
-    keys, wrong types) before anything is deployed.
-    """
+    """A long-running process started in the artifact folder of the build deployed to the service."""
 
     run_command: str  # ``runCommand``, or ``command`` (a list is joined with shell quoting)
+    health_check: HealthCheck  # without spec.healthCheck: tcp to the port, or "none" without one
     env: Mapping[str, str] = field(default_factory=dict)
     port: int | None = None  # passed as PORT; the default health check connects to it
-    health_check: HealthCheck | None = None
     stop_timeout_seconds: float = 10.0
 
     KEYS = ("runCommand", "command", "env", "port", "healthCheck", "stopTimeoutSeconds")
@@ -201,4 +199,60 @@ class JobSpec:
         return cls(command=raw if isinstance(raw, str) else shlex.join(command), env=read.env())
 
 
-# Addons: ``postgres.PostgresAddonSpec`` parses their spec, next to the manager that uses it.
+ADDON_TYPE = "postgresql"
+_SQL_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
+_RESERVED_DATABASES = ("postgres", "template0", "template1")
+
+
+@dataclass(frozen=True)
+class PostgresAddonSpec:
+    """A PostgreSQL addon: a managed cluster on this host, or an external server (``externalUrl``)."""
+
+    database: str  # managed: the database releaseflow creates; external: the one in the URL
+    user: str
+    version: str | None = None
+    external_url: str | None = field(default=None, repr=False)  # holds a password
+
+    KEYS = ("type", "version", "database", "user", "externalUrl")
+
+    @property
+    def managed(self) -> bool:
+        return self.external_url is None
+
+    @classmethod
+    def parse(cls, addon: Resource) -> PostgresAddonSpec:
+        if addon.kind != "addon":
+            raise SpecError(addon, "", f"belongs to a {addon.kind}, not an addon", kind="addon")
+        read = _Reader(addon, cls.KEYS)
+        kind = read.spec.get("type")
+        if kind is None:
+            raise read.error("type", f"is required; set it to '{ADDON_TYPE}'")
+        if kind != ADDON_TYPE:
+            raise read.error(
+                "type", f"is {kind!r}, which the local driver cannot run; the only type is '{ADDON_TYPE}'"
+            )
+        version = read.spec.get("version")
+        if version is not None and (isinstance(version, bool) or not str(version).isdigit()):
+            raise read.error("version", f'must be a major version such as "15", not {version!r}')
+        url = read.spec.get("externalUrl")
+        if url is not None:
+            if not isinstance(url, str):
+                raise read.error("externalUrl", "must be a string (a libpq URL)")
+            for key in ("database", "user"):
+                if key in read.spec:
+                    raise read.error(key, "cannot be set with externalUrl, whose URL names it")
+            try:
+                target = ConnectionTarget.from_url(url)
+            except ValueError as error:
+                raise read.error("externalUrl", str(error)) from None
+            return cls(target.dbname, target.user, str(version) if version else None, url)
+        database = read.spec.get("database", addon.id.replace("-", "_").replace(".", "_"))
+        user = read.spec.get("user", database)
+        for key, value in (("database", database), ("user", user)):
+            if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
+                raise read.error(key, f"must be 1-63 letters, digits or _, not {value!r}")
+        if database in _RESERVED_DATABASES:
+            raise read.error("database", f"cannot be {database!r}, which PostgreSQL reserves")
+        if user == "postgres":
+            raise read.error("user", "cannot be 'postgres', the cluster's superuser")
+        return cls(database, user, str(version) if version else None)
