@@ -31,15 +31,11 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
     nodes = {node.path: node for node in await run_store.load_node_states(tx, run_id)}
     if not nodes:
         return run
-    flow = await catalog.get_flow_by_id(tx, run.flow_id)
-    seed = flow.secret_seed if flow else ""
-    arguments = run.arguments
-    # Only skip expressions read node outputs, and no output changes while a run is advanced.
-    outputs = await run_store.node_outputs(tx, run_id, skip_refs(template))
+    scope = await _skip_scope(tx, run, template, now)
     statuses = {path: node.status for path, node in nodes.items()}
 
     def should_skip(node: Node) -> bool:
-        scope = expressions.Scope(args=arguments, refs=outputs, now=now, secret_seed=seed)
+        assert scope is not None  # the planner asks only about nodes that have skipNodeExecution
         value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
         return expressions.is_truthy(value)
 
@@ -54,13 +50,16 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
         )
         if not changes:
             break
+        ready = [change.path for change in changes if change.kind is ChangeKind.MAKE_DUE]
+        if ready:
+            # One statement however many leaves become ready (a parallel fan-out makes hundreds).
+            await run_store.make_due(tx, [nodes[path].id for path in ready], now)
+            tx.wake_workers()
+            due.update(ready)
         for change in changes:
-            node = nodes[change.path]
             if change.kind is ChangeKind.MAKE_DUE:
-                await run_store.update_node(tx, node.id, None, {"due_at": now, "became_due_at": now})
-                tx.wake_workers()
-                due.add(change.path)
                 continue
+            node = nodes[change.path]
             assert change.status is not None
             await transition_node(
                 tx, replace(node, status=statuses[change.path]), change.status, change.cause, now
@@ -90,6 +89,20 @@ async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus,
         cause = "node failed: " + ", ".join(row["path"] for row in failed) if failed else "a node failed"
     await transition_run(tx, run.id, run.status, final, cause, now)
     return _replace_run(run, final)
+
+
+async def _skip_scope(
+    tx: Transaction, run: RunRecord, template: Template, now: datetime
+) -> expressions.Scope | None:
+    """What skipNodeExecution expressions are evaluated against; None when the template has none."""
+    if not any(node.skip_node_execution not in (None, False) for node in template.nodes()):
+        return None
+    flow = await catalog.get_flow_by_id(tx, run.flow_id)
+    # Only skip expressions read node outputs, and no output changes while a run is advanced.
+    outputs = await run_store.node_outputs(tx, run.id, skip_refs(template))
+    return expressions.Scope(
+        args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
+    )
 
 
 def skip_refs(template: Template) -> set[str]:

@@ -151,7 +151,7 @@ class Engine:
             },
         )
         cause = f"created ({request.triggered_by})" + (f"; {waiting_reason}" if waiting_reason else "")
-        await run_store.append_event(tx, run_id, None, now, None, str(status), cause)
+        run_store.append_event(tx, run_id, None, now, None, str(status), cause)
         if not with_nodes:
             return
         parents = template.parents()
@@ -244,7 +244,7 @@ class Engine:
                     await run_store.update_node(
                         tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now}
                     )
-                    await run_store.append_event(
+                    run_store.append_event(
                         tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}"
                     )
                     tx.wake_workers()

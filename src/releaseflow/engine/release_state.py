@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from releaseflow.platform.driver import Artifact
 from releaseflow.store import catalog
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
@@ -38,11 +37,3 @@ async def record_release(tx: Transaction, node: NodeRecord, data: Any, now: date
         node_path=node.path,
         at=now,
     )
-
-
-async def deployed_artifacts(tx: Transaction, project_id: str) -> dict[str, Artifact]:
-    """What each service and job of a project runs now, by resource id."""
-    return {
-        resource_id: Artifact.from_data(artifact)
-        for resource_id, artifact in (await state_store.current_artifacts(tx, project_id)).items()
-    }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from releaseflow.domain.template_rules import StageScope
-from releaseflow.platform.driver import Resource
+from releaseflow.platform.driver import Artifact, Resource
 from releaseflow.store import catalog
 from releaseflow.store.database import Transaction
 
@@ -32,14 +35,24 @@ async def stage_scope(tx: Transaction, project_id: str, pipeline_id: str, stage:
     )
 
 
-async def project_resources(tx: Transaction, project_id: str) -> dict[str, Resource]:
-    return {
-        row["id"]: Resource(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"] or {})
-        for row in await catalog.list_resources(tx, project_id)
-    }
+@dataclass(frozen=True)
+class ActionScope:
+    """What an action on a platform needs to know about its project, read in one query."""
+
+    resources: Mapping[str, Resource]
+    deployed: Mapping[str, Artifact]  # what release state says each service and job runs
+    stage_resources: frozenset[str]  # ids of the services, jobs and addons of the run's stage
 
 
-async def stage_resource_ids(
-    tx: Transaction, project_id: str, pipeline_id: str, stage: str
-) -> frozenset[str]:
-    return frozenset(row["id"] for row in await catalog.stage_resources(tx, project_id, pipeline_id, stage))
+async def action_scope(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> ActionScope:
+    rows = await catalog.resources_in_context(tx, project_id)
+    return ActionScope(
+        resources={
+            row["id"]: Resource(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"] or {})
+            for row in rows
+        },
+        deployed={row["id"]: Artifact.from_data(row["artifact"]) for row in rows if row["artifact"]},
+        stage_resources=frozenset(
+            row["id"] for row in rows if (row["placed_pipeline"], row["placed_stage"]) == (pipeline_id, stage)
+        ),
+    )

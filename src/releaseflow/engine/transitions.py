@@ -44,7 +44,7 @@ async def transition_run(
         values.setdefault("waiting_reason", None)
     if not await run_store.update_run(tx, run_id, current, values):
         raise ConflictError(f"run {run_id} is no longer {current}")
-    await run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
+    run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
 
 
 class NodeRef(Protocol):
@@ -80,4 +80,4 @@ async def transition_node(
         values.update(due_at=None, lease_owner=None, lease_expires_at=None, next_attempt_at=None)
     if not await run_store.update_node(tx, node.id, str(current), values):
         raise ConflictError(f"node {path} of run {run_id} is no longer {current}")
-    await run_store.append_event(tx, run_id, path, now, str(current), str(new), cause)
+    run_store.append_event(tx, run_id, path, now, str(current), str(new), cause)

@@ -20,7 +20,7 @@ from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock, SystemClock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin
-from releaseflow.engine.executors import default_executors
+from releaseflow.engine.executors import PLATFORM_KINDS, default_executors
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -30,15 +30,16 @@ from releaseflow.engine.outcomes import (
     timeout_seconds,
 )
 from releaseflow.engine.reaper import reap_expired_leases
-from releaseflow.engine.release_state import deployed_artifacts
-from releaseflow.engine.scope import project_resources, stage_resource_ids
+from releaseflow.engine.scope import ActionScope, action_scope
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.platform.driver import Artifact, DriverRegistry, Resource
+from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
 
 log = logging.getLogger(__name__)
+
+NO_PLATFORM = ActionScope(resources={}, deployed={}, stage_resources=frozenset())
 
 # An action with no timeout of its own may not hold a worker slot longer than this.
 ACTION_TIMEOUT_SECONDS = 3600.0
@@ -143,33 +144,22 @@ class Worker:
                     claims.append(claim)
             for run_id in ended_runs:
                 await settle(tx, run_id, now, self.templates)
-            resources: dict[str, Mapping[str, Resource]] = {}
-            deployed: dict[str, Mapping[str, Artifact]] = {}
-            stages: dict[tuple[str, str, str], frozenset[str]] = {}
+            scopes: dict[tuple[str, str, str], ActionScope] = {}
             for claim in claims:
-                if claim.project_id not in resources:
-                    resources[claim.project_id] = await project_resources(tx, claim.project_id)
-                    deployed[claim.project_id] = await deployed_artifacts(tx, claim.project_id)
                 stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
-                if stage_key not in stages:
-                    stages[stage_key] = await stage_resource_ids(tx, *stage_key)
-                contexts.append(
-                    self._context(
-                        claim, resources[claim.project_id], deployed[claim.project_id], stages[stage_key]
-                    )
-                )
+                if claim.kind not in PLATFORM_KINDS:
+                    scope = NO_PLATFORM  # messages and approvals touch no resource
+                elif stage_key in scopes:
+                    scope = scopes[stage_key]
+                else:
+                    scope = scopes[stage_key] = await action_scope(tx, *stage_key)
+                contexts.append(self._context(claim, scope))
             next_due = await queue.next_due_at(tx)
         for claim, context in zip(claims, contexts, strict=True):
             self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
         return len(nodes), next_due
 
-    def _context(
-        self,
-        claim: Claim,
-        resources: Mapping[str, Resource],
-        deployed: Mapping[str, Artifact],
-        stage_resources: frozenset[str],
-    ) -> ExecutionContext:
+    def _context(self, claim: Claim, scope: ActionScope) -> ExecutionContext:
         return ExecutionContext(
             run_id=claim.run_id,
             node_path=claim.path,
@@ -183,9 +173,9 @@ class Worker:
             wait_state=claim.wait_state,
             project_id=claim.project_id,
             stage=claim.stage,
-            resources=resources,
-            deployed=deployed,
-            stage_resources=stage_resources,
+            resources=scope.resources,
+            deployed=scope.deployed,
+            stage_resources=scope.stage_resources,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:

@@ -221,3 +221,16 @@ async def flow_has_runs(tx: Transaction, flow_id: str) -> bool:
 async def delete_flow(tx: Transaction, flow_id: str) -> None:
     await tx.execute("DELETE FROM release_flow_versions WHERE flow_id = ?", (flow_id,))
     await tx.execute("DELETE FROM release_flows WHERE id = ?", (flow_id,))
+
+
+async def resources_in_context(tx: Transaction, project_id: str) -> list[Row]:
+    """Every resource of a project with the stage that holds it and the artifact it runs (one query)."""
+    rows = await tx.fetchall(
+        "SELECT r.id, r.kind, r.driver, r.spec, s.pipeline_id AS placed_pipeline, s.stage AS placed_stage,"
+        " rs.artifact FROM resources r"
+        " LEFT JOIN stage_resources s ON s.project_id = r.project_id AND s.resource_id = r.id"
+        " LEFT JOIN release_state rs ON rs.project_id = r.project_id AND rs.resource_id = r.id"
+        " WHERE r.project_id = ? ORDER BY r.id",
+        (project_id,),
+    )
+    return [{**row, "spec": load_json(row["spec"]), "artifact": load_json(row["artifact"])} for row in rows]

@@ -35,6 +35,21 @@ class Transaction(abc.ABC):
 
     def __init__(self) -> None:
         self.wake_requested = False
+        # Append-only rows (the event log) written in one batch when the transaction commits: a
+        # state change then costs one round trip, not two. Nothing reads them back before commit.
+        self._deferred: dict[str, list[Params]] = {}
+
+    def defer_insert(self, sql: str, params: Params) -> None:
+        """Queue an INSERT that nothing in this transaction reads; it is written before commit."""
+        self._deferred.setdefault(sql, []).append(params)
+
+    async def flush_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, {}
+        for sql, rows in deferred.items():
+            if len(rows) == 1:
+                await self.execute(sql, rows[0])
+            else:
+                await self.executemany(sql, rows)
 
     @abc.abstractmethod
     async def execute(self, sql: str, params: Params = ()) -> int:

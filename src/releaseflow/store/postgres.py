@@ -78,6 +78,7 @@ class PostgresDatabase(Database):
         async with self._pool.connection() as connection, connection.transaction():
             tx = PostgresTransaction(connection)
             yield tx
+            await tx.flush_deferred()
             if tx.wake_requested:
                 await connection.execute(f"NOTIFY {WAKE_CHANNEL}")
         if tx.wake_requested:

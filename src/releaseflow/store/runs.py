@@ -102,7 +102,16 @@ async def _update(
     return await tx.execute(sql, params) == 1
 
 
-async def append_event(
+async def make_due(tx: Transaction, node_ids: Sequence[str], now: datetime) -> None:
+    """Hand pending leaves to the workers: claimable from ``now`` (not a status change)."""
+    marks = ", ".join("?" for _ in node_ids)
+    await tx.execute(
+        f"UPDATE node_runs SET due_at = ?, became_due_at = ? WHERE id IN ({marks})",
+        [to_epoch(now), to_epoch(now), *node_ids],
+    )
+
+
+def append_event(
     tx: Transaction,
     run_id: str,
     node_path: str | None,
@@ -111,7 +120,7 @@ async def append_event(
     to_status: str,
     cause: str,
 ) -> None:
-    await tx.execute(
+    tx.defer_insert(
         "INSERT INTO events (run_id, node_path, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?)",
         (run_id, node_path, to_epoch(at), from_status, to_status, cause),
     )

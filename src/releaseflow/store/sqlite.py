@@ -81,6 +81,7 @@ class SqliteDatabase(Database):
             await self._connection.execute(begin)
             try:
                 yield tx
+                await tx.flush_deferred()
             except BaseException:
                 await self._connection.execute("ROLLBACK")
                 raise
