@@ -30,27 +30,16 @@ from tests.integration.docker_project import (
 )
 from tests.integration.local_project import northflank_example
 from tests.integration.platform.docker_env import DockerEnvironment, require_tools
-from tests.integration.support import wait_for_run
+from tests.integration.release_harness import ReleaseHarness
 
-from releaseflow.domain.config import parse_configuration
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import queries
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.commands import Engine, RunRequest
-from releaseflow.engine.configuration import apply_configuration
-from releaseflow.engine.executors import default_executors
 from releaseflow.engine.queries import NodeView, ReleaseView
-from releaseflow.engine.worker import Worker, WorkerSettings
 from releaseflow.platform.docker import DockerClient, DockerDriver
-from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import Database
 from releaseflow.store.records import RunRecord
 
 pytestmark = pytest.mark.slow
-
-FAST_WORKER = WorkerSettings(
-    lease_seconds=10.0, heartbeat_seconds=0.5, reap_seconds=0.5, idle_poll_seconds=0.1
-)
 
 
 @pytest.fixture(scope="session")
@@ -60,55 +49,32 @@ def docker_env() -> Iterator[DockerEnvironment]:
         yield environment
 
 
-class Platform:
+class Platform(ReleaseHarness[DockerDriver]):
     """The engine, a worker with a docker driver, and the project applied."""
 
+    project = PROJECT
+
     def __init__(self, db: Database, docker: DockerEnvironment, root: Path) -> None:
-        self.db, self.docker, self.root = db, docker, root
+        self.docker, self.root = docker, root
+        super().__init__(db, self.new_driver())
         self.repository = ImageRepository(root / "app", docker.busybox)
-        self.engine = Engine(db, SystemClock())
-        self.driver = self.new_driver()
         # The test's own view of the engine, independent of the driver's lifecycle.
         self.inspector = DockerClient(docker.base_url)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def new_driver(self) -> DockerDriver:
         return DockerDriver(self.root / "docker", self.docker.base_url, registry=self.docker.registry)
 
-    async def apply(self, production_flow: dict[str, Any]) -> None:
-        document = configuration(self.repository.path)
-        stages = document["projects"][0]["pipelines"][0]["stages"]
-        stages[1]["releaseFlow"] = STAGING_FLOW
-        stages[2]["releaseFlow"] = production_flow
-        config = parse_configuration(document, read_file=lambda name: "")
-        await apply_configuration(self.db, config, SystemClock())
+    def configuration(self) -> dict[str, Any]:
+        return configuration(self.repository.path)
 
-    def start_worker(self) -> None:
-        drivers = DriverRegistry({"docker": self.driver})
-        worker = Worker(self.db, default_executors(drivers), SystemClock(), FAST_WORKER, drivers=drivers)
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(worker.run(self._stop))
-
-    async def stop_worker(self) -> None:
-        if self._task is not None:
-            self._stop.set()
-            await asyncio.wait_for(self._task, timeout=30)
-            self._task = None
-
-    async def run(self, stage: str, name: str) -> RunRecord:
-        run = await self.engine.start_run(PROJECT, "main", stage, RunRequest(name=name))
-        return await wait_for_run(self.db, run.id, timeout=120)
+    async def apply(self, production_flow: dict[str, Any]) -> None:  # type: ignore[override]
+        await super().apply(STAGING_FLOW, production_flow)
 
     async def nodes(self, run: RunRecord) -> dict[str, NodeView]:
         """The run's nodes with a ref, by ref."""
         detail = await queries.run_detail(self.db, run.id, with_events=False)
         assert detail.root is not None
         return {node.ref: node for node in detail.root.walk() if node.ref}
-
-    async def failure(self, run: RunRecord) -> str:
-        detail = await queries.run_detail(self.db, run.id, with_events=False)
-        return str(detail.to_json())[:3000]
 
     async def state(self, stage: str | None = None) -> dict[tuple[str, str], ReleaseView]:
         views = await queries.release_state(self.db, PROJECT, "main", stage)

@@ -24,25 +24,15 @@ from tests.integration.local_project import (
     free_port,
     northflank_example,
 )
-from tests.integration.support import wait_for_run
+from tests.integration.release_harness import ReleaseHarness
 
-from releaseflow.domain.config import parse_configuration
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.commands import Engine, RunRequest
-from releaseflow.engine.configuration import apply_configuration
-from releaseflow.engine.executors import default_executors
-from releaseflow.engine.worker import Worker, WorkerSettings
-from releaseflow.platform.driver import DriverRegistry, Resource
+from releaseflow.platform.driver import Resource
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
 from releaseflow.store.database import Database
-from releaseflow.store.records import RunRecord
 
-FAST_WORKER = WorkerSettings(
-    lease_seconds=10.0, heartbeat_seconds=0.5, reap_seconds=0.5, idle_poll_seconds=0.1
-)
 SERVICES = ("deployment-staging", "deployment-prod")
 
 
@@ -56,50 +46,18 @@ def root() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class Platform:
+class Platform(ReleaseHarness[LocalDriver]):
     """The engine, a worker and a local driver, with the project applied."""
 
     def __init__(self, db: Database, root: Path, repository: AppRepository, ports: dict[str, int]) -> None:
-        self.db, self.root, self.repository, self.ports = db, root, repository, ports
-        self.engine = Engine(db, SystemClock())
-        self.driver = LocalDriver(root / "local")
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(db, LocalDriver(root / "local"))
+        self.root, self.repository, self.ports = root, repository, ports
 
-    async def apply(self, production_flow: dict[str, Any]) -> None:
-        document = configuration(self.repository.path, self.ports)
-        stages = document["projects"][0]["pipelines"][0]["stages"]
-        stages[1]["releaseFlow"] = STAGING_FLOW
-        stages[2]["releaseFlow"] = production_flow
-        config = parse_configuration(document, read_file=lambda name: "")
-        await apply_configuration(self.db, config, SystemClock())
+    def configuration(self) -> dict[str, Any]:
+        return configuration(self.repository.path, self.ports)
 
-    def start_worker(self) -> None:
-        drivers = DriverRegistry({"local": self.driver})
-        worker = Worker(self.db, default_executors(drivers), SystemClock(), FAST_WORKER, drivers=drivers)
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(worker.run(self._stop))
-
-    async def stop_worker(self) -> None:
-        if self._task is not None:
-            self._stop.set()
-            await asyncio.wait_for(self._task, timeout=30)
-            self._task = None
-
-    async def run(self, stage: str, name: str) -> RunRecord:
-        run = await self.engine.start_run("shop", "main", stage, RunRequest(name=name))
-        return await wait_for_run(self.db, run.id, timeout=120)
-
-    async def failure(self, run: RunRecord) -> str:
-        """The failed nodes of a run and their errors, for assertion messages."""
-        detail = await queries.run_detail(self.db, run.id, with_events=False)
-        nodes = detail.root.walk() if detail.root else []
-        failed = [
-            f"{node.label}: {node.error}"
-            for node in nodes
-            if node.status == "failed" and not node.is_workflow
-        ]
-        return f"run {run.status}: {run.error or ''} " + "; ".join(failed)
+    async def apply(self, production_flow: dict[str, Any]) -> None:  # type: ignore[override]
+        await super().apply(STAGING_FLOW, production_flow)
 
     async def tear_down(self) -> None:
         await self.stop_worker()
