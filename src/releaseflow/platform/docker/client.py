@@ -7,6 +7,7 @@ becomes a ``DockerError`` (a ``DriverError``) whose message says what was asked 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -25,6 +26,10 @@ MAX_API_VERSION = (1, 43)
 MIN_API_VERSION = (1, 25)
 
 LogSink = Callable[[str], None]
+
+
+# Tries to remove a container that is changing state under the removal (see remove_container).
+REMOVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -372,14 +377,25 @@ class DockerClient:
         )
 
     async def remove_container(self, container: str) -> None:
-        """Remove, stopping it first if need be; a container already gone is fine."""
-        await self._request(
-            "DELETE",
-            f"/containers/{container}",
-            what=f"remove container {container}",
-            params={"force": "true", "v": "true"},
-            ok=(200, 204, 404),
-        )
+        """Remove, stopping it first if need be; a container already gone is fine.
+
+        A container that is exiting at that very moment (its restart policy racing the removal) makes
+        podman answer "container state improper"; a moment later the removal goes through.
+        """
+        for attempt in range(REMOVE_ATTEMPTS):
+            try:
+                await self._request(
+                    "DELETE",
+                    f"/containers/{container}",
+                    what=f"remove container {container}",
+                    params={"force": "true", "v": "true"},
+                    ok=(200, 204, 404),
+                )
+                return
+            except DriverError as error:
+                if "state improper" not in str(error) or attempt == REMOVE_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(0.2 * (attempt + 1))
 
     async def inspect_container(self, container: str) -> dict[str, Any] | None:
         response = await self._request(
