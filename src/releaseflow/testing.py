@@ -52,7 +52,8 @@ class FakeDriver:
         self.started = False
         self.calls: list[DriverRequest] = []
         self.follows: list[DriverRequest] = []
-        self.cancelled: list[DriverRequest] = []
+        self.cancelled: list[DriverRequest] = []  # calls interrupted while they ran
+        self.stopped: list[tuple[DriverRequest, Any]] = []  # waiting actions the engine asked to stop
         self._scripts: dict[str, list[Behaviour]] = defaultdict(list)
         self._in_progress: dict[str, list[Any]] = {}
 
@@ -111,6 +112,10 @@ class FakeDriver:
             return DriverAnswer(AnswerState.FAILED, message=behaviour.message)
         assert isinstance(behaviour, Succeed)
         return DriverAnswer(AnswerState.DONE, data=dict(behaviour.data))
+
+    async def cancel(self, request: DriverRequest, handle: Any) -> str:
+        self.stopped.append((request, handle))
+        return f"fake: stopped {request.operation.value} on {request.resource.id}"
 
     def calls_on(self, resource_id: str) -> list[DriverRequest]:
         return [call for call in self.calls if call.resource.id == resource_id]

@@ -25,7 +25,7 @@ from releaseflow.engine.executors.base import Succeeded
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.worker import Worker
 from releaseflow.store import runs as run_store
-from releaseflow.testing import Hang, Succeed
+from releaseflow.testing import Hang, InProgress, Succeed
 
 
 def gate(ref: str = "gate") -> dict[str, object]:
@@ -135,6 +135,7 @@ async def test_lease__a_late_answer_from_a_lost_lease_is_refused(harness: Engine
         code={},
         wait_state=None,
         poll=False,
+        cancel=False,
         project_id="shop",
         pipeline_id="main",
         stage="Development",
@@ -195,3 +196,22 @@ async def test_rename__display_name_and_description_can_change_later(harness: En
     renamed = await harness.engine.rename_run(run.id, name="hotfix 1", description="rolled out by hand")
     assert (renamed.display_name, renamed.description) == ("hotfix 1", "rolled out by hand")
     await asyncio.sleep(0)
+
+
+async def test_abort__a_waiting_action_is_stopped_on_the_platform(harness: EngineHarness) -> None:
+    harness.driver.script("migrate", InProgress(polls=1000))
+    await harness.seed(template(workflow(job_run("migration", condition="success"), deploy("later"))))
+    run = await harness.start()
+    harness.start_worker()
+    await wait_for_node(harness.db, run.id, "migration", "waiting")
+
+    await harness.engine.abort_run(run.id)
+    done = await harness.run(run.id)
+
+    nodes = await harness.nodes(run.id)
+    assert done.status is RunStatus.ABORTED
+    assert nodes["migration"].status is NodeStatus.ABORTED
+    assert nodes["migration"].cause == "stopped: the run was aborted; fake: stopped run_job on migrate"
+    ((request, handle),) = harness.driver.stopped
+    assert request.idempotency_key == f"{run.id}/spec.spec.steps[0]/1"
+    assert handle == {"key": request.idempotency_key}

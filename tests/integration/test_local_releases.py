@@ -25,9 +25,11 @@ from tests.integration.local_project import (
     northflank_example,
 )
 from tests.integration.release_harness import ReleaseHarness
+from tests.integration.support import wait_for_node, wait_for_run
 
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
+from releaseflow.engine.commands import RunRequest
 from releaseflow.platform.driver import Resource
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
@@ -218,3 +220,34 @@ async def test_local__actions_and_conditions_act_for_real(platform: Platform) ->
     # The damage was undone by the restore: the migration's row is back.
     assert rows(await platform.driver.addons.connection_url(addon, "shop")) == ["v1"]
     assert await eventually_answers(platform.ports["prod"], "v1") == "v1"
+
+
+async def test_local__abort_stops_a_running_job_on_the_host(platform: Platform) -> None:
+    platform.repository.commit("v1")
+    await platform.apply(northflank_example("deploy-build-parallel"))
+    platform.start_worker()
+    assert (await platform.run("Staging", "staging v1")).status is RunStatus.SUCCESS
+    assert (await platform.run("Production", "prod v1")).status is RunStatus.SUCCESS
+    slow = {
+        "kind": "JobRun",
+        "ref": "slow",
+        "spec": {
+            "jobId": "job-prod",
+            "deployment": {"docker": {"configType": "customCommand", "customCommand": "sleep 60"}},
+        },
+        "condition": "success",
+    }
+    await platform.apply(sequence(slow))
+    run = await platform.engine.start_run("shop", "main", "Production", RunRequest(name="slow job"))
+    waiting = await wait_for_node(platform.db, run.id, "slow", "waiting")
+    job_run = waiting.data["id"]
+    assert (await platform.driver.jobs.get(job_run)).status.value == "running"
+
+    await platform.engine.abort_run(run.id)
+    done = await wait_for_run(platform.db, run.id, timeout=30)
+
+    assert done.status is RunStatus.ABORTED
+    node = (await queries.run_detail(platform.db, run.id, with_events=False)).node("slow")
+    assert node is not None and node.cause == f"stopped: the run was aborted; job run {job_run} was stopped"
+    stopped = await platform.driver.jobs.get(job_run)
+    assert stopped.status.value == "failed" and "aborted" in stopped.error

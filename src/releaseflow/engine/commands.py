@@ -12,7 +12,6 @@ from releaseflow.domain.concurrency import AdmissionAction, admit
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.statuses import (
-    IN_FLIGHT_NODE_STATUSES,
     TERMINAL_RUN_STATUSES,
     NodeStatus,
     RunStatus,
@@ -25,7 +24,7 @@ from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
 from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.engine.transitions import transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
@@ -200,12 +199,16 @@ class Engine:
             await transition_run(tx, run_id, run.status, RunStatus.ABORTED, cause, now)
             return
         await transition_run(tx, run_id, run.status, RunStatus.ABORTING, cause, now)
-        # Waiting nodes nobody is polling right now can stop at once; leased ones are stopped by
-        # their worker, which notices the abort at its next heartbeat.
-        for node in await run_store.load_nodes(tx, run_id):
-            idle = node.lease_owner is None and node.kind != "Workflow"
-            if node.status in IN_FLIGHT_NODE_STATUSES and idle:
-                await transition_node(tx, node, NodeStatus.ABORTED, cause, now)
+        # Waiting nodes nobody is polling right now are handed to a worker at once, which asks the
+        # platform to stop their action; leased ones are stopped by their worker, which notices the
+        # abort at its next heartbeat.
+        idle = [
+            node.id
+            for node in await run_store.load_nodes(tx, run_id)
+            if node.status is NodeStatus.WAITING and node.lease_owner is None
+        ]
+        if idle:
+            await run_store.make_due(tx, idle, now)
         await settle(tx, run_id, now, self.templates)
         tx.wake_workers()
 

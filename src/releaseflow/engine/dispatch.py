@@ -37,6 +37,7 @@ class Claim:
     code: dict[str, Any]
     wait_state: Any
     poll: bool  # True: the node is waiting and this is a poll, not a new attempt
+    cancel: bool  # True: the node is waiting and its run is aborting: stop its action
     project_id: str
     pipeline_id: str
     stage: str
@@ -78,11 +79,14 @@ async def begin(
     """Turn a freshly leased node into a Claim; None when the node ended here instead."""
     batch = batch or BatchCache()
     run, flow = await batch.run_and_flow(tx, node.run_id)
+    if node.status is NodeStatus.WAITING:
+        aborting = run.status is RunStatus.ABORTING
+        return _claim(
+            node, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=True, cancel=aborting
+        )
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
-    if node.status is NodeStatus.WAITING:
-        return _claim(node, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=True)
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
     outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
@@ -129,7 +133,15 @@ async def begin(
 
 
 def _claim(
-    node: NodeRecord, run: RunRecord, project_id: str, pipeline_id: str, stage: str, code: Any, *, poll: bool
+    node: NodeRecord,
+    run: RunRecord,
+    project_id: str,
+    pipeline_id: str,
+    stage: str,
+    code: Any,
+    *,
+    poll: bool,
+    cancel: bool = False,
 ) -> Claim:
     return Claim(
         node_id=node.id,
@@ -143,6 +155,7 @@ def _claim(
         code=dict(code or {}),
         wait_state=node.wait_state,
         poll=poll,
+        cancel=cancel,
         project_id=project_id,
         pipeline_id=pipeline_id,
         stage=stage,

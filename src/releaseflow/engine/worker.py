@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 NO_PLATFORM = ActionScope(resources={}, deployed={}, stage_resources=frozenset())
 
+# How long the platform may take to stop an action when its run is aborted.
+CANCEL_TIMEOUT_SECONDS = 60.0
 # An action with no timeout of its own may not hold a worker slot longer than this.
 ACTION_TIMEOUT_SECONDS = 3600.0
 
@@ -198,6 +200,8 @@ class Worker:
         executor = self.executors.get(claim.kind)
         if executor is None:
             return Failed(f"no executor for node kind {claim.kind}", retryable=False)
+        if claim.cancel:
+            return await self._stop_action(executor, context)
         limit = timeout_seconds(claim.code) or (
             DEFAULT_WAIT_TIMEOUT_SECONDS if claim.poll else ACTION_TIMEOUT_SECONDS
         )
@@ -214,6 +218,16 @@ class Worker:
             log.exception("executor for %s crashed", claim.kind)
             return Failed(f"the {claim.kind} executor crashed: {error!r}")
         return outcome
+
+    @staticmethod
+    async def _stop_action(executor: NodeExecutor, context: ExecutionContext) -> Aborted:
+        """The run was aborted while the node waited on the platform: ask it to stop the action."""
+        try:
+            stopped = await asyncio.wait_for(executor.cancel(context), timeout=CANCEL_TIMEOUT_SECONDS)
+        except Exception as error:  # the node ends aborted either way; say what happened
+            log.exception("stopping %s of run %s failed", context.node_path, context.run_id)
+            stopped = f"could not ask the platform to stop it: {error!r}"
+        return Aborted(f"stopped: the run was aborted; {stopped}" if stopped else Aborted.message)
 
     async def complete(self, claim: Claim, answer: Answer) -> None:
         """Record an answer, if this worker still holds the node's lease (else StaleLeaseError)."""

@@ -155,6 +155,11 @@ class Driver(Protocol):
 
     async def follow(self, request: DriverRequest, handle: Any) -> DriverAnswer: ...
 
+    async def cancel(self, request: DriverRequest, handle: Any) -> str:
+        """Stop the action ``handle`` follows (the run was aborted); says what was stopped ("" when
+        there is nothing to stop: a deploy finishes or returns to the previous release on its own)."""
+        ...
+
 
 class DriverRegistry:
     """The drivers this process can use, by name."""

@@ -271,6 +271,28 @@ async def test_docker_driver__jobs_run_to_completion_with_exit_code_and_logs(har
     assert (await harness.driver.perform(check)).state is AnswerState.DONE
 
 
+async def test_docker_driver__cancel_stops_a_running_job_container(harness: Harness) -> None:
+    build = await harness.build(harness.repo.commit("v1"))
+    image = Artifact(kind="build", build_id=build.data["id"], image=build.data["image"])
+    harness.add("migrate", "job", {"command": ["sh", "-c", "sleep 60"]})
+    request = harness.request(Operation.RUN_JOB, "migrate", {"jobId": "migrate"}, artifact=image)
+    started = await harness.driver.perform(request)
+    assert started.state is AnswerState.IN_PROGRESS, started.message
+
+    said = await harness.driver.cancel(request, started.handle)
+    assert said.startswith(f"job run {started.data['id']}") and said.endswith("was stopped")
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    answer = started
+    while answer.state is AnswerState.IN_PROGRESS:
+        assert loop.time() < deadline, f"the stopped job still runs: {answer}"
+        await asyncio.sleep(0.1)
+        answer = await harness.driver.follow(request, started.handle)
+    assert answer.state is AnswerState.FAILED
+    assert answer.data["exitCode"] != 0
+
+
 async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Harness) -> None:
     harness.add("web", "service", web_spec())
     build = await harness.build(harness.repo.commit("v1"))

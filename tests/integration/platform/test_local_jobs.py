@@ -15,6 +15,7 @@ from tests.integration.platform.local_support import kill_processes_under
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
 from releaseflow.platform.local.jobs import JobManager, JobRun, JobRunStatus
+from releaseflow.platform.local.processes import group_alive
 
 ARTIFACT = Artifact(kind="build", build_service="api-build", build_id="b-1", commit="abc123")
 
@@ -127,3 +128,18 @@ async def test_job__missing_folder_or_run_is_reported(tmp_path: Path, folder: Pa
     assert run.status is JobRunStatus.FAILED and "does not exist" in run.error
     with pytest.raises(DriverError, match="does not exist"):
         await manager.get("run-000000000000")
+
+
+async def test_job__cancel_stops_the_whole_run_and_records_why(tmp_path: Path, folder: Path) -> None:
+    manager = JobManager(tmp_path / "root")
+    run = await manager.run(job("sleep 30 & sleep 30; wait"), folder, ARTIFACT, {}, key="k1")
+    assert run.pid is not None
+
+    said = await manager.cancel(run.id, grace_seconds=2)
+
+    done = await manager.get(run.id)
+    assert said == f"job run {run.id} was stopped"
+    assert done.status is JobRunStatus.FAILED
+    assert "its release run was aborted" in done.error
+    assert not group_alive(run.pid)  # the job and its children are gone (zombies aside)
+    assert await manager.cancel(run.id) == ""  # an ended run has nothing left to stop

@@ -24,6 +24,9 @@ class ApprovalExecutor:
         state: Mapping[str, Any] = context.wait_state if isinstance(context.wait_state, Mapping) else {}
         return self._judge(context, approvals=list(state.get("approvals", [])))
 
+    async def cancel(self, context: ExecutionContext) -> str:
+        return ""  # nothing runs anywhere: the approval simply stops being awaited
+
     @staticmethod
     def _judge(context: ExecutionContext, approvals: list[Any]) -> Outcome:
         needed = required_approvals(context)

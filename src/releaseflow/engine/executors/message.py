@@ -57,6 +57,9 @@ class MessageExecutor:
     async def poll(self, context: ExecutionContext) -> Outcome:
         return Failed("a message is sent once and never waits", retryable=False)
 
+    async def cancel(self, context: ExecutionContext) -> str:
+        return ""
+
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         if self._client is not None:
             return await self._client.post(url, json=body, headers=headers, timeout=TIMEOUT_SECONDS)

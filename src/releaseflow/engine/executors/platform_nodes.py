@@ -166,6 +166,16 @@ class PlatformExecutor:
         polls = state.get("polls")
         return self._judge(answer, waits, polls if isinstance(polls, int) else 0)
 
+    async def cancel(self, context: ExecutionContext) -> str:
+        if context.kind == "Condition":
+            return ""  # a check has nothing running on the platform
+        try:
+            request, _ = plan_request(context)
+            handle = _mapping(context.wait_state).get("handle")
+            return await self._drivers.get(request.resource.driver).cancel(request, handle)
+        except (NodeInputError, DriverError) as error:
+            return f"could not ask the platform to stop it: {error}"
+
     @staticmethod
     def _judge(answer: DriverAnswer, waits: bool, polls: int = 0) -> Outcome:
         data = dict(answer.data)

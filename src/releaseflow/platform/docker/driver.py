@@ -140,6 +140,13 @@ class DockerDriver:
             return await self.perform(request)
         raise DriverError(f"the docker driver cannot follow {dict(handle)!r}", retryable=False)
 
+    async def cancel(self, request: DriverRequest, handle: Any) -> str:
+        handle = _mapping(handle)
+        if handle.get("kind") == "jobRun":
+            return await self.jobs.cancel(str(handle.get("id", "")))
+        # Builds run to their end; a deploy ends healthy or returns to the previous container itself.
+        return ""
+
     # -- actions --------------------------------------------------------------------------------------
 
     async def _act(self, request: DriverRequest) -> DriverAnswer:

@@ -131,6 +131,16 @@ class Jobs:
             self._drive(run_id)
         return run_answer(record)
 
+    async def cancel(self, run_id: str) -> str:
+        """Stop a running job container; its watcher then records the run as failed."""
+        record = self._runs.load(run_id)
+        if record is None or record["status"] != RUNNING:
+            return ""
+        record["message"] = f"job run {run_id} was stopped: its release run was aborted"
+        self._runs.save(run_id, record)
+        await self._client.stop_container(str(record["containerId"]), grace_seconds=5)
+        return f"job run {run_id} (container {str(record['containerId'])[:12]}) was stopped"
+
     def resume(self) -> None:
         for record in self._runs.all():
             if record["status"] == RUNNING:

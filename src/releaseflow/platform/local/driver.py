@@ -131,6 +131,14 @@ class LocalDriver:
         # Checks have no handle worth keeping: looking again is following.
         return await self.perform(request)
 
+    async def cancel(self, request: DriverRequest, handle: Any) -> str:
+        state = handle if isinstance(handle, Mapping) else {}
+        if "jobRunId" in state:
+            return await self.jobs.cancel(str(state["jobRunId"]))
+        # Builds, backups and restores run to their end; a deploy ends healthy or returns to the
+        # previous release on its own: none leaves anything half-done behind.
+        return ""
+
     # Builds ----------------------------------------------------------------------------------------
 
     async def _start_build(self, request: DriverRequest) -> DriverAnswer:

@@ -33,6 +33,7 @@ from releaseflow.platform.local.processes import (
     now_utc,
     read_exit_code,
     spawn,
+    stop_process,
     tail,
 )
 from releaseflow.platform.local.specs import JobSpec
@@ -144,6 +145,23 @@ class JobManager:
         if record["status"] == JobRunStatus.RUNNING.value and _conclude(record, folder):
             write_json(folder / "run.json", record)
         return _run_from(record, folder)
+
+    async def cancel(self, run_id: str, grace_seconds: float = 5.0) -> str:
+        """Stop a running job run (its whole process group); says what was done."""
+        folder = self._dir(run_id)
+        async with self._lock:
+            record = read_json(folder / "run.json")
+            if record is None or record["status"] != JobRunStatus.RUNNING.value or not record["process"]:
+                return ""
+            await stop_process(ProcessHandle.from_data(record["process"]), grace_seconds)
+            record.update(
+                status=JobRunStatus.FAILED.value,
+                endedAt=now_utc().isoformat(),
+                exitCode=read_exit_code(folder / "exit-code"),
+                error=f"job run {run_id} of '{record['jobId']}' was stopped: its release run was aborted",
+            )
+            write_json(folder / "run.json", record)
+        return f"job run {run_id} was stopped"
 
     def logs(self, run_id: str, lines: int = 100) -> list[str]:
         return tail(self.log_path(run_id), lines)
