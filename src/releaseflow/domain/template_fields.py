@@ -138,12 +138,7 @@ class Int(Field):
             issues.append(Issue(path, f"must be at most {self.maximum}"))
 
     def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "integer"}
-        if self.minimum is not None:
-            schema["minimum"] = self.minimum
-        if self.maximum is not None:
-            schema["maximum"] = self.maximum
-        return schema
+        return _bounded("integer", self.minimum, self.maximum)
 
 
 @dataclass(frozen=True)
@@ -160,12 +155,17 @@ class Num(Field):
             issues.append(Issue(path, f"must be at most {self.maximum:g}"))
 
     def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "number"}
-        if self.minimum is not None:
-            schema["minimum"] = self.minimum
-        if self.maximum is not None:
-            schema["maximum"] = self.maximum
-        return schema
+        return _bounded("number", self.minimum, self.maximum)
+
+
+def _bounded(kind: str, minimum: float | None, maximum: float | None) -> dict[str, Any]:
+    """A JSON Schema number type with the bounds that are set."""
+    schema: dict[str, Any] = {"type": kind}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return schema
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,7 @@ class Builder:
         return max(done, key=lambda r: str(r.get("finishedAt") or ""))
 
     def follow(self, build_id: str) -> DriverAnswer:
-        record = self.get(build_id)
-        if record is None:
-            raise DriverError(f"build '{build_id}' is unknown to this docker driver", retryable=False)
+        record = self._records.require(build_id, "build")
         if record["status"] == BUILDING:
             self._drive(record)  # nobody drives it after a restart: pick it up again
         return build_answer(record)
@@ -215,9 +213,8 @@ class Builder:
         return None
 
     def resume(self) -> None:
-        for record in self._records.all():
-            if record["status"] == BUILDING:
-                self._drive(record)
+        for record in self._records.with_status(BUILDING):
+            self._drive(record)
 
     def _repository_name(self, project: str, build_service: str) -> str:
         name = safe_name(project, build_service)

@@ -124,9 +124,7 @@ class Jobs:
         return run_answer(record)
 
     def follow(self, run_id: str) -> DriverAnswer:
-        record = self._runs.load(run_id)
-        if record is None:
-            raise DriverError(f"job run '{run_id}' is unknown to this docker driver", retryable=False)
+        record = self._runs.require(run_id, "job run")
         if record["status"] == RUNNING:
             self._drive(run_id)
         return run_answer(record)
@@ -142,9 +140,8 @@ class Jobs:
         return f"job run {run_id} (container {str(record['containerId'])[:12]}) was stopped"
 
     def resume(self) -> None:
-        for record in self._runs.all():
-            if record["status"] == RUNNING:
-                self._drive(str(record["id"]))
+        for record in self._runs.with_status(RUNNING):
+            self._drive(str(record["id"]))
 
     def _drive(self, run_id: str) -> None:
         self._supervisor.ensure(f"job:{run_id}", lambda: self._watch(run_id))

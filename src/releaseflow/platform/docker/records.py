@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from releaseflow.platform.driver import DriverError
+
 LOGGER = logging.getLogger("releaseflow.platform.docker")
 
 # Labels put on every container the driver makes, so it can find its own again.
@@ -73,6 +75,17 @@ class Records:
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
         os.replace(temporary, path)
+
+    def require(self, record_id: str, what: str) -> dict[str, Any]:
+        """The record, or a clear non-retryable error naming ``what`` was asked for."""
+        record = self.load(record_id)
+        if record is None:
+            raise DriverError(f"{what} '{record_id}' is unknown to this docker driver", retryable=False)
+        return record
+
+    def with_status(self, status: str) -> list[dict[str, Any]]:
+        """Records in ``status`` (e.g. still running: after a restart nobody drives them)."""
+        return [record for record in self.all() if record["status"] == status]
 
     def all(self) -> list[dict[str, Any]]:
         found = []

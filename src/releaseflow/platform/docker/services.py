@@ -172,19 +172,14 @@ class Services:
         return [{"internalPort": port, "host": host, "port": host_port, "url": f"http://{host}:{host_port}"}]
 
     def follow(self, deployment_id: str) -> DriverAnswer:
-        record = self._deployments.load(deployment_id)
-        if record is None:
-            raise DriverError(
-                f"deployment '{deployment_id}' is unknown to this docker driver", retryable=False
-            )
+        record = self._deployments.require(deployment_id, "deployment")
         if record["status"] == DEPLOYING:
             self._drive(deployment_id)  # nobody drives it after a restart: pick it up again
         return deployment_answer(record)
 
     def resume(self) -> None:
-        for record in self._deployments.all():
-            if record["status"] == DEPLOYING:
-                self._drive(str(record["id"]))
+        for record in self._deployments.with_status(DEPLOYING):
+            self._drive(str(record["id"]))
 
     def _drive(self, deployment_id: str) -> None:
         self._supervisor.ensure(f"deploy:{deployment_id}", lambda: self._run(deployment_id))
