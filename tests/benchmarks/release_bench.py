@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tests.benchmarks.engine_bench import percentile
 
@@ -316,3 +316,25 @@ def epoch(iso: str) -> float:
     elif iso.endswith("Z"):
         iso = iso[:-1] + "+00:00"
     return datetime.fromisoformat(iso).timestamp()
+
+
+class Scenario(Protocol):
+    async def measure(self, version: str) -> Sample: ...
+
+
+async def measure_deploys(
+    driver: str, scenario: Scenario, repeat: int, progress: Callable[[str], None]
+) -> list[Sample]:
+    """One warm-up deploy (the first, which replaces nothing), then ``repeat`` measured ones."""
+    samples = []
+    for index in range(repeat + 1):
+        began = time.monotonic()
+        sample = await scenario.measure(f"v{index + 1}")
+        label = "warm-up" if index == 0 else f"{index}/{repeat}"
+        progress(
+            f"  {driver} {label}: release {sample.release * 1000:.0f} ms, platform"
+            f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
+        )
+        if index:
+            samples.append(sample)
+    return samples

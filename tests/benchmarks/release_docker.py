@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from tests.benchmarks.release_bench import (
     build_request,
     epoch,
     find_value,
+    measure_deploys,
     release_engine,
     running,
     settle,
@@ -230,18 +230,8 @@ async def bench_docker(repeat: int, progress: Callable[[str], None]) -> DriverRe
         async with release_engine(root, DriverRegistry({"docker": driver})) as harness:
             scenario = DockerScenario(root, env, harness, driver)
             await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
-            samples = []
             async with running(harness):
-                for index in range(repeat + 1):
-                    began = time.monotonic()
-                    sample = await scenario.measure(f"v{index + 1}")
-                    label = "warm-up" if index == 0 else f"{index}/{repeat}"
-                    progress(
-                        f"  docker {label}: release {sample.release * 1000:.0f} ms, platform"
-                        f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
-                    )
-                    if index:
-                        samples.append(sample)
+                samples = await measure_deploys("docker", scenario, repeat, progress)
         notes = (
             "busybox httpd (FROM scratch) built and pushed through the driver; side-by-side deploy"
             " (no hostPort); health check http GET /index.html every 1 s (default intervalSeconds)",

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.benchmarks.release_bench import (
     build_request,
     epoch,
     find_value,
+    measure_deploys,
     release_engine,
     running,
     settle,
@@ -145,17 +145,7 @@ async def bench_local(repeat: int, progress: Callable[[str], None]) -> DriverRes
             scenario = LocalScenario(root, harness, driver)
             await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
             async with running(harness):
-                samples = []
-                for index in range(repeat + 1):
-                    began = time.monotonic()
-                    sample = await scenario.measure(f"v{index + 1}")
-                    label = "warm-up" if index == 0 else f"{index}/{repeat}"
-                    progress(
-                        f"  local {label}: release {sample.release * 1000:.0f} ms, platform"
-                        f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
-                    )
-                    if index:
-                        samples.append(sample)
+                samples = await measure_deploys("local", scenario, repeat, progress)
             # The worker stopped the driver; the service's process is detached and still runs.
             await driver.services.stop_service(SERVICE)
         notes = (
