@@ -8,7 +8,7 @@ from typing import Any
 
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
-from releaseflow.store.records import RunRecord, dump_json
+from releaseflow.store.records import RunRecord
 
 
 class TemplateCache:
@@ -42,7 +42,3 @@ def node_code(node: Node) -> dict[str, Any]:
     if node.is_workflow and isinstance(document.get("spec"), Mapping):
         document["spec"] = {key: value for key, value in document["spec"].items() if key != "steps"}
     return document
-
-
-def canonical(document: Any) -> str:
-    return dump_json(document)

@@ -277,10 +277,6 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    @property
-    def busy(self) -> int:
-        return len(self._tasks)
-
 
 def standard_worker(db: Database, settings: WorkerSettings, drivers: DriverRegistry) -> Worker:
     """The worker a releaseflow process runs: the shipped executors over the given drivers."""

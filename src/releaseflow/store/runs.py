@@ -153,15 +153,6 @@ async def list_runs(
     return [RunRecord.from_row(row) for row in await tx.fetchall(sql, params)]
 
 
-async def count_runs(tx: Transaction, flow_id: str, *, statuses: Sequence[str] = ()) -> int:
-    sql = "SELECT COUNT(*) AS n FROM runs WHERE flow_id = ?"
-    params: list[Any] = [flow_id]
-    if statuses:
-        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
-        params.extend(statuses)
-    return int(await tx.fetchvalue(sql, params))
-
-
 async def runs_holding_slot(tx: Transaction, flow_id: str) -> list[RunRecord]:
     """Active runs of a flow (they hold its concurrency slot), oldest first."""
     statuses = [str(status) for status in ACTIVE_RUN_STATUSES]
