@@ -128,7 +128,7 @@ def test_parse_configuration__example_parses() -> None:
         "migrate-staging": ("job", "local"),
         "migrate": ("job", "local"),
         "db-staging": ("addon", "local"),
-        "db": ("addon", "docker"),
+        "db": ("addon", "local"),
         "api-builder": ("build_service", "local"),
     }
     assert shop.resource("api") == ResourceConfig(

@@ -43,6 +43,7 @@ from releaseflow.domain.config_model import (
 from releaseflow.domain.config_plan import Change, Plan, plan_changes
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.spec_schema import SpecSchemas, check_spec
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import StageScope, check_refs, check_template
 
@@ -71,15 +72,24 @@ _STAGE_KEYS = ("name", "resources", "releaseFlow", "releaseFlowFile")
 ReadFile = Callable[[str], str]
 
 
-def parse_configuration(document: Any, *, read_file: ReadFile, source: str = "<config>") -> Configuration:
+def parse_configuration(
+    document: Any,
+    *,
+    read_file: ReadFile,
+    source: str = "<config>",
+    spec_schemas: SpecSchemas | None = None,
+) -> Configuration:
     """Validate a loaded configuration document and build the model.
 
     ``read_file`` receives each ``releaseFlowFile`` as a normalised relative POSIX path (already
     checked to stay inside the configuration's folder) and returns its text; the caller resolves it
     against the configuration file's folder. An ``OSError`` it raises becomes an issue.
+    ``spec_schemas`` are the spec schemas of the known drivers (by driver, then resource kind): with
+    them, every resource must name a known driver that runs its kind, and its ``spec`` is checked
+    against that driver's schema. Without them (tests with fake drivers) ``spec`` stays open.
     Raises ``ValidationError`` (subject ``configuration <source>``) listing every issue.
     """
-    parser = _Parser(read_file)
+    parser = _Parser(read_file, spec_schemas)
     configuration = parser.configuration(document)
     if parser.issues:
         raise ValidationError(parser.issues, subject=f"configuration {source}")
@@ -95,8 +105,9 @@ class _Loaded:
 
 
 class _Parser:
-    def __init__(self, read_file: ReadFile) -> None:
+    def __init__(self, read_file: ReadFile, spec_schemas: SpecSchemas | None = None) -> None:
         self.read_file = read_file
+        self.spec_schemas = spec_schemas
         self.issues: list[Issue] = []
         self._files: dict[str, _Loaded] = {}
 
@@ -251,9 +262,32 @@ class _Parser:
                 self.issues.extend(problems)
                 if problems:
                     spec = None
+        if driver is not None and spec is not None:
+            # The resource is kept even when its spec is wrong: the issue already fails the file, and
+            # stages and flows that name it should not report it missing on top.
+            self.driver_spec(driver, kind, spec, path)
         if resource_id is None or driver is None or spec is None:
             return None
         return ResourceConfig(id=resource_id, kind=kind, driver=driver, spec=spec)
+
+    def driver_spec(self, driver: str, kind: ResourceKind, spec: Mapping[str, Any], path: str) -> None:
+        """Issues when ``spec`` is not what ``driver`` accepts for ``kind`` (none without schemas)."""
+        if self.spec_schemas is None:
+            return
+        schemas = self.spec_schemas.get(driver)
+        if schemas is None:
+            known = ", ".join(sorted(self.spec_schemas))
+            self.issue(join_key(path, "driver"), f"unknown driver '{driver}' (known drivers: {known})")
+            return
+        schema = schemas.get(kind)
+        if schema is None:
+            runs = ", ".join(KIND_WORDS[each] for each in RESOURCE_SECTIONS.values() if each in schemas)
+            self.issue(
+                join_key(path, "driver"),
+                f"the {driver} driver does not run {KIND_WORDS[kind]}s (it runs: {runs})",
+            )
+            return
+        self.issues.extend(check_spec(schema, spec, join_key(path, "spec")))
 
     def pipelines(
         self, value: Any, path: str, resources: Mapping[str, ResourceConfig]

@@ -21,6 +21,7 @@ from releaseflow.domain.config_plan import Change, Plan, plan_changes
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
 from releaseflow.engine.clock import Clock
+from releaseflow.platform.available import spec_schemas
 from releaseflow.store import catalog
 from releaseflow.store.database import Database, Transaction
 
@@ -38,7 +39,7 @@ def load_configuration_file(path: str | Path) -> Configuration:
         return (folder / relative).read_text(encoding="utf-8")
 
     document = load_document(text, source=str(path))
-    return parse_configuration(document, read_file=read_file, source=str(path))
+    return parse_configuration(document, read_file=read_file, source=str(path), spec_schemas=spec_schemas())
 
 
 async def apply_configuration(

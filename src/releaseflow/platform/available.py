@@ -9,9 +9,12 @@ import stat
 from pathlib import Path
 
 from releaseflow.domain.errors import Issue, ReleaseflowError, ValidationError
+from releaseflow.domain.spec_schema import SpecSchemas
+from releaseflow.platform.docker import specs as docker_specs
 from releaseflow.platform.docker.client import RegistryCredentials
 from releaseflow.platform.docker.driver import DockerDriver
 from releaseflow.platform.driver import DriverRegistry
+from releaseflow.platform.local import specs as local_specs
 from releaseflow.platform.local.driver import LocalDriver
 
 # Managed PostgreSQL clusters of a data directory that the `postgres` user cannot reach (see below).
@@ -35,6 +38,15 @@ def standard_drivers(
             DockerDriver(data_dir / "docker", docker_host, registry=docker_registry, credentials=credentials)
         )
     return drivers
+
+
+def spec_schemas() -> SpecSchemas:
+    """The spec schemas of every driver releaseflow knows, by driver then resource kind.
+
+    All of them, whether or not this process is configured to run the driver: a configuration file
+    is checked the same way wherever it is validated.
+    """
+    return {"local": local_specs.SCHEMAS, "docker": docker_specs.SCHEMAS}
 
 
 def managed_addons_root(local_root: Path) -> Path:

@@ -1,21 +1,24 @@
-"""The ``spec`` of each resource kind on the local driver, parsed into typed values.
+"""The ``spec`` of each resource kind on the local driver: its declared schema, and its parsers.
 
-A configuration file keeps ``spec`` open (it belongs to the driver), so this is where a misspelt key
-or a wrong type is caught: every error names the resource, the key and what is expected, and unknown
-keys are refused rather than ignored.
+A configuration file keeps ``spec`` open (it belongs to the driver). The schemas below (``SCHEMAS``)
+declare what each kind accepts; ``validate`` and ``apply`` check every resource against them before
+anything changes, and the parsers check the same declaration again at deploy time (a resource stored
+before the schema existed is still refused with every problem listed). A parser only reads keys its
+schema declares (``_Reader`` refuses anything else), so the declaration and the parser cannot drift.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from releaseflow.domain.errors import Issue
+from releaseflow.domain.spec_schema import Excludes, OneOf, Requires, SpecField, SpecSchema, check_spec
 from releaseflow.platform.driver import DriverError, Resource
-from releaseflow.platform.local.health import HealthCheck
+from releaseflow.platform.local.health import CHECK_TYPES, HealthCheck
 from releaseflow.platform.local.postgres_connection import ConnectionTarget
 
 KIND_WORDS = {"service": "service", "job": "job", "addon": "addon", "build_service": "build service"}
@@ -24,29 +27,51 @@ KIND_WORDS = {"service": "service", "job": "job", "addon": "addon", "build_servi
 class SpecError(DriverError):
     """A resource's spec cannot be used by the local driver; another attempt cannot fix it."""
 
-    def __init__(self, resource: Resource, key: str, problem: str, *, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        key: str,
+        problem: str,
+        *,
+        kind: str | None = None,
+        more: Sequence[Issue] = (),
+    ) -> None:
         what = KIND_WORDS.get(kind or resource.kind, kind or resource.kind)
         where = f"spec.{key}" if key else "spec"
-        super().__init__(f"{what} '{resource.id}' (local driver): {where} {problem}", retryable=False)
+        # Every further problem the schema found, so one failed deploy tells the whole story.
+        rest = "".join(f"; {issue.path} {issue.message}" for issue in more)
+        super().__init__(f"{what} '{resource.id}' (local driver): {where} {problem}{rest}", retryable=False)
+
+    @classmethod
+    def listing(cls, resource: Resource, issues: Sequence[Issue]) -> SpecError:
+        first, *rest = issues
+        return cls(resource, first.path.removeprefix("spec").removeprefix("."), first.message, more=rest)
 
 
 class _Reader:
-    """Reads typed keys out of one resource's spec and refuses keys it was never asked about."""
+    """Reads typed keys out of one resource's spec, after checking it against the kind's schema.
 
-    def __init__(self, resource: Resource, known: tuple[str, ...]) -> None:
+    Reading a key the schema does not declare is a programming error (the declaration would drift
+    from what the driver uses), hence an assertion rather than a message for the user.
+    """
+
+    def __init__(self, resource: Resource, schema: SpecSchema) -> None:
         self.resource = resource
+        self.schema = schema
         self.spec: Mapping[str, Any] = resource.spec or {}
-        unknown = sorted(set(self.spec) - set(known))
-        if unknown:
-            raise SpecError(
-                resource, unknown[0], f"is not a known key (known keys: {', '.join(sorted(known))})"
-            )
+        issues = check_spec(schema, self.spec, "spec")
+        if issues:
+            raise SpecError.listing(resource, issues)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        assert key in self.schema.fields, f"the {self.schema.name} schema does not declare {key}"
+        return self.spec.get(key, default)
 
     def error(self, key: str, problem: str) -> SpecError:
         return SpecError(self.resource, key, problem)
 
     def text(self, key: str, *, required: bool = False, default: str | None = None) -> str | None:
-        value = self.spec.get(key)
+        value = self.get(key)
         if value is None:
             if required:
                 raise self.error(key, "is required")
@@ -61,7 +86,7 @@ class _Reader:
         return value
 
     def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
-        value = self.spec.get(key)
+        value = self.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
@@ -69,7 +94,7 @@ class _Reader:
         return float(value)
 
     def port(self, key: str) -> int | None:
-        value = self.spec.get(key)
+        value = self.get(key)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
@@ -77,7 +102,7 @@ class _Reader:
         return value
 
     def env(self, key: str = "env") -> dict[str, str]:
-        value = self.spec.get(key)
+        value = self.get(key)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -86,7 +111,7 @@ class _Reader:
 
     def command(self, key: str, *, required: bool) -> tuple[str, ...] | None:
         """A command as a list of arguments, or a string run with ``sh -c``."""
-        value = self.spec.get(key)
+        value = self.get(key)
         if value is None:
             if required:
                 raise self.error(key, "is required (a list of arguments, or a string run with sh -c)")
@@ -125,6 +150,139 @@ def env_value(reader: _Reader, key: str, value: Any) -> str:
     raise reader.error(key, f"must be a string, number or boolean, not {type(value).__name__}")
 
 
+# -- declared schemas -------------------------------------------------------------------------------
+
+_ENV = SpecField("env", "environment variables of the process: names to strings, numbers or booleans")
+_SECONDS = "seconds, greater than 0"
+# Folders of a checkout: relative, and never climbing out of it with "..".
+_RELATIVE_PATH = r"(?!/)(?!(?:.*/)?\.\.(?:/|$)).+"
+_SQL_NAME_PATTERN = r"[A-Za-z0-9_]{1,63}"
+_RESERVED_DATABASES = ("postgres", "template0", "template1")
+ADDON_TYPE = "postgresql"
+# A managed cluster runs as an unprivileged user, which cannot bind the ports below 1024.
+ADDON_PORT_RANGE = (1024, 65535)
+
+HEALTH_CHECK = SpecField(
+    "object",
+    "how a new version proves it serves; default: tcp to spec.port, or (without a port) the process"
+    " staying up",
+    fields={
+        "type": SpecField("string", "the kind of probe", enum=CHECK_TYPES),
+        "path": SpecField(
+            "string", "http: the path to GET", default="/", pattern="/.*", pattern_rule="must start with '/'"
+        ),
+        "command": SpecField("string", "command: a shell command that exits 0 when healthy"),
+        "timeoutSeconds": SpecField(
+            "number", f"how long a new version has to become healthy, {_SECONDS}", default=60,
+            exclusive_minimum=0,
+        ),
+        "intervalSeconds": SpecField(
+            "number", f"the pause between probes, {_SECONDS}", default=1, exclusive_minimum=0
+        ),
+    },
+    rules=(Requires(("type",), "command", ("command",), "a command probe runs it"),),
+)
+
+SERVICE_SCHEMA = SpecSchema(
+    "local",
+    "service",
+    "a long-running process started in the folder of the build deployed to the service",
+    {
+        "runCommand": SpecField("command", "what to run: a shell string, or a list of arguments"),
+        "command": SpecField("command", "another spelling of runCommand"),
+        "env": _ENV,
+        "port": SpecField(
+            "integer", "the port the service listens on, passed as PORT", minimum=1, maximum=65535
+        ),
+        "healthCheck": HEALTH_CHECK,
+        "stopTimeoutSeconds": SpecField(
+            "number", f"how long a stopping process may take before it is killed, {_SECONDS}",
+            default=10, exclusive_minimum=0,
+        ),
+    },
+    rules=(
+        OneOf(("runCommand", "command")),
+        Requires(("healthCheck", "type"), "port", ("http", "tcp"), "the probe connects to it"),
+    ),
+)
+
+JOB_SCHEMA = SpecSchema(
+    "local",
+    "job",
+    "a command run to completion in the folder of the build deployed to the job",
+    {
+        "command": SpecField("command", "what to run: a shell string, or a list of arguments", required=True),
+        "env": _ENV,
+    },
+)
+
+BUILD_SERVICE_SCHEMA = SpecSchema(
+    "local",
+    "build_service",
+    "builds a git commit with a shell command and keeps a folder of the checkout as the artifact",
+    {
+        "repository": SpecField("string", "a git URL, or the path of a local repository", required=True),
+        "buildCommand": SpecField("string", "run with sh -c in the checkout", required=True),
+        "branch": SpecField("string", "the branch built when a Build node names none"),
+        "env": _ENV,
+        "artifactPath": SpecField(
+            "string",
+            "the folder of the checkout to keep (default: the whole checkout)",
+            pattern=_RELATIVE_PATH,
+            pattern_rule="must be a path inside the checkout (relative, without '..')",
+        ),
+        "timeoutSeconds": SpecField(
+            "number", f"how long a build may take, {_SECONDS}", default=1800, exclusive_minimum=0
+        ),
+    },
+)
+
+ADDON_SCHEMA = SpecSchema(
+    "local",
+    "addon",
+    "a PostgreSQL database: a cluster managed on this host, or an external server (externalUrl)",
+    {
+        "type": SpecField("string", "the kind of addon", required=True, enum=(ADDON_TYPE,)),
+        "version": SpecField("digits", 'the PostgreSQL major version, e.g. "16" (default: the newest installed)'),
+        "database": SpecField(
+            "string",
+            "managed: the database to create (default: the addon id with _ for -)",
+            pattern=_SQL_NAME_PATTERN,
+            pattern_rule="1-63 letters, digits or _; not a database PostgreSQL reserves",
+            forbidden=_RESERVED_DATABASES,
+        ),
+        "user": SpecField(
+            "string",
+            "managed: the role that owns the database (default: the database name)",
+            pattern=_SQL_NAME_PATTERN,
+            pattern_rule="1-63 letters, digits or _; not the superuser postgres",
+            forbidden=("postgres",),
+        ),
+        "port": SpecField(
+            "integer",
+            "managed: the port of 127.0.0.1 the cluster listens on (default: a free port chosen at creation)",
+            minimum=ADDON_PORT_RANGE[0],
+            maximum=ADDON_PORT_RANGE[1],
+        ),
+        "externalUrl": SpecField(
+            "string",
+            "an existing server instead of a managed cluster: postgresql://user:password@host:port/database",
+            pattern=r"postgres(?:ql)?://.+",
+            pattern_rule="must be a postgresql:// URL",
+        ),
+    },
+    rules=(Excludes("externalUrl", ("database", "user", "port"), "the URL names them"),),
+)
+
+# What the local driver runs, by resource kind.
+SCHEMAS: Mapping[str, SpecSchema] = {
+    schema.kind: schema for schema in (SERVICE_SCHEMA, JOB_SCHEMA, BUILD_SERVICE_SCHEMA, ADDON_SCHEMA)
+}
+
+
+# -- parsers -----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class BuildServiceSpec:
     """Builds a git commit with a shell command; keeps ``artifact_path`` (or the whole checkout)."""
@@ -136,11 +294,9 @@ class BuildServiceSpec:
     artifact_path: str | None = None  # a folder of the checkout; None keeps the whole checkout
     timeout_seconds: float = 1800.0
 
-    KEYS = ("repository", "buildCommand", "branch", "env", "artifactPath", "timeoutSeconds")
-
     @classmethod
     def parse(cls, resource: Resource) -> BuildServiceSpec:
-        read = _Reader(resource, cls.KEYS)
+        read = _Reader(resource, BUILD_SERVICE_SCHEMA)
         return cls(
             repository=read.required_text("repository"),
             build_command=read.required_text("buildCommand"),
@@ -161,22 +317,18 @@ class ServiceSpec:
     port: int | None = None  # passed as PORT; the default health check connects to it
     stop_timeout_seconds: float = 10.0
 
-    KEYS = ("runCommand", "command", "env", "port", "healthCheck", "stopTimeoutSeconds")
-
     @classmethod
     def parse(cls, resource: Resource) -> ServiceSpec:
-        read = _Reader(resource, cls.KEYS)
-        if "runCommand" in read.spec and "command" in read.spec:
-            raise read.error("command", "and spec.runCommand are the same setting: give only one")
-        key = "runCommand" if "runCommand" in read.spec else "command"
+        read = _Reader(resource, SERVICE_SCHEMA)
+        key = "runCommand" if read.get("runCommand") is not None else "command"
         command = read.command(key, required=True)
         assert command is not None
         port = read.port("port")
         return cls(
-            run_command=raw if isinstance(raw := read.spec[key], str) else shlex.join(command),
+            run_command=raw if isinstance(raw := read.get(key), str) else shlex.join(command),
             env=read.env(),
             port=port,
-            health_check=HealthCheck.parse(resource.id, read.spec.get("healthCheck"), port),
+            health_check=HealthCheck.parse(resource.id, read.get("healthCheck"), port),
             stop_timeout_seconds=read.number("stopTimeoutSeconds", 10.0),
         )
 
@@ -188,20 +340,13 @@ class JobSpec:
     command: str  # a shell string, or a list of arguments (quoted for ``sh -c``)
     env: Mapping[str, str] = field(default_factory=dict)
 
-    KEYS = ("command", "env")
-
     @classmethod
     def parse(cls, resource: Resource) -> JobSpec:
-        read = _Reader(resource, cls.KEYS)
+        read = _Reader(resource, JOB_SCHEMA)
         command = read.command("command", required=True)
         assert command is not None
-        raw = read.spec["command"]
+        raw = read.get("command")
         return cls(command=raw if isinstance(raw, str) else shlex.join(command), env=read.env())
-
-
-ADDON_TYPE = "postgresql"
-_SQL_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
-_RESERVED_DATABASES = ("postgres", "template0", "template1")
 
 
 @dataclass(frozen=True)
@@ -212,8 +357,7 @@ class PostgresAddonSpec:
     user: str
     version: str | None = None
     external_url: str | None = field(default=None, repr=False)  # holds a password
-
-    KEYS = ("type", "version", "database", "user", "externalUrl")
+    port: int | None = None  # managed: the port asked for; None lets the cluster pick a free one
 
     @property
     def managed(self) -> bool:
@@ -223,36 +367,17 @@ class PostgresAddonSpec:
     def parse(cls, addon: Resource) -> PostgresAddonSpec:
         if addon.kind != "addon":
             raise SpecError(addon, "", f"belongs to a {addon.kind}, not an addon", kind="addon")
-        read = _Reader(addon, cls.KEYS)
-        kind = read.spec.get("type")
-        if kind is None:
-            raise read.error("type", f"is required; set it to '{ADDON_TYPE}'")
-        if kind != ADDON_TYPE:
-            raise read.error(
-                "type", f"is {kind!r}, which the local driver cannot run; the only type is '{ADDON_TYPE}'"
-            )
-        version = read.spec.get("version")
-        if version is not None and (isinstance(version, bool) or not str(version).isdigit()):
-            raise read.error("version", f'must be a major version such as "15", not {version!r}')
-        url = read.spec.get("externalUrl")
+        read = _Reader(addon, ADDON_SCHEMA)
+        version = read.get("version")
+        version_text = str(version) if version is not None else None
+        url = read.get("externalUrl")
         if url is not None:
-            if not isinstance(url, str):
-                raise read.error("externalUrl", "must be a string (a libpq URL)")
-            for key in ("database", "user"):
-                if key in read.spec:
-                    raise read.error(key, "cannot be set with externalUrl, whose URL names it")
             try:
                 target = ConnectionTarget.from_url(url)
             except ValueError as error:
                 raise read.error("externalUrl", str(error)) from None
-            return cls(target.dbname, target.user, str(version) if version else None, url)
-        database = read.spec.get("database", addon.id.replace("-", "_").replace(".", "_"))
-        user = read.spec.get("user", database)
-        for key, value in (("database", database), ("user", user)):
-            if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
-                raise read.error(key, f"must be 1-63 letters, digits or _, not {value!r}")
+            return cls(target.dbname, target.user, version_text, url)
+        database = read.get("database", addon.id.replace("-", "_"))
         if database in _RESERVED_DATABASES:
-            raise read.error("database", f"cannot be {database!r}, which PostgreSQL reserves")
-        if user == "postgres":
-            raise read.error("user", "cannot be 'postgres', the cluster's superuser")
-        return cls(database, user, str(version) if version else None)
+            raise read.error("database", f"cannot be {database!r} (from the addon id), which PostgreSQL reserves; set spec.database")
+        return cls(database, read.get("user", database), version_text, port=read.port("port"))
