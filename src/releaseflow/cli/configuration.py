@@ -13,9 +13,10 @@ from releaseflow.domain.config import Configuration
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
 from releaseflow.domain.schema import release_flow_json_schema
+from releaseflow.domain.spec_schema import spec_json_schema
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.configuration import apply_configuration, load_configuration_file
+from releaseflow.engine.configuration import apply_configuration, load_configuration_file, resource_schemas
 from releaseflow.settings import Settings
 
 
@@ -32,7 +33,16 @@ def register(commands: Subparsers) -> None:
     validate.add_argument("-f", "--file", required=True, type=Path, help="YAML or JSON file")
     validate.set_defaults(handler=validate_file)
 
-    schema = commands.add_parser("schema", help="print the JSON Schema of release flow templates")
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of release flow templates, or of a driver's resource spec"
+    )
+    choice = schema.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--resource",
+        metavar="DRIVER/KIND",
+        help="the schema of a resource's spec on a driver, e.g. local/service (see --list)",
+    )
+    choice.add_argument("--list", action="store_true", help="list the resource spec schemas by name")
     schema.set_defaults(handler=print_schema)
 
 
@@ -91,5 +101,17 @@ def _describe(config: Configuration) -> str:
 
 
 def print_schema(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(release_flow_json_schema(), indent=2))
+    schemas = {schema.name: schema for kinds in resource_schemas().values() for schema in kinds.values()}
+    if args.list:
+        width = max(len(name) for name in schemas)
+        for name, schema in sorted(schemas.items()):
+            print(f"{name:<{width}}  {schema.description}")
+        return EXIT_OK
+    if args.resource is None:
+        print(json.dumps(release_flow_json_schema(), indent=2))
+        return EXIT_OK
+    if args.resource not in schemas:
+        known = ", ".join(sorted(schemas))
+        raise ReleaseflowError(f"no resource schema '{args.resource}' (known: {known})")
+    print(json.dumps(spec_json_schema(schemas[args.resource]), indent=2))
     return EXIT_OK

@@ -83,8 +83,9 @@ class SpecField:
     maximum: float | None = None
     exclusive_minimum: float | None = None
     pattern: str | None = None  # the whole string must match
-    pattern_rule: str = ""  # the pattern in words, for messages
+    pattern_rule: str = ""  # the pattern in words, for messages: "must be ..."
     forbidden: tuple[str, ...] = ()  # string values refused although they match the pattern
+    forbidden_rule: str = ""  # why they are refused
     fields: Mapping[str, SpecField] = field(default_factory=dict)  # for ``object``
     rules: tuple[Rule, ...] = ()  # for ``object``
 
@@ -233,9 +234,9 @@ def _value_problem(declared: SpecField, value: Any) -> str | None:
         if declared.type == "string" and not value.strip():
             return "must not be empty"
         if declared.pattern is not None and not re.fullmatch(declared.pattern, value):
-            return f"{value!r} is not valid: {declared.pattern_rule or 'must match ' + declared.pattern}"
+            return f"{declared.pattern_rule or 'must match ' + declared.pattern}, not {value!r}"
         if value in declared.forbidden:
-            return f"cannot be {value!r} ({declared.pattern_rule or 'reserved'})"
+            return f"cannot be {value!r} ({declared.forbidden_rule or 'reserved'})"
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high, above = declared.minimum, declared.maximum, declared.exclusive_minimum
         if low is not None and high is not None and not low <= value <= high:
@@ -271,7 +272,7 @@ def spec_json_schema(schema: SpecSchema) -> dict[str, Any]:
     """The declaration as JSON Schema (draft 2020-12), for editors and for ``releaseflow schema``."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"spec of a {schema.kind.replace('_', ' ')} on the {schema.driver} driver",
+        "title": f"releaseflow {schema.name} spec: {schema.description}",
         **_field_json(schema.as_field()),
     }
 
@@ -310,7 +311,10 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
     if isinstance(rule, OneOf):
         return {"oneOf": [{"required": [key]} for key in rule.keys]}
     if isinstance(rule, Excludes):
-        return {"if": {"required": [rule.key]}, "then": {"not": {"anyOf": [{"required": [o]} for o in rule.others]}}}
+        return {
+            "if": {"required": [rule.key]},
+            "then": {"not": {"anyOf": [{"required": [o]} for o in rule.others]}},
+        }
     condition: dict[str, Any] = {"required": [rule.key[-1]]}
     if rule.values is not None:
         condition["properties"] = {rule.key[-1]: {"enum": list(rule.values)}}

@@ -20,6 +20,7 @@ from releaseflow.domain.config import (
 from releaseflow.domain.config_plan import Change, Plan, plan_changes
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
+from releaseflow.domain.spec_schema import SpecSchemas
 from releaseflow.engine.clock import Clock
 from releaseflow.platform.available import spec_schemas
 from releaseflow.store import catalog
@@ -40,6 +41,11 @@ def load_configuration_file(path: str | Path) -> Configuration:
 
     document = load_document(text, source=str(path))
     return parse_configuration(document, read_file=read_file, source=str(path), spec_schemas=spec_schemas())
+
+
+def resource_schemas() -> SpecSchemas:
+    """The spec schemas of every known driver, by driver then resource kind (``releaseflow schema``)."""
+    return spec_schemas()
 
 
 async def apply_configuration(

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from releaseflow.domain.spec_schema import Requires, SpecField, SpecSchema
 
 _ENV = SpecField("env", "environment variables of the container: names to strings, numbers or booleans")
-_PORT_RANGE = {"minimum": 1, "maximum": 65535}
 
 HEALTH_CHECK = SpecField(
     "object",
@@ -41,8 +40,10 @@ SERVICE_SCHEMA = SpecSchema(
         "command": SpecField("command", "the container's command (default: the image's)"),
         "entrypoint": SpecField("command", "the container's entrypoint (default: the image's)"),
         "env": _ENV,
-        "port": SpecField("integer", "the port the container listens on", **_PORT_RANGE),
-        "hostPort": SpecField("integer", "the port of the host it is published on (default: any)", **_PORT_RANGE),
+        "port": SpecField("integer", "the port the container listens on", minimum=1, maximum=65535),
+        "hostPort": SpecField(
+            "integer", "the port of the host it is published on (default: any)", minimum=1, maximum=65535
+        ),
         "hostIp": SpecField("string", "the host address it is published on (default: all)"),
         "healthCheck": HEALTH_CHECK,
         "stopGraceSeconds": SpecField(

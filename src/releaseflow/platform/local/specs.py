@@ -173,7 +173,9 @@ HEALTH_CHECK = SpecField(
         ),
         "command": SpecField("string", "command: a shell command that exits 0 when healthy"),
         "timeoutSeconds": SpecField(
-            "number", f"how long a new version has to become healthy, {_SECONDS}", default=60,
+            "number",
+            f"how long a new version has to become healthy, {_SECONDS}",
+            default=60,
             exclusive_minimum=0,
         ),
         "intervalSeconds": SpecField(
@@ -196,8 +198,10 @@ SERVICE_SCHEMA = SpecSchema(
         ),
         "healthCheck": HEALTH_CHECK,
         "stopTimeoutSeconds": SpecField(
-            "number", f"how long a stopping process may take before it is killed, {_SECONDS}",
-            default=10, exclusive_minimum=0,
+            "number",
+            f"how long a stopping process may take before it is killed, {_SECONDS}",
+            default=10,
+            exclusive_minimum=0,
         ),
     },
     rules=(
@@ -243,20 +247,24 @@ ADDON_SCHEMA = SpecSchema(
     "a PostgreSQL database: a cluster managed on this host, or an external server (externalUrl)",
     {
         "type": SpecField("string", "the kind of addon", required=True, enum=(ADDON_TYPE,)),
-        "version": SpecField("digits", 'the PostgreSQL major version, e.g. "16" (default: the newest installed)'),
+        "version": SpecField(
+            "digits", 'the PostgreSQL major version, e.g. "16" (default: the newest installed)'
+        ),
         "database": SpecField(
             "string",
             "managed: the database to create (default: the addon id with _ for -)",
             pattern=_SQL_NAME_PATTERN,
-            pattern_rule="1-63 letters, digits or _; not a database PostgreSQL reserves",
+            pattern_rule="must be 1-63 letters, digits or _",
             forbidden=_RESERVED_DATABASES,
+            forbidden_rule="PostgreSQL reserves it",
         ),
         "user": SpecField(
             "string",
             "managed: the role that owns the database (default: the database name)",
             pattern=_SQL_NAME_PATTERN,
-            pattern_rule="1-63 letters, digits or _; not the superuser postgres",
+            pattern_rule="must be 1-63 letters, digits or _",
             forbidden=("postgres",),
+            forbidden_rule="the cluster's superuser",
         ),
         "port": SpecField(
             "integer",
@@ -268,7 +276,7 @@ ADDON_SCHEMA = SpecSchema(
             "string",
             "an existing server instead of a managed cluster: postgresql://user:password@host:port/database",
             pattern=r"postgres(?:ql)?://.+",
-            pattern_rule="must be a postgresql:// URL",
+            pattern_rule="must be a libpq URL (postgresql://user:password@host:port/database)",
         ),
     },
     rules=(Excludes("externalUrl", ("database", "user", "port"), "the URL names them"),),
@@ -379,5 +387,8 @@ class PostgresAddonSpec:
             return cls(target.dbname, target.user, version_text, url)
         database = read.get("database", addon.id.replace("-", "_"))
         if database in _RESERVED_DATABASES:
-            raise read.error("database", f"cannot be {database!r} (from the addon id), which PostgreSQL reserves; set spec.database")
+            raise read.error(
+                "database",
+                f"cannot be {database!r} (from the addon id), which PostgreSQL reserves; set spec.database",
+            )
         return cls(database, read.get("user", database), version_text, port=read.port("port"))
