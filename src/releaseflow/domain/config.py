@@ -51,6 +51,7 @@ from releaseflow.domain.template_rules import StageScope, check_refs, check_temp
 __all__ = [
     "Change",
     "Configuration",
+    "FlowFileRefused",
     "PipelineConfig",
     "Plan",
     "ProjectConfig",
@@ -70,6 +71,11 @@ _PIPELINE_KEYS = ("id", "name", "description", "stages")
 _STAGE_KEYS = ("name", "resources", "releaseFlow", "releaseFlowFile")
 
 ReadFile = Callable[[str], str]
+
+
+class FlowFileRefused(Exception):
+    """Raised by a ``read_file`` that will not read a file (a symbolic link, a path leading out of
+    the configuration's folder); its message is reported as the file's problem."""
 
 
 def parse_configuration(
@@ -507,6 +513,9 @@ class _Parser:
         if not isinstance(value, str) or not value:
             self.issue(path, "must be a file path (a non-empty string)")
             return None
+        if any(ord(character) < 32 or ord(character) == 127 for character in value):
+            self.issue(path, f"{value!r}: a file path cannot hold control characters")
+            return None
         if "\\" in value:
             self.issue(path, f"'{value}': use forward slashes in file paths")
             return None
@@ -526,10 +535,14 @@ class _Parser:
         loaded = _Loaded()
         try:
             text = self.read_file(relative)
-        except OSError as error:
-            loaded.issues.append(Issue("", f"cannot read the file: {error.strerror or error}"))
+        except FlowFileRefused as error:
+            loaded.issues.append(Issue("", str(error)))
         except UnicodeDecodeError:
             loaded.issues.append(Issue("", "cannot read the file: it is not UTF-8 text"))
+        except (OSError, ValueError) as error:
+            # Whatever the file system says, it is one problem of the file among the others.
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            loaded.issues.append(Issue("", f"cannot read the file: {reason}"))
         else:
             try:
                 loaded.document = load_document(text, source=relative)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from releaseflow.domain.config import (
     Configuration,
+    FlowFileRefused,
     PipelineConfig,
     ProjectConfig,
     ResourceConfig,
@@ -37,10 +38,29 @@ def load_configuration_file(path: str | Path) -> Configuration:
     folder = path.resolve().parent
 
     def read_file(relative: str) -> str:
-        return (folder / relative).read_text(encoding="utf-8")
+        return read_flow_file(folder, relative)
 
     document = load_document(text, source=str(path))
     return parse_configuration(document, read_file=read_file, source=str(path), spec_schemas=spec_schemas())
+
+
+def read_flow_file(folder: Path, relative: str) -> str:
+    """A ``releaseFlowFile``: a plain file inside ``folder``, reached without symbolic links.
+
+    The name is already normalised and relative; a link (the file, or a folder on the way) could
+    still lead anywhere on the host, so it is refused rather than followed.
+    """
+    current = folder
+    for part in Path(relative).parts:
+        current = current / part
+        if current.is_symlink():
+            raise FlowFileRefused(
+                f"refused: {current.relative_to(folder)} is a symbolic link; release flow files must be "
+                "plain files inside the configuration file's folder"
+            )
+    if not current.resolve().is_relative_to(folder):
+        raise FlowFileRefused("refused: the path leads out of the configuration file's folder")
+    return current.read_text(encoding="utf-8")
 
 
 def resource_schemas() -> SpecSchemas:
