@@ -59,6 +59,9 @@ class ResourceConfig:
     kind: ResourceKind
     driver: str = DEFAULT_DRIVER
     spec: Mapping[str, Any] = field(default_factory=dict)
+    # What the store knows beyond the file, for planning; never part of a comparison.
+    archived: bool = field(default=False, compare=False)
+    has_history: bool = field(default=False, compare=False)  # a run deployed to it
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class StageConfig:
     release_flow: Mapping[str, Any] | None = None
     # The ``releaseFlowFile`` the flow came from (normalised), for messages; never compared.
     release_flow_file: str | None = field(default=None, compare=False)
+    # What the store knows beyond the file, for planning; never part of a comparison.
+    archived: bool = field(default=False, compare=False)  # the stage, with its flow
+    flow_archived: bool = field(default=False, compare=False)  # only the flow (the stage is listed)
+    has_runs: bool = field(default=False, compare=False)  # its release flow has runs
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,14 @@ class PipelineConfig:
     name: str
     description: str = ""
     stages: tuple[StageConfig, ...] = ()
+    archived: bool = field(default=False, compare=False)
 
     def stage(self, name: str) -> StageConfig | None:
         return next((stage for stage in self.stages if stage.name == name), None)
+
+    @property
+    def has_runs(self) -> bool:
+        return any(stage.has_runs for stage in self.stages)
 
 
 @dataclass(frozen=True)

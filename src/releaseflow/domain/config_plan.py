@@ -12,6 +12,12 @@ store has and the file lacks is left alone and not mentioned. With ``prune``, in
 file lists, resources and pipelines the file lacks are deleted, as are the stages a listed pipeline
 lacks and the release flow of a listed stage that has none in the file. Projects are never deleted:
 a project absent from the file is simply not managed by it.
+
+What has history is archived instead of deleted: a release flow with runs, a stage or pipeline whose
+flows have runs, a resource a run deployed to. Archived things leave lists and triggers and keep
+their runs, flow versions and release state; a file that declares them again restores them. The
+plan decides all of this (the apply only carries it out), so a dry run shows exactly what the apply
+will do, refusals included.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from releaseflow.domain.config_model import (
 )
 from releaseflow.domain.errors import ConflictError
 
-Action = Literal["create", "update", "delete", "unchanged"]
+Action = Literal["create", "update", "delete", "archive", "restore", "unchanged"]
 SubjectKind = Literal["project", "resource", "pipeline", "stage", "release_flow"]
 
 SUBJECT_WORDS: Mapping[SubjectKind, str] = {
@@ -43,7 +49,16 @@ SUBJECT_WORDS: Mapping[SubjectKind, str] = {
     "stage": "stage",
     "release_flow": "release flow",
 }
-ACTION_SYMBOLS: Mapping[Action, str] = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+ACTION_SYMBOLS: Mapping[Action, str] = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "archive": "-",
+    "restore": "+",
+    "unchanged": "=",
+}
+ARCHIVED = "archived: it has history, which stays readable"
+RESTORED = "restored from the archive"
 # How many changed paths a summary names before it says "and N more".
 MAX_LISTED_PATHS = 3
 
@@ -181,19 +196,29 @@ def _contents_changes(project: ProjectConfig, current: ProjectConfig, *, prune: 
         yield _resource_change(project.id, resource, current.resource(resource.id))
     if prune:
         for pipeline in current.pipelines:
-            if project.pipeline(pipeline.id) is None:
-                flows = sum(1 for stage in pipeline.stages if stage.release_flow is not None)
-                detail = (
-                    f"with its {_plural(len(pipeline.stages), 'stage')} and {_plural(flows, 'release flow')}"
-                )
-                yield _change("delete", "pipeline", (project.id, pipeline.id), detail, None)
+            if project.pipeline(pipeline.id) is None and not pipeline.archived:
+                live = [stage for stage in pipeline.stages if not stage.archived]
+                flows = sum(1 for stage in live if stage.release_flow is not None)
+                detail = f"with its {_plural(len(live), 'stage')} and {_plural(flows, 'release flow')}"
+                action: Action = "delete"
+                if pipeline.has_runs:
+                    action, detail = "archive", f"{detail}; {ARCHIVED} (runs)"
+                yield _change(action, "pipeline", (project.id, pipeline.id), detail, None)
     for pipeline in project.pipelines:
         yield from _pipeline_changes(project.id, pipeline, current.pipeline(pipeline.id), prune=prune)
     if prune:
         for resource in current.resources:
-            if project.resource(resource.id) is None:
+            if project.resource(resource.id) is None and not resource.archived:
                 detail = f"{KIND_WORDS[resource.kind]}, {resource.driver}"
-                yield _change("delete", "resource", (project.id, resource.id), detail, None)
+                if resource.has_history:
+                    detail = f"{detail}; {ARCHIVED} (deployments)"
+                yield _change(
+                    "archive" if resource.has_history else "delete",
+                    "resource",
+                    (project.id, resource.id),
+                    detail,
+                    None,
+                )
 
 
 def _resource_change(project_id: str, resource: ResourceConfig, current: ResourceConfig | None) -> Change:
@@ -207,6 +232,8 @@ def _resource_change(project_id: str, resource: ResourceConfig, current: Resourc
         differences.append(f"driver {current.driver} -> {resource.driver}")
     if canonical_json(resource.spec) != canonical_json(current.spec):
         differences.append(_describe_paths(changed_paths(current.spec, resource.spec, "spec")))
+    if current.archived:
+        return _change("restore", "resource", key, "; ".join([RESTORED, *differences]), resource)
     if differences:
         return _change("update", "resource", key, "; ".join(differences), resource)
     return _change("unchanged", "resource", key, "unchanged", resource)
@@ -224,9 +251,14 @@ def _pipeline_changes(
         yield _pipeline_change(key, pipeline, current)
     if prune:
         for stage in current.stages:
-            if pipeline.stage(stage.name) is None:
+            if pipeline.stage(stage.name) is None and not stage.archived:
                 detail = "with its release flow" if stage.release_flow is not None else ""
-                yield _change("delete", "stage", (*key, stage.name), detail, None)
+                if stage.has_runs:
+                    yield _change(
+                        "archive", "stage", (*key, stage.name), f"{detail}; {ARCHIVED} (runs)", None
+                    )
+                else:
+                    yield _change("delete", "stage", (*key, stage.name), detail, None)
     for stage in pipeline.stages:
         yield from _stage_changes(key, stage, current.stage(stage.name), prune=prune)
 
@@ -240,11 +272,13 @@ def _pipeline_change(key: tuple[str, ...], pipeline: PipelineConfig, current: Pi
     # Only the relative order of stages present in both counts: new and left-alone stages do not
     # make an order change by themselves.
     wanted = [stage.name for stage in pipeline.stages]
-    held = [stage.name for stage in current.stages]
+    held = [stage.name for stage in current.stages if not stage.archived]
     wanted_order = [name for name in wanted if name in held]
     held_order = [name for name in held if name in wanted]
     if wanted_order != held_order:
         differences.append(f"stage order {', '.join(held_order)} -> {', '.join(wanted_order)}")
+    if current.archived:
+        return _change("restore", "pipeline", key, "; ".join([RESTORED, *differences]), pipeline)
     if differences:
         return _change("update", "pipeline", key, "; ".join(differences), pipeline)
     return _change("unchanged", "pipeline", key, "unchanged", pipeline)
@@ -254,9 +288,11 @@ def _stage_changes(
     pipeline_key: tuple[str, ...], stage: StageConfig, current: StageConfig | None, *, prune: bool
 ) -> Iterator[Change]:
     key = (*pipeline_key, stage.name)
+    members = ", ".join(stage.resources) if stage.resources else "no resources"
     if current is None:
-        members = ", ".join(stage.resources) if stage.resources else "no resources"
         yield _change("create", "stage", key, members, stage)
+    elif current.archived:
+        yield _change("restore", "stage", key, f"{RESTORED}; {members}", stage)
     else:
         # Membership is a set: listing the same resources in another order changes nothing.
         added = [item for item in stage.resources if item not in current.resources]
@@ -269,12 +305,22 @@ def _stage_changes(
         else:
             yield _change("unchanged", "stage", key, "unchanged", stage)
     held = current.release_flow if current is not None else None
+    archived = current is not None and (current.archived or current.flow_archived)
     if stage.release_flow is None:
-        if held is not None and prune:
-            yield _change("delete", "release_flow", key, "", None)
+        if held is not None and prune and not archived:
+            if current is not None and current.has_runs:
+                yield _change("archive", "release_flow", key, f"{ARCHIVED} (runs)", None)
+            else:
+                yield _change("delete", "release_flow", key, "", None)
         return
     if held is None:
         yield _change("create", "release_flow", key, "first version", stage.release_flow)
+    elif archived:
+        changed = canonical_json(held) != canonical_json(stage.release_flow)
+        detail = f"new version: {_describe_paths(changed_paths(held, stage.release_flow))}" if changed else ""
+        yield _change(
+            "restore", "release_flow", key, "; ".join(filter(None, [RESTORED, detail])), stage.release_flow
+        )
     elif canonical_json(held) != canonical_json(stage.release_flow):
         paths = _describe_paths(changed_paths(held, stage.release_flow))
         yield _change("update", "release_flow", key, f"new version: {paths}", stage.release_flow)
@@ -301,7 +347,7 @@ def _check_placements(desired: Configuration, current: Configuration, *, prune: 
         for pipeline in held.pipelines:
             listed = project.pipeline(pipeline.id)
             for stage in pipeline.stages:
-                if listed is not None and listed.stage(stage.name) is not None:
+                if stage.archived or (listed is not None and listed.stage(stage.name) is not None):
                     continue
                 for item in stage.resources:
                     if item in placed:

@@ -260,6 +260,11 @@ class Engine:
 async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
     flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
     if flow is None:
+        if await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True):
+            raise ConflictError(
+                f"the release flow of stage '{stage}' of pipeline '{project_id}/{pipeline_id}' is archived"
+                " (pruned from the configuration); declare it in the file again to restore it"
+            )
         raise NotFoundError(f"no release flow for stage '{stage}' of pipeline '{project_id}/{pipeline_id}'")
     return flow
 

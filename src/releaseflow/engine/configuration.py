@@ -18,7 +18,7 @@ from releaseflow.domain.config import (
     StageConfig,
     parse_configuration,
 )
-from releaseflow.domain.config_plan import Change, Plan, plan_changes
+from releaseflow.domain.config_plan import Change, Plan, canonical_json, plan_changes
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
 from releaseflow.domain.spec_schema import SpecSchemas
@@ -83,30 +83,58 @@ async def apply_configuration(
 
 
 async def current_configuration(tx: Transaction) -> Configuration:
+    """What the store holds, archived things included and marked, with what planning must know
+    about their history (runs of a flow, deployments to a resource)."""
     projects = []
     for project in await catalog.list_projects(tx):
-        resources = tuple(
-            ResourceConfig(id=row["id"], kind=row["kind"], driver=row["driver"], spec=row["spec"])
-            for row in await catalog.list_resources(tx, project["id"])
-        )
+        resources = []
+        for row in await catalog.list_resources(tx, project["id"], include_archived=True):
+            history = await catalog.resource_has_history(tx, project["id"], row["id"])
+            archived = row["archived_at"] is not None
+            resources.append(
+                ResourceConfig(row["id"], row["kind"], row["driver"], row["spec"], archived, history)
+            )
         pipelines = []
-        for pipeline in await catalog.list_pipelines(tx, project["id"]):
+        for pipeline in await catalog.list_pipelines(tx, project["id"], include_archived=True):
+            archived_stages = set(await catalog.archived_stages(tx, project["id"], pipeline["id"]))
             stages = []
-            for stage in await catalog.list_stages(tx, project["id"], pipeline["id"]):
-                held = await catalog.stage_resources(tx, project["id"], pipeline["id"], stage)
-                flow = await catalog.get_flow(tx, project["id"], pipeline["id"], stage)
-                document = None
-                if flow is not None:
-                    version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
-                    document = version["document"] if version else None
-                stages.append(StageConfig(stage, tuple(sorted(row["id"] for row in held)), document))
+            for stage in await catalog.list_stages(tx, project["id"], pipeline["id"], include_archived=True):
+                stages.append(
+                    await _current_stage(tx, project["id"], pipeline["id"], stage, stage in archived_stages)
+                )
             pipelines.append(
-                PipelineConfig(pipeline["id"], pipeline["name"], pipeline["description"], tuple(stages))
+                PipelineConfig(
+                    pipeline["id"],
+                    pipeline["name"],
+                    pipeline["description"],
+                    tuple(stages),
+                    archived=pipeline["archived_at"] is not None,
+                )
             )
         projects.append(
-            ProjectConfig(project["id"], project["name"], project["description"], resources, tuple(pipelines))
+            ProjectConfig(
+                project["id"], project["name"], project["description"], tuple(resources), tuple(pipelines)
+            )
         )
     return Configuration(tuple(projects))
+
+
+async def _current_stage(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, archived: bool
+) -> StageConfig:
+    held = await catalog.stage_resources(tx, project_id, pipeline_id, stage)
+    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
+    if flow is None:
+        return StageConfig(stage, tuple(sorted(row["id"] for row in held)), archived=archived)
+    version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
+    return StageConfig(
+        stage,
+        tuple(sorted(row["id"] for row in held)),
+        version["document"] if version else None,
+        archived=archived,
+        flow_archived=await catalog.flow_archived(tx, flow.id),
+        has_runs=await catalog.flow_has_runs(tx, flow.id),
+    )
 
 
 class _Applier:
@@ -135,8 +163,13 @@ class _Applier:
 
     _update_resource = _create_resource
 
+    _restore_resource = _create_resource
+
     async def _delete_resource(self, change: Change) -> None:
         await catalog.delete_resource(self.tx, change.key[0], change.key[1])
+
+    async def _archive_resource(self, change: Change) -> None:
+        await catalog.archive_resource(self.tx, change.key[0], change.key[1], self.now)
 
     async def _create_pipeline(self, change: Change) -> None:
         pipeline = change.desired
@@ -149,12 +182,17 @@ class _Applier:
             await catalog.save_stage(self.tx, project_id, pipeline.id, stage.name, position)
 
     _update_pipeline = _create_pipeline
+    _restore_pipeline = _create_pipeline
 
     async def _delete_pipeline(self, change: Change) -> None:
         project_id, pipeline_id = change.key
-        for stage in await catalog.list_stages(self.tx, project_id, pipeline_id):
+        for stage in await catalog.list_stages(self.tx, project_id, pipeline_id, include_archived=True):
             await self._remove_stage(project_id, pipeline_id, stage)
         await catalog.delete_pipeline(self.tx, project_id, pipeline_id)
+
+    async def _archive_pipeline(self, change: Change) -> None:
+        project_id, pipeline_id = change.key
+        await catalog.archive_pipeline(self.tx, project_id, pipeline_id, self.now)
 
     async def _create_stage(self, change: Change) -> None:
         stage = change.desired
@@ -164,9 +202,14 @@ class _Applier:
         await catalog.set_stage_resources(self.tx, project_id, pipeline_id, stage.name, list(stage.resources))
 
     _update_stage = _create_stage
+    _restore_stage = _create_stage
 
     async def _delete_stage(self, change: Change) -> None:
         await self._remove_stage(*change.key)
+
+    async def _archive_stage(self, change: Change) -> None:
+        project_id, pipeline_id, stage = change.key
+        await catalog.archive_stage(self.tx, project_id, pipeline_id, stage, self.now)
 
     async def _create_release_flow(self, change: Change) -> None:
         project_id, pipeline_id, stage = change.key
@@ -176,8 +219,25 @@ class _Applier:
 
     _update_release_flow = _create_release_flow
 
+    async def _restore_release_flow(self, change: Change) -> None:
+        project_id, pipeline_id, stage = change.key
+        flow = await catalog.get_flow(self.tx, project_id, pipeline_id, stage, include_archived=True)
+        assert flow is not None, "the plan restores only a flow the store holds"
+        held = await catalog.get_flow_version(self.tx, flow.id, flow.current_version)
+        if held is not None and canonical_json(held["document"]) == canonical_json(change.desired):
+            await catalog.restore_flow(self.tx, flow.id, self.now)
+        else:
+            await catalog.add_flow_version(
+                self.tx, project_id, pipeline_id, stage, change.desired, "apply", self.now
+            )
+
     async def _delete_release_flow(self, change: Change) -> None:
         await self._remove_flow(*change.key)
+
+    async def _archive_release_flow(self, change: Change) -> None:
+        flow = await catalog.get_flow(self.tx, *change.key)
+        if flow is not None:
+            await catalog.archive_flow(self.tx, flow.id, self.now)
 
     async def _remove_stage(self, project_id: str, pipeline_id: str, stage: str) -> None:
         await self._remove_flow(project_id, pipeline_id, stage)
@@ -185,13 +245,14 @@ class _Applier:
         await catalog.delete_stage(self.tx, project_id, pipeline_id, stage)
 
     async def _remove_flow(self, project_id: str, pipeline_id: str, stage: str) -> None:
-        flow = await catalog.get_flow(self.tx, project_id, pipeline_id, stage)
+        flow = await catalog.get_flow(self.tx, project_id, pipeline_id, stage, include_archived=True)
         if flow is None:
             return
         if await catalog.flow_has_runs(self.tx, flow.id):
+            # The plan archives a flow with runs; it got its first run while this apply was planning.
             raise ConflictError(
-                f"release flow {project_id}/{pipeline_id}/{stage} has runs; its history is kept, so it cannot"
-                " be pruned (keep it in the file)"
+                f"release flow {project_id}/{pipeline_id}/{stage} got a run while the plan was made;"
+                " apply again (it will be archived, keeping its history)"
             )
         await catalog.delete_flow(self.tx, flow.id)
 

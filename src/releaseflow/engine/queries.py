@@ -271,7 +271,8 @@ async def resolve_stage(db: Database, project_id: str, pipeline_id: str, stage: 
         if await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
             names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
             raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
-        stages = await catalog.list_stages(tx, project_id, pipeline_id)
+        # Archived stages too: their runs and flow versions stay readable by name.
+        stages = await catalog.list_stages(tx, project_id, pipeline_id, include_archived=True)
     for name in stages:
         if name.lower() == stage.lower():
             return name
@@ -499,7 +500,7 @@ async def flow_version(
 
 
 async def _stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
-    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
+    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
     if flow is None:
         raise NotFoundError(f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow")
     return flow

@@ -1,4 +1,10 @@
-"""Projects, resources, pipelines, stages and versioned release flows."""
+"""Projects, resources, pipelines, stages and versioned release flows.
+
+Pruning something with history archives it (``archived_at``) instead of deleting it: lists leave
+archived rows out unless asked (``include_archived``), and ``get_flow`` by stage does not find an
+archived flow, so nothing can start a run of it; reads by id (``get_pipeline``, ``get_flow_by_id``,
+flow versions, runs) still find everything. Saving an archived row again restores it.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +37,15 @@ async def save_project(tx: Transaction, project_id: str, name: str, description:
         )
 
 
-async def list_resources(tx: Transaction, project_id: str) -> list[Row]:
-    rows = await tx.fetchall("SELECT * FROM resources WHERE project_id = ? ORDER BY kind, id", (project_id,))
+def _live(include_archived: bool, column: str = "archived_at") -> str:
+    return "" if include_archived else f" AND {column} IS NULL"
+
+
+async def list_resources(tx: Transaction, project_id: str, *, include_archived: bool = False) -> list[Row]:
+    rows = await tx.fetchall(
+        f"SELECT * FROM resources WHERE project_id = ?{_live(include_archived)} ORDER BY kind, id",
+        (project_id,),
+    )
     return [{**row, "spec": load_json(row["spec"])} for row in rows]
 
 
@@ -40,7 +53,8 @@ async def save_resource(
     tx: Transaction, project_id: str, resource_id: str, kind: str, driver: str, spec: Any, now: datetime
 ) -> None:
     changed = await tx.execute(
-        "UPDATE resources SET kind = ?, driver = ?, spec = ?, updated_at = ? WHERE project_id = ? AND id = ?",
+        "UPDATE resources SET kind = ?, driver = ?, spec = ?, updated_at = ?, archived_at = NULL"
+        " WHERE project_id = ? AND id = ?",
         (kind, driver, dump_json(spec), to_epoch(now), project_id, resource_id),
     )
     if not changed:
@@ -64,15 +78,18 @@ async def get_pipeline(tx: Transaction, project_id: str, pipeline_id: str) -> Ro
     )
 
 
-async def list_pipelines(tx: Transaction, project_id: str) -> list[Row]:
-    return await tx.fetchall("SELECT * FROM pipelines WHERE project_id = ? ORDER BY id", (project_id,))
+async def list_pipelines(tx: Transaction, project_id: str, *, include_archived: bool = False) -> list[Row]:
+    return await tx.fetchall(
+        f"SELECT * FROM pipelines WHERE project_id = ?{_live(include_archived)} ORDER BY id", (project_id,)
+    )
 
 
 async def save_pipeline(
     tx: Transaction, project_id: str, pipeline_id: str, name: str, description: str, now: datetime
 ) -> None:
     changed = await tx.execute(
-        "UPDATE pipelines SET name = ?, description = ?, updated_at = ? WHERE project_id = ? AND id = ?",
+        "UPDATE pipelines SET name = ?, description = ?, updated_at = ?, archived_at = NULL"
+        " WHERE project_id = ? AND id = ?",
         (name, description, to_epoch(now), project_id, pipeline_id),
     )
     if not changed:
@@ -83,9 +100,21 @@ async def save_pipeline(
         )
 
 
-async def list_stages(tx: Transaction, project_id: str, pipeline_id: str) -> list[str]:
+async def list_stages(
+    tx: Transaction, project_id: str, pipeline_id: str, *, include_archived: bool = False
+) -> list[str]:
     rows = await tx.fetchall(
-        "SELECT name FROM stages WHERE project_id = ? AND pipeline_id = ? ORDER BY position",
+        f"SELECT name FROM stages WHERE project_id = ? AND pipeline_id = ?{_live(include_archived)}"
+        " ORDER BY position",
+        (project_id, pipeline_id),
+    )
+    return [row["name"] for row in rows]
+
+
+async def archived_stages(tx: Transaction, project_id: str, pipeline_id: str) -> list[str]:
+    rows = await tx.fetchall(
+        "SELECT name FROM stages WHERE project_id = ? AND pipeline_id = ? AND archived_at IS NOT NULL"
+        " ORDER BY position",
         (project_id, pipeline_id),
     )
     return [row["name"] for row in rows]
@@ -93,7 +122,8 @@ async def list_stages(tx: Transaction, project_id: str, pipeline_id: str) -> lis
 
 async def save_stage(tx: Transaction, project_id: str, pipeline_id: str, name: str, position: int) -> None:
     changed = await tx.execute(
-        "UPDATE stages SET position = ? WHERE project_id = ? AND pipeline_id = ? AND name = ?",
+        "UPDATE stages SET position = ?, archived_at = NULL"
+        " WHERE project_id = ? AND pipeline_id = ? AND name = ?",
         (position, project_id, pipeline_id, name),
     )
     if not changed:
@@ -130,12 +160,21 @@ async def set_stage_resources(
         )
 
 
-async def get_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord | None:
+async def get_flow(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, *, include_archived: bool = False
+) -> FlowRecord | None:
+    """The stage's release flow; an archived one only when asked (it must not start runs)."""
     row = await tx.fetchone(
-        "SELECT * FROM release_flows WHERE project_id = ? AND pipeline_id = ? AND stage = ?",
+        "SELECT * FROM release_flows WHERE project_id = ? AND pipeline_id = ? AND stage = ?"
+        + _live(include_archived),
         (project_id, pipeline_id, stage),
     )
     return None if row is None else FlowRecord.from_row(row)
+
+
+async def flow_archived(tx: Transaction, flow_id: str) -> bool:
+    value = await tx.fetchvalue("SELECT archived_at FROM release_flows WHERE id = ?", (flow_id,))
+    return value is not None
 
 
 async def get_flow_by_id(tx: Transaction, flow_id: str) -> FlowRecord | None:
@@ -152,8 +191,9 @@ async def add_flow_version(
     origin: str,
     now: datetime,
 ) -> int:
-    """Store ``document`` as the new current version of the stage's flow (created on first use)."""
-    flow = await get_flow(tx, project_id, pipeline_id, stage)
+    """Store ``document`` as the new current version of the stage's flow (created on first use, and
+    restored from the archive when it was archived)."""
+    flow = await get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
     if flow is None:
         flow_id = str(uuid.uuid4())
         version = 1
@@ -177,7 +217,7 @@ async def add_flow_version(
         current = await tx.fetchvalue("SELECT current_version FROM release_flows WHERE id = ?", (flow_id,))
         version = int(current) + 1
         await tx.execute(
-            "UPDATE release_flows SET current_version = ?, updated_at = ? WHERE id = ?",
+            "UPDATE release_flows SET current_version = ?, updated_at = ?, archived_at = NULL WHERE id = ?",
             (version, to_epoch(now), flow_id),
         )
     await tx.execute(
@@ -218,6 +258,63 @@ async def flow_has_runs(tx: Transaction, flow_id: str) -> bool:
     return await tx.fetchone("SELECT 1 FROM runs WHERE flow_id = ? LIMIT 1", (flow_id,)) is not None
 
 
+async def resource_has_history(tx: Transaction, project_id: str, resource_id: str) -> bool:
+    """Whether a run ever deployed to the resource (its release history would lose its subject)."""
+    row = await tx.fetchone(
+        "SELECT 1 FROM release_history WHERE project_id = ? AND resource_id = ? LIMIT 1",
+        (project_id, resource_id),
+    )
+    return row is not None
+
+
+async def archive_resource(tx: Transaction, project_id: str, resource_id: str, now: datetime) -> None:
+    """Out of every stage and every list; its release history stays."""
+    await tx.execute(
+        "DELETE FROM stage_resources WHERE project_id = ? AND resource_id = ?", (project_id, resource_id)
+    )
+    await tx.execute(
+        "UPDATE resources SET archived_at = ? WHERE project_id = ? AND id = ?",
+        (to_epoch(now), project_id, resource_id),
+    )
+
+
+async def archive_flow(tx: Transaction, flow_id: str, now: datetime) -> None:
+    await tx.execute("UPDATE release_flows SET archived_at = ? WHERE id = ?", (to_epoch(now), flow_id))
+
+
+async def restore_flow(tx: Transaction, flow_id: str, now: datetime) -> None:
+    await tx.execute(
+        "UPDATE release_flows SET archived_at = NULL, updated_at = ? WHERE id = ?", (to_epoch(now), flow_id)
+    )
+
+
+async def archive_stage(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, now: datetime
+) -> None:
+    """The stage and its flow leave lists and triggers; its resources are freed for other stages."""
+    await tx.execute(
+        "DELETE FROM stage_resources WHERE project_id = ? AND pipeline_id = ? AND stage = ?",
+        (project_id, pipeline_id, stage),
+    )
+    await tx.execute(
+        "UPDATE release_flows SET archived_at = ? WHERE project_id = ? AND pipeline_id = ? AND stage = ?",
+        (to_epoch(now), project_id, pipeline_id, stage),
+    )
+    await tx.execute(
+        "UPDATE stages SET archived_at = ? WHERE project_id = ? AND pipeline_id = ? AND name = ?",
+        (to_epoch(now), project_id, pipeline_id, stage),
+    )
+
+
+async def archive_pipeline(tx: Transaction, project_id: str, pipeline_id: str, now: datetime) -> None:
+    for stage in await list_stages(tx, project_id, pipeline_id):
+        await archive_stage(tx, project_id, pipeline_id, stage, now)
+    await tx.execute(
+        "UPDATE pipelines SET archived_at = ? WHERE project_id = ? AND id = ?",
+        (to_epoch(now), project_id, pipeline_id),
+    )
+
+
 async def delete_flow(tx: Transaction, flow_id: str) -> None:
     await tx.execute("DELETE FROM release_flow_versions WHERE flow_id = ?", (flow_id,))
     await tx.execute("DELETE FROM release_flows WHERE id = ?", (flow_id,))
@@ -230,7 +327,7 @@ async def resources_in_context(tx: Transaction, project_id: str) -> list[Row]:
         " rs.artifact FROM resources r"
         " LEFT JOIN stage_resources s ON s.project_id = r.project_id AND s.resource_id = r.id"
         " LEFT JOIN release_state rs ON rs.project_id = r.project_id AND rs.resource_id = r.id"
-        " WHERE r.project_id = ? ORDER BY r.id",
+        " WHERE r.project_id = ? AND r.archived_at IS NULL ORDER BY r.id",
         (project_id,),
     )
     return [{**row, "spec": load_json(row["spec"]), "artifact": load_json(row["artifact"])} for row in rows]

@@ -17,6 +17,7 @@ CREATE TABLE resources (
     spec TEXT NOT NULL,
     created_at @TIME@ NOT NULL,
     updated_at @TIME@ NOT NULL,
+    archived_at @TIME@,
     PRIMARY KEY (project_id, id)
 );
 
@@ -27,6 +28,7 @@ CREATE TABLE pipelines (
     description TEXT NOT NULL DEFAULT '',
     created_at @TIME@ NOT NULL,
     updated_at @TIME@ NOT NULL,
+    archived_at @TIME@,
     PRIMARY KEY (project_id, id)
 );
 
@@ -35,6 +37,7 @@ CREATE TABLE stages (
     pipeline_id TEXT NOT NULL,
     name TEXT NOT NULL,
     position INTEGER NOT NULL,
+    archived_at @TIME@,
     PRIMARY KEY (project_id, pipeline_id, name),
     FOREIGN KEY (project_id, pipeline_id) REFERENCES pipelines (project_id, id)
 );
@@ -61,6 +64,7 @@ CREATE TABLE release_flows (
     next_run_seq INTEGER NOT NULL DEFAULT 1,
     created_at @TIME@ NOT NULL,
     updated_at @TIME@ NOT NULL,
+    archived_at @TIME@,
     UNIQUE (project_id, pipeline_id, stage),
     FOREIGN KEY (project_id, pipeline_id, stage) REFERENCES stages (project_id, pipeline_id, name)
 );
