@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -427,5 +428,36 @@ async def test_managed_addon__root_the_postgres_user_cannot_enter_is_named(root:
 
     with pytest.raises(DriverError, match=f"the `postgres` user cannot enter {private}") as raised:
         await PostgresAddons(private).ensure_running(MAIN, PROJECT)
+
+    assert raised.value.retryable is False
+
+
+# -- spec.port ------------------------------------------------------------------------------------------
+
+
+async def test_addon_port__spec_port_is_used_and_a_change_moves_the_cluster(root: Path) -> None:
+    manager = PostgresAddons(root, server_settings=FAST)
+    first, second = free_port(), free_port()
+    resource = addon("fixed-port", port=first)
+
+    await manager.ensure_running(resource, PROJECT)
+    url = await manager.connection_url(resource, PROJECT)
+    table = _make_table(url, ROWS)
+    await manager.ensure_running(replace(resource, spec={**resource.spec, "port": second}), PROJECT)
+    moved = await manager.connection_url(replace(resource, spec={**resource.spec, "port": second}), PROJECT)
+
+    assert f":{first}/" in url and f":{second}/" in moved
+    assert _rows(moved, table) == ROWS
+
+
+async def test_addon_port__a_taken_port_is_refused_clearly(root: Path) -> None:
+    manager = PostgresAddons(root, server_settings=FAST)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        with pytest.raises(DriverError, match=f"port {port} of 127.0.0.1 .* is already in use") as raised:
+            await manager.ensure_running(addon("taken-port", port=port), PROJECT)
 
     assert raised.value.retryable is False

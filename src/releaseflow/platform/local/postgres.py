@@ -188,7 +188,7 @@ class PostgresAddons:
                     self._check_version(spec, cluster)
                     if state is not None:
                         await cluster.stop(mode="immediate")  # a half-made cluster from a crash
-                    state = await cluster.initialize(spec.user)
+                    state = await cluster.initialize(spec.user, spec.port)
                 else:
                     self._check_version(spec, cluster)
                     if spec.user != state.role:
@@ -198,6 +198,7 @@ class PostgresAddons:
                         await cluster.start(state)
                     else:
                         await cluster.wait_until_accepting(state)
+                    await cluster.move_to_port(state, spec.port)
                 await cluster.provision(state, spec.database)
                 state.initialized = True
                 cluster.save_state(state)

@@ -23,6 +23,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -61,6 +62,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def port_taken(port: int) -> DriverError:
+    # Not retried: the operator must free the port or choose another one.
+    return DriverError(
+        f"port {port} of 127.0.0.1 (the addon's spec.port) is already in use by another program;"
+        " free it, choose another spec.port, or remove spec.port to let releaseflow choose a free one",
+        retryable=False,
+    )
+
+
+def require_free_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL does: a port whose last connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise port_taken(port) from None
+
+
 # -- the managed cluster -----------------------------------------------------------------------------
 
 
@@ -76,6 +96,8 @@ class ClusterState:
     initialized: bool = False  # set once initdb, first start and provisioning all succeeded
     wanted_running: bool = True  # False after an explicit stop; start() brings back only wanted ones
     version: str = ""  # major version of the binaries that created it (PG_VERSION)
+    # The addon's spec.port chose the port: never moved to another one when it is taken.
+    port_fixed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +110,7 @@ class ClusterState:
             "initialized": self.initialized,
             "wantedRunning": self.wanted_running,
             "version": self.version,
+            "portFixed": self.port_fixed,
         }
 
     @classmethod
@@ -101,6 +124,7 @@ class ClusterState:
             initialized=bool(data.get("initialized", False)),
             wanted_running=bool(data.get("wantedRunning", True)),
             version=str(data.get("version", "")),
+            port_fixed=bool(data.get("portFixed", False)),
         )
 
 
@@ -209,8 +233,13 @@ class ManagedCluster:
         async with file_lock(path, mode=0o600, timeout=timeout, stuck=stuck):
             yield
 
-    async def initialize(self, role: str) -> ClusterState:
-        """initdb a new cluster (wiping a half-made one) and start it; the caller then provisions."""
+    async def initialize(self, role: str, port: int | None = None) -> ClusterState:
+        """initdb a new cluster (wiping a half-made one) and start it; the caller then provisions.
+
+        ``port`` is the addon's ``spec.port``; without it a free port is chosen.
+        """
+        if port is not None:
+            require_free_port(port)
         bin_dir = self.bin_dir
         if self._as_root:
             uid, gid, groups = _server_user_ids()
@@ -237,7 +266,8 @@ class ManagedCluster:
                     retryable=False,
                 )
         state = ClusterState(
-            port=free_port(),
+            port=port if port is not None else free_port(),
+            port_fixed=port is not None,
             superuser_password=secrets.token_urlsafe(24),
             role=role,
             role_password=secrets.token_urlsafe(24),
@@ -312,6 +342,8 @@ class ManagedCluster:
             if result.returncode == 0:
                 return
             log = self._log_since(log_offset)
+            if ("could not bind" in log or "already in use" in log) and state.port_fixed:
+                raise port_taken(state.port)
             if ("could not bind" in log or "already in use" in log) and attempt < attempts:
                 state.port = free_port()
                 self._write_settings(state.port)
@@ -336,6 +368,21 @@ class ManagedCluster:
             result = await self._pg_ctl("stop", "-m", "immediate")
             if result.returncode != 0 and self.postmaster_pid() is not None:
                 raise self._failure("pg_ctl stop", result)
+
+    async def move_to_port(self, state: ClusterState, port: int | None) -> None:
+        """Listen on ``port`` (spec.port), or keep the current port once spec.port is removed."""
+        if port is None:
+            state.port_fixed = False
+            return
+        state.port_fixed = True
+        if port == state.port:
+            return
+        require_free_port(port)
+        await self.stop()
+        state.port = port
+        self._write_settings(port)
+        self.save_state(state)
+        await self.start(state)
 
     async def restart(self, state: ClusterState) -> None:
         if self.postmaster_pid() is None:
