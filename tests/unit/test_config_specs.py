@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +303,15 @@ def test_spec_json_schema__describes_keys_required_rules_and_ranges() -> None:
     assert (port["type"], port["minimum"], port["maximum"]) == ("integer", 1, 65535)
     assert {"oneOf": [{"required": ["runCommand"]}, {"required": ["command"]}]} in printed["allOf"]
     assert "port (integer, 1..65535)" in describe_schema(local_specs.SERVICE_SCHEMA)
+
+
+def test_configuration_docs__list_exactly_the_declared_keys_of_every_schema() -> None:
+    docs = (SOURCE.parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+    for kinds in spec_schemas().values():
+        for schema in kinds.values():
+            heading = f"### `{schema.name}`"
+            assert heading in docs, heading
+            section = docs.split(heading, 1)[1].split("\n#", 1)[0]
+            keys = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+            assert keys == list(schema.fields), schema.name
