@@ -349,3 +349,65 @@ def test_plan__render_counts_only_unchanged_when_nothing_changes() -> None:
 
     assert not plan.has_changes
     assert plan.render() == "= 1 unchanged"
+
+
+# -- history: archive instead of delete, restore on declaring again ------------------------------
+
+
+def test_plan_changes__pruning_what_has_history_archives_it() -> None:
+    current = shop(
+        resources=(
+            ResourceConfig("api", "service", spec={"port": 8080}),
+            ResourceConfig("web", "service", has_history=True),
+            ResourceConfig("migrate", "job"),
+            ResourceConfig("old", "job"),
+        ),
+        stages=(
+            StageConfig("Staging", ("web",), flow("web"), has_runs=True),
+            StageConfig("Production", ("api", "migrate"), flow("api"), has_runs=True),
+        ),
+    )
+    desired = shop(
+        resources=(ResourceConfig("api", "service", spec={"port": 8080}), ResourceConfig("migrate", "job")),
+        stages=(StageConfig("Production", ("api", "migrate")),),
+    )
+
+    plan = plan_changes(Configuration((desired,)), Configuration((current,)), prune=True)
+
+    assert changed(plan) == [
+        ("archive", "stage", ("shop", "main", "Staging")),
+        ("archive", "release_flow", ("shop", "main", "Production")),
+        ("archive", "resource", ("shop", "web")),
+        ("delete", "resource", ("shop", "old")),
+    ]
+
+
+def test_plan_changes__archived_things_are_not_pruned_again_and_are_restored_when_declared() -> None:
+    current = shop(
+        resources=(
+            ResourceConfig("api", "service", spec={"port": 8080}),
+            ResourceConfig("web", "service", archived=True, has_history=True),
+            ResourceConfig("migrate", "job"),
+        ),
+        stages=(
+            StageConfig("Staging", (), flow("web"), archived=True, has_runs=True),
+            StageConfig("Production", ("api", "migrate"), flow("api"), flow_archived=True, has_runs=True),
+        ),
+    )
+
+    pruned = plan_changes(
+        Configuration(
+            (shop(resources=current.resources[::2], stages=(StageConfig("Production", ("api", "migrate")),)),)
+        ),
+        Configuration((current,)),
+        prune=True,
+    )
+    restored = plan_changes(Configuration((shop(),)), Configuration((current,)))
+
+    assert not pruned.has_changes
+    assert changed(restored) == [
+        ("restore", "resource", ("shop", "web")),
+        # The file declares the stage without a flow: its archived flow stays archived.
+        ("restore", "stage", ("shop", "main", "Staging")),
+        ("restore", "release_flow", ("shop", "main", "Production")),
+    ]
