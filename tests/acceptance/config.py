@@ -70,7 +70,7 @@ def write_config(folder: Path, server_url: str) -> Path:
         "projects": [
             {
                 "id": PROJECT,
-                "resources": {"services": [{"id": "api"}]},
+                "resources": {"services": [{"id": "api", "spec": {"runCommand": "sleep infinity"}}]},
                 "pipelines": [
                     {
                         "id": "main",
