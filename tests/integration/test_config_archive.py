@@ -10,6 +10,7 @@ import pytest
 from releaseflow.domain.config import Configuration, parse_configuration
 from releaseflow.domain.config_plan import Plan
 from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
 from releaseflow.engine.clock import SystemClock
 from releaseflow.engine.commands import Engine, RunRequest
@@ -72,7 +73,11 @@ def without(doc: dict[str, Any], *, stage: str | None = None, pipeline: str | No
 
 
 async def start(db: Database, pipeline: str, stage: str) -> str:
-    run = await Engine(db, SystemClock()).start_run("shop", pipeline, stage, RunRequest())
+    """A run of the stage that has ended (aborted before any worker took it)."""
+    engine = Engine(db, SystemClock())
+    run = await engine.start_run("shop", pipeline, stage, RunRequest())
+    ended = await engine.abort_run(run.id)
+    assert ended.status is RunStatus.ABORTED
     return run.id
 
 
@@ -94,6 +99,23 @@ async def test_apply_prune__dry_run_is_the_plan_the_apply_carries_out(db: Databa
         ("archive", "stage shop/main/Old"),
     ]
     assert "archived: it has history" in real.render()
+
+
+async def test_apply_prune__a_run_not_ended_is_refused_by_the_dry_run_as_by_the_apply(db: Database) -> None:
+    await apply_configuration(db, config(document()), SystemClock())
+    await Engine(db, SystemClock()).start_run("shop", "main", "Old", RunRequest())
+    pruned = config(without(document(), stage="Old"))
+
+    refusals = []
+    for dry_run in (True, False):
+        with pytest.raises(ConflictError) as caught:
+            await apply_configuration(db, pruned, SystemClock(), prune=True, dry_run=dry_run)
+        refusals.append(str(caught.value))
+
+    assert refusals[0] == refusals[1]
+    assert "stage shop/main/Old: release flow shop/main/Old has 1 run not ended yet" in refusals[0]
+    async with db.read() as tx:
+        assert await catalog.list_stages(tx, "shop", "main") == ["Development", "Old"]
 
 
 async def test_apply_prune__an_archived_stage_leaves_lists_and_triggers_and_keeps_its_history(

@@ -77,6 +77,7 @@ class StageConfig:
     archived: bool = field(default=False, compare=False)  # the stage, with its flow
     flow_archived: bool = field(default=False, compare=False)  # only the flow (the stage is listed)
     has_runs: bool = field(default=False, compare=False)  # its release flow has runs
+    unfinished_runs: int = field(default=0, compare=False)  # runs of its flow that have not ended
 
 
 @dataclass(frozen=True)

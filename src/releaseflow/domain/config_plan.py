@@ -116,6 +116,7 @@ def plan_changes(desired: Configuration, current: Configuration, *, prune: bool 
     changes: list[Change] = []
     for project in desired.projects:
         changes.extend(_project_changes(project, current.project(project.id), prune=prune))
+    _check_unfinished_runs(changes, current)
     return Plan(tuple(changes))
 
 
@@ -326,6 +327,31 @@ def _stage_changes(
         yield _change("update", "release_flow", key, f"new version: {paths}", stage.release_flow)
     else:
         yield _change("unchanged", "release_flow", key, "unchanged", stage.release_flow)
+
+
+def _check_unfinished_runs(changes: Sequence[Change], current: Configuration) -> None:
+    """Refuse to archive a release flow whose runs have not ended: they would lose their stage."""
+    problems: list[str] = []
+    for change in changes:
+        if change.action != "archive" or change.subject_kind == "resource":
+            continue
+        project = current.project(change.key[0])
+        pipeline = project.pipeline(change.key[1]) if project is not None else None
+        if pipeline is None:
+            continue
+        names = change.key[2:] or tuple(stage.name for stage in pipeline.stages)
+        for name in names:
+            stage = pipeline.stage(name)
+            if stage is not None and stage.unfinished_runs:
+                runs = _plural(stage.unfinished_runs, "run")
+                problems.append(
+                    f"{change.label}: release flow {'/'.join(change.key[:2])}/{name} has {runs} not"
+                    " ended yet; wait for them or abort them, then apply again"
+                )
+    if problems:
+        raise ConflictError(
+            "cannot archive what is still running:\n" + "\n".join(f"  {line}" for line in problems)
+        )
 
 
 def _check_placements(desired: Configuration, current: Configuration, *, prune: bool) -> None:

@@ -22,6 +22,7 @@ from releaseflow.domain.config_plan import Change, Plan, canonical_json, plan_ch
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
 from releaseflow.domain.spec_schema import SpecSchemas
+from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES
 from releaseflow.engine.clock import Clock
 from releaseflow.platform.available import spec_schemas
 from releaseflow.store import catalog
@@ -134,6 +135,9 @@ async def _current_stage(
         archived=archived,
         flow_archived=await catalog.flow_archived(tx, flow.id),
         has_runs=await catalog.flow_has_runs(tx, flow.id),
+        unfinished_runs=await catalog.flow_unfinished_runs(
+            tx, flow.id, tuple(str(status) for status in TERMINAL_RUN_STATUSES)
+        ),
     )
 
 

@@ -258,6 +258,15 @@ async def flow_has_runs(tx: Transaction, flow_id: str) -> bool:
     return await tx.fetchone("SELECT 1 FROM runs WHERE flow_id = ? LIMIT 1", (flow_id,)) is not None
 
 
+async def flow_unfinished_runs(tx: Transaction, flow_id: str, finished: tuple[str, ...]) -> int:
+    """Runs of the flow whose status is not one of ``finished``."""
+    marks = ", ".join("?" for _ in finished)
+    value = await tx.fetchvalue(
+        f"SELECT COUNT(*) FROM runs WHERE flow_id = ? AND status NOT IN ({marks})", (flow_id, *finished)
+    )
+    return int(value or 0)
+
+
 async def resource_has_history(tx: Transaction, project_id: str, resource_id: str) -> bool:
     """Whether a run ever deployed to the resource (its release history would lose its subject)."""
     row = await tx.fetchone(
