@@ -3,6 +3,8 @@ with its path, nothing changed."""
 
 from __future__ import annotations
 
+import json
+
 from tests.acceptance.support import Releaseflow
 
 GOOD = """
@@ -52,3 +54,22 @@ def test_validate_and_apply__bad_spec_lists_every_path_and_changes_nothing(relea
         assert result.returncode != 0, output
         assert all(path in output for path in PATHS), output
     assert after.stdout.startswith("nothing to change"), after.stdout
+
+
+def test_schema__lists_and_prints_the_resource_spec_schemas(releaseflow: Releaseflow) -> None:
+    listed = releaseflow.cli("schema", "--list", check=True)
+    printed = json.loads(releaseflow.cli("schema", "--resource", "local/addon", check=True).stdout)
+    unknown = releaseflow.cli("schema", "--resource", "local/cache")
+
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == [
+        "docker/build_service",
+        "docker/job",
+        "docker/service",
+        "local/addon",
+        "local/build_service",
+        "local/job",
+        "local/service",
+    ]
+    assert printed["properties"]["port"]["minimum"] == 1024 and printed["additionalProperties"] is False
+    assert unknown.returncode != 0 and "no resource schema 'local/cache'" in unknown.stderr + unknown.stdout
