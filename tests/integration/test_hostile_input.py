@@ -1,12 +1,16 @@
-"""Hostile input the engine refuses: run names and descriptions (Northflank's rules, no controls)."""
+"""Hostile input: run names and descriptions refused (Northflank's rules, no controls); the rest escaped."""
 
 from __future__ import annotations
 
 import pytest
 from tests.integration.support import EngineHarness, job_run, template, workflow
 
+from releaseflow.cli import render
 from releaseflow.domain.errors import ValidationError
+from releaseflow.domain.text import unsafe_characters
+from releaseflow.engine import queries
 from releaseflow.store import runs as run_store
+from releaseflow.testing import Fail
 
 BAD_NAMES = {
     "too short": "ab",
@@ -51,3 +55,30 @@ async def test_rename_run__description_and_name_refuse_control_characters(harnes
     async with harness.db.read() as tx:
         stored = await run_store.get_run(tx, run.id)
     assert stored is not None and (stored.display_name, stored.description) == ("clean", "")
+
+
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\u202etxt.exe\x00\x9b"
+
+
+async def test_show__untrusted_text_is_printed_escaped(harness: EngineHarness) -> None:
+    """Argument values and platform errors are not refused (they are data), but never reach a terminal raw."""
+    # (No NUL in the platform's message: PostgreSQL text cannot hold one; see the report.)
+    said = ESCAPES.replace("\x00", "")
+    harness.driver.script("migrate", Fail(f"job said: {said}\nsecond line", retryable=False))
+    await harness.seed(template(workflow(job_run("migration")), arguments={"who": ESCAPES}))
+    run = await harness.start(name="escapes")
+    harness.start_worker()
+    await harness.run(run.id)
+    detail = await queries.run_detail(harness.db, run.id, with_events=True)
+
+    lines = [
+        *render.run_header(detail),
+        *render.run_tree(detail),
+        *render.runs_table([detail.run]),
+        *render.error_lines(f"bad value '{ESCAPES}'"),
+    ]
+
+    printed = "\n".join(lines)
+    assert unsafe_characters(printed.replace("\n", " ")) is None, printed  # line feeds are the only controls
+    assert "who=\\x1b[2J\\x1b]0;owned\\x07\\u202etxt.exe\\x00\\x9b" in printed
+    assert "error: job said: \\x1b[2J" in printed

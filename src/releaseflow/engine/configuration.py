@@ -18,7 +18,7 @@ from releaseflow.domain.config import (
     parse_configuration,
 )
 from releaseflow.domain.config_plan import Change, Plan, plan_changes
-from releaseflow.domain.documents import load_document
+from releaseflow.domain.documents import load_document, read_document_bytes
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
 from releaseflow.engine.clock import Clock
 from releaseflow.store import catalog
@@ -29,13 +29,13 @@ def load_configuration_file(path: str | Path) -> Configuration:
     """Read and validate a configuration file; release flow files are read relative to its folder."""
     path = Path(path)
     try:
-        text = path.read_bytes()
+        text = read_document_bytes(path)
     except OSError as error:
         raise ReleaseflowError(f"cannot read configuration file {path}: {error.strerror}") from error
     folder = path.resolve().parent
 
     def read_file(relative: str) -> str:
-        return (folder / relative).read_text(encoding="utf-8")
+        return read_document_bytes(folder / relative).decode("utf-8")
 
     document = load_document(text, source=str(path))
     return parse_configuration(document, read_file=read_file, source=str(path))
