@@ -272,9 +272,8 @@ async def test_local__values_in_a_job_command_are_data_not_code(platform: Platfo
                 "internal": {"id": "builder", "buildId": "${refs.build.id}"},
                 "docker": {
                     "configType": "customCommand",
-                    "customCommand": (
-                        "printf '%s\\n' ${args.WHO} \"branch ${refs.build.branch}, v${args.VERSION}\" >> ${args.OUT}"
-                    ),
+                    "customCommand": "printf '%s\\n' ${args.WHO}"
+                    ' "branch ${refs.build.branch}, v${args.VERSION}" >> ${args.OUT}',
                 },
             },
         },
