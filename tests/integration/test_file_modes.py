@@ -19,6 +19,10 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def present(*paths: Path) -> bool:
+    return all(path.exists() for path in paths)
+
+
 @pytest.fixture
 def open_umask() -> Iterator[None]:
     """The most permissive umask: modes must not depend on the caller's umask."""
@@ -51,7 +55,7 @@ async def test_open_database__journals_take_the_private_mode(tmp_path: Path, ope
             await tx.execute("CREATE TABLE secrets (seed TEXT)")
             await tx.execute("INSERT INTO secrets VALUES ('s3cr3t')")
         wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-        assert wal.exists() and shm.exists()
+        assert present(wal, shm)
         assert (mode(path), mode(wal), mode(shm), mode(path.parent)) == (0o600, 0o600, 0o600, 0o700)
     finally:
         await db.close()
