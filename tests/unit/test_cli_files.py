@@ -41,6 +41,17 @@ def invalid(folder: Path) -> Path:
     return path
 
 
+def flow_file_fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "flow.yaml")
+    path = folder / "shop.yaml"
+    path.write_text(
+        "projects:\n  - id: shop\n    pipelines:\n      - id: main\n        stages:\n"
+        "          - name: Production\n            releaseFlowFile: flow.yaml\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def oversized(folder: Path) -> Path:
     path = folder / "big.yaml"
     path.write_bytes(b"#" * 1_000_001)
@@ -50,6 +61,10 @@ def oversized(folder: Path) -> Path:
 FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "endless device": (lambda folder: Path("/dev/zero"), "a character device, not a regular file"),
     "fifo": (fifo, "a FIFO (named pipe), not a regular file"),
+    "release flow file is a fifo": (
+        flow_file_fifo,
+        "cannot read the file: a FIFO (named pipe), not a regular",
+    ),
     "missing": (lambda folder: folder / "missing.yaml", "No such file or directory"),
     "oversized": (oversized, "larger than the limit of 1000000 bytes"),
     "NUL byte": (with_nul, "line 3, column 13: invalid YAML: character U+0000"),
