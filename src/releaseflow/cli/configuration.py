@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.render import error_lines
+from releaseflow.cli.render import error_lines, untrusted
 from releaseflow.domain.config import Configuration
 from releaseflow.domain.documents import load_document, read_document_bytes
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
@@ -52,7 +52,7 @@ def apply_file(args: argparse.Namespace, settings: Settings) -> int:
         if not plan.has_changes:
             print(f"nothing to change ({len(plan.changes)} unchanged)")
             return EXIT_OK
-        print(plan.render())
+        print(untrusted(plan.render(), multiline=True))
         if args.dry_run:
             print("dry run: nothing was changed")
         return EXIT_OK
@@ -63,7 +63,7 @@ def apply_file(args: argparse.Namespace, settings: Settings) -> int:
 def validate_file(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 with every problem listed (each with its path) when the file is invalid."""
     try:
-        print(_validate(args.file))
+        print(untrusted(_validate(args.file)))
     except ReleaseflowError as error:
         return _file_refused(error)
     return EXIT_OK
