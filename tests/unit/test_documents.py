@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from releaseflow.domain.documents import MAX_DOCUMENT_DEPTH, load_document, read_document_bytes
+from releaseflow.domain.documents import (
+    MAX_DOCUMENT_DEPTH,
+    check_document_shape,
+    load_document,
+    read_document_bytes,
+)
 from releaseflow.domain.errors import Issue, ValidationError
 
 NORTHFLANK = Path(__file__).resolve().parent.parent / "fixtures" / "northflank"
@@ -193,3 +198,22 @@ def test_load_document__moderate_nesting_is_fine() -> None:
 
 def test_load_document__huge_integer_is_refused() -> None:
     assert "invalid JSON" in only_issue('{"a": ' + "9" * 5000 + "}").message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('{"a": {"b": ["ok", "x\\u0000y"]}}', "a.b[1]"),
+        ('{"a\\u0000": 1}', "a\x00"),
+        ('a:\n  b: "x\\0y"\n', "a.b"),
+        ('a: "\\x00"\n', "a"),
+    ],
+)
+def test_load_document__escaped_nul_is_refused_at_its_path(text: str, path: str) -> None:
+    assert only_issue(text) == Issue(path, "must not contain a NUL character (U+0000)")
+
+
+def test_check_document_shape__nul_in_a_template_from_anywhere_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        check_document_shape({"spec": {"steps": [{"ref": "a\x00"}]}}, subject="template")
+    assert caught.value.issues == (Issue("spec.steps[0].ref", "must not contain a NUL character (U+0000)"),)

@@ -108,9 +108,12 @@ def _position(text: Any, offset: int, newline: Any = "\n") -> str:
 
 
 def check_document_shape(document: object, *, subject: str = "document") -> None:
-    """Refuse values nested too deeply or too large to walk (this also stops cyclic Python objects)."""
+    """Refuse values nested too deeply or too large to walk (this also stops cyclic Python objects),
+    and strings or keys holding a NUL character: nothing downstream can carry one (a command line, an
+    environment variable, a PostgreSQL text column), so it is refused here, at its JSON path."""
     stack: list[tuple[object, int]] = [(document, 1)]
     seen = 0
+    nul = False
     while stack:
         value, depth = stack.pop()
         seen += 1
@@ -122,10 +125,35 @@ def check_document_shape(document: object, *, subject: str = "document") -> None
             raise ValidationError(
                 [Issue("", f"document nests deeper than {MAX_DOCUMENT_DEPTH} levels")], subject=subject
             )
-        if isinstance(value, Mapping):
+        if isinstance(value, str):
+            nul = nul or "\x00" in value
+        elif isinstance(value, Mapping):
+            nul = nul or any(isinstance(key, str) and "\x00" in key for key in value)
             stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list | tuple):
             stack.extend((item, depth + 1) for item in value)
+    if nul:
+        raise ValidationError(
+            [Issue(path, "must not contain a NUL character (U+0000)") for path in _nul_paths(document, "")],
+            subject=subject,
+        )
+
+
+def _nul_paths(value: object, path: str) -> list[str]:
+    """JSON paths of the strings and keys holding a NUL (the shape is already known to be bounded)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            child = _join(path, str(key))
+            if isinstance(key, str) and "\x00" in key:
+                found.append(child)
+            found.extend(_nul_paths(item, child))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.extend(_nul_paths(item, f"{path}[{index}]"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------
