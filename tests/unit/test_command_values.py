@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from releaseflow.domain.errors import ExpressionError, ValidationError
-from releaseflow.domain.expressions import Scope, check_syntax, resolve, resolve_partially
+from releaseflow.domain.expressions import Scope, check_syntax, parse_string, resolve, resolve_partially
 from releaseflow.domain.template_parser import parse_template
 
 NOW = datetime(2025, 5, 14, 22, 0, tzinfo=UTC)
@@ -208,3 +208,37 @@ def test_parse_template__refuses_an_unquotable_value_in_a_nested_step() -> None:
     (issue,) = caught.value.issues
     assert issue.path == "spec.spec.steps[0].spec.steps[0].spec.deployment.docker.customCommand"
     assert "inside $(...)" in issue.message
+
+
+# A small grammar of command templates: literal words, quoted groups (with values inside), escaped
+# characters, comments without values and command substitutions without values.
+_LITERAL = st.sampled_from(["a", "b-c", "x=1", "\\$", "\\'", '\\"', "\\\\", "$$HOME", "''", '""'])
+_VALUE = st.just("${args.V}")
+_DOUBLE = st.lists(_LITERAL | _VALUE | st.sampled_from([" ", "'", "$(echo in)"]), max_size=4).map(
+    lambda parts: '"' + "".join(parts).replace('\\"', "") + '"'
+)
+_SINGLE = st.lists(st.sampled_from(["a", " ", '"', "$(x)", "\\"]) | _VALUE, max_size=4).map(
+    lambda parts: "'" + "".join(parts) + "'"
+)
+_WORD = st.lists(_LITERAL | _VALUE | _DOUBLE | _SINGLE | st.just("$(echo sub)"), min_size=1, max_size=3).map(
+    "".join
+)
+_TEMPLATE = st.lists(_WORD, min_size=1, max_size=5).map(lambda words: "printf '[%s]' " + " ".join(words))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(template=_TEMPLATE, hostile=st.sampled_from(HOSTILE))
+def test_command_field__no_template_of_the_grammar_lets_a_value_run(
+    template: str, hostile: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    value = hostile.format(marker=marker)
+    try:
+        command = command_of(job_run(template), value)
+    except ExpressionError:
+        return  # refused: nothing runs
+    result = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=10)
+    assert not marker.exists(), f"{template!r} with {value!r} became {command!r}"
+    written = any(not isinstance(part, str) for part in parse_string(template))
+    if written and result.returncode == 0:  # a value was written in, and the command ran
+        assert value.replace("\n", "") in result.stdout.replace("\n", "")
