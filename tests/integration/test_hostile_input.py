@@ -57,14 +57,13 @@ async def test_rename_run__description_and_name_refuse_control_characters(harnes
     assert stored is not None and (stored.display_name, stored.description) == ("clean", "")
 
 
-ESCAPES = "\x1b[2J\x1b]0;owned\x07\u202etxt.exe\x00\x9b"
+# (No NUL: documents refuse it, and a PostgreSQL text column cannot hold one; see test_documents.)
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\u202etxt.exe\x9b"
 
 
 async def test_show__untrusted_text_is_printed_escaped(harness: EngineHarness) -> None:
     """Argument values and platform errors are not refused (they are data), but never reach a terminal raw."""
-    # (No NUL in the platform's message: PostgreSQL text cannot hold one; see the report.)
-    said = ESCAPES.replace("\x00", "")
-    harness.driver.script("migrate", Fail(f"job said: {said}\nsecond line", retryable=False))
+    harness.driver.script("migrate", Fail(f"job said: {ESCAPES}\nsecond line", retryable=False))
     await harness.seed(template(workflow(job_run("migration")), arguments={"who": ESCAPES}))
     run = await harness.start(name="escapes")
     harness.start_worker()
@@ -75,10 +74,11 @@ async def test_show__untrusted_text_is_printed_escaped(harness: EngineHarness) -
         *render.run_header(detail),
         *render.run_tree(detail),
         *render.runs_table([detail.run]),
-        *render.error_lines(f"bad value '{ESCAPES}'"),
+        *render.error_lines(f"bad value '{ESCAPES}\x00'"),
     ]
 
     printed = "\n".join(lines)
     assert unsafe_characters(printed.replace("\n", " ")) is None, printed  # line feeds are the only controls
-    assert "who=\\x1b[2J\\x1b]0;owned\\x07\\u202etxt.exe\\x00\\x9b" in printed
+    assert "who=\\x1b[2J\\x1b]0;owned\\x07\\u202etxt.exe\\x9b" in printed
+    assert "error: bad value '\\x1b[2J\\x1b]0;owned\\x07\\u202etxt.exe\\x9b\\x00'" in printed
     assert "error: job said: \\x1b[2J" in printed
