@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.engine.worker import WorkerSettings
-from releaseflow.platform.available import standard_drivers
+from releaseflow.platform.available import managed_addons_root, standard_drivers
 from releaseflow.platform.driver import DriverRegistry
+from releaseflow.store.files import private_directory
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -146,7 +148,19 @@ class Settings:
         return variables
 
     def drivers(self) -> DriverRegistry:
-        """The platform drivers of this process: always ``local``, ``docker`` when a host is set."""
+        """The platform drivers of this process: always ``local``, ``docker`` when a host is set.
+
+        Their state folders are created private (0700), inside a private data directory; see
+        ``store.files``. One exception: as root, with a data directory every user may enter, the
+        local driver's managed PostgreSQL runs as the ``postgres`` user inside its folder, which must
+        then stay enterable (``platform.available.managed_addons_root``).
+        """
+        private_directory(self.data_dir)
+        local = self.data_dir / "local"
+        if os.geteuid() != 0 or not managed_addons_root(local).is_relative_to(local.resolve()):
+            private_directory(local)
+        if self.docker_host:
+            private_directory(self.data_dir / "docker")
         return standard_drivers(
             self.data_dir,
             docker_host=self.docker_host,

@@ -107,8 +107,8 @@ def test_validate__lists_every_problem_with_its_path_and_exits_1(releaseflow: Re
     result = releaseflow.cli("validate", "-f", str(broken))
     valid = releaseflow.cli("validate", "-f", str(write_config(releaseflow.cwd, releaseflow.url)))
 
-    assert result.returncode == 1
-    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
     assert lines[0].startswith("error: release flow template") and "(2 errors)" in lines[0]
     assert any(line.strip().startswith("spec.spec.type:") for line in lines[1:])
     assert any(line.strip().startswith("spec.spec.steps[0].kind:") for line in lines[1:])

@@ -251,3 +251,41 @@ async def test_local__abort_stops_a_running_job_on_the_host(platform: Platform) 
     assert node is not None and node.cause == f"stopped: the run was aborted; job run {job_run} was stopped"
     stopped = await platform.driver.jobs.get(job_run)
     assert stopped.status.value == "failed" and "aborted" in stopped.error
+
+
+async def test_local__values_in_a_job_command_are_data_not_code(platform: Platform) -> None:
+    """An argument holding shell code reaches the job's command as text; ordinary values as before."""
+    platform.repository.commit("v1")
+    marker, said = platform.root / "pwned", platform.root / "said.txt"
+    build = {
+        "kind": "Build",
+        "ref": "build",
+        "spec": {"id": "builder", "type": "service", "branch": "main"},
+        "condition": "success",
+    }
+    say = {
+        "kind": "JobRun",
+        "ref": "say",
+        "spec": {
+            "jobId": "job-prod",
+            "deployment": {
+                "internal": {"id": "builder", "buildId": "${refs.build.id}"},
+                "docker": {
+                    "configType": "customCommand",
+                    "customCommand": "printf '%s\\n' ${args.WHO}"
+                    ' "branch ${refs.build.branch}, v${args.VERSION}" >> ${args.OUT}',
+                },
+            },
+        },
+        "condition": "success",
+    }
+    flow = sequence(build, say)
+    flow["arguments"] = {"WHO": f"$(touch {marker}); touch {marker}", "VERSION": "1.2", "OUT": str(said)}
+    await platform.apply(flow)
+    platform.start_worker()
+
+    run = await platform.run("Production", "hostile arguments")
+
+    assert run.status is RunStatus.SUCCESS, await platform.failure(run)
+    assert said.read_text() == f"$(touch {marker}); touch {marker}\nbranch main, v1.2\n"
+    assert not marker.exists()

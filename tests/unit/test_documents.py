@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from releaseflow.domain.documents import MAX_DOCUMENT_DEPTH, load_document
+from releaseflow.domain.documents import (
+    MAX_DOCUMENT_DEPTH,
+    check_document_shape,
+    load_document,
+    read_document_bytes,
+)
 from releaseflow.domain.errors import Issue, ValidationError
 
 NORTHFLANK = Path(__file__).resolve().parent.parent / "fixtures" / "northflank"
@@ -98,8 +104,59 @@ def test_load_document__empty() -> None:
     assert only_issue("  \n") == Issue("", "document is empty")
 
 
-def test_load_document__not_utf8() -> None:
-    assert only_issue(b'{"a": "\xff"}') == Issue("", "not UTF-8 text (invalid byte at offset 7)")
+def test_load_document__not_utf8_names_line_and_column() -> None:
+    assert only_issue(b'{"a": "\xff"}') == Issue("", "line 1, column 8: not UTF-8 text (invalid byte 0xff)")
+    assert only_issue(b'a: 1\nb: "\xfe"\n') == Issue(
+        "", "line 2, column 5: not UTF-8 text (invalid byte 0xfe)"
+    )
+
+
+@pytest.mark.parametrize(("character", "code"), [("\x00", "U+0000"), ("\x1b", "U+001B"), ("\x7f", "U+007F")])
+def test_load_document__control_character_in_yaml_names_line_and_column(character: str, code: str) -> None:
+    issue = only_issue(f"apiVersion: v1.2\nspec:\n  kind: Work{character}flow\n")
+    assert issue.message.startswith(f"line 3, column 13: invalid YAML: character {code} is not allowed")
+    assert "position" not in issue.message
+
+
+def test_load_document__nul_in_json_names_line_and_column() -> None:
+    assert only_issue('{"a":\n  "x\x00"}').message.startswith("line 2, column 5: invalid JSON")
+
+
+def test_read_document_bytes__reads_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_bytes(b"a: 1\n")
+    assert read_document_bytes(path) == b"a: 1\n"
+    assert read_document_bytes(path, max_bytes=5) == b"a: 1\n"
+
+
+def test_read_document_bytes__refuses_an_endless_device_after_the_limit() -> None:
+    with pytest.raises(OSError) as caught:
+        read_document_bytes("/dev/zero")
+    assert caught.value.strerror == "a character device, not a regular file"
+
+
+def test_read_document_bytes__refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "flow.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as caught:
+        read_document_bytes(fifo)  # no writer: a blocking open or read would never return
+    assert caught.value.strerror == "a FIFO (named pipe), not a regular file"
+
+
+def test_read_document_bytes__refuses_a_directory_and_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(OSError) as caught:
+        read_document_bytes(tmp_path)
+    assert caught.value.strerror in ("a directory, not a regular file", "Is a directory")
+    with pytest.raises(FileNotFoundError):
+        read_document_bytes(tmp_path / "missing.yaml")
+
+
+def test_read_document_bytes__reads_at_most_one_byte_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"x" * 101)
+    with pytest.raises(OSError) as caught:
+        read_document_bytes(path, max_bytes=100)
+    assert caught.value.strerror == "larger than the limit of 100 bytes"
 
 
 def test_load_document__json_nan_is_refused() -> None:
@@ -141,3 +198,22 @@ def test_load_document__moderate_nesting_is_fine() -> None:
 
 def test_load_document__huge_integer_is_refused() -> None:
     assert "invalid JSON" in only_issue('{"a": ' + "9" * 5000 + "}").message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('{"a": {"b": ["ok", "x\\u0000y"]}}', "a.b[1]"),
+        ('{"a\\u0000": 1}', "a\x00"),
+        ('a:\n  b: "x\\0y"\n', "a.b"),
+        ('a: "\\x00"\n', "a"),
+    ],
+)
+def test_load_document__escaped_nul_is_refused_at_its_path(text: str, path: str) -> None:
+    assert only_issue(text) == Issue(path, "must not contain a NUL character (U+0000)")
+
+
+def test_check_document_shape__nul_in_a_template_from_anywhere_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        check_document_shape({"spec": {"steps": [{"ref": "a\x00"}]}}, subject="template")
+    assert caught.value.issues == (Issue("spec.steps[0].ref", "must not contain a NUL character (U+0000)"),)

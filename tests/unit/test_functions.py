@@ -495,3 +495,33 @@ def test_fetch_secret__reads_the_scope_secrets() -> None:
     assert ev("fn.fetchSecret('S')") == "s3cr3t"
     assert ev("fn.fetchSecret(fn.toUpper('s'))") == "s3cr3t"
     assert "fn.fetchSecret: secret 'nope' is not defined" in ev_error("fn.fetchSecret('nope')")
+
+
+# --- shell ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("'plain'", "plain"),
+        ("'a b'", "'a b'"),
+        ("''", "''"),
+        ('"it\'s"', "'it'\"'\"'s'"),
+        ("'$(rm -rf /)'", "'$(rm -rf /)'"),
+        ("args.N", "3"),
+        ("args.WORDS", '\'["a","b","c"]\''),
+        ("null", "''"),
+    ],
+)
+def test_shell_quote__one_literal_shell_word(value: str, quoted: str) -> None:
+    assert ev(f"fn.shellQuote({value})") == quoted
+
+
+@pytest.mark.parametrize(("value", "text"), [("'$(date)'", "$(date)"), ("args.N", "3"), ("true", "true")])
+def test_shell_raw__the_value_as_text(value: str, text: str) -> None:
+    assert ev(f"fn.shellRaw({value})") == text
+
+
+@pytest.mark.parametrize("name", ["shellQuote", "shellRaw"])
+def test_shell_functions__take_exactly_one_argument(name: str) -> None:
+    assert f"fn.{name} takes 1 argument, got 2" in ev_error(f"fn.{name}('a', 'b')")

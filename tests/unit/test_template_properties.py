@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,7 +182,12 @@ def test_load_document__random_text_only_raises_validation_error(text: str | byt
 @given(json_values)
 @settings(max_examples=200)
 def test_load_document__round_trips_json(value: Any) -> None:
-    assert load_document(json.dumps(value)) == value if isinstance(value, dict | list) else True
+    text = json.dumps(value)
+    if "\\u0000" in text:  # a NUL is refused wherever it is (see test_documents)
+        with pytest.raises(ValidationError):
+            load_document(text)
+        return
+    assert load_document(text) == value if isinstance(value, dict | list) else True
 
 
 @given(mutated_examples(), json_values, json_values)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.render import error_lines
+from releaseflow.cli.render import error_lines, untrusted
 from releaseflow.domain.config import Configuration
-from releaseflow.domain.documents import load_document
+from releaseflow.domain.documents import load_document, read_document_bytes
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
 from releaseflow.domain.schema import release_flow_json_schema
 from releaseflow.domain.spec_schema import spec_json_schema
@@ -47,7 +48,11 @@ def register(commands: Subparsers) -> None:
 
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:
-    config = load_configuration_file(args.file)
+    """Exit 1 with every problem on stderr when the file is invalid (as ``validate`` does)."""
+    try:
+        config = load_configuration_file(args.file)
+    except ReleaseflowError as error:
+        return _file_refused(error)
 
     async def go() -> int:
         async with database(settings) as db:
@@ -57,7 +62,7 @@ def apply_file(args: argparse.Namespace, settings: Settings) -> int:
         if not plan.has_changes:
             print(f"nothing to change ({len(plan.changes)} unchanged)")
             return EXIT_OK
-        print(plan.render())
+        print(untrusted(plan.render(), multiline=True))
         if args.dry_run:
             print("dry run: nothing was changed")
         return EXIT_OK
@@ -68,16 +73,21 @@ def apply_file(args: argparse.Namespace, settings: Settings) -> int:
 def validate_file(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 with every problem listed (each with its path) when the file is invalid."""
     try:
-        print(_validate(args.file))
+        print(untrusted(_validate(args.file)))
     except ReleaseflowError as error:
-        print("\n".join(error_lines(str(error))))
-        return EXIT_FAILED
+        return _file_refused(error)
     return EXIT_OK
+
+
+def _file_refused(error: ReleaseflowError) -> int:
+    """A file that cannot be read or is invalid: the same exit code and stream for every command."""
+    print("\n".join(error_lines(str(error))), file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _validate(path: Path) -> str:
     try:
-        document = load_document(path.read_bytes(), source=str(path))
+        document = load_document(read_document_bytes(path), source=str(path))
     except OSError as error:
         raise ReleaseflowError(f"cannot read {path}: {error.strerror}") from error
     if isinstance(document, Mapping) and "projects" in document:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.text import escape_text
 from releaseflow.engine.queries import NodeView, RunDetail, RunSummary
 
 SHORT_ID = 8
@@ -34,6 +35,14 @@ _COLOURS = {
     "pending": "2",
     "queued": "2",
 }
+
+
+def untrusted(text: object, *, multiline: bool = False) -> str:
+    """Text a person or a platform supplied (names, descriptions, argument values, error messages that
+    quote input) made safe to print: control characters, terminal escape sequences and bidirectional
+    overrides are written as visible escapes (``\\x1b``), so nothing reaches the terminal raw. Every
+    line the CLI prints that holds such text goes through here. ``multiline`` keeps line feeds."""
+    return escape_text(str(text), keep_newlines=multiline)
 
 
 def short_id(run_id: str) -> str:
@@ -73,6 +82,7 @@ def duration(start: datetime | None, end: datetime | None, now: datetime | None 
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[untrusted(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
@@ -107,7 +117,7 @@ def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
     run = detail.run
     title = f"run {run.id}"
     if run.name:
-        title += f"  “{run.name}”"
+        title += f"  “{untrusted(run.name)}”"
     lines = [
         f"{title}  {status_text(run.status, colour)}",
         f"  {run.project_id}/{run.pipeline_id}/{run.stage} · {run.kind} #{run.seq} · release flow version "
@@ -117,14 +127,15 @@ def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
         + (f" · took {duration(run.started_at, run.concluded_at)}" if run.started_at else ""),
     ]
     if run.description:
-        lines.append(f"  {run.description}")
+        lines.append(f"  {untrusted(run.description)}")
     if run.queued_reason:
-        lines.append(f"  queued: {run.queued_reason}")
+        lines.append(f"  queued: {untrusted(run.queued_reason)}")
     if detail.arguments:
-        lines.append("  arguments: " + ", ".join(f"{key}={value}" for key, value in detail.arguments.items()))
+        pairs = ", ".join(f"{key}={value}" for key, value in detail.arguments.items())
+        lines.append("  arguments: " + untrusted(pairs))
     lines.append(f"  {progress_text(detail)}")
     if run.error:
-        lines.extend("  " + line for line in run.error.splitlines())
+        lines.extend("  " + line for line in untrusted(run.error, multiline=True).split("\n"))
     return lines
 
 
@@ -160,8 +171,8 @@ def _tree_lines(
 
 def node_title(node: NodeView) -> str:
     if node.is_workflow:
-        return f"{node.workflow_type} workflow" + (f" {node.ref}" if node.ref else "")
-    return f"{node.label} ({node.kind})"
+        return f"{node.workflow_type} workflow" + (f" {untrusted(node.ref)}" if node.ref else "")
+    return f"{untrusted(node.label)} ({node.kind})"
 
 
 def _node_facts(node: NodeView) -> str:
@@ -179,9 +190,9 @@ def node_notes(detail: RunDetail, node: NodeView) -> list[str]:
     if node.status is NodeStatus.RETRYING and node.next_attempt:
         notes.append(f"next attempt at {clock(node.next_attempt)}")
     if node.error and node.status in (NodeStatus.FAILED, NodeStatus.RETRYING):
-        notes.append(f"error: {node.error.get('message')}")
+        notes.append(f"error: {untrusted(node.error.get('message'), multiline=True)}")
     elif node.status in (NodeStatus.SKIPPED, NodeStatus.ABORTED) and node.cause:
-        notes.append(node.cause)
+        notes.append(untrusted(node.cause))
     if node.kind == "Approval" and node.status is NodeStatus.WAITING:
         data = node.data if isinstance(node.data, dict) else {}
         given = len(data.get("approvals", []))
@@ -193,5 +204,5 @@ def node_notes(detail: RunDetail, node: NodeView) -> list[str]:
 
 
 def error_lines(message: str) -> list[str]:
-    first, *rest = message.splitlines() or [""]
+    first, *rest = untrusted(message, multiline=True).rstrip("\n").split("\n")
     return [f"error: {first}", *rest]

@@ -103,7 +103,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
                 final = await follow_run(db, run.id)
                 return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
             if run.status is RunStatus.FAILED:
-                for line in (run.error or "").splitlines():
+                for line in render.untrusted(run.error or "", multiline=True).splitlines():
                     print(line)
                 return EXIT_FAILED
             print(f"follow it with: releaseflow show {render.short_id(run.id)}")
@@ -150,7 +150,7 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
             for event in detail.events:
                 subject = event.ref or event.node_path or "run"
                 change = f"{event.from_status or '-'} -> {event.to_status}"
-                print(f"  {render.clock(event.at)}  {subject}: {change}  ({event.cause})")
+                print(f"  {render.clock(event.at)}  {subject}: {change}  ({render.untrusted(event.cause)})")
         return EXIT_OK
 
     return run_async(go())

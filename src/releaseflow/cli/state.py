@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.render import untrusted
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
 
@@ -51,7 +52,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{'STAGE':<12} {'RESOURCE':<20} {'ARTIFACT':<48} {'RUN':<9} DEPLOYED")
         for view in views:
             print(
-                f"{view.stage:<12} {view.resource_id:<20} {describe(view.artifact):<48} "
+                f"{view.stage:<12} {view.resource_id:<20} {untrusted(describe(view.artifact)):<48} "
                 f"{view.run_id[:8]:<9} {view.deployed_at}"
             )
         return EXIT_OK

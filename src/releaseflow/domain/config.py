@@ -46,6 +46,7 @@ from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.spec_schema import SpecSchemas, check_spec
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import StageScope, check_refs, check_template
+from releaseflow.domain.text import unsafe_characters
 
 # The model and the plan are re-exported: callers can import the whole configuration API from here.
 __all__ = [
@@ -144,6 +145,10 @@ class _Parser:
     def text(self, value: Any, path: str, *, max_length: int | None = None) -> str | None:
         if not isinstance(value, str):
             self.issue(path, "must be a string")
+            return None
+        # Every name and description is text a terminal will show: no control characters.
+        if (problem := unsafe_characters(value)) is not None:
+            self.issue(path, problem)
             return None
         if max_length is not None and len(value) > max_length:
             self.issue(path, f"must be at most {max_length} characters (has {len(value)})")

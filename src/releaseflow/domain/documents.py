@@ -6,15 +6,20 @@ that text into plain JSON-like values (dict, list, str, int, float, bool, None) 
 misbehave or stall: oversized input, duplicate keys (the last one would silently win), non-string
 keys, YAML-only types (dates, binary, sets) and YAML alias "bombs" whose expansion is exponential.
 
-The only input is the text given; nothing is read from disk.
+``read_document_bytes`` is the one way releaseflow reads such a file from disk: at most the size limit,
+and only from a regular file (a FIFO would block for ever, ``/dev/zero`` never ends).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,7 +35,45 @@ MAX_DOCUMENT_DEPTH = 128
 # Values in a document after YAML aliases are expanded; bounds "billion laughs" documents.
 MAX_DOCUMENT_VALUES = 1_000_000
 
+_FILE_TYPES = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+
+
+def read_document_bytes(path: str | Path, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, refusing other files and files over ``max_bytes``.
+
+    Raises ``OSError`` whose ``strerror`` says what is wrong (so callers that already report "cannot
+    read" errors report these too): the file is missing or unreadable, is not a regular file (FIFO,
+    device, socket, directory), or is larger than the limit. Never reads more than ``max_bytes + 1``
+    bytes, and never blocks on a FIFO: it is opened non-blocking and refused before any read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    descriptor = os.open(path, flags)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            what = _FILE_TYPES.get(stat.S_IFMT(mode), "not a regular file")
+            raise OSError(errno.EINVAL, f"{what}, not a regular file", str(path))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            chunk = os.read(descriptor, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise OSError(errno.EFBIG, f"larger than the limit of {max_bytes} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
 
 
 def load_document(text: str | bytes, *, source: str = "<input>", max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
@@ -44,8 +87,10 @@ def load_document(text: str | bytes, *, source: str = "<input>", max_bytes: int 
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as error:
+            where = _position(text, error.start, b"\n")
             raise ValidationError(
-                [Issue("", f"not UTF-8 text (invalid byte at offset {error.start})")], subject=source
+                [Issue("", f"{where}: not UTF-8 text (invalid byte 0x{text[error.start]:02x})")],
+                subject=source,
             ) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
@@ -55,10 +100,20 @@ def load_document(text: str | bytes, *, source: str = "<input>", max_bytes: int 
     return value
 
 
+def _position(text: Any, offset: int, newline: Any = "\n") -> str:
+    """``line L, column C`` (1-based) of ``offset`` in ``text`` (str or bytes, with its newline)."""
+    line = text.count(newline, 0, offset) + 1
+    column = offset - text.rfind(newline, 0, offset)
+    return f"line {line}, column {column}"
+
+
 def check_document_shape(document: object, *, subject: str = "document") -> None:
-    """Refuse values nested too deeply or too large to walk (this also stops cyclic Python objects)."""
+    """Refuse values nested too deeply or too large to walk (this also stops cyclic Python objects),
+    and strings or keys holding a NUL character: nothing downstream can carry one (a command line, an
+    environment variable, a PostgreSQL text column), so it is refused here, at its JSON path."""
     stack: list[tuple[object, int]] = [(document, 1)]
     seen = 0
+    nul = False
     while stack:
         value, depth = stack.pop()
         seen += 1
@@ -70,10 +125,35 @@ def check_document_shape(document: object, *, subject: str = "document") -> None
             raise ValidationError(
                 [Issue("", f"document nests deeper than {MAX_DOCUMENT_DEPTH} levels")], subject=subject
             )
-        if isinstance(value, Mapping):
+        if isinstance(value, str):
+            nul = nul or "\x00" in value
+        elif isinstance(value, Mapping):
+            nul = nul or any(isinstance(key, str) and "\x00" in key for key in value)
             stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list | tuple):
             stack.extend((item, depth + 1) for item in value)
+    if nul:
+        raise ValidationError(
+            [Issue(path, "must not contain a NUL character (U+0000)") for path in _nul_paths(document, "")],
+            subject=subject,
+        )
+
+
+def _nul_paths(value: object, path: str) -> list[str]:
+    """JSON paths of the strings and keys holding a NUL (the shape is already known to be bounded)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            child = _join(path, str(key))
+            if isinstance(key, str) and "\x00" in key:
+                found.append(child)
+            found.extend(_nul_paths(item, child))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.extend(_nul_paths(item, f"{path}[{index}]"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,10 +335,16 @@ def _load_yaml(text: str, source: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = error.problem or error.context or "invalid YAML"
         issue = Issue("", f"{where}invalid YAML: {problem}")
-    except yaml.YAMLError as error:
+    except yaml.reader.ReaderError as error:
+        # The reader refuses control characters (NUL, ESC, ...); it gives a character offset only.
+        character = chr(error.character) if isinstance(error.character, int) else str(error.character)
         issue = Issue(
-            "", f"invalid YAML: {error}" if isinstance(error, yaml.reader.ReaderError) else str(error)
+            "",
+            f"{_position(text, error.position)}: invalid YAML: character U+{ord(character[:1] or '?'):04X}"
+            " is not allowed (control characters cannot appear in YAML text)",
         )
+    except yaml.YAMLError as error:
+        issue = Issue("", str(error))
     except RecursionError:
         issue = Issue("", f"document nests deeper than {MAX_DOCUMENT_DEPTH} levels")
     except ValueError as error:  # an integer too long to convert

@@ -25,6 +25,13 @@ Missing values
     boolean functions), as Northflank documents, so ``${fn.if(args.DEBUG, 'debug', 'info')}`` works
     without a ``DEBUG`` argument.
 
+Values in commands
+    In a command field (``template_fields.Command``: a JobRun's custom command or entrypoint, an
+    Action's ``execute`` command) each ``${...}`` is written as one quoted shell word, so values are
+    data and never run as code; ``${fn.shellRaw(...)}`` opts out. The rule, and the places in a
+    command where a value is refused, are in ``shell``. ``resolve`` finds these fields in the node
+    documents it is given (and ``check_syntax`` checks them before any run).
+
 Limits
     An expression is at most ``MAX_EXPRESSION_LENGTH`` characters and nests calls and function literals
     at most ``MAX_NESTING_DEPTH`` deep; documents nest at most ``MAX_VALUE_DEPTH`` levels. Exceeding a
@@ -39,7 +46,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from releaseflow.domain.errors import ExpressionError, Issue
@@ -60,6 +67,9 @@ from releaseflow.domain.expression_syntax import (
     parse_string,
 )
 from releaseflow.domain.functions import FUNCTIONS, Args, CallContext, Predicate, to_text
+from releaseflow.domain.shell import SHELL_FUNCTIONS, ShellText
+from releaseflow.domain.template_fields import Obj, command_paths
+from releaseflow.domain.template_format import NODE_KINDS
 
 __all__ = [
     "MAX_EXPRESSION_LENGTH",
@@ -252,7 +262,88 @@ def _resolve_string(text: str, scope: Scope, path: str) -> Any:
     return "".join(part if isinstance(part, str) else _evaluate(part, scope, path, False) for part in parts)
 
 
-def _partial_string(text: str, scope: Scope, path: str, issues: list[Issue]) -> Any:
+def _exempt(part: Expression) -> bool:
+    """A ``${fn.shellRaw(...)}`` or ``${fn.shellQuote(...)}``: written into a command as it is."""
+    return isinstance(part.node, Call) and part.node.name in SHELL_FUNCTIONS
+
+
+def _resolve_command(text: str, scope: Scope, path: str) -> str:
+    """A command field: each value written as a quoted shell word for its place (see ``shell``)."""
+    if "${" not in text:
+        return text
+    parts = parse_string(text)
+    values = [part if isinstance(part, str) else _evaluate(part, scope, path, False) for part in parts]
+    try:
+        return _join_command(parts, values)
+    except _Unquotable as refused:
+        raise _located(path, refused.part, refused.reason) from None
+
+
+class _Unquotable(Exception):
+    def __init__(self, part: Expression, reason: str) -> None:
+        super().__init__(reason)
+        self.part = part
+        self.reason = reason
+
+
+def _join_command(parts: tuple[str | Expression, ...], values: list[str]) -> str:
+    """Literal text and the text of each expression's value, each value quoted for its place."""
+    shell = ShellText()
+    out: list[str] = []
+    for part, value in zip(parts, values, strict=True):
+        if isinstance(part, str) or _exempt(part):
+            shell.feed(value)
+            out.append(value)
+            continue
+        try:
+            out.append(shell.splice(value))
+        except ExpressionError as exc:
+            raise _Unquotable(part, exc.reason) from None
+    return "".join(out)
+
+
+def _command_issues(text: str, path: str) -> list[Issue]:
+    """Values placed where quoting cannot make them data, found before any run (see ``shell``)."""
+    shell = ShellText()
+    for part in parse_string(text):
+        if isinstance(part, str):
+            shell.feed(part)
+        elif _exempt(part):
+            assert isinstance(part.node, Call)
+            if part.node.name == "shellRaw":
+                return []  # the raw text is unknown until the run: the quoting after it is too
+            shell.feed("''")  # a quoted word leaves the quoting as it was
+        elif (reason := shell.refusal()) is not None:
+            return [Issue(path, _problem(part, reason))]
+        else:
+            shell.splice("")
+    return []
+
+
+@cache
+def _node_fields(kind: str) -> Obj:
+    return NODE_KINDS[kind].node_fields()
+
+
+def _command_fields(value: Any, path: str) -> frozenset[str]:
+    """JSON paths of the command fields of the node document ``value`` and of the steps it holds."""
+    found: set[str] = set()
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, at = stack.pop()
+        kind = node.get("kind") if isinstance(node, Mapping) else None
+        if not isinstance(kind, str) or kind not in NODE_KINDS:
+            continue
+        found.update(command_paths(_node_fields(kind), node, at))
+        steps = node["spec"].get("steps") if isinstance(node.get("spec"), Mapping) else None
+        if kind == "Workflow" and isinstance(steps, list):
+            stack.extend(
+                (step, f"{at}.spec.steps[{i}]" if at else f"spec.steps[{i}]") for i, step in enumerate(steps)
+            )
+    return frozenset(found)
+
+
+def _partial_string(text: str, scope: Scope, path: str, issues: list[Issue], command: bool) -> Any:
     if "${" not in text:
         return text
     parts = parse_string(text)
@@ -274,7 +365,15 @@ def _partial_string(text: str, scope: Scope, path: str, issues: list[Issue]) -> 
                 issues.append(Issue(path, _problem(part, exc.reason)))
                 complete = False
     if not complete:
+        if command:
+            issues.extend(_command_issues(text, path))
         return text
+    if command:
+        try:
+            return _join_command(parts, [to_text(value) for value in out])
+        except _Unquotable as refused:
+            issues.append(Issue(path, _problem(refused.part, refused.reason)))
+            return text
     return out[0] if whole else "".join(out)
 
 
@@ -325,13 +424,20 @@ def find_expressions(value: Any, path: str = "") -> list[tuple[str, str]]:
 
 
 def check_syntax(value: Any, path: str = "") -> list[Issue]:
-    """One Issue per expression that does not parse (unknown namespace or function, wrong arity, ...)."""
+    """One Issue per expression that does not parse (unknown namespace or function, wrong arity, ...),
+    and one per value placed in a command where it cannot be quoted (see ``shell``)."""
     try:
-        return [
+        issues = [
             Issue(where, _problem(expr, expr.error))
             for where, expr in _expressions(value, path)
             if expr.error is not None
         ]
+        commands = _command_fields(value, path)
+        if commands:
+            for where, text in _strings(value, path):
+                if where in commands:
+                    issues.extend(_command_issues(text, where))
+        return issues
     except ExpressionError as exc:
         return [Issue("", str(exc))]
 
@@ -352,18 +458,23 @@ def resolve(value: Any, scope: Scope, path: str = "") -> Any:
     Missing arguments, references, secrets and fields are errors at the top level of an expression.
     ``fn.randomSecret``/``fn.randomString`` derive from ``path``: pass the field's real JSON path.
     """
-    return _resolve(value, scope, path, 0)
+    return _resolve(value, scope, path, 0, _command_fields(value, path))
 
 
-def _resolve(value: Any, scope: Scope, path: str, depth: int) -> Any:
+def _resolve(value: Any, scope: Scope, path: str, depth: int, commands: frozenset[str]) -> Any:
     if depth > MAX_VALUE_DEPTH:
         raise _too_deep(path)
     if isinstance(value, str):
+        if path in commands:
+            return _resolve_command(value, scope, path)
         return _resolve_string(value, scope, path)
     if isinstance(value, Mapping):
-        return {key: _resolve(item, scope, _key_path(path, key), depth + 1) for key, item in value.items()}
+        return {
+            key: _resolve(item, scope, _key_path(path, key), depth + 1, commands)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_resolve(item, scope, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return [_resolve(item, scope, f"{path}[{i}]", depth + 1, commands) for i, item in enumerate(value)]
     return value
 
 
@@ -374,19 +485,23 @@ def resolve_partially(value: Any, scope: Scope, path: str = "") -> tuple[Any, li
     string with a failing expression is left as written too, and each failure is one Issue.
     """
     issues: list[Issue] = []
-    return _partial(value, scope, path, 0, issues), issues
+    return _partial(value, scope, path, 0, issues, _command_fields(value, path)), issues
 
 
-def _partial(value: Any, scope: Scope, path: str, depth: int, issues: list[Issue]) -> Any:
+def _partial(
+    value: Any, scope: Scope, path: str, depth: int, issues: list[Issue], commands: frozenset[str]
+) -> Any:
     if depth > MAX_VALUE_DEPTH:
         issues.append(Issue(path, f"nested deeper than {MAX_VALUE_DEPTH} levels"))
         return value
     if isinstance(value, str):
-        return _partial_string(value, scope, path, issues)
+        return _partial_string(value, scope, path, issues, path in commands)
     if isinstance(value, Mapping):
-        return {k: _partial(v, scope, _key_path(path, k), depth + 1, issues) for k, v in value.items()}
+        return {
+            k: _partial(v, scope, _key_path(path, k), depth + 1, issues, commands) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_partial(v, scope, f"{path}[{i}]", depth + 1, issues) for i, v in enumerate(value)]
+        return [_partial(v, scope, f"{path}[{i}]", depth + 1, issues, commands) for i, v in enumerate(value)]
     return value
 
 

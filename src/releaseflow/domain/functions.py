@@ -67,6 +67,10 @@ Arrays
     so two fields (or two calls in one field) never share a secret, and moving a field changes it.
 
 ``fetchSecret(id)`` returns the scope's secret ``id`` (an error if there is none).
+
+``shellQuote(value)`` and ``shellRaw(value)``
+    The value's text quoted as one shell word, and the value's text to be evaluated by the shell. What
+    they mean in command fields (where every other value is quoted for you) is in ``shell``.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ from typing import Any, NoReturn
 
 from releaseflow.domain.dateformat import format_moment
 from releaseflow.domain.errors import ExpressionError
+from releaseflow.domain.shell import quote_word
 
 # A function literal ``(item, index) => body`` as the evaluator hands it to a higher-order function.
 Predicate = Callable[[Any, int], Any]
@@ -440,6 +445,18 @@ def _from_base64(ctx: CallContext, a: Args) -> Any:
 def _slug(ctx: CallContext, a: Args) -> Any:
     ascii_text = unicodedata.normalize("NFKD", a.text(0)).encode("ascii", "ignore").decode("ascii")
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+@_fn("shellQuote", 1, 1)
+def _shell_quote(ctx: CallContext, a: Args) -> Any:
+    """The value's text as one shell word whose characters are all literal (see ``shell``)."""
+    return quote_word(to_text(a.raw(0)))
+
+
+@_fn("shellRaw", 1, 1)
+def _shell_raw(ctx: CallContext, a: Args) -> Any:
+    """The value's text, marked for a command field to take unquoted: the shell evaluates it."""
+    return to_text(a.raw(0))
 
 
 @_fn("indexOf", 2, 2)

@@ -116,6 +116,20 @@ class Str(Field):
 
 
 @dataclass(frozen=True)
+class Command(Str):
+    """Text a driver runs as a command (through ``sh -c``, or split into words like a shell would).
+
+    Every ``${...}`` in it is written as one quoted shell word, so argument and reference values are
+    data, never code; ``${fn.shellRaw(...)}`` opts out explicitly. The rule is in ``shell``.
+    """
+
+
+def command_paths(spec: Field, value: object, path: str) -> list[str]:
+    """JSON paths of the command fields (``Command``) present in ``value``."""
+    return [found.path for found in iter_fields(spec, value, path) if isinstance(found.spec, Command)]
+
+
+@dataclass(frozen=True)
 class Int(Field):
     minimum: int | None = None
     maximum: int | None = None

@@ -27,6 +27,7 @@ from releaseflow.domain.template_fields import (
     AnyJson,
     Arr,
     Bool,
+    Command,
     Field,
     Int,
     Map,
@@ -73,6 +74,8 @@ def _const(value: str) -> Str:
 
 
 _TEXT = Str()
+# Run by a shell or split into words: values spliced in are quoted (see ``shell``).
+_COMMAND = Command(description="A command; ${...} values in it are quoted as shell words.")
 _PROJECT_ID = _id("Project of the resource; releaseflow release flows act on their own project.")
 _TIMEOUT = Int(
     description="Seconds to wait before the node fails (Northflank: 30..14400; releaseflow: 1..14400).",
@@ -181,8 +184,8 @@ _DOCKER_RUN = Obj(
         "configType": Str(
             enum=("default", "customEntrypoint", "customCommand", "customEntrypointCustomCommand")
         ),
-        "customEntrypoint": _TEXT,
-        "customCommand": _TEXT,
+        "customEntrypoint": _COMMAND,
+        "customCommand": _COMMAND,
     },
     required=("configType",),
 )
@@ -197,9 +200,9 @@ _BUILDPACK_RUN = Obj(
                 "originalEntrypointCustomCommand",
             )
         ),
-        "customProcess": _TEXT,
-        "customEntrypoint": _TEXT,
-        "customCommand": _TEXT,
+        "customProcess": _COMMAND,
+        "customEntrypoint": _COMMAND,
+        "customCommand": _COMMAND,
     },
     required=("configType",),
 )
@@ -278,7 +281,7 @@ def _data(fields: Mapping[str, Field], required: tuple[str, ...]) -> Obj:
     return Obj(fields={"projectId": _PROJECT_ID, **fields}, required=required)
 
 
-_EXECUTE: dict[str, Field] = {"command": _TEXT, "shell": _TEXT, "user": _TEXT, "group": _TEXT}
+_EXECUTE: dict[str, Field] = {"command": _COMMAND, "shell": _COMMAND, "user": _TEXT, "group": _TEXT}
 _SERVICE_ID = _id("Service of this stage.", SERVICE)
 _JOB_ID = _id("Job of this stage.", JOB)
 _ADDON_ID = _id("Addon of this stage.", ADDON)

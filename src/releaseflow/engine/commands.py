@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from releaseflow.domain.concurrency import AdmissionAction, admit
+from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.statuses import (
@@ -19,6 +20,7 @@ from releaseflow.domain.statuses import (
 from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
+from releaseflow.domain.text import unsafe_characters
 from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
@@ -30,6 +32,7 @@ from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
 from releaseflow.store.records import FlowRecord, RunRecord
 
+NAME_MIN = 3
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
 
@@ -285,10 +288,23 @@ async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> Any:
 
 
 def _check_run_labels(name: str | None, description: str | None) -> None:
+    """Northflank's rules for a run's display name (compat 4.x: 3 to 39 characters, letters and digits
+    in words joined by single hyphens or spaces) and description (at most 200 characters); neither
+    may hold control or invisible formatting characters. An empty name means "no name"."""
     issues = []
-    if name and not 1 <= len(name) <= NAME_LIMIT:
-        issues.append(Issue("name", f"must be 1 to {NAME_LIMIT} characters"))
-    if description and len(description) > DESCRIPTION_LIMIT:
-        issues.append(Issue("description", f"must be at most {DESCRIPTION_LIMIT} characters"))
+    if name:
+        problem = unsafe_characters(name)
+        if problem is None and not (NAME_MIN <= len(name) <= NAME_LIMIT and NAME_PATTERN.match(name)):
+            problem = (
+                f"'{name}' is not a valid run name: {NAME_MIN} to {NAME_LIMIT} characters; letters and "
+                "digits, starting with a letter, in words joined by single hyphens or spaces"
+            )
+        if problem is not None:
+            issues.append(Issue("name", problem))
+    if description:
+        if len(description) > DESCRIPTION_LIMIT:
+            issues.append(Issue("description", f"must be at most {DESCRIPTION_LIMIT} characters"))
+        elif (problem := unsafe_characters(description)) is not None:
+            issues.append(Issue("description", problem))
     if issues:
         raise ValidationError(issues, subject="run request")

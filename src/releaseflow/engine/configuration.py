@@ -19,7 +19,7 @@ from releaseflow.domain.config import (
     parse_configuration,
 )
 from releaseflow.domain.config_plan import Change, Plan, canonical_json, plan_changes
-from releaseflow.domain.documents import load_document
+from releaseflow.domain.documents import load_document, read_document_bytes
 from releaseflow.domain.errors import ConflictError, ReleaseflowError
 from releaseflow.domain.spec_schema import SpecSchemas
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES
@@ -33,7 +33,7 @@ def load_configuration_file(path: str | Path) -> Configuration:
     """Read and validate a configuration file; release flow files are read relative to its folder."""
     path = Path(path)
     try:
-        text = path.read_bytes()
+        text = read_document_bytes(path)
     except OSError as error:
         raise ReleaseflowError(f"cannot read configuration file {path}: {error.strerror}") from error
     folder = path.resolve().parent
@@ -61,7 +61,7 @@ def read_flow_file(folder: Path, relative: str) -> str:
             )
     if not current.resolve().is_relative_to(folder):
         raise FlowFileRefused("refused: the path leads out of the configuration file's folder")
-    return current.read_text(encoding="utf-8")
+    return read_document_bytes(current).decode("utf-8")
 
 
 def resource_schemas() -> SpecSchemas:

@@ -12,6 +12,7 @@ import aiosqlite
 
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.store.database import Database, Params, Row, Transaction
+from releaseflow.store.files import narrow, private_directory, private_file
 
 
 class SqliteTransaction(Transaction):
@@ -54,7 +55,14 @@ class SqliteDatabase(Database):
         # sqlite:///abs/path.db names /abs/path.db; sqlite://rel/path.db a path relative to the cwd.
         path = url.removeprefix("sqlite:").removeprefix("//")
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # The database holds secrets (the seed of fn.randomSecret): private from the first byte.
+            try:
+                private_directory(Path(path).parent)
+                private_file(Path(path))
+                for journal in ("-wal", "-shm"):
+                    narrow(Path(path + journal))
+            except OSError as error:
+                raise ReleaseflowError(f"cannot create SQLite database '{path}': {error}") from error
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
             connection.row_factory = sqlite3.Row
