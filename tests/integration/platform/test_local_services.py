@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import shlex
 import signal
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.integration.platform.polling_client import Client
 from tests.postgres_cluster import free_port
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
@@ -352,38 +351,6 @@ async def test_service__status_of_a_service_never_deployed_is_unknown(world: Wor
     status = await world.manager().status("api")
 
     assert status.state is ServiceState.UNKNOWN and status.pid is None
-
-
-class Client(threading.Thread):
-    """Asks the public port every 20 ms (a new connection each time) and counts what fails."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.is_set():
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                connection.request("GET", "/")
-                response = connection.getresponse()
-                body = response.read().decode()
-                if response.status == 200:
-                    self.answers.append(body)
-                else:
-                    self.failures.append(f"{response.status} {body[:80]}")
-            except (OSError, http.client.HTTPException) as error:
-                self.failures.append(f"{type(error).__name__}: {error}")
-            finally:
-                connection.close()
-            self._done.wait(0.02)
-
-    def finish(self) -> None:
-        self._done.set()
-        self.join(10)
 
 
 @pytest.mark.parametrize("outcome", ["good", "exits at start"])

@@ -140,9 +140,21 @@ async def probe(
     return None
 
 
+@dataclass(frozen=True)
+class Unhealthy:
+    """Why a new container never became healthy. ``exited``: it stopped or was gone (it would do the
+    same on another attempt), rather than running without passing its check in time."""
+
+    detail: str
+    exited: bool
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 async def wait_healthy(
     client: DockerClient, container_id: str, check: HealthCheck, port: int | None
-) -> str | None:
+) -> Unhealthy | None:
     """Probe until healthy (None) or until the check's time is up (what failed last)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + check.timeout_seconds
@@ -153,20 +165,20 @@ async def wait_healthy(
     while True:
         container = await client.inspect_container(container_id)
         if container is None:
-            return "the container disappeared"
+            return Unhealthy("the container disappeared", exited=True)
         started_at = started_at or (container.get("State") or {}).get("StartedAt")
         stopped = _stopped(container, started_at)
         if stopped:
-            return stopped
+            return Unhealthy(stopped, exited=True)
         failure = await probe(client, container, check, port)
         if failure is None and loop.time() >= settle_until:
             # The probe may have raced a dying container: it must still be the same running process.
             again = await client.inspect_container(container_id)
             stopped = "the container disappeared" if again is None else _stopped(again, started_at)
             if stopped:
-                return stopped
+                return Unhealthy(stopped, exited=True)
             return None
         last = failure or last
         if loop.time() >= deadline:
-            return f"not healthy after {check.timeout_seconds:g}s: {last}"
+            return Unhealthy(f"not healthy after {check.timeout_seconds:g}s: {last}", exited=False)
         await asyncio.sleep(check.interval_seconds)

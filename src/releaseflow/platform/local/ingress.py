@@ -255,11 +255,14 @@ def _describe(routes: Mapping[str, Route]) -> str:
     return ", ".join(f"{route.listen} -> {route.upstream}" for _, route in sorted(routes.items())) or "(none)"
 
 
-def open_connections(port: int) -> int:
-    """Established TCP connections whose local end is ``port`` on this host (requests it serves now).
+def open_connections(port: int, *, side: str = "local") -> int:
+    """Established TCP connections of this host whose ``side`` ("local" or "remote") end is ``port``.
 
+    Local: what a version listening on ``port`` serves now. Remote: what is connected to ``port``
+    from here (the ingress's requests to a container's published port, which the engine forwards).
     The ingress keeps no idle connection to a version, so these are requests in flight.
     """
+    column = 1 if side == "local" else 2
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -268,17 +271,17 @@ def open_connections(port: int) -> int:
             continue
         for line in lines:
             fields = line.split()
-            # local_address is "<hex address>:<hex port>"; state 01 is ESTABLISHED.
-            if len(fields) > 3 and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            # The addresses are "<hex address>:<hex port>"; state 01 is ESTABLISHED.
+            if len(fields) > 3 and fields[3] == "01" and int(fields[column].rsplit(":", 1)[1], 16) == port:
                 count += 1
     return count
 
 
-async def drained(port: int, timeout: float, *, pause: float = 0.02) -> bool:
-    """Wait until nothing is connected to ``port`` (True), or ``timeout`` passes (False)."""
+async def drained(port: int, timeout: float, *, side: str = "local", pause: float = 0.02) -> bool:
+    """Wait until no connection's ``side`` end is ``port`` (True), or ``timeout`` passes (False)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while open_connections(port):
+    while open_connections(port, side=side):
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(pause)
