@@ -11,6 +11,7 @@ Caddy runs detached, like the services (``processes.spawn``), with its own folde
     state.json      the Caddy process (pid and start time) and the loopback port of its admin API
     caddy.json      the configuration it starts with: the admin API only (routes come through the API)
     caddy.log       what Caddy writes
+    lock            taken while Caddy is started or configured (workers may share the root)
     config/ data/   Caddy's XDG folders (nothing of the user's ~/.config or Debian's caddy service)
 
 Routes are never kept here: the owner (the local driver's services, the docker driver) derives them
@@ -22,11 +23,14 @@ with its recorded start time); otherwise a new one is started and the routes are
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import shlex
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +130,26 @@ class Ingress:
 
     # -- using it ----------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """This process's lock, then a lock file: workers sharing the root start one Caddy, not two."""
+        async with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.01)
+                yield
+            finally:
+                os.close(descriptor)  # releases the lock
+
     async def apply(self, routes: Mapping[str, Route]) -> None:
         """Make Caddy serve exactly ``routes``, starting (or adopting) it first when there are any."""
-        async with self._lock:
+        async with self._exclusive():
             if not routes and not self.running():
                 return  # nothing to hold and nothing to take down
             admin = await self._ensure()
@@ -165,7 +186,7 @@ class Ingress:
 
     async def shutdown(self) -> None:
         """Stop Caddy (its public ports close); the next ``apply`` starts it again."""
-        async with self._lock:
+        async with self._exclusive():
             process, _ = self._state()
             if process is not None:
                 await stop_process(process, 5.0)
