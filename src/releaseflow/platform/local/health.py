@@ -25,8 +25,10 @@ HOST = "127.0.0.1"  # services are probed where releaseflow runs: on this host
 SETTLE_SECONDS = 1.0  # how long a process without any check must stay up to count as started
 
 
-# The first pause between probes; it doubles up to the check's interval.
+# While a new version starts, it is probed this often for this long, then every ``intervalSeconds``:
+# traffic moves to it only once a probe passed, so a slow first probe is time the deploy waits for.
 FIRST_PROBE_PAUSE_SECONDS = 0.05
+FAST_PROBE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,9 @@ async def wait_until_healthy(
 ) -> WaitResult:
     """Probe until healthy, the process dies, or the timeout passes.
 
-    The first probes come quickly (a new process usually listens within a fraction of a second) and
-    back off to ``interval_seconds``, so a healthy deploy is noticed without waiting a whole interval.
+    The first probes come quickly (a new process usually listens within a fraction of a second), every
+    50 ms for the first seconds, then every ``interval_seconds``: a healthy deploy is noticed (and
+    traffic moved to it) without waiting a whole interval.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -188,4 +191,9 @@ async def wait_until_healthy(
         if loop.time() >= deadline:
             return WaitResult(False, not alive(), detail, loop.time() - started)
         await asyncio.sleep(min(pause, max(deadline - loop.time(), 0.0)))
-        pause = min(pause * 2, check.interval_seconds) if check.type != "none" else 0.1
+        if check.type == "none":
+            pause = 0.1
+        elif loop.time() - started < FAST_PROBE_SECONDS:
+            pause = min(FIRST_PROBE_PAUSE_SECONDS, check.interval_seconds)
+        else:
+            pause = check.interval_seconds
