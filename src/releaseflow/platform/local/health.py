@@ -27,7 +27,7 @@ SETTLE_SECONDS = 1.0  # how long a process without any check must stay up to cou
 
 # While a new version starts, it is probed this often for this long, then every ``intervalSeconds``:
 # traffic moves to it only once a probe passed, so a slow first probe is time the deploy waits for.
-FIRST_PROBE_PAUSE_SECONDS = 0.05
+FIRST_PROBE_PAUSE_SECONDS = 0.025
 FAST_PROBE_SECONDS = 5.0
 
 
@@ -120,8 +120,10 @@ async def probe(
 
 async def _probe_http(check: HealthCheck, port: int | None, timeout: float) -> ProbeResult:
     url = f"http://{HOST}:{port}{check.path}"
-    # trust_env=False: an HTTP_PROXY of the host must not route a local probe elsewhere.
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+    # trust_env=False: an HTTP_PROXY of the host must not route a local probe elsewhere. verify=False:
+    # the probe speaks plain HTTP, and loading the CA bundle would cost ~17 ms per probe.
+    client = httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False, verify=False)
+    async with client:
         try:
             response = await client.get(url)
         except httpx.HTTPError as error:
@@ -168,7 +170,7 @@ async def wait_until_healthy(
     """Probe until healthy, the process dies, or the timeout passes.
 
     The first probes come quickly (a new process usually listens within a fraction of a second), every
-    50 ms for the first seconds, then every ``interval_seconds``: a healthy deploy is noticed (and
+    25 ms for the first seconds, then every ``interval_seconds``: a healthy deploy is noticed (and
     traffic moved to it) without waiting a whole interval.
     """
     loop = asyncio.get_running_loop()
