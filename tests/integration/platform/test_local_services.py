@@ -423,3 +423,26 @@ async def test_service__a_deploy_needs_caddy_and_says_what_to_install(
     with pytest.raises(DriverError, match=r"apt-get install caddy") as error:
         await manager.deploy(world.service(), artifact, folder, key="k")
     assert error.value.retryable is False
+
+
+async def test_service__a_deploy_interrupted_while_the_old_version_drains_is_finished_at_start(
+    world: World,
+) -> None:
+    first = world.manager()
+    # v1 ignores SIGTERM, so retiring it takes the whole stop timeout: time to stop releaseflow then.
+    stubborn = world.service(runCommand=f"trap '' TERM; exec {shlex.quote(sys.executable)} server.py")
+    await deploy(world, first, "v1", stubborn)
+    old = world.state()["process"]
+    artifact, folder = world.artifact("v2")
+    started = await first.deploy(world.service(stopTimeoutSeconds=2), artifact, folder, key="v2")
+    await eventually(lambda: world.state()["retiring"] is not None)
+    await first.stop()  # releaseflow exits after the switch, before the old version is stopped
+    assert first.deployment(started.id).status is DeploymentStatus.DEPLOYING
+    assert await world.get() == "v2"
+
+    second = world.manager()
+    await second.start()
+
+    assert (await settled(second, started)).status is DeploymentStatus.RUNNING
+    assert not is_alive(old["pid"], old["startTime"]) and world.state()["retiring"] is None
+    assert await world.get() == "v2"

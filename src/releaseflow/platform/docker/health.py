@@ -21,6 +21,11 @@ import httpx
 from releaseflow.platform.docker.client import DockerClient
 from releaseflow.platform.driver import DriverError
 
+# A new container is looked at this often during its first seconds, then every ``intervalSeconds``:
+# traffic moves to it (and a container that exits at start is noticed) only when it is looked at.
+FAST_PAUSE_SECONDS = 0.1
+FAST_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class HealthCheck:
@@ -158,7 +163,8 @@ async def wait_healthy(
 ) -> Unhealthy | None:
     """Probe until healthy (None) or until the check's time is up (what failed last)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + check.timeout_seconds
+    began = loop.time()
+    deadline = began + check.timeout_seconds
     # A container without a probe proves itself by staying up for a few intervals.
     settle_until = loop.time() + (check.interval_seconds * 3 if check.kind == "running" else 0)
     started_at: str | None = None
@@ -182,4 +188,6 @@ async def wait_healthy(
         last = failure or last
         if loop.time() >= deadline:
             return Unhealthy(f"not healthy after {check.timeout_seconds:g}s: {last}", exited=False)
-        await asyncio.sleep(check.interval_seconds)
+        fast = loop.time() - began < FAST_SECONDS
+        pause = min(FAST_PAUSE_SECONDS, check.interval_seconds) if fast else check.interval_seconds
+        await asyncio.sleep(pause)
