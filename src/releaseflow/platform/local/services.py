@@ -305,6 +305,13 @@ class ServiceManager:
     async def _fail(self, state: ServiceRecord, deployment_id: str, problem: str, *, retryable: bool) -> None:
         """Drop the candidate; what served before goes on serving, untouched."""
         await self._drop_candidate(state)
+        if state.port is not None:
+            # Only a releaseflow that stopped mid-switch leaves the route on the candidate; the
+            # route is cheap to put back to what the state says serves.
+            try:
+                await self._apply_routes()
+            except DriverError as error:
+                log.error("service %s: the ingress could not be set back: %s", state.service_id, error)
         if state.release is None:
             outcome = "Nothing ran before it, so the service stays stopped."
         elif state.process is not None and state.process.is_alive():
@@ -501,10 +508,13 @@ class ServiceManager:
 
     async def start(self) -> None:
         """Adopt what runs (the ingress too), carry on interrupted deployments, and supervise."""
-        try:
-            await self._apply_routes()  # adopts the running Caddy, or starts one with the routes
-        except DriverError as error:
-            log.error("the ingress could not be started: %s", error)
+        # A running Caddy is adopted as it is: its routes are right, or a deployment carried on below
+        # puts them right (re-applying them here could undo a switch another worker is making).
+        if not self.ingress.running():
+            try:
+                await self._apply_routes()  # a new Caddy, with the routes the services' state names
+            except DriverError as error:
+                log.error("the ingress could not be started: %s", error)
         for state in self._states():
             if state.process is not None and state.process.is_alive():
                 log.info("service %s: adopted its process %s", state.service_id, state.process.pid)
