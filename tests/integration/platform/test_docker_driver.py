@@ -373,8 +373,13 @@ async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Ha
     )
     assert failing.state is AnswerState.FAILED and failing.data["exitCode"] == 4
 
+    before = harness.driver.services.current(harness.project, "web")
+    assert before is not None
     restarted = await harness.settle(harness.request(Operation.RESTART_SERVICE, "web", {"serviceId": "web"}))
     assert restarted.state is AnswerState.DONE, restarted.message
+    # A restart is a new container beside the old one, which goes once the new one is healthy.
+    assert restarted.data["containerId"] != before["containerId"]
+    assert await harness.driver.client.inspect_container(before["containerId"]) is None
     running = await harness.driver.perform(
         harness.request(Operation.SERVICE_RUNNING, "web", {"serviceId": "web"})
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -447,13 +448,14 @@ class Services:
         return container
 
     async def restart(self, request: DriverRequest) -> DriverAnswer:
+        """A new container of the same image (with the spec given now) replaces the current one, as a
+        deploy does: side by side, traffic moved once it is healthy, so a restart has no downtime."""
         project, service = request.project_id, request.resource.id
-        async with self._lock(project, service):
-            container = await self._running_container(project, service)
-            grace = int(request.resource.spec.get("stopGraceSeconds", 10))
-            await self._client.restart_container(str(container["Id"]), grace_seconds=grace)
-        # Restarting takes a moment to become healthy again; ``follow`` checks the status.
-        return await self.status(request)
+        await self._running_container(project, service)  # refuses a service never deployed
+        current = self.current(project, service)
+        assert current is not None
+        artifact = replace(Artifact.from_data(current["artifact"]), image=str(current["image"]))
+        return self.deploy(request, artifact, pull=False)
 
     async def status(self, request: DriverRequest) -> DriverAnswer:
         """DONE when the service's container runs and passes one probe; IN_PROGRESS while it may still."""
