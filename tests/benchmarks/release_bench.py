@@ -14,14 +14,15 @@ import http.client
 import statistics
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tests.benchmarks.engine_bench import percentile
+from tests.integration.platform.polling_client import Client
 
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, RunStatus
 from releaseflow.engine.clock import SystemClock
@@ -56,6 +57,13 @@ RUN_POLL_SECONDS = 0.02
 
 # Figures per measured deploy, in seconds; the table and the JSON show them in this order.
 FIGURES = ("release", "platform", "overhead", "health_wait", "node_done")
+# A client asks the service's public port this often during every deploy, good or failed, and counts
+# the requests that fail (refused, reset, 5xx): the target is none.
+CLIENT_INTERVAL_SECONDS = 0.02
+# It keeps asking this long after the run ended, so the old version's retirement is watched too.
+CLIENT_AFTER_SECONDS = 0.3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ class Sample:
     node_done: float
     # Where the release time went, in order (seconds; they add up to ``release``).
     phases: Mapping[str, float] = field(default_factory=dict)
+    # Requests of the client on the public port during this deploy: how many failed, of how many.
+    failed_requests: int = 0
+    requests: int = 0
 
     @property
     def overhead(self) -> float:
@@ -85,10 +96,21 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class FailedDeploy:
+    """One release of a version that exits at start: the client's view and the engine's."""
+
+    failed_requests: int
+    requests: int
+    attempts: int  # attempts the Release node made (1: not retried in vain)
+    seconds: float  # from the node's first attempt starting to it failing
+
+
+@dataclass(frozen=True)
 class DriverResult:
     driver: str
     samples: tuple[Sample, ...]
     notes: tuple[str, ...] = ()  # what was deployed and how, for the JSON and the table's footnotes
+    failed_deploys: tuple[FailedDeploy, ...] = ()
 
     def median(self, figure: str) -> float:
         return statistics.median(sample.figures()[figure] for sample in self.samples)
@@ -218,6 +240,7 @@ class NodeTimes:
     started: float  # the first attempt's startTime (epoch seconds)
     ended: float
     data: Mapping[str, Any] = field(repr=False)
+    attempts: int = 1
 
 
 class ReleaseEngine:
@@ -244,8 +267,8 @@ class ReleaseEngine:
                 tx, PROJECT, PIPELINE, stage, release_flow(builder, service), "bench", now
             )
 
-    async def release(self, stage: str) -> NodeTimes:
-        """Run the stage's flow to its end; the Release node's timestamps."""
+    async def release(self, stage: str, *, expected: RunStatus = RunStatus.SUCCESS) -> NodeTimes:
+        """Run the stage's flow to its end (it must end ``expected``); the Release node's timestamps."""
         created = await self.engine.start_run(PROJECT, PIPELINE, stage, RunRequest(triggered_by="benchmark"))
         deadline = time.monotonic() + DEPLOY_TIMEOUT_SECONDS + 30
         while True:
@@ -260,12 +283,13 @@ class ReleaseEngine:
         async with self.db.read() as tx:
             nodes = await run_store.load_nodes(tx, run.id)
         release = next(node for node in nodes if node.kind == "Release")
-        if run.status is not RunStatus.SUCCESS:
+        if run.status is not expected:
             raise RuntimeError(f"release run {run.id} ended {run.status}: {release.error or run.error}")
         first = release.attempts[0] if release.attempts else {}
         started = float(first.get("startTime") or release.started_at.timestamp())  # type: ignore[union-attr]
         assert release.ended_at is not None
-        return NodeTimes(run.id, started, release.ended_at.timestamp(), release.data or {})
+        ended = release.ended_at.timestamp()
+        return NodeTimes(run.id, started, ended, release.data or {}, attempts=release.attempt)
 
 
 @asynccontextmanager
@@ -318,8 +342,41 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+async def asked_during(port: int, path: str, action: Callable[[], Awaitable[T]]) -> tuple[T, Client]:
+    """Run ``action`` while a client asks ``port`` every 20 ms; its result and the client's counts."""
+    client = Client(port, path, interval=CLIENT_INTERVAL_SECONDS)
+    client.start()
+    try:
+        result = await action()
+        await asyncio.sleep(CLIENT_AFTER_SECONDS)
+    finally:
+        await asyncio.to_thread(client.finish)
+    return result, client
+
+
 class Scenario(Protocol):
     async def measure(self, version: str) -> Sample: ...
+
+    async def build_failing(self) -> None:
+        """Build a version that exits at start, so that the next releases deploy it."""
+
+    async def measure_failed(self) -> FailedDeploy: ...
+
+
+async def measure_failed_deploys(
+    driver: str, scenario: Scenario, repeat: int, progress: Callable[[str], None]
+) -> list[FailedDeploy]:
+    """``repeat`` releases of a version that exits at start, after the good ones."""
+    await scenario.build_failing()
+    failed = []
+    for index in range(repeat):
+        result = await scenario.measure_failed()
+        progress(
+            f"  {driver} failed deploy {index + 1}/{repeat}: {result.failed_requests} of"
+            f" {result.requests} requests failed, {result.attempts} attempt(s), {result.seconds:.1f}s"
+        )
+        failed.append(result)
+    return failed
 
 
 async def measure_deploys(
@@ -333,7 +390,8 @@ async def measure_deploys(
         label = "warm-up" if index == 0 else f"{index}/{repeat}"
         progress(
             f"  {driver} {label}: release {sample.release * 1000:.0f} ms, platform"
-            f" {sample.platform * 1000:.0f} ms ({time.monotonic() - began:.1f}s)"
+            f" {sample.platform * 1000:.0f} ms, {sample.failed_requests} of {sample.requests} requests"
+            f" failed ({time.monotonic() - began:.1f}s)"
         )
         if index:
             samples.append(sample)

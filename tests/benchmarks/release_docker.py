@@ -4,21 +4,18 @@ The Docker Engine API is podman's (``podman system service``) with a local regis
 temporary directory by ``tests/integration/platform/docker_env.py``. Each version is a commit whose
 ``index.html`` holds it; it is built and pushed through the driver before the timed part.
 
-The service publishes no fixed host port, so the driver deploys side by side (its default): the new
-container gets a port of its own and the old one is removed once the new one is healthy. The watcher
-therefore finds the new container (from the driver's deployment record, then the engine) and asks
-it. A fixed ``hostPort`` would make the driver stop the old container first; busybox httpd, as the
-container's PID 1, ignores SIGTERM, so that stop would cost the whole ``stopGraceSeconds``.
+The service publishes a fixed host port, which the driver's ingress (Caddy) holds: each container
+publishes an ephemeral loopback port, the new one starts beside the old one, and the ingress moves
+to it once it is healthy. The watcher and the client counting failed requests both ask the host port,
+as a user would. (Busybox httpd, as the container's PID 1, ignores SIGTERM: removing the old container
+costs ``stopGraceSeconds`` after each deploy, after the new one serves, so inside node_done only.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.client
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -27,24 +24,29 @@ from pathlib import Path
 from tests.benchmarks.release_bench import (
     PROJECT,
     DriverResult,
+    FailedDeploy,
     NodeTimes,
     ReleaseEngine,
     Sample,
     Skipped,
     answered_at,
+    asked_during,
     build_request,
     epoch,
     find_value,
     measure_deploys,
+    measure_failed_deploys,
     release_engine,
     running,
     settle,
 )
 from tests.integration.platform.docker_env import INSTALL_HINT, DockerEnvironment, free_port, missing_tools
 
+from releaseflow.domain.statuses import RunStatus
 from releaseflow.platform.docker import DockerDriver
 from releaseflow.platform.docker.services import container_config
 from releaseflow.platform.driver import DriverRegistry, Resource
+from releaseflow.platform.local.ingress import Ingress
 
 STAGE = "docker"
 BUILDER = "dbuilder"
@@ -55,13 +57,16 @@ DOCKERFILE = (
     "FROM scratch\nCOPY busybox /bin/busybox\nCOPY index.html /www/index.html\n"
     'ENTRYPOINT ["/bin/busybox"]\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
 )
+# Without -f busybox httpd puts itself in the background: the container's main process exits at once.
+EXITS_AT_START = DOCKERFILE.replace('"httpd", "-f",', '"httpd",')
 GIT = ["git", "-c", "user.name=releaseflow", "-c", "user.email=releaseflow@example.invalid"]
 
 
-def resources(repository: Path) -> dict[str, Resource]:
+def resources(repository: Path, host_port: int) -> dict[str, Resource]:
     builder = Resource(BUILDER, "build_service", "docker", {"repository": str(repository)})
     spec = {
         "port": PORT,
+        "hostPort": host_port,  # held by the driver's ingress
         # The default interval (1 s), like the local scenario; the docker tests use 0.2 s.
         "healthCheck": {"type": "http", "path": PATH, "timeoutSeconds": 30},
         # httpd ignores SIGTERM as PID 1: removing the old container costs this grace after each
@@ -81,65 +86,14 @@ class WebRepository:
         shutil.copy(busybox, path / "busybox")
         (path / "Dockerfile").write_text(DOCKERFILE)
 
-    def commit(self, version: str) -> str:
+    def commit(self, version: str, dockerfile: str = DOCKERFILE) -> str:
         (self.path / "index.html").write_text(version)
+        (self.path / "Dockerfile").write_text(dockerfile)
         subprocess.run([*GIT, "-C", str(self.path), "add", "-A"], check=True)
         subprocess.run([*GIT, "-C", str(self.path), "commit", "-q", "-m", version], check=True)
         return subprocess.run(
             ["git", "-C", str(self.path), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
         ).stdout.strip()
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: Path) -> None:
-        super().__init__("podman", timeout=5)
-        self._socket_path = socket_path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(str(self._socket_path))
-
-
-def published_port(socket_path: Path, container_id: str) -> int | None:
-    """The host port of the container's PORT, asked on the engine socket (blocking, for the watcher)."""
-    connection = _UnixConnection(socket_path)
-    try:
-        connection.request("GET", f"/containers/{container_id}/json")
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    if response.status != 200:
-        return None
-    ports = (json.loads(body).get("NetworkSettings") or {}).get("Ports") or {}
-    for binding in ports.get(f"{PORT}/tcp") or []:
-        if binding.get("HostPort"):
-            return int(binding["HostPort"])
-    return None
-
-
-class NewContainer:
-    """Where the container of the deployment that is about to start answers (for the watcher).
-
-    The driver writes the new container's id into its deployment record before starting it, and the
-    engine publishes a port when it starts it; until both are there, the watcher is told "not yet".
-    Reading a few small files every 5 ms does not compete with the deploy the way engine calls would.
-    """
-
-    def __init__(self, records: Path, socket_path: Path) -> None:
-        self._records, self._socket_path = records, socket_path
-        self._known = {path.name for path in records.glob("*.json")}
-        self.container_id: str | None = None
-
-    def __call__(self) -> int | None:
-        if self.container_id is None:
-            for path in self._records.glob("*.json"):
-                if path.name not in self._known:
-                    # Replaced between our look and our read: the next tick reads it whole.
-                    with contextlib.suppress(OSError, ValueError):
-                        self.container_id = json.loads(path.read_text()).get("containerId")
-        return published_port(self._socket_path, self.container_id) if self.container_id else None
 
 
 class DockerScenario:
@@ -148,12 +102,13 @@ class DockerScenario:
     ) -> None:
         self.env, self.harness, self.driver = env, harness, driver
         self.repository = WebRepository(root / "site", env.busybox)
-        self.resources = resources(self.repository.path)
+        self.host_port = free_port()
+        self.resources = resources(self.repository.path, self.host_port)
         self._bare = 0
 
-    async def build(self, version: str) -> str:
+    async def build(self, version: str, dockerfile: str = DOCKERFILE) -> str:
         """Commit, build and push ``version``; its image."""
-        sha = await asyncio.to_thread(self.repository.commit, version)
+        sha = await asyncio.to_thread(self.repository.commit, version, dockerfile)
         request = build_request(self.resources[BUILDER], sha, f"build-{version}", self.resources)
         return str((await settle(self.driver, request)).data["image"])
 
@@ -164,8 +119,11 @@ class DockerScenario:
         async def release() -> None:
             times.append(await self.harness.release(STAGE))
 
-        locate = NewContainer(self.driver.root / "deployments", self.env.socket_path)
-        _, seen = await answered_at(release, locate, PATH, version)
+        async def watched() -> float:
+            _, seen = await answered_at(release, lambda: self.host_port, PATH, version)
+            return seen
+
+        seen, client = await asked_during(self.host_port, PATH, watched)
         node = times[0]
         record = json.loads(
             (self.driver.root / "deployments" / f"{find_value(node.data, 'deploymentId')}.json").read_text()
@@ -187,7 +145,20 @@ class DockerScenario:
                 "driver to container started": started - begun,
                 "container start to answer": seen - started,
             },
+            failed_requests=len(client.failures),
+            requests=len(client.failures) + len(client.answers),
         )
+
+    async def build_failing(self) -> None:
+        await self.build("broken", EXITS_AT_START)
+
+    async def measure_failed(self) -> FailedDeploy:
+        async def release() -> NodeTimes:
+            return await self.harness.release(STAGE, expected=RunStatus.FAILED)
+
+        node, client = await asked_during(self.host_port, PATH, release)
+        asked = len(client.failures) + len(client.answers)
+        return FailedDeploy(len(client.failures), asked, node.attempts, node.ended - node.started)
 
     async def bare_start(self, image: str, version: str) -> float:
         """Create and start the same image (same create body) on another port through the API client."""
@@ -232,12 +203,15 @@ async def bench_docker(repeat: int, progress: Callable[[str], None]) -> DriverRe
             await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
             async with running(harness):
                 samples = await measure_deploys("docker", scenario, repeat, progress)
+                failed = await measure_failed_deploys("docker", scenario, repeat, progress)
         notes = (
             "busybox httpd (FROM scratch) built and pushed through the driver; side-by-side deploy"
-            " (no hostPort); health check http GET /index.html every 1 s (default intervalSeconds)",
+            " behind the ingress holding its hostPort; health check http GET /index.html every 1 s"
+            " (default intervalSeconds)",
         )
-        return DriverResult("docker", tuple(samples), notes)
+        return DriverResult("docker", tuple(samples), notes, tuple(failed))
     finally:
+        await Ingress(root / "driver" / "ingress").shutdown()
         # Removes every container (the service's included), stops podman and the registry.
         await asyncio.to_thread(env.close)
         shutil.rmtree(root, ignore_errors=True)

@@ -19,14 +19,17 @@ from pathlib import Path
 
 from tests.benchmarks.release_bench import (
     DriverResult,
+    FailedDeploy,
     NodeTimes,
     ReleaseEngine,
     Sample,
     answered_at,
+    asked_during,
     build_request,
     epoch,
     find_value,
     measure_deploys,
+    measure_failed_deploys,
     release_engine,
     running,
     settle,
@@ -34,6 +37,7 @@ from tests.benchmarks.release_bench import (
 from tests.cleanup import stop_everything_under
 from tests.integration.local_project import AppRepository, free_port
 
+from releaseflow.domain.statuses import RunStatus
 from releaseflow.platform.driver import DriverRegistry, Resource
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.processes import child_environment
@@ -89,7 +93,12 @@ class LocalScenario:
         async def release() -> None:
             times.append(await self.harness.release(STAGE))
 
-        _, seen = await answered_at(release, lambda: self.port, "/", version)
+        async def watched() -> float:
+            _, seen = await answered_at(release, lambda: self.port, "/", version)
+            return seen
+
+        # The public port is the ingress's: the same one before, during and after the deploy.
+        seen, client = await asked_during(self.port, "/", watched)
         node = times[0]
         deployment = self.driver.services.deployment(str(find_value(node.data, "deploymentId")))
         state = read_json(self.root / "local" / "services" / SERVICE / "state.json") or {}
@@ -104,9 +113,26 @@ class LocalScenario:
             node_done=node.ended - node.started,
             phases={
                 "node start to driver deploy": begun - node.started,
-                "old process stopped": launched - begun,
+                "new process launched": launched - begun,
                 "launcher + app start to answer": seen - launched,
             },
+            failed_requests=len(client.failures),
+            requests=len(client.failures) + len(client.answers),
+        )
+
+    async def build_failing(self) -> None:
+        await self.build("broken")  # the app exits at start when its VERSION is "broken"
+
+    async def measure_failed(self) -> FailedDeploy:
+        async def release() -> NodeTimes:
+            return await self.harness.release(STAGE, expected=RunStatus.FAILED)
+
+        node, client = await asked_during(self.port, "/", release)
+        return FailedDeploy(
+            len(client.failures),
+            len(client.failures) + len(client.answers),
+            node.attempts,
+            node.ended - node.started,
         )
 
     async def bare_start(self, folder: Path, version: str) -> float:
@@ -146,13 +172,15 @@ async def bench_local(repeat: int, progress: Callable[[str], None]) -> DriverRes
             await harness.seed(STAGE, list(scenario.resources.values()), SERVICE, BUILDER)
             async with running(harness):
                 samples = await measure_deploys("local", scenario, repeat, progress)
+                failed = await measure_failed_deploys("local", scenario, repeat, progress)
             # The worker stopped the driver; the service's process is detached and still runs.
             await driver.services.stop_service(SERVICE)
+            await driver.services.ingress.shutdown()
         notes = (
             f"`{RUN_COMMAND}` (Python http.server) built from git; health check http GET / every"
-            " 1 s (default intervalSeconds)",
+            " 1 s (default intervalSeconds); reached through the ingress (Caddy) on its public port",
         )
-        return DriverResult("local", tuple(samples), notes)
+        return DriverResult("local", tuple(samples), notes, tuple(failed))
     finally:
         await asyncio.to_thread(stop_everything_under, root)
         shutil.rmtree(root, ignore_errors=True)

@@ -65,6 +65,7 @@ class Platform(ReleaseHarness[LocalDriver]):
         await self.stop_worker()
         for service in SERVICES:
             await self.driver.services.stop_service(service)
+        await self.driver.services.ingress.shutdown()
         for pid_file in (self.root / "local").rglob("data/postmaster.pid"):
             await ManagedCluster(pid_file.parent.parent).remove()
 
@@ -134,6 +135,10 @@ async def test_local__build_deploy_promote_migrate_back_up_and_survive_a_bad_rel
     failed = [node for node in detail.root.walk() if node.status == "failed" and not node.is_workflow]
     assert [node.ref for node in failed] == ["service"]
     assert failed[0].error is not None and "cannot start" in str(failed[0].error)
+    # It exits during start-up: another attempt would end the same way, so there is none, and the
+    # node's error says so.
+    assert failed[0].attempts == 1 and failed[0].max_attempts > 1
+    assert "Not retried" in str(failed[0].error)
     assert answer(platform.ports["staging"]) == "v2"
     staged = {
         view.resource_id: view for view in await queries.release_state(platform.db, "shop", "main", "Staging")

@@ -125,6 +125,9 @@ class DriverAnswer:
     data: Mapping[str, Any] = field(default_factory=dict)  # becomes the node's response data
     message: str = ""
     handle: Any = None  # passed back to ``follow`` while in progress
+    # For FAILED: False when another attempt cannot succeed (the new version exited during start-up,
+    # the artifact is missing, the spec is invalid): the node then fails at once, without retries.
+    retryable: bool = True
 
 
 class DriverError(ReleaseflowError):

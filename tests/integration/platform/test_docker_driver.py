@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.platform.docker_env import DockerEnvironment, free_port, require_tools
+from tests.integration.platform.polling_client import Client
 
 from releaseflow.platform.docker import DockerDriver
 from releaseflow.platform.driver import (
@@ -163,6 +164,7 @@ async def harness(
         yield Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
     finally:
         await driver.stop()
+        await driver.services.ingress.shutdown()  # Caddy outlives the driver on purpose: stop ours
 
 
 def registry_tags(registry: str, repository: str) -> list[str]:
@@ -220,23 +222,79 @@ async def test_docker_driver__builds_deploys_replaces_and_survives_a_broken_imag
     assert await harness.driver.client.inspect_container(failed.data["containerId"]) is None
 
 
-async def test_docker_driver__fixed_host_port_returns_to_the_previous_image(harness: Harness) -> None:
+async def test_docker_driver__fixed_host_port_deploys_without_downtime(harness: Harness) -> None:
     host_port = free_port()
     harness.add("web", "service", web_spec(hostPort=host_port))
     build1 = await harness.build(harness.repo.commit("v1"))
-    assert (await harness.deploy_build("web", build1.data["id"])).state is AnswerState.DONE
+    first = await harness.deploy_build("web", build1.data["id"])
+    assert first.state is AnswerState.DONE, first.message
+    assert first.data["ports"][0]["port"] == host_port  # the ingress's port, not the container's
     assert await fetch(host_port) == "v1"
-
     broken = await harness.build(harness.repo.commit("v2-broken", cmd=EXITS))
-    failed = await harness.deploy_build("web", broken.data["id"])
-    assert failed.state is AnswerState.FAILED
-    assert "Returned to the previous container" in failed.message, failed.message
-    assert await fetch(host_port) == "v1"
-
     build3 = await harness.build(harness.repo.commit("v3"))
+    client = Client(host_port, "/index.html")
+    client.start()
+
+    failed = await harness.deploy_build("web", broken.data["id"])
+    assert await fetch(host_port) == "v1"
     third = await harness.deploy_build("web", build3.data["id"])
+    await asyncio.sleep(0.2)
+    client.finish()
+
+    assert client.failures == []
+    assert sorted(set(client.answers)) == ["v1", "v3"] and client.answers[-1] == "v3"
+    assert failed.state is AnswerState.FAILED and failed.retryable is False
+    assert "keeps serving, uninterrupted" in failed.message and "Not retried" in failed.message
     assert third.state is AnswerState.DONE, third.message
-    assert await fetch(host_port) == "v3"
+    assert await harness.driver.client.inspect_container(first.data["containerId"]) is None
+    assert await harness.page("web") == "v3"  # the container itself answers on its own port too
+
+
+async def test_docker_driver__ingress_is_adopted_after_a_driver_restart(
+    harness: Harness, docker_env: DockerEnvironment
+) -> None:
+    host_port = free_port()
+    harness.add("web", "service", web_spec(hostPort=host_port))
+    build = await harness.build(harness.repo.commit("v1"))
+    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    caddy = harness.driver.services.ingress.process()
+    client = Client(host_port, "/index.html")
+    client.start()
+
+    await harness.driver.stop()
+    restarted = DockerDriver(harness.driver.root, docker_env.base_url, registry=docker_env.registry)
+    await restarted.start()
+    await asyncio.sleep(0.3)
+    client.finish()
+    await restarted.stop()
+
+    assert restarted.services.ingress.process() == caddy and caddy is not None and caddy.is_alive()
+    assert client.failures == [] and set(client.answers) == {"v1"}
+
+
+async def test_docker_driver__same_deploy_key_makes_one_container(
+    harness: Harness, docker_env: DockerEnvironment
+) -> None:
+    harness.add("web", "service", web_spec())
+    build = await harness.build(harness.repo.commit("v1"))
+    origin = {"id": "web-builder", "branch": "main", "build": build.data["id"]}
+    request = harness.request(Operation.DEPLOY_BUILD, "web", origin, key="run/deploy/1")
+
+    first = await harness.driver.perform(request)
+    # The key index is lost (as when releaseflow dies before writing it): the record still answers.
+    for entry in (harness.driver.root / "keys").iterdir():
+        entry.unlink()
+    again = await harness.driver.perform(request)
+    done = await harness.settle(request)
+
+    assert again.data["deploymentId"] == first.data["deploymentId"] == done.data["deploymentId"]
+    assert done.state is AnswerState.DONE, done.message
+    labels = [f"io.releaseflow.project={harness.project}", "io.releaseflow.resource=web"]
+    transport = httpx.AsyncHTTPTransport(uds=str(docker_env.socket_path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine") as engine:
+        params = {"all": "true", "filters": json.dumps({"label": labels})}
+        containers = (await engine.get("/containers/json", params=params)).json()
+    assert [container["Id"] for container in containers] == [done.data["containerId"]]
 
 
 async def test_docker_driver__jobs_run_to_completion_with_exit_code_and_logs(harness: Harness) -> None:
@@ -315,8 +373,13 @@ async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Ha
     )
     assert failing.state is AnswerState.FAILED and failing.data["exitCode"] == 4
 
+    before = harness.driver.services.current(harness.project, "web")
+    assert before is not None
     restarted = await harness.settle(harness.request(Operation.RESTART_SERVICE, "web", {"serviceId": "web"}))
     assert restarted.state is AnswerState.DONE, restarted.message
+    # A restart is a new container beside the old one, which goes once the new one is healthy.
+    assert restarted.data["containerId"] != before["containerId"]
+    assert await harness.driver.client.inspect_container(before["containerId"]) is None
     running = await harness.driver.perform(
         harness.request(Operation.SERVICE_RUNNING, "web", {"serviceId": "web"})
     )

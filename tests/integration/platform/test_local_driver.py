@@ -90,6 +90,7 @@ async def driver(tmp_path: Path) -> AsyncIterator[LocalDriver]:
     await local.start()
     yield local
     await local.services.stop_service("api")  # services outlive the driver on purpose: stop ours
+    await local.services.ingress.shutdown()  # so does the ingress
     await local.stop()
 
 
@@ -353,3 +354,43 @@ async def test_addon__running_check_backup_and_restore(reachable_root: Path) -> 
     finally:
         await driver.addons.remove(db, "shop")  # the cluster outlives the driver on purpose
         await driver.stop()
+
+
+async def test_deploy_build__same_key_adopts_the_first_deploy(
+    driver: LocalDriver, project: Project, commits: dict[str, str]
+) -> None:
+    first_build = await built(driver, project, "k1", sha=commits["v1"])
+    request = project.request(
+        Operation.DEPLOY_BUILD, project.api, {"id": "api-builder", "build": "latest"}, key="run/deploy/1"
+    )
+    first = await settle(driver, request, await driver.perform(request))
+    await built(driver, project, "k2", sha=commits["v2"])  # "latest" names another build now
+
+    again = await driver.perform(request)  # the same attempt, asked again (a lost lease, a restart)
+
+    assert first.state is AnswerState.DONE, first.message
+    assert again.state is AnswerState.DONE
+    assert again.data["deploymentId"] == first.data["deploymentId"]
+    assert again.data["artifact"]["buildId"] == first_build.data["id"]
+    started = [line for line in driver.services.logs("api") if line.startswith("--- releaseflow")]
+    assert len(started) == 1  # one process, not two
+
+
+async def test_deploy_build__a_version_that_exits_at_start_is_not_retryable(
+    driver: LocalDriver, project: Project
+) -> None:
+    build = await built(driver, project, "k1")
+    crashing = Resource("api", "service", "local", {"runCommand": "exit 7"})
+    resources = {**project.resources, "api": crashing}
+    request = DriverRequest(
+        Operation.DEPLOY_BUILD,
+        crashing,
+        {"id": "api-builder", "build": build.data["id"]},
+        "k2",
+        resources=resources,
+    )
+
+    answer = await settle(driver, request, await driver.perform(request))
+
+    assert answer.state is AnswerState.FAILED and answer.retryable is False
+    assert "exited with code 7" in answer.message and "Not retried" in answer.message

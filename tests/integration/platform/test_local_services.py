@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.integration.platform.polling_client import Client
 from tests.postgres_cluster import free_port
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
@@ -159,6 +160,7 @@ async def test_service__deploy_returns_at_once_and_same_key_is_one_deployment(wo
         await manager.deploy(world.service(), artifact, folder, key="attempt-1")
     ).status is DeploymentStatus.RUNNING
     assert len(list((world.root / "deployments").iterdir())) == 1
+    assert sum("--- releaseflow" in line for line in manager.logs("api")) == 1  # one process started
 
 
 async def test_service__failed_deploy_of_a_crashing_release_keeps_the_previous_one(world: World) -> None:
@@ -171,7 +173,8 @@ async def test_service__failed_deploy_of_a_crashing_release_keeps_the_previous_o
     assert failed.status is DeploymentStatus.FAILED
     assert "new release (build v3) exited with code 3" in failed.error
     assert "cannot open config.yaml" in failed.error
-    assert "previous release (build v2) runs again and is healthy" in failed.error
+    assert "previous release (build v2) keeps serving, uninterrupted" in failed.error
+    assert "Not retried" in failed.error and failed.retryable is False
     assert await world.get() == "v2"
     status = await manager.status("api")
     assert status.state is ServiceState.RUNNING and status.artifact is not None
@@ -188,11 +191,10 @@ async def test_service__failed_deploy_of_a_silent_release_says_which_check_faile
     failed = await deploy(world, manager, "v3", silent)
 
     assert failed.status is DeploymentStatus.FAILED
-    assert (
-        f"did not pass its health check (http GET http://127.0.0.1:{world.port}/health) within 1 s"
-        in failed.error
-    )
+    assert "did not pass its health check (http GET http://127.0.0.1:" in failed.error
+    assert "/health) within 1 s" in failed.error
     assert "| started" in failed.error
+    assert failed.retryable is True  # a check that ran out of time may pass on another attempt
     assert await world.get() == "v2"
 
 
@@ -202,6 +204,7 @@ async def test_service__first_deploy_that_fails_leaves_the_service_stopped(world
     failed = await deploy(world, manager, "v1", world.service(runCommand="exit 1"))
 
     assert failed.status is DeploymentStatus.FAILED and "Nothing ran before it" in failed.error
+    assert failed.retryable is False
     assert (await manager.status("api")).state is ServiceState.STOPPED
 
 
@@ -337,7 +340,9 @@ async def test_service__execute_runs_in_the_release_folder_and_environment(world
     plain = await manager.execute(world.service(), "cat VERSION", shell=False)
     late = await manager.execute(world.service(), "sleep 5", shell=False, timeout=0.2)
 
-    assert (shell.exit_code, shell.output) == (4, f"v1 hello {world.port}\n")
+    private = (await manager.status("api")).private_port
+    assert private is not None and private != world.port  # the version's own port, behind the ingress
+    assert (shell.exit_code, shell.output) == (4, f"v1 hello {private}\n")
     assert (plain.exit_code, plain.output, plain.timed_out) == (0, "v1", False)
     assert late.timed_out
 
@@ -346,3 +351,98 @@ async def test_service__status_of_a_service_never_deployed_is_unknown(world: Wor
     status = await world.manager().status("api")
 
     assert status.state is ServiceState.UNKNOWN and status.pid is None
+
+
+@pytest.mark.parametrize("outcome", ["good", "exits at start"])
+async def test_service__deploy_without_downtime__a_client_sees_no_failed_request(
+    world: World, outcome: str
+) -> None:
+    manager = world.manager()
+    assert (await deploy(world, manager, "v1")).status is DeploymentStatus.RUNNING
+    client = Client(world.port)
+    client.start()
+    await asyncio.sleep(0.2)
+    # The new version takes a while to listen, as real ones do; the broken one exits at start.
+    artifact, folder = world.artifact("v2", delay=0.4)
+    service = world.service() if outcome == "good" else world.service(runCommand="exit 3")
+
+    done = await settled(manager, await manager.deploy(service, artifact, folder, key="v2"))
+    await asyncio.sleep(0.2)
+    client.finish()
+
+    assert client.failures == []
+    expected = {"good": DeploymentStatus.RUNNING, "exits at start": DeploymentStatus.FAILED}[outcome]
+    assert done.status is expected, done.error
+    served = {"good": ["v1", "v2"], "exits at start": ["v1"]}[outcome]
+    assert sorted(set(client.answers)) == served and client.answers[-1] == served[-1]
+    assert len(client.answers) > 10
+
+
+async def test_service__new_version_listens_on_a_private_port_behind_the_ingress(world: World) -> None:
+    manager = world.manager()
+    await deploy(world, manager, "v1")
+
+    status = await manager.status("api")
+
+    assert status.port == world.port and status.private_port not in (None, world.port)
+    assert await manager.ingress.routes() == {f"127.0.0.1:{world.port}": f"127.0.0.1:{status.private_port}"}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert (await client.get(f"http://127.0.0.1:{status.private_port}/")).text == "v1"
+
+
+async def test_service__ingress_is_adopted_after_a_restart_and_restarted_when_it_dies(world: World) -> None:
+    first = world.manager()
+    await first.start()
+    await deploy(world, first, "v1")
+    await first.stop()
+    caddy = first.ingress.process()
+    assert caddy is not None and caddy.is_alive()
+    client = Client(world.port)
+    client.start()
+
+    second = world.manager(supervise_seconds=0.05)
+    await second.start()
+    await asyncio.sleep(0.3)
+
+    assert second.ingress.process() == caddy  # adopted, not replaced
+    client.finish()
+    assert client.failures == [] and set(client.answers) == {"v1"}
+    os.killpg(caddy.pid, signal.SIGKILL)
+    await eventually(lambda: second.ingress.running() and second.ingress.process() != caddy)
+    await eventually(world.answers, timeout=5)
+    assert await world.get() == "v1"
+
+
+async def test_service__a_deploy_needs_caddy_and_says_what_to_install(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = world.manager()
+    artifact, folder = world.artifact("v1")
+    monkeypatch.setenv("PATH", str(world.tmp_path / "empty"))
+
+    with pytest.raises(DriverError, match=r"apt-get install caddy") as error:
+        await manager.deploy(world.service(), artifact, folder, key="k")
+    assert error.value.retryable is False
+
+
+async def test_service__a_deploy_interrupted_while_the_old_version_drains_is_finished_at_start(
+    world: World,
+) -> None:
+    first = world.manager()
+    # v1 ignores SIGTERM, so retiring it takes the whole stop timeout: time to stop releaseflow then.
+    stubborn = world.service(runCommand=f"trap '' TERM; exec {shlex.quote(sys.executable)} server.py")
+    await deploy(world, first, "v1", stubborn)
+    old = world.state()["process"]
+    artifact, folder = world.artifact("v2")
+    started = await first.deploy(world.service(stopTimeoutSeconds=2), artifact, folder, key="v2")
+    await eventually(lambda: world.state()["retiring"] is not None)
+    await first.stop()  # releaseflow exits after the switch, before the old version is stopped
+    assert first.deployment(started.id).status is DeploymentStatus.DEPLOYING
+    assert await world.get() == "v2"
+
+    second = world.manager()
+    await second.start()
+
+    assert (await settled(second, started)).status is DeploymentStatus.RUNNING
+    assert not is_alive(old["pid"], old["startTime"]) and world.state()["retiring"] is None
+    assert await world.get() == "v2"

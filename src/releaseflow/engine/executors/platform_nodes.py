@@ -180,7 +180,8 @@ class PlatformExecutor:
     def _judge(answer: DriverAnswer, waits: bool, polls: int = 0) -> Outcome:
         data = dict(answer.data)
         if answer.state is AnswerState.FAILED:
-            return Failed(answer.message or "the platform reported a failure", data=data)
+            message = answer.message or "the platform reported a failure"
+            return Failed(message, retryable=answer.retryable, data=data)
         if answer.state is AnswerState.DONE or not waits:
             return Succeeded(data)
         state = {"handle": answer.handle, "polls": polls + 1}

@@ -82,6 +82,7 @@ class DockerDriver:
             # Not fatal for the worker: the engine may come up later, and every operation says so.
             LOGGER.warning("docker driver: %s", error)
         self.builds.resume()
+        await self.services.adopt_ingress()
         self.services.resume()
         self.jobs.resume()
 

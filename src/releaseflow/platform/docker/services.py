@@ -1,20 +1,28 @@
-"""Services: long-running containers, deployed without downtime where the ports allow it.
+"""Services: long-running containers, deployed side by side without downtime.
 
 A deployment starts the new container beside the old one (each gets its own published port) and
 removes the old one only once the new one is healthy; an unhealthy new container is removed and the
-old one keeps serving. When the service publishes a fixed host port that the running container holds,
-both cannot run at once: the old container is stopped (kept), the new one started, and if it does not
-become healthy the old one is started again, so the service returns to its previous image.
+old one keeps serving, never interrupted.
 
-A deployment is driven by a background task and recorded under ``<root>/deployments``; what a service
-runs now is recorded under ``<root>/services``. Both survive restarts; an unfinished deployment is
-picked up again by ``resume``.
+A service with a fixed ``hostPort`` gets the same guarantee from an ingress: the container publishes
+its port on an ephemeral loopback port, and a Caddy process run by the driver (``local.ingress``, under
+``<root>/ingress``) holds the host port and proxies to the container that serves. Traffic moves to the
+new container once it is healthy; the old one finishes its requests in flight, then is removed. This
+needs the engine on this host (a unix socket or a loopback address); with a remote engine the host port
+is the engine's, so the old container is stopped first (kept) and started again if the new one fails.
+
+A deployment is driven by a background task and recorded under ``<root>/deployments`` (its id derives
+from the idempotency key, so the same key finds the same deployment, even after a restart); what a
+service runs now is recorded under ``<root>/services``. Both survive restarts; an unfinished deployment
+is picked up again by ``resume``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ from releaseflow.platform.docker.records import (
     LABEL_RECORD,
     LABEL_RESOURCE,
     LABEL_STAGE,
+    LOGGER,
     Records,
     Supervisor,
     new_id,
@@ -36,6 +45,12 @@ from releaseflow.platform.docker.records import (
     utc_now,
 )
 from releaseflow.platform.driver import AnswerState, Artifact, DriverAnswer, DriverError, DriverRequest
+from releaseflow.platform.local.ingress import Ingress, Route, drained
+
+# How long a replaced container may finish the requests it serves when traffic moves on.
+DRAIN_SECONDS = 30.0
+INGRESS_CHECK_SECONDS = 1.0  # how often the ingress is looked at (and started again if it ended)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 DEPLOYING, SUCCEEDED, FAILED = "deploying", "succeeded", "failed"
 CredentialsLookup = Callable[[str | None, str], RegistryCredentials | None]
@@ -54,9 +69,19 @@ def _int(spec: Mapping[str, Any], key: str, service: str) -> int | None:
 
 
 def container_config(
-    image: str, spec: Mapping[str, Any], labels: Mapping[str, str], service: str, *, restart: bool
+    image: str,
+    spec: Mapping[str, Any],
+    labels: Mapping[str, str],
+    service: str,
+    *,
+    restart: bool,
+    behind_ingress: bool = False,
 ) -> dict[str, Any]:
-    """The engine's create body for a service (or, with ``restart=False``, a job) container."""
+    """The engine's create body for a service (or, with ``restart=False``, a job) container.
+
+    ``behind_ingress``: the ingress holds ``hostPort``; the container publishes an ephemeral port on
+    the loopback for it.
+    """
     env = spec.get("env") or {}
     if not isinstance(env, Mapping):
         raise DriverError(f"'{service}': env must be an object of names to values", retryable=False)
@@ -75,6 +100,8 @@ def container_config(
         host_port = _int(spec, "hostPort", service)
         config["ExposedPorts"] = {f"{port}/tcp": {}}
         binding = {"HostIp": str(spec.get("hostIp") or ""), "HostPort": str(host_port or "")}
+        if behind_ingress:
+            binding = {"HostIp": "127.0.0.1", "HostPort": ""}
         config["HostConfig"]["PortBindings"] = {f"{port}/tcp": [binding]}
     if restart:
         # The engine restarts a crashed service; a restart during the health check fails the deploy.
@@ -96,7 +123,8 @@ def deployment_answer(record: Mapping[str, Any]) -> DriverAnswer:
         message = f"service '{record['service']}' runs {record.get('image')}"
         return DriverAnswer(AnswerState.DONE, data, message, handle)
     if record["status"] == FAILED:
-        return DriverAnswer(AnswerState.FAILED, data, str(record.get("message")), handle)
+        retryable = record.get("retryable") is not False
+        return DriverAnswer(AnswerState.FAILED, data, str(record.get("message")), handle, retryable)
     return DriverAnswer(AnswerState.IN_PROGRESS, data, f"deploying {record.get('image')}", handle)
 
 
@@ -116,6 +144,7 @@ class Services:
         self._builder = builder
         self._credentials = credentials
         self._locks: dict[str, asyncio.Lock] = {}
+        self.ingress = Ingress(root / "ingress", owner="the docker driver (for services with a hostPort)")
 
     @staticmethod
     def _key(project: str, service: str) -> str:
@@ -132,8 +161,22 @@ class Services:
     def deploy(
         self, request: DriverRequest, artifact: Artifact, *, pull: bool, await_build: str | None = None
     ) -> DriverAnswer:
-        """Record a deployment of ``artifact`` to the request's service and start driving it."""
-        deployment_id = new_id("deploy")
+        """Record a deployment of ``artifact`` to the request's service and start driving it.
+
+        A key already seen adopts the deployment it started: its id derives from the key, and its
+        record is written before anything is done, so a releaseflow killed at any instant either
+        never started it or finds it.
+        """
+        key = request.idempotency_key
+        if not key:
+            deployment_id = new_id("deploy")
+        else:
+            seed = f"{request.project_id}\0{request.resource.id}\0{key}".encode()
+            deployment_id = "deploy-" + hashlib.sha256(seed).hexdigest()[:16]
+            if self._deployments.load(deployment_id) is not None:
+                return self.follow(deployment_id)
+        if self._uses_ingress(request.resource.spec, request.resource.id):
+            self.ingress.require()
         record: dict[str, Any] = {
             "id": deployment_id,
             "project": request.project_id,
@@ -158,8 +201,15 @@ class Services:
         self._drive(deployment_id)
         return deployment_answer(record)
 
-    async def _published_ports(self, container_id: str, port: int | None) -> list[dict[str, Any]]:
+    async def _published_ports(
+        self, container_id: str, port: int | None, route: Route | None = None
+    ) -> list[dict[str, Any]]:
         """Where this host reaches the service: ``${refs.<ref>.ports.0.url}`` in later nodes."""
+        if route is not None:  # the ingress's port, which stays when containers change
+            listen_host, _, listen_port = route.listen.rpartition(":")
+            public = listen_host or self._client.host
+            url = f"http://{public}:{listen_port}"
+            return [{"internalPort": port, "host": public, "port": int(listen_port), "url": url}]
         container = await self._client.inspect_container(container_id)
         address = (
             None
@@ -199,7 +249,7 @@ class Services:
                 try:
                     await self._deploy(record, log)
                 except DriverError as error:
-                    record.update(status=FAILED, message=str(error))
+                    record.update(status=FAILED, message=str(error), retryable=error.retryable)
                 except Exception as error:  # an odd engine answer must still end the deployment
                     record.update(status=FAILED, message=f"deployment failed unexpectedly: {error!r}")
                 else:
@@ -232,6 +282,7 @@ class Services:
         check = health.parse_health_check(spec, service)
         port = _int(spec, "port", service)
         grace = int(spec.get("stopGraceSeconds", 10))
+        ingress = self._uses_ingress(spec, service)
         if record["strategy"] is None:
             record["previousContainerId"], record["strategy"] = await self._plan(project, service, spec)
             self._deployments.save(record["id"], record)
@@ -252,9 +303,8 @@ class Services:
             }
             name = safe_name("rf", project, service, str(record["id"]).removeprefix("deploy-"))
             await self._client.remove_container(name)  # left over by an interrupted attempt
-            container_id = await self._client.create_container(
-                name, container_config(image, spec, labels, service, restart=True)
-            )
+            config = container_config(image, spec, labels, service, restart=True, behind_ingress=ingress)
+            container_id = await self._client.create_container(name, config)
             record["containerId"] = container_id
             self._deployments.save(record["id"], record)
             await self._client.start_container(container_id)
@@ -271,10 +321,19 @@ class Services:
                 await self._client.start_container(previous)
                 message += f". Returned to the previous container {previous[:12]}"
             elif previous:
-                message += f". The previous container {previous[:12]} keeps serving"
-            raise DriverError(message, retryable=False)
+                message += f". The previous container {previous[:12]} keeps serving, uninterrupted"
+            # A container that exits during start-up does so again on another attempt; one that
+            # only ran out of time may pass.
+            if problem.exited:
+                message += ". Not retried: another attempt would end the same way"
+            raise DriverError(message, retryable=not problem.exited)
 
-        record["ports"] = await self._published_ports(container_id, port)
+        route = await self._route(container_id, spec, service) if ingress and port is not None else None
+        if route is not None:
+            await self._apply_routes({self._key(project, service): route})
+            self._supervisor.ensure("ingress", self._watch_ingress)
+            log(f"the ingress sends {route.listen} to {route.upstream}")
+        record["ports"] = await self._published_ports(container_id, port, route)
         self._current.save(
             self._key(project, service),
             {
@@ -285,13 +344,75 @@ class Services:
                 "deploymentId": record["id"],
                 "artifact": record["artifact"],
                 "image": image,
+                "route": {"listen": route.listen, "upstream": route.upstream} if route else None,
                 "updatedAt": utc_now(),
             },
         )
         if previous and previous != container_id:
+            await self._drain(previous, port)
             await self._client.stop_container(previous, grace_seconds=grace)
             await self._client.remove_container(previous)
             log(f"removed the previous container {previous[:12]}")
+
+    def _uses_ingress(self, spec: Mapping[str, Any], service: str) -> bool:
+        """A fixed host port on an engine of this host is held by the ingress (see the module doc)."""
+        return (
+            _int(spec, "hostPort", service) is not None
+            and _int(spec, "port", service) is not None
+            and self._client.host in _LOOPBACK
+        )
+
+    async def _route(self, container_id: str, spec: Mapping[str, Any], service: str) -> Route:
+        port, host_port = _int(spec, "port", service), _int(spec, "hostPort", service)
+        assert port is not None and host_port is not None
+        container = await self._client.inspect_container(container_id)
+        address = None if container is None else health.published_address(container, port, "127.0.0.1")
+        if address is None:
+            raise DriverError(f"service '{service}': the new container's port {port} is not published")
+        listen = f"{spec.get('hostIp') or ''}:{host_port}"
+        return Route(listen, f"{address[0]}:{address[1]}")
+
+    async def _drain(self, container_id: str, port: int | None) -> None:
+        """Wait until the ingress has no request in flight to the replaced container (bounded)."""
+        container = None if port is None else await self._client.inspect_container(container_id)
+        address = (
+            None
+            if container is None or port is None
+            else health.published_address(container, port, "127.0.0.1")
+        )
+        if address is not None:
+            await drained(address[1], DRAIN_SECONDS, side="remote")
+
+    def _routes(self, overrides: Mapping[str, Route]) -> dict[str, Route]:
+        routes = {
+            self._key(str(current["project"]), str(current["service"])): Route(
+                str(current["route"]["listen"]), str(current["route"]["upstream"])
+            )
+            for current in self._current.all()
+            if current.get("route")
+        }
+        return {**routes, **overrides}
+
+    async def _apply_routes(self, overrides: Mapping[str, Route] | None = None) -> None:
+        await self.ingress.apply(self._routes(overrides or {}))
+
+    async def adopt_ingress(self) -> None:
+        """At start: adopt the running Caddy (or start one) with the recorded routes, and watch it."""
+        try:
+            await self._apply_routes()
+        except DriverError as error:
+            LOGGER.error("docker driver: the ingress could not be started: %s", error)
+        if self._routes({}):
+            self._supervisor.ensure("ingress", self._watch_ingress)
+
+    async def _watch_ingress(self) -> None:
+        while True:
+            await asyncio.sleep(INGRESS_CHECK_SECONDS)
+            if not self.ingress.running():
+                try:  # Caddy ended (killed, crashed): start it again with the routes
+                    await self._apply_routes()
+                except DriverError as error:
+                    LOGGER.error("docker driver: the ingress could not be started again: %s", error)
 
     async def _plan(self, project: str, service: str, spec: Mapping[str, Any]) -> tuple[str | None, str]:
         """The container to replace, and how: ``rolling`` (new beside old) or ``recreate`` (stop first)."""
@@ -304,7 +425,7 @@ class Services:
         running = bool((container.get("State") or {}).get("Running"))
         host_port = _int(spec, "hostPort", service)
         port = _int(spec, "port", service)
-        if running and host_port is not None and port is not None:
+        if running and host_port is not None and port is not None and not self._uses_ingress(spec, service):
             held = {
                 int(binding["HostPort"])
                 for bindings in ((container.get("NetworkSettings") or {}).get("Ports") or {}).values()
@@ -327,13 +448,14 @@ class Services:
         return container
 
     async def restart(self, request: DriverRequest) -> DriverAnswer:
+        """A new container of the same image (with the spec given now) replaces the current one, as a
+        deploy does: side by side, traffic moved once it is healthy, so a restart has no downtime."""
         project, service = request.project_id, request.resource.id
-        async with self._lock(project, service):
-            container = await self._running_container(project, service)
-            grace = int(request.resource.spec.get("stopGraceSeconds", 10))
-            await self._client.restart_container(str(container["Id"]), grace_seconds=grace)
-        # Restarting takes a moment to become healthy again; ``follow`` checks the status.
-        return await self.status(request)
+        await self._running_container(project, service)  # refuses a service never deployed
+        current = self.current(project, service)
+        assert current is not None
+        artifact = replace(Artifact.from_data(current["artifact"]), image=str(current["image"]))
+        return self.deploy(request, artifact, pull=False)
 
     async def status(self, request: DriverRequest) -> DriverAnswer:
         """DONE when the service's container runs and passes one probe; IN_PROGRESS while it may still."""

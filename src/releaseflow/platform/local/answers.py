@@ -37,7 +37,9 @@ def deployment_answer(deployment: Deployment, target: str) -> DriverAnswer:
     if deployment.status is DeploymentStatus.RUNNING:
         return DriverAnswer(AnswerState.DONE, data=data)
     if deployment.status is DeploymentStatus.FAILED:
-        return DriverAnswer(AnswerState.FAILED, data=data, message=deployment.error)
+        return DriverAnswer(
+            AnswerState.FAILED, data=data, message=deployment.error, retryable=deployment.retryable
+        )
     return DriverAnswer(
         AnswerState.IN_PROGRESS, data=data, handle={"deploymentId": deployment.id, "target": target}
     )

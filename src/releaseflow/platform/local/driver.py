@@ -271,13 +271,28 @@ class LocalDriver:
 
     async def _deploy_build(self, request: DriverRequest) -> DriverAnswer:
         self._check_target(request.resource)
+        if (adopted := self._adopt_deployment(request)) is not None:
+            return adopted
         artifact, folder = await self.resolve_build(request.params, request.resources)
         return await self._deploy(request, artifact, folder)
 
     async def _deploy_artifact(self, request: DriverRequest) -> DriverAnswer:
         self._check_target(request.resource)
+        if (adopted := self._adopt_deployment(request)) is not None:
+            return adopted
         artifact, folder = await self._current(request.resource, request.artifact)
         return await self._deploy(request, artifact, folder)
+
+    def _adopt_deployment(self, request: DriverRequest) -> DriverAnswer | None:
+        """The deployment already started under this idempotency key, answered as it stands now.
+
+        Looked up before anything is resolved: "latest" may name another build by now, and the
+        first attempt's deployment is the one that counts.
+        """
+        if request.resource.kind != "service" or not request.idempotency_key:
+            return None
+        deployment = self.services.find(request.resource.id, request.idempotency_key)
+        return None if deployment is None else deployment_answer(deployment, request.resource.id)
 
     async def _deploy_image(self, request: DriverRequest) -> DriverAnswer:
         raise _image_refused(request.resource)

@@ -1,0 +1,310 @@
+"""The ingress: one Caddy process that holds the public ports while versions switch behind it.
+
+A service's public port is never held by the service itself: Caddy listens on it and proxies to the
+private port of whichever version serves now. A deploy starts the new version beside the old one,
+checks it on its private port and only then points the route at it; Caddy takes a new configuration
+without closing its listeners (a reload reuses the listening sockets), so no connection is refused
+while traffic moves. The old version's requests still in flight finish before it is stopped.
+
+Caddy runs detached, like the services (``processes.spawn``), with its own folders under ``root``::
+
+    state.json      the Caddy process (pid and start time) and the loopback port of its admin API
+    caddy.json      the configuration it starts with: the admin API only (routes come through the API)
+    caddy.log       what Caddy writes
+    lock            taken while Caddy is started or configured (workers may share the root)
+    config/ data/   Caddy's XDG folders (nothing of the user's ~/.config or Debian's caddy service)
+
+Routes are never kept here: the owner (the local driver's services, the docker driver) derives them
+from its own records and hands the whole set to ``apply``, which loads it through the admin API
+(``POST /load``). After a restart of releaseflow the process is adopted if it still runs (the pid
+with its recorded start time); otherwise a new one is started and the routes are loaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from releaseflow.platform.driver import DriverError
+from releaseflow.platform.local.processes import (
+    ProcessHandle,
+    child_environment,
+    spawn,
+    stop_process,
+)
+from releaseflow.platform.local.state_files import read_json, write_json
+
+INSTALL_HINT = "install Caddy 2 (on Debian: apt-get install caddy)"
+START_SECONDS = 10.0  # how long a new Caddy may take until its admin API answers
+# Requests a version still answers when the route moves on: Caddy's old configuration waits this
+# long for them before it closes their connections.
+GRACE_SECONDS = 30
+# A request that cannot reach its upstream (a crashed version being restarted) is retried for this
+# long before Caddy answers 502, so a restart by the supervisor is not seen as an error.
+TRY_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Route:
+    """``listen`` ("host:port") is served by the version at ``upstream`` ("host:port")."""
+
+    listen: str
+    upstream: str
+
+
+def free_port() -> int:
+    """A port on the loopback that nothing listens on now (for a private port or the admin API)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def caddy_config(admin_port: int, data_dir: Path, routes: Mapping[str, Route]) -> dict[str, Any]:
+    """Caddy's JSON configuration: the admin API on the loopback and one server per route."""
+    servers = {
+        f"route-{name}": {
+            "listen": [route.listen],
+            "routes": [
+                {
+                    "handle": [
+                        {
+                            "handler": "reverse_proxy",
+                            "upstreams": [{"dial": route.upstream}],
+                            # No pooled connections to a version: an open connection to its port
+                            # is then a request in flight, which is what draining waits for.
+                            "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
+                            "load_balancing": {"try_duration": f"{TRY_SECONDS}s", "try_interval": "50ms"},
+                        }
+                    ]
+                }
+            ],
+            "automatic_https": {"disable": True},
+        }
+        for name, route in sorted(routes.items())
+    }
+    config: dict[str, Any] = {
+        "admin": {"listen": f"127.0.0.1:{admin_port}", "config": {"persist": False}},
+        "storage": {"module": "file_system", "root": str(data_dir)},
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+    }
+    if servers:
+        config["apps"] = {"http": {"grace_period": f"{GRACE_SECONDS}s", "servers": servers}}
+    return config
+
+
+class Ingress:
+    """The Caddy process kept under ``root``; ``owner`` names who uses it in errors."""
+
+    def __init__(self, root: Path, *, owner: str = "the local driver") -> None:
+        self.root = root
+        self._owner = owner
+        self._lock = asyncio.Lock()
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def _state(self) -> tuple[ProcessHandle | None, int | None]:
+        data = read_json(self.root / "state.json") or {}
+        process = ProcessHandle.from_data(data["process"]) if data.get("process") else None
+        port = data.get("adminPort")
+        return process, port if isinstance(port, int) else None
+
+    def process(self) -> ProcessHandle | None:
+        """The Caddy process recorded now, alive or not."""
+        return self._state()[0]
+
+    def running(self) -> bool:
+        process, _ = self._state()
+        return process is not None and process.is_alive()
+
+    # -- using it ----------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """This process's lock, then a lock file: workers sharing the root start one Caddy, not two."""
+        async with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.01)
+                yield
+            finally:
+                os.close(descriptor)  # releases the lock
+
+    async def apply(self, routes: Mapping[str, Route]) -> None:
+        """Make Caddy serve exactly ``routes``, starting (or adopting) it first when there are any."""
+        async with self._exclusive():
+            if not routes and not self.running():
+                return  # nothing to hold and nothing to take down
+            admin = await self._ensure()
+            config = caddy_config(admin, self.root / "data", routes)
+            async with _admin_client() as client:
+                try:
+                    response = await client.post(f"http://127.0.0.1:{admin}/load", json=config)
+                except httpx.HTTPError as error:
+                    raise DriverError(f"the ingress (Caddy) did not take the new routes: {error}") from error
+            if response.status_code != 200:
+                raise DriverError(
+                    f"the ingress (Caddy) refused the routes {_describe(routes)}: {_caddy_error(response)}"
+                )
+
+    async def routes(self) -> dict[str, str] | None:
+        """What Caddy serves now: listen address -> upstream, or None when it does not run."""
+        process, admin = self._state()
+        if process is None or admin is None or not process.is_alive():
+            return None
+        async with _admin_client() as client:
+            try:
+                response = await client.get(f"http://127.0.0.1:{admin}/config/apps/http/servers")
+            except httpx.HTTPError:
+                return None
+        servers = response.json() if response.status_code == 200 else None
+        found: dict[str, str] = {}
+        for server in (servers or {}).values():
+            for route in server.get("routes") or []:
+                for handler in route.get("handle") or []:
+                    for upstream in handler.get("upstreams") or []:
+                        for listen in server.get("listen") or []:
+                            found[str(listen)] = str(upstream.get("dial"))
+        return found
+
+    async def shutdown(self) -> None:
+        """Stop Caddy (its public ports close); the next ``apply`` starts it again."""
+        async with self._exclusive():
+            process, _ = self._state()
+            if process is not None:
+                await stop_process(process, 5.0)
+            write_json(self.root / "state.json", {"process": None, "adminPort": None})
+
+    def require(self) -> None:
+        """Refuse at once (not after a new version started) when Caddy is not installed."""
+        if shutil.which("caddy") is None:
+            raise DriverError(
+                f"{self._owner} serves each service's public port through Caddy, which is not installed:"
+                f" {INSTALL_HINT}",
+                retryable=False,
+            )
+
+    async def _ensure(self) -> int:
+        """The admin port of a Caddy that answers: the recorded one if it lives, else a new one."""
+        process, admin = self._state()
+        if process is not None and admin is not None and process.is_alive():
+            if await _wait_admin(admin, process, START_SECONDS):
+                return admin
+            await stop_process(process, 2.0)  # alive but deaf: replace it
+        self.require()
+        executable = shutil.which("caddy")
+        assert executable is not None
+        for folder in ("config", "data"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
+        admin = free_port()
+        config_path = self.root / "caddy.json"
+        config_path.write_text(json.dumps(caddy_config(admin, self.root / "data", {})))
+        command = f"exec {shlex.quote(executable)} run --config {shlex.quote(str(config_path))}"
+        process = await spawn(
+            command,
+            cwd=self.root,
+            env=child_environment(
+                {
+                    "HOME": str(self.root),
+                    "XDG_CONFIG_HOME": str(self.root / "config"),
+                    "XDG_DATA_HOME": str(self.root / "data"),
+                }
+            ),
+            log_path=self.root / "caddy.log",
+            exit_file=self.root / "caddy.exit",
+            banner=f"starting the ingress: {command}",
+        )
+        # Recorded before it is known to answer, so a releaseflow that dies now finds it next time.
+        write_json(self.root / "state.json", {"process": process.to_data(), "adminPort": admin})
+        if not await _wait_admin(admin, process, START_SECONDS):
+            lines = "\n".join(f"  | {line}" for line in process.log_tail(10)) or "  (it wrote nothing)"
+            await stop_process(process, 2.0)
+            raise DriverError(
+                f"the ingress (Caddy, {executable}) did not start within {START_SECONDS:g} s;"
+                f" last lines of {process.log_path}:\n{lines}"
+            )
+        return admin
+
+
+def _admin_client() -> httpx.AsyncClient:
+    # trust_env=False: an HTTP_PROXY of the host must not carry admin calls elsewhere. verify=False:
+    # the admin API speaks plain HTTP on the loopback; loading the CA bundle would cost ~17 ms a call.
+    return httpx.AsyncClient(timeout=10.0, trust_env=False, verify=False)
+
+
+async def _wait_admin(port: int, process: ProcessHandle, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with _admin_client() as client:
+        while process.is_alive():
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/config/")
+                if response.status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+    return False
+
+
+def _caddy_error(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text).strip()
+    except ValueError:
+        return response.text.strip() or f"HTTP {response.status_code}"
+
+
+def _describe(routes: Mapping[str, Route]) -> str:
+    return ", ".join(f"{route.listen} -> {route.upstream}" for _, route in sorted(routes.items())) or "(none)"
+
+
+def open_connections(port: int, *, side: str = "local") -> int:
+    """Established TCP connections of this host whose ``side`` ("local" or "remote") end is ``port``.
+
+    Local: what a version listening on ``port`` serves now. Remote: what is connected to ``port``
+    from here (the ingress's requests to a container's published port, which the engine forwards).
+    The ingress keeps no idle connection to a version, so these are requests in flight.
+    """
+    column = 1 if side == "local" else 2
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # The addresses are "<hex address>:<hex port>"; state 01 is ESTABLISHED.
+            if len(fields) > 3 and fields[3] == "01" and int(fields[column].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+async def drained(port: int, timeout: float, *, side: str = "local", pause: float = 0.02) -> bool:
+    """Wait until no connection's ``side`` end is ``port`` (True), or ``timeout`` passes (False)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while open_connections(port, side=side):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(pause)
+    return True
