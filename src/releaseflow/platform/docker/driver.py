@@ -83,7 +83,7 @@ class DockerDriver:
             LOGGER.warning("docker driver: %s", error)
         self.builds.resume()
         self.services.resume()
-        self.jobs.resume()
+        await self.jobs.resume()
 
     async def stop(self) -> None:
         """Stop watching; containers are not releaseflow's children and keep running."""
