@@ -3,6 +3,13 @@
 A driver performs one operation on one resource and says whether it is done, still in progress
 (with a handle to follow it), or failed. It never touches the store and never changes run state;
 it receives an idempotency key per attempt so a repeated call does not act twice.
+
+Idempotency and adoption: ``perform`` with an idempotency key the driver has already seen never acts
+again; it adopts the operation started under that key and answers its current state (IN_PROGRESS with
+a handle ``follow`` accepts, or DONE / FAILED with its outcome), whether or not the attempt is resumed
+and across a restart of the releaseflow process. A driver records an operation durably *before* its
+effect starts, so that a kill -9 at any instant leaves it either "never started" (a later request with
+the key starts it) or "started and findable" (adopted). ``start`` reconciles records left in flight.
 """
 
 from __future__ import annotations

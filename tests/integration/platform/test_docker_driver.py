@@ -11,6 +11,8 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -446,3 +448,138 @@ async def test_docker_driver__refuses_addon_operations(harness: Harness) -> None
 def test_docker_env__the_engine_answers(docker_env: DockerEnvironment) -> None:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(str(docker_env.socket_path))
+
+
+# Each effect at most once: job runs and builds per idempotency key --------------------------------
+
+# Runs one RUN_JOB through a DockerDriver in a process of its own, held at an exact instant so that
+# the test can kill -9 it there: ``before-start`` (the run recorded and its container made, not
+# started) or ``after-start`` (the container started; the driver has not answered yet).
+PERFORM_JOB = """\
+import asyncio, json, sys
+from pathlib import Path
+from releaseflow.platform.docker import DockerDriver
+from releaseflow.platform.driver import Artifact, DriverRequest, Operation, Resource
+
+root, base_url, job_json, image, key, mode, project = sys.argv[1:8]
+
+async def main():
+    driver = DockerDriver(Path(root), base_url)
+    await driver.start()
+    real_start = driver.client.start_container
+
+    async def held(container):
+        if mode == "before-start":
+            print("held", flush=True)
+            await asyncio.sleep(3600)
+        await real_start(container)
+        print("held", flush=True)
+        await asyncio.sleep(3600)
+
+    driver.client.start_container = held
+    job = Resource(**json.loads(job_json))
+    request = DriverRequest(Operation.RUN_JOB, job, {"jobId": job.id}, key,
+                            artifact=Artifact(kind="image", image=image), project_id=project,
+                            stage="development")
+    await driver.perform(request)
+
+asyncio.run(main())
+"""
+
+
+async def container_starts(docker_env: DockerEnvironment, since: float, run_id: str) -> int:
+    """How many containers of job run ``run_id`` the engine started: counted by the engine itself."""
+    label = f"io.releaseflow.record={run_id}"
+    filters = json.dumps({"type": ["container"], "event": ["start"], "label": [label]})
+    params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
+    transport = httpx.AsyncHTTPTransport(uds=str(docker_env.socket_path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://docker", timeout=10) as http:
+        response = await http.get("/events", params=params)
+    response.raise_for_status()
+    return sum(1 for line in response.text.splitlines() if line.strip())
+
+
+def kill_when_held(argv: list[str]) -> None:
+    """Run ``argv``; kill -9 it once it says it is held at the instant the test wants."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    process.kill()
+    process.wait()
+
+
+async def job_image(harness: Harness, job: str) -> Artifact:
+    build = await harness.build(harness.repo.commit("v1"))
+    harness.add(job, "job", {"command": ["sh", "-c", "sleep 0.3"]})
+    return Artifact(kind="image", image=build.data["image"])
+
+
+async def test_docker_driver__run_job_with_a_seen_key_adopts_the_run__one_container_started(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    image = await job_image(harness, "once")
+    since = time.time() - 1
+    request = harness.request(
+        Operation.RUN_JOB, "once", {"jobId": "once"}, key="run-1/once/1", artifact=image
+    )
+
+    first = await harness.driver.perform(request)
+    again = await harness.driver.perform(request)
+    await harness.driver.stop()
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()  # a restart over the same state
+    harness.driver = successor
+    adopted = await harness.settle(request)
+
+    assert first.data["id"] == again.data["id"] == adopted.data["id"]
+    assert adopted.state is AnswerState.DONE, adopted.message
+    assert await container_starts(docker_env, since, adopted.data["id"]) == 1
+
+
+@pytest.mark.parametrize("instant", ["before-start"])
+async def test_docker_driver__run_job_killed_mid_perform__the_same_key_runs_it_exactly_once(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path, instant: str
+) -> None:
+    image = await job_image(harness, "killed")
+    await harness.driver.stop()
+    since = time.time() - 1
+    job = {"id": "killed", "kind": "job", "driver": "docker", "spec": dict(harness.resources["killed"].spec)}
+    kill_when_held(
+        [sys.executable, "-c", PERFORM_JOB, str(tmp_path / "driver"), docker_env.base_url, json.dumps(job),
+         str(image.image), "run-1/killed/1", instant, harness.project]
+    )  # fmt: skip
+
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()  # settles the run left in flight: never started, or started and adopted
+    harness.driver = successor
+    [record] = successor.jobs._runs.all()
+    if instant == "before-start":
+        assert record["status"] == "failed" and "it never ran" in record["message"]
+    else:
+        assert record["status"] == "running"
+    request = harness.request(
+        Operation.RUN_JOB, "killed", {"jobId": "killed"}, key="run-1/killed/1", artifact=image
+    )
+    answer = await harness.settle(request)
+
+    assert answer.state is AnswerState.DONE, answer.message
+    assert answer.data["id"] == record["id"]
+    assert await container_starts(docker_env, since, record["id"]) == 1
+
+
+async def test_docker_driver__start_build_with_a_seen_key_adopts_the_build(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    sha = harness.repo.commit("v1")
+    spec = {"id": "web-builder", "sha": sha, "reuseExistingBuilds": False}
+    request = harness.request(Operation.START_BUILD, "web-builder", spec, key="run-1/build/1")
+
+    first = await harness.driver.perform(request)
+    await harness.driver.stop()  # killed mid-build: a restart resumes it
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()
+    harness.driver = successor
+    adopted = await harness.settle(request)
+
+    assert adopted.state is AnswerState.DONE, adopted.message
+    assert adopted.data["id"] == first.data["id"]
+    assert len(successor.builds._records.all()) == 1  # one build record, no second build

@@ -29,6 +29,8 @@ from releaseflow.platform.driver import (
 
 BUILDING, SUCCEEDED, FAILED = "building", "succeeded", "failed"
 _EXTRA_DOCKERFILE = ".releaseflow.Dockerfile"
+_BUILD_LABEL = "io.releaseflow.build"  # on each image: the build that made it
+_COMMIT_LABEL = "io.releaseflow.commit"
 _CHUNK = 1 << 20
 
 
@@ -145,6 +147,13 @@ class Builder:
     async def start(
         self, *, project: str, build_service: Resource, params: Mapping[str, Any], key: str
     ) -> dict[str, Any]:
+        build_id = _build_id(self._records.directory, project, build_service.id, key)
+        earlier = self._records.load(build_id)
+        if earlier is not None:
+            # The key started this build before (maybe in a releaseflow process since killed): adopt it.
+            if earlier["status"] == BUILDING:
+                self._drive(earlier)
+            return earlier
         spec = build_service.spec
         repository = spec.get("repository")
         if not isinstance(repository, str) or not repository:
@@ -166,7 +175,6 @@ class Builder:
             reusable = self._reusable(project, build_service.id, commit, dockerfile, context)
             if reusable is not None:
                 return reusable
-        build_id = new_id(safe_name(build_service.id)[:30])
         repo = self._repository_name(project, build_service.id)
         arguments = overrides.get("buildArguments") if isinstance(overrides, Mapping) else None
         record: dict[str, Any] = {
@@ -335,24 +343,13 @@ class Builder:
     async def _build_and_push(self, record: dict[str, Any], log: Any) -> None:
         short = f"build {record['id']} of '{record['buildService']}' at {str(record['sha'])[:12]}"
         log(f"{short}: {record['repository']} ({record['branch'] or 'detached'})")
-        with tempfile.TemporaryDirectory(prefix="releaseflow-build-") as directory:
-            archive = Path(directory) / "context.tar"
-            dockerfile = await self._context(record, archive)
-            try:
-                await self._client.build_image(
-                    _chunks(archive),
-                    tags=record["tags"],
-                    dockerfile=dockerfile,
-                    on_log=log,
-                    labels={"io.releaseflow.build": record["id"], "io.releaseflow.commit": record["sha"]},
-                    target=record.get("target"),
-                    build_args=record.get("buildArguments") or None,
-                )
-            except DockerError as error:
-                raise DockerError(
-                    f"{short} failed: {error} (the build log is {self._records.log_path(record['id'])})",
-                    retryable=False,
-                ) from error
+        built = await self._client.inspect_image(str(record["image"]))
+        labels = ((built or {}).get("Config") or {}).get("Labels") or {}
+        if (labels.get(_BUILD_LABEL), labels.get(_COMMIT_LABEL)) == (record["id"], record["sha"]):
+            # Built before its releaseflow process died (a restart resumes the build): not again.
+            log(f"{short}: the image {record['image']} was built already")
+        else:
+            await self._build(record, log, short)
         if not self._registry:
             return
         credentials = self.credentials_for(record["image"])
@@ -368,6 +365,36 @@ class Builder:
                     " and the credentials",
                     retryable=True,
                 ) from error
+
+    async def _build(self, record: dict[str, Any], log: Any, short: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="releaseflow-build-") as directory:
+            archive = Path(directory) / "context.tar"
+            dockerfile = await self._context(record, archive)
+            try:
+                await self._client.build_image(
+                    _chunks(archive),
+                    tags=record["tags"],
+                    dockerfile=dockerfile,
+                    on_log=log,
+                    labels={_BUILD_LABEL: record["id"], _COMMIT_LABEL: record["sha"]},
+                    target=record.get("target"),
+                    build_args=record.get("buildArguments") or None,
+                )
+            except DockerError as error:
+                raise DockerError(
+                    f"{short} failed: {error} (the build log is {self._records.log_path(record['id'])})",
+                    retryable=False,
+                ) from error
+
+
+def _build_id(root: Path, project: str, build_service: str, key: str) -> str:
+    """The id of the build a key starts (a fresh one without a key: nothing to deduplicate against).
+
+    The driver's root is part of it: two releaseflow installations may share one engine."""
+    if not key:
+        return new_id(safe_name(build_service)[:30])
+    digest = hashlib.sha256(f"{root}\0{project}\0{build_service}\0{key}".encode()).hexdigest()[:12]
+    return f"{safe_name(build_service)[:30]}-{digest}"
 
 
 def _clean(path: str) -> str:

@@ -84,7 +84,7 @@ class DockerDriver:
         self.builds.resume()
         await self.services.adopt_ingress()
         self.services.resume()
-        self.jobs.resume()
+        await self.jobs.resume()
 
     async def stop(self) -> None:
         """Stop watching; containers are not releaseflow's children and keep running."""

@@ -8,12 +8,13 @@ container is removed once its logs are kept, so runs do not pile up in the engin
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from releaseflow.platform.docker import health
-from releaseflow.platform.docker.client import DockerClient, RegistryCredentials
+from releaseflow.platform.docker.client import DockerClient, DockerError, RegistryCredentials
 from releaseflow.platform.docker.records import (
     LABEL_KIND,
     LABEL_MANAGED,
@@ -21,6 +22,7 @@ from releaseflow.platform.docker.records import (
     LABEL_RECORD,
     LABEL_RESOURCE,
     LABEL_STAGE,
+    LOGGER,
     Records,
     Supervisor,
     new_id,
@@ -77,9 +79,20 @@ class Jobs:
         key: str,
         pull: bool,
     ) -> DriverAnswer:
-        """Start a run of ``job`` in a new container; answers IN_PROGRESS with the run's handle."""
+        """Start a run of ``job`` in a new container; answers IN_PROGRESS with the run's handle.
+
+        At most one container runs per job and idempotency key: the run's id, and so its container's
+        name, derive from the key, and the record is written before the container is made. A request
+        with a key seen before adopts that run: it makes the container if the first request died
+        before that, starts it if it was made but never started, and otherwise only follows it.
+        """
+        run_id = run_id_for(self._runs.directory, project, job, key)
+        earlier = self._runs.load(run_id)
+        if earlier is not None and not earlier.get("neverRan"):
+            if earlier["status"] != RUNNING:
+                return run_answer(earlier)
+            return await self._adopt(earlier)
         await self._client.ensure_image(image, credentials=credentials, pull=pull, on_log=lambda _: None)
-        run_id = new_id("run")
         merged = {**(spec.get("env") or {}), **{str(k): str(v) for k, v in env.items()}}
         run_spec: dict[str, Any] = {"env": merged}
         if command is not None:
@@ -96,8 +109,6 @@ class Jobs:
             LABEL_KIND: "job",
             LABEL_RECORD: run_id,
         }
-        config = container_config(image, run_spec, labels, job, restart=False)
-        container_id = await self._client.create_container(safe_name("rf", project, job, run_id), config)
         record: dict[str, Any] = {
             "id": run_id,
             "project": project,
@@ -105,7 +116,9 @@ class Jobs:
             "jobId": job,
             "image": image,
             "command": run_spec.get("command"),
-            "containerId": container_id,
+            "containerName": safe_name("rf", project, job, run_id),
+            "containerConfig": container_config(image, run_spec, labels, job, restart=False),
+            "containerId": None,
             "status": RUNNING,
             "exitCode": None,
             "logs": "",
@@ -114,12 +127,36 @@ class Jobs:
             "createdAt": utc_now(),
             "finishedAt": None,
         }
+        # Recorded before the container exists: a request with the same key finds it by its name.
         self._runs.save(run_id, record)
-        try:
-            await self._client.start_container(container_id)
-        except DriverError as error:
-            await self._finish(record, None, f"job '{job}' could not start: {error}")
+        return await self._adopt(record)
+
+    async def _adopt(self, record: dict[str, Any]) -> DriverAnswer:
+        """Bring a recorded run to "started" (its container made and started once) and watch it."""
+        run_id, name = str(record["id"]), str(record["containerName"])
+        container = await self._client.inspect_container(str(record.get("containerId") or name))
+        if container is None and record.get("containerId"):
+            # It was made, so it may have run: never make another one for this key.
+            await self._finish(record, None, f"the container of job run {run_id} disappeared before it ended")
             return run_answer(record)
+        if container is None:
+            try:
+                record["containerId"] = await self._client.create_container(name, record["containerConfig"])
+            except DockerError as error:
+                if error.status != 409:  # 409: another request made it a moment ago
+                    raise
+            container = await self._client.inspect_container(name)
+            if container is None:
+                raise DriverError(f"the container {name} of job run {run_id} vanished as it was made")
+        record["containerId"] = str(container["Id"])
+        self._runs.save(run_id, record)
+        if _state(container) == "created":
+            # Made but never started: no run has happened yet, so starting it is the first run.
+            try:
+                await self._client.start_container(str(record["containerId"]))
+            except DriverError as error:
+                await self._finish(record, None, f"job '{record['jobId']}' could not start: {error}")
+                return run_answer(record)
         self._drive(run_id)
         return run_answer(record)
 
@@ -139,9 +176,39 @@ class Jobs:
         await self._client.stop_container(str(record["containerId"]), grace_seconds=5)
         return f"job run {run_id} (container {str(record['containerId'])[:12]}) was stopped"
 
-    def resume(self) -> None:
+    async def resume(self) -> None:
+        """Settle the runs a stopped releaseflow left in flight, and watch the ones that run."""
         for record in self._runs.with_status(RUNNING):
-            self._drive(str(record["id"]))
+            try:
+                await self._settle(record)
+            except DriverError as error:
+                # The engine may be away now: the next follow (or start) looks again.
+                LOGGER.warning("docker driver: job run %s: %s", record["id"], error)
+
+    async def _settle(self, record: dict[str, Any]) -> None:
+        name = str(record.get("containerName") or "")
+        container = await self._client.inspect_container(str(record.get("containerId") or name))
+        if (container is not None and _state(container) != "created") or (
+            container is None and record.get("containerId")
+        ):
+            if container is not None:
+                record["containerId"] = str(container["Id"])
+                self._runs.save(str(record["id"]), record)
+            self._drive(str(record["id"]))  # it ran or runs (or vanished): its watcher settles it
+            return
+        # No container, or one that was never started: the run never happened.
+        if container is not None:
+            await self._client.remove_container(str(container["Id"]))
+        record.update(
+            status=FAILED,
+            neverRan=True,
+            finishedAt=utc_now(),
+            message=(
+                f"releaseflow stopped while it was starting job '{record['jobId']}'; it never ran"
+                " (a new request with the same idempotency key starts it)"
+            ),
+        )
+        self._runs.save(str(record["id"]), record)
 
     def _drive(self, run_id: str) -> None:
         self._supervisor.ensure(f"job:{run_id}", lambda: self._watch(run_id))
@@ -152,11 +219,14 @@ class Jobs:
             return
         container_id = str(record["containerId"])
         try:
-            if await self._client.inspect_container(container_id) is None:
+            container = await self._client.inspect_container(container_id)
+            if container is None:
                 await self._finish(
                     record, None, f"the container of job run {run_id} disappeared before it ended"
                 )
                 return
+            if _state(container) == "created":
+                return  # never started: whoever made it starts it, or a restart settles it
             # No time limit here: the node's timeoutDuration bounds how long the engine waits.
             exit_code = await self._client.wait_container(container_id, timeout=None)
             logs = await self._client.logs(container_id, tail=2000)
@@ -183,3 +253,17 @@ class Jobs:
         )
         self._runs.save(str(record["id"]), record)
         await self._client.remove_container(str(record["containerId"]))
+
+
+def run_id_for(root: Path, project: str, job: str, key: str) -> str:
+    """The id of the run a key starts (a fresh one without a key: nothing to deduplicate against).
+
+    The driver's root is part of it: two releaseflow installations may share one engine, and the id
+    names the run's container."""
+    if not key:
+        return new_id("run")
+    return "run-" + hashlib.sha256(f"{root}\0{project}\0{job}\0{key}".encode()).hexdigest()[:12]
+
+
+def _state(container: Mapping[str, Any]) -> str:
+    return str((container.get("State") or {}).get("Status") or "").lower()

@@ -91,7 +91,9 @@ class LocalDriver:
         }
 
     async def start(self) -> None:
+        # Each manager settles what a stopped or killed releaseflow process left in flight.
         await self.builds.start()
+        await self.jobs.start()
         await self.services.start()
         await self.addons.start()
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
 import os
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,20 +38,59 @@ OWN_VARIABLE_PREFIX = "RELEASEFLOW_"
 # renamed, so a reader sees either no exit code or a complete one.
 _WRAPPER = 'sh -c "$1"; code=$?; echo "$code" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$code"'
 
-# Runs with ``python -I -S``: starts the wrapper in a new session (its own process group, no controlling
-# terminal) and prints its pid and start time. The start time is read while the wrapper is still the
-# launcher's child (a zombie at worst), so it cannot belong to a later process with the same pid.
+# Runs with ``python -I -S``. It forks the wrapper into a new session (its own process group, no
+# controlling terminal); before the fork execs, the child writes its own handle (pid, start time, log
+# offset, ...) to the marker file, when one is named, so the user's command never runs without a
+# durable record of it. A pipe closed by the exec tells the launcher when that is done; then it prints
+# the pid and start time and exits, and the wrapper is re-parented to init. ``lock_fd`` (-1: none) is
+# an flock held by whoever decided to start: the child keeps it until its exec, so the lock is held
+# without a gap from that decision until the marker exists, even if releaseflow dies in between.
 _LAUNCHER = """\
-import os, subprocess, sys
-log_path, exit_path, wrapper, command = sys.argv[1:5]
-with open(os.devnull, "rb") as stdin, open(log_path, "ab", buffering=0) as log:
-    child = subprocess.Popen(
-        ["sh", "-c", wrapper, "releaseflow-process", command, exit_path],
-        stdin=stdin, stdout=log, stderr=log, start_new_session=True,
-    )
-with open(f"/proc/{child.pid}/stat", "rb") as stat:
-    start_time = stat.read().rsplit(b")", 1)[1].split()[19].decode()
-print(child.pid, start_time)
+import json, os, sys
+log_path, exit_path, wrapper, command, marker, lock_fd, started_at, offset = sys.argv[1:9]
+lock_fd = int(lock_fd)
+ready, done = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(ready)
+        os.setsid()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(stdin, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        with open("/proc/self/stat", "rb") as stat:
+            start_time = int(stat.read().rsplit(b")", 1)[1].split()[19])
+        handle = {"pid": os.getpid(), "startTime": start_time, "startedAt": started_at,
+                  "logPath": log_path, "logOffset": int(offset), "exitFile": exit_path}
+        if marker:
+            temporary = marker + ".tmp"
+            with open(temporary, "w") as file:
+                json.dump(handle, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, marker)
+        os.write(done, f"{os.getpid()} {start_time}".encode())
+        if lock_fd >= 0:
+            os.set_inheritable(lock_fd, False)  # released by the exec, once the marker exists
+    except BaseException as error:
+        os.write(2, f"releaseflow launcher: {error}\\n".encode())
+        os._exit(70)
+    try:
+        os.execvp("sh", ["sh", "-c", wrapper, "releaseflow-process", command, exit_path])
+    except BaseException as error:
+        # The marker says the process started: give it an exit code, as the wrapper would have.
+        os.write(2, f"releaseflow launcher: cannot run sh: {error}\\n".encode())
+        with open(exit_path + ".tmp", "w") as file:
+            file.write("127\\n")
+        os.replace(exit_path + ".tmp", exit_path)
+        os._exit(127)
+os.close(done)
+if lock_fd >= 0:
+    os.close(lock_fd)
+with os.fdopen(ready, "rb") as pipe:
+    print(pipe.read().decode())
 """
 
 _POLL_SECONDS = 0.05
@@ -109,10 +151,23 @@ class ProcessHandle:
 
 
 async def spawn(
-    command: str, *, cwd: Path, env: Mapping[str, str], log_path: Path, exit_file: Path, banner: str = ""
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    exit_file: Path,
+    banner: str = "",
+    marker: Path | None = None,
+    lock_fd: int | None = None,
 ) -> ProcessHandle:
-    """Start ``sh -c command`` detached from releaseflow; stdout and stderr are appended to ``log_path``."""
-    offset = _prepare_files(command, cwd, log_path, exit_file, banner)
+    """Start ``sh -c command`` detached from releaseflow; stdout and stderr are appended to ``log_path``.
+
+    ``marker``: a file the new process writes its handle to before the command runs (``read_marker``
+    reads it), so a start is findable whatever instant releaseflow dies at. ``lock_fd``: an open file
+    holding an flock (``launch_lock``) that the launcher keeps held until the marker exists.
+    """
+    offset = _prepare_files(command, cwd, log_path, exit_file, banner, marker)
     started_at = now_utc()
     try:
         launcher = await asyncio.create_subprocess_exec(
@@ -125,18 +180,24 @@ async def spawn(
             str(exit_file),
             _WRAPPER,
             command,
+            str(marker or ""),
+            str(-1 if lock_fd is None else lock_fd),
+            started_at.isoformat(),
+            str(offset),
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            pass_fds=() if lock_fd is None else (lock_fd,),
         )
         out, err = await launcher.communicate()
     except OSError as error:
         raise DriverError(f"cannot start '{command}' in {cwd}: {error}") from error
     fields = out.decode(errors="replace").split()
     if launcher.returncode != 0 or len(fields) != 2:
-        detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        lines = (err.decode(errors="replace") + "\n".join(tail(log_path, 1, offset=offset))).strip()
+        detail = lines.splitlines()[-1:] or ["no output"]
         raise DriverError(f"cannot start '{command}' in {cwd}: the launcher failed ({detail[0]})")
     return ProcessHandle(
         pid=int(fields[0]),
@@ -146,6 +207,47 @@ async def spawn(
         log_offset=offset,
         exit_file=exit_file,
     )
+
+
+def read_marker(marker: Path) -> ProcessHandle | None:
+    """The handle a process started with ``spawn(marker=...)`` wrote before its command ran, or None."""
+    try:
+        return ProcessHandle.from_data(json.loads(marker.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def launch_lock(path: Path, *, timeout: float) -> AsyncIterator[int]:
+    """Hold an exclusive flock on ``path`` and yield its file descriptor (for ``spawn(lock_fd=...)``).
+
+    Held, it means: whoever decides whether to start the process under this lock, and the launcher
+    until the process has written its marker. Free, it means nobody is between the two: a marker that
+    is absent then proves the process never ran. Polled, so the event loop never blocks on it.
+    """
+    fd = await asyncio.to_thread(open_lock, path)
+    try:
+        deadline = time.monotonic() + timeout
+        while not try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise DriverError(f"{path} stayed locked for {timeout:g} s: another start hangs")
+            await asyncio.sleep(_POLL_SECONDS / 5)
+        yield fd
+    finally:
+        os.close(fd)  # closing our descriptor releases the lock unless a launcher still holds it
+
+
+def open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -181,14 +283,20 @@ async def run_command(
     return CommandResult(process.returncode, out[-limit:].decode(errors="replace"), False)
 
 
-def _prepare_files(command: str, cwd: Path, log_path: Path, exit_file: Path, banner: str) -> int:
-    """Make the folders, drop a stale exit file, write the banner; the log's size for the new process."""
+def _prepare_files(
+    command: str, cwd: Path, log_path: Path, exit_file: Path, banner: str, marker: Path | None
+) -> int:
+    """Make the folders, drop a stale exit file and marker, write the banner; the log's size for the
+    new process."""
     if not cwd.is_dir():
         raise DriverError(f"cannot start '{command}': the folder {cwd} does not exist", retryable=False)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     exit_file.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        exit_file.unlink()
+    # An exit code or marker of an earlier process must not pass for the new one's.
+    for stale in (exit_file, marker):
+        if stale is not None:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
     with log_path.open("ab") as log:
         if banner:
             log.write(f"--- releaseflow {now_utc().isoformat(timespec='seconds')}: {banner}\n".encode())
