@@ -34,7 +34,7 @@ _TRANSIENT_CLASSES = frozenset({"08", "53"})
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "40003", "25006", "57P01", "57P02", "57P03"})
 
 # How long a transaction waits for a pooled connection before it fails (transiently) and is retried.
-POOL_WAIT_SECONDS = 10.0
+POOL_WAIT_SECONDS = 5.0
 # How long the pool keeps retrying one lost connection on its own, with its own growing delay; after
 # that it gives up and the next transaction asks for a fresh one. Kept short so that a long outage
 # does not leave the pool waiting minutes after the server is back.
