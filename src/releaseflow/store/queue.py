@@ -87,8 +87,10 @@ async def leased_nodes_of_aborting_runs(tx: Transaction, owner: str) -> list[tup
 
 
 async def register_worker(tx: Transaction, worker_id: str, pid: int, now: datetime) -> None:
+    # Idempotent: a registration retried after a commit whose outcome was lost finds its own row.
     await tx.execute(
-        "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         (worker_id, socket.gethostname(), pid, to_epoch(now), to_epoch(now)),
     )
 
