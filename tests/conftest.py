@@ -3,6 +3,7 @@
 * ``postgres_admin_url`` (session): ``postgresql://postgres@127.0.0.1:PORT/postgres``, a superuser URL of
   a throwaway PostgreSQL 15 cluster (see ``tests/postgres_cluster.py``), or of the server named by
   ``RELEASEFLOW_TEST_POSTGRES_URL``.
+* ``postgres_cluster`` (session): that server's ``PostgresCluster``, for tests of database outages.
 * ``fresh_postgres_database`` (function): a callable ``(template: str | None = None) -> str`` that
   creates a new, uniquely named, empty database (``CREATE DATABASE ... TEMPLATE template`` when given)
   and returns its URL. Every database it made is dropped when the test ends.
@@ -47,7 +48,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    uses_postgres = "postgres_admin_url" in getattr(item, "fixturenames", ())
+    uses_postgres = "postgres_cluster" in getattr(item, "fixturenames", ())
     if (
         report.skipped
         and uses_postgres
@@ -67,12 +68,19 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url() -> Iterator[str]:
-    with PostgresCluster() as url:
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The session's server itself, for outage tests (cut connections; stop, start, restart it)."""
+    cluster = PostgresCluster()
+    with cluster as url:
         # Fail here, with the cause, rather than in the first test that connects.
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             conn.execute("SELECT 1")
-        yield url
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(postgres_cluster: PostgresCluster) -> str:
+    return postgres_cluster.url
 
 
 @pytest.fixture

@@ -12,6 +12,10 @@ of a server that is either
 PostgreSQL refuses to run as root, which CI and sessions are: then ``initdb`` and ``pg_ctl`` run as the
 ``postgres`` system user (created by the Debian package) in a directory it owns.
 
+For outage tests, ``terminate_backends()`` cuts every client connection (``pg_terminate_backend``, on any
+server), and on a cluster of its own ``stop_server()`` / ``start_server()`` take the server down and bring
+it back on the same port, ``restart()`` does both (``pg_ctl restart``).
+
 ``stop()`` stops the server and deletes the directory. It also runs at interpreter exit, and a small
 watchdog process does it if this process dies without a chance to clean up (SIGKILL), so a postmaster is
 never left behind. Every failure raises ``PostgresClusterError`` with the tail of the server log: the
@@ -153,6 +157,67 @@ class PostgresCluster:
                 self._watchdog.communicate(timeout=30)
                 self._watchdog = None
 
+    def terminate_backends(self) -> int:
+        """Cut every client connection but this one (``pg_terminate_backend``); returns how many."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchall()
+        return sum(1 for (terminated,) in rows if terminated)
+
+    def stop_server(self) -> None:
+        """Take the server down (fast shutdown: clients are cut off), keeping its data and port."""
+        base_dir = self._own_cluster("stop")
+        self._run_as_server_user(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "stop",
+                "-D",
+                str(base_dir / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+            ],
+            cwd=base_dir,
+        )
+
+    def start_server(self) -> None:
+        """Bring the server stopped by ``stop_server()`` back, on the same port."""
+        self._own_cluster("start")
+        assert self.port is not None
+        self._pg_ctl_start(self.port, check=True)
+
+    def restart(self) -> None:
+        """A full restart of the server (``pg_ctl restart``, fast mode): clients are cut off."""
+        base_dir = self._own_cluster("restart")
+        self._run_as_server_user(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "restart",
+                "-D",
+                str(base_dir / "data"),
+                "-m",
+                "fast",
+                "-l",
+                str(base_dir / "server.log"),
+                "-w",
+                "-t",
+                "60",
+            ],
+            cwd=base_dir,
+        )
+
+    def _own_cluster(self, action: str) -> Path:
+        if self.base_dir is None:
+            raise PostgresClusterError(
+                f"cannot {action} the PostgreSQL server: "
+                + ("it is the external one named by " + URL_ENV if self.external_url else "it is not running")
+            )
+        return self.base_dir
+
     def __enter__(self) -> str:
         return self.start()
 
@@ -233,26 +298,10 @@ class PostgresCluster:
 
     def _start_server(self, attempts: int = 3) -> None:
         assert self.base_dir is not None
-        data_dir, log_file = self.base_dir / "data", self.base_dir / "server.log"
+        log_file = self.base_dir / "server.log"
         for attempt in range(1, attempts + 1):
             port = free_port()
-            result = self._run_as_server_user(
-                [
-                    str(self.bin_dir / "pg_ctl"),
-                    "start",
-                    "-D",
-                    str(data_dir),
-                    "-l",
-                    str(log_file),
-                    "-o",
-                    f"-p {port}",
-                    "-w",
-                    "-t",
-                    "60",
-                ],
-                cwd=self.base_dir,
-                check=False,
-            )
+            result = self._pg_ctl_start(port, check=False)
             if result.returncode == 0:
                 self.port = port
                 self._url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -263,6 +312,27 @@ class PostgresCluster:
                     f"pg_ctl start failed (exit {result.returncode}):\n{result.stdout.strip()}\n"
                     f"--- server log ({log_file}) ---\n{self._log_tail()}"
                 )
+
+    def _pg_ctl_start(self, port: int, *, check: bool) -> subprocess.CompletedProcess[str]:
+        assert self.base_dir is not None
+        data_dir, log_file = self.base_dir / "data", self.base_dir / "server.log"
+        return self._run_as_server_user(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "start",
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log_file),
+                "-o",
+                f"-p {port}",
+                "-w",
+                "-t",
+                "60",
+            ],
+            cwd=self.base_dir,
+            check=check,
+        )
 
     # -- helpers -----------------------------------------------------------------------------------
 

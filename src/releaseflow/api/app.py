@@ -3,6 +3,10 @@
 The app owns the process's database connection and, unless told otherwise, a worker that runs in
 the same event loop (``releaseflow serve``): both start with the app and stop with it.
 
+If that worker ends while the app is not stopping (a bug: database outages are ridden out inside the
+worker), the whole process stops with exit status 1, so that a supervisor restarts it: HTTP never
+keeps answering beside a dead worker.
+
 ``uvicorn`` builds it with ``create_app`` as a factory (``releaseflow.api.app:create_app``), which
 reads the settings from the environment; the command line exports its settings there first.
 """
@@ -13,7 +17,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,7 +31,7 @@ from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine import queries
 from releaseflow.engine.worker import Worker, standard_worker
 from releaseflow.settings import Settings
-from releaseflow.store.database import Database, open_database
+from releaseflow.store.database import Database, describe, open_database
 from releaseflow.store.migrate import pending_migrations
 
 log = logging.getLogger(__name__)
@@ -32,17 +39,46 @@ log = logging.getLogger(__name__)
 # Set to "0" to serve HTTP without a worker in this process (workers run elsewhere).
 WORKER_VARIABLE = "RELEASEFLOW_SERVE_WORKER"
 
+# The exit status of a process whose worker died, and how long its graceful stop may take.
+EXIT_WORKER_DIED = 1
+GRACEFUL_STOP_SECONDS = 30.0
+# /healthz waits this long for the database before it reports it unreachable.
+PING_TIMEOUT_SECONDS = 3.0
+
+
+def stop_this_process() -> None:
+    """Stop the server gracefully (uvicorn handles SIGTERM), and for certain after a grace period."""
+    timer = threading.Timer(GRACEFUL_STOP_SECONDS, os._exit, (EXIT_WORKER_DIED,))
+    timer.daemon = True
+    timer.start()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_process() -> None:
+    """The end of a process whose worker died: everything is closed; exit non-zero at once (uvicorn
+    would otherwise exit 0 after the SIGTERM it was sent)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_WORKER_DIED)
+
 
 class _Runtime:
     """What the app holds while it runs: the database and the worker task."""
 
-    def __init__(self, settings: Settings, with_worker: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        with_worker: bool,
+        on_worker_died: Callable[[], None] = stop_this_process,
+    ) -> None:
         self.settings = settings
         self.with_worker = with_worker
         self.db: Database | None = None
         self.worker: Worker | None = None
         self.worker_task: asyncio.Task[None] | None = None
         self.stop = asyncio.Event()
+        self.worker_died = False
+        self._on_worker_died = on_worker_died
 
     async def start(self) -> None:
         self.db = await open_database(self.settings.database_url)
@@ -54,7 +90,21 @@ class _Runtime:
         if self.with_worker:
             self.worker = standard_worker(self.db, self.settings.worker, self.settings.drivers())
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")
+            self.worker_task.add_done_callback(self._worker_ended)
             log.info("worker %s started", self.worker.id)
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if self.stop.is_set():
+            return  # the app is stopping: the worker was asked to
+        error = None if task.cancelled() else task.exception()
+        log.critical(
+            "the worker of this process ended unexpectedly (%s): stopping releaseflow so that its"
+            " supervisor restarts it",
+            describe(error) if error is not None else "cancelled",
+            exc_info=error,
+        )
+        self.worker_died = True
+        self._on_worker_died()
 
     async def close(self) -> None:
         self.stop.set()
@@ -71,12 +121,31 @@ class _Runtime:
             return "stopped"
         return "alive"
 
+    async def database_state(self) -> str | None:
+        """None when the database answers; else what is wrong with it."""
+        if self.db is None:
+            return "not open"
+        try:
+            await asyncio.wait_for(queries.ping(self.db), timeout=PING_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return f"unreachable: no answer within {PING_TIMEOUT_SECONDS:g}s"
+        except Exception as error:  # any failure to answer means degraded; say why
+            return f"unreachable: {describe(error)}"
+        return None
 
-def create_app(settings: Settings | None = None, *, with_worker: bool | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    with_worker: bool | None = None,
+    on_worker_died: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app; ``on_worker_died`` is called when the in-process worker ends unexpectedly. By default
+    the process stops gracefully and then exits with ``EXIT_WORKER_DIED``."""
     settings = settings or Settings.from_env(os.environ)
     if with_worker is None:
         with_worker = os.environ.get(WORKER_VARIABLE, "1") != "0"
-    runtime = _Runtime(settings, with_worker)
+    runtime = _Runtime(settings, with_worker, on_worker_died or stop_this_process)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,24 +154,28 @@ def create_app(settings: Settings | None = None, *, with_worker: bool | None = N
             yield
         finally:
             await runtime.close()
+            if runtime.worker_died and on_worker_died is None:
+                exit_process()
 
     app = FastAPI(title="releaseflow", lifespan=lifespan)
     app.include_router(inbox_routes(Inbox()))
 
     @app.get("/healthz")
     async def health() -> JSONResponse:
-        checks: dict[str, Any] = {"worker": runtime.worker_state()}
-        if runtime.db is None:
-            checks["database"] = "not open"
-        else:
-            try:
-                await queries.ping(runtime.db)
-                checks["database"] = "reachable"
-            except Exception as error:  # any failure to answer means unhealthy; say why
-                checks["database"] = f"unreachable: {error}"
-        healthy = checks["database"] == "reachable" and checks["worker"] != "stopped"
-        return JSONResponse(
-            {"status": "ok" if healthy else "unhealthy", **checks}, status_code=200 if healthy else 503
-        )
+        """``ok`` (200), or ``degraded`` (503) with what is wrong: the database is away (the process
+        rides it out and resumes by itself) or the worker stopped (the process is exiting)."""
+        worker = runtime.worker_state()
+        database_problem = await runtime.database_state()
+        checks: dict[str, Any] = {"worker": worker, "database": database_problem or "reachable"}
+        problems = [f"database {database_problem}"] if database_problem else []
+        if worker == "stopped":
+            problems.append("the worker stopped")
+        outage = runtime.db.outage if runtime.db is not None else None
+        if database_problem and outage is not None:
+            checks["databaseAwaySince"] = outage.since.isoformat()
+        body = {"status": "degraded" if problems else "ok", **checks}
+        if problems:
+            body["problems"] = problems
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     return app

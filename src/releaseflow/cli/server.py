@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, redact_url, run_async
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine import queries
 from releaseflow.engine.worker import standard_worker
@@ -137,7 +137,12 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from error
 
 
+log = logging.getLogger(__name__)
+
+
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Work until Ctrl-C or SIGTERM (exit 0). Database outages are ridden out inside the worker; any
+    other error ends it with exit status 1, so that a supervisor restarts it."""
     if settings.database_url.startswith("sqlite:"):
         # A SQLite worker takes back every lease at start (no other process may hold one), so a second
         # process would steal the work of the server's own worker.
@@ -161,6 +166,12 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             await worker.run(stop)
         print("worker stopped", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_async(go())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_async(go())
+    except ReleaseflowError:
+        raise  # a clear message (cannot connect, schema not migrated); the CLI prints it
+    except Exception:
+        log.critical("the worker stopped; exiting so that its supervisor restarts it", exc_info=True)
+        return EXIT_FAILED
     return EXIT_OK

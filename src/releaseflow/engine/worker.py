@@ -1,8 +1,14 @@
 """The worker: claims due nodes, runs their executors, reports answers; heartbeats and reaps.
 
 Durability rests on the database alone: a claim is a lease with a fencing token; the heartbeat
-extends the leases this worker holds; the reaper (every worker runs one) returns the work of a worker
-whose leases expired to the retry policy; an answer for a lease that is no longer ours is refused.
+extends the leases of the nodes this worker has a live task for, and no others; the reaper (every
+worker runs one) returns the work of a worker whose leases expired to the retry policy; an answer for
+a lease that is no longer ours is refused.
+
+Database outages are ridden out (docs/engine.md, "Database outages"): every loop retries transient
+failures with a bounded, jittered backoff; a task that cannot record its answer retries while its
+lease lasts and then releases the lease. Any other error ends ``run`` with that error: a worker that
+cannot carry on stops, so that its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
+from releaseflow.store.outages import FailureStreak, pause, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +88,31 @@ class Worker:
         self.drivers = drivers or DriverRegistry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._aborting: set[str] = set()
+        # Until when each live task's lease is known to hold (its claim, then each heartbeat).
+        self._lease_until: dict[str, datetime] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set."""
+        """Work until ``stop`` is set. Rides out database outages; raises on anything else (a bug)."""
         await self.db.start_listening()
         await self.drivers.start_all()
-        async with self.db.transaction() as tx:
-            await queue.register_worker(tx, self.id, os.getpid(), self.clock.now())
-        if self.db.dialect == "sqlite":
-            # SQLite serves one process: any lease still held belongs to a process that is gone.
-            now = self.clock.now()
-            await reap_expired_leases(self.db, now, self.templates, expired_before=now + timedelta(days=3650))
-        loops = [
-            asyncio.create_task(self._heartbeat_loop(stop)),
-            asyncio.create_task(self._reaper_loop(stop)),
-        ]
+        loops: list[asyncio.Task[None]] = []
         try:
-            await self._claim_loop(stop)
+            await self._register(stop)
+            loops = [
+                asyncio.create_task(self._claim_loop(stop), name="claim loop"),
+                asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat loop"),
+                asyncio.create_task(self._reaper_loop(stop), name="reaper loop"),
+            ]
+            listener = self.db.listener()
+            watched = [*loops, listener] if listener is not None else loops
+            # Each loop runs until stop; one that ends before (a bug) ends the worker, never half of it.
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
+                if not stop.is_set():
+                    raise RuntimeError(f"the {task.get_name()} of worker {self.id} ended unexpectedly")
         finally:
             for task in loops:
                 task.cancel()
@@ -108,10 +123,32 @@ class Worker:
                 async with self.db.transaction() as tx:
                     await queue.forget_worker(tx, self.id)
 
+    async def _register(self, stop: asyncio.Event) -> None:
+        async def register() -> None:
+            async with self.db.transaction() as tx:
+                await queue.register_worker(tx, self.id, os.getpid(), self.clock.now())
+
+        await retry_transient(self.db, register, what=f"registering worker {self.id}", stop=stop)
+        if self.db.dialect == "sqlite":
+            # SQLite serves one process: any lease still held belongs to a process that is gone.
+            async def reclaim() -> None:
+                now = self.clock.now()
+                await reap_expired_leases(
+                    self.db, now, self.templates, expired_before=now + timedelta(days=3650)
+                )
+
+            await retry_transient(self.db, reclaim, what="reclaiming leases left behind", stop=stop)
+
     async def _claim_loop(self, stop: asyncio.Event) -> None:
+        streak = FailureStreak(self.db, f"claiming work for worker {self.id}")
         while not stop.is_set():
             capacity = self.settings.max_concurrency - len(self._tasks)
-            claimed, next_due = await self._claim(capacity)
+            try:
+                claimed, next_due = await self._claim(capacity)
+            except Exception as error:  # transient: wait and look again; else re-raised (a bug)
+                await pause(streak.failed(error), stop)
+                continue
+            streak.succeeded()
             if capacity > 0 and claimed == capacity:
                 continue  # a full batch: there may be more due right now
             wait = self.settings.idle_poll_seconds
@@ -181,20 +218,56 @@ class Worker:
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
+        self._lease_until[claim.node_id] = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
+        settled = False
         try:
             answer = await self._act(claim, context)
-            await self.complete(claim, answer)
-        except StaleLeaseError as error:
-            log.warning("%s", error)
-        except Exception:
-            log.exception(
-                "worker %s could not record the answer for %s %s", self.id, claim.run_id, claim.path
-            )
+            settled = await self._record(claim, answer)
         finally:
             self._tasks.pop(claim.node_id, None)
             self._aborting.discard(claim.node_id)
+            self._lease_until.pop(claim.node_id, None)
+            if not settled:
+                # No live task works on the node any more: let the lease go at once (the node is
+                # reclaimed as a lost attempt). The heartbeat no longer extends it in any case.
+                await self._release(claim)
             # A slot is free: the claim loop may take more work at once.
             self.db.wake_local()
+
+    async def _record(self, claim: Claim, answer: Answer) -> bool:
+        """Record the answer, retrying through an outage while the lease lasts (the answer may be a
+        finished deploy: worth keeping). False when it could not be recorded."""
+
+        def lease_lasts(delay: float) -> bool:
+            until = self._lease_until.get(claim.node_id)
+            return until is not None and self.clock.now() + timedelta(seconds=delay) < until
+
+        try:
+            await retry_transient(
+                self.db,
+                lambda: self.complete(claim, answer),
+                what=f"recording the answer for {claim.path} of run {claim.run_id}",
+                keep_trying=lease_lasts,
+            )
+        except StaleLeaseError as error:
+            log.warning("%s", error)  # the node is someone else's now: nothing of ours to release
+            return True
+        except Exception:
+            log.exception(
+                "worker %s could not record the answer for %s of run %s; releasing its lease",
+                self.id,
+                claim.path,
+                claim.run_id,
+            )
+            return False
+        return True
+
+    async def _release(self, claim: Claim) -> None:
+        try:
+            async with self.db.transaction() as tx:
+                await queue.release_lease(tx, claim.node_id, self.id, claim.lease_token, self.clock.now())
+        except Exception as error:  # the lease expires by itself: it is no longer extended
+            log.warning("could not release the lease on %s of run %s: %s", claim.path, claim.run_id, error)
 
     async def _act(self, claim: Claim, context: ExecutionContext) -> Answer:
         executor = self.executors.get(claim.kind)
@@ -244,19 +317,30 @@ class Worker:
             await settle(tx, claim.run_id, now, self.templates)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        streak = FailureStreak(self.db, f"the heartbeat of worker {self.id}")
+        interval = self.settings.heartbeat_seconds
         while not stop.is_set():
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+            await asyncio.sleep(interval)
             try:
                 await self.heartbeat()
-            except Exception:
-                log.exception("heartbeat of worker %s failed", self.id)
+            except Exception as error:  # transient: beat again soon, to save the leases; else re-raised
+                interval = min(streak.failed(error), self.settings.heartbeat_seconds)
+                continue
+            streak.succeeded()
+            interval = self.settings.heartbeat_seconds
 
     async def heartbeat(self) -> None:
         now = self.clock.now()
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        # Only the leases of nodes a live task works on; any other lease of ours is left to expire.
+        live = list(self._tasks)
         async with self.db.transaction() as tx:
             await queue.heartbeat(tx, self.id, now)
-            await queue.extend_leases(tx, self.id, now + timedelta(seconds=self.settings.lease_seconds))
+            await queue.extend_leases(tx, self.id, live, until)
             aborting = await queue.leased_nodes_of_aborting_runs(tx, self.id)
+        for node_id in live:
+            if node_id in self._lease_until:
+                self._lease_until[node_id] = until
         for node_id, _token in aborting:
             task = self._tasks.get(node_id)
             if task is not None and node_id not in self._aborting:
@@ -264,15 +348,20 @@ class Worker:
                 task.cancel()
 
     async def _reaper_loop(self, stop: asyncio.Event) -> None:
+        streak = FailureStreak(self.db, f"the reaper of worker {self.id}")
+        interval = self.settings.reap_seconds
         while not stop.is_set():
-            await asyncio.sleep(self.settings.reap_seconds)
+            await asyncio.sleep(interval)
             try:
                 await reap_expired_leases(self.db, self.clock.now(), self.templates)
-            except Exception:
-                log.exception("reaper of worker %s failed", self.id)
+            except Exception as error:  # transient: look again later; else re-raised (a bug)
+                interval = max(streak.failed(error), self.settings.reap_seconds)
+                continue
+            streak.succeeded()
+            interval = self.settings.reap_seconds
 
     async def _stop_tasks(self) -> None:
-        # Leases of unfinished actions are left to expire: the reaper hands them to the retry policy.
+        # Each cancelled task releases its lease: the reaper hands the node back at once.
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)

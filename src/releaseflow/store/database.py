@@ -11,6 +11,7 @@ import abc
 import asyncio
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -79,12 +80,46 @@ class Transaction(abc.ABC):
         self.wake_requested = True
 
 
+def describe(error: BaseException) -> str:
+    """One line saying what went wrong, for logs and /healthz."""
+    text = " ".join(str(error).split()) or "no message"
+    return f"{type(error).__name__}: {text}"
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The database stopped answering: since when (the first failure of a streak), and the last error."""
+
+    since: datetime
+    error: str
+
+
 class Database(abc.ABC):
     dialect: Dialect
     url: str
 
     def __init__(self) -> None:
         self._wakeup = asyncio.Event()
+        # Set by a transaction that failed for a transient reason, cleared by the next that commits:
+        # what /healthz reports as "degraded".
+        self.outage: Outage | None = None
+
+    @abc.abstractmethod
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` is the database being away or busy (worth a retry) rather than a bug."""
+
+    def note_failure(self, error: BaseException) -> None:
+        """Called by the backends when a transaction failed; remembers transient failures."""
+        if self.is_transient(error):
+            since = self.outage.since if self.outage is not None else datetime.now(UTC)
+            self.outage = Outage(since=since, error=describe(error))
+
+    def note_success(self) -> None:
+        self.outage = None
+
+    def listener(self) -> asyncio.Task[None] | None:
+        """The task receiving wake-ups from other processes, if any: it must not end while in use."""
+        return None
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from datetime import datetime
 
 from releaseflow.domain.statuses import RECLAIMABLE_NODE_STATUSES
@@ -40,9 +41,27 @@ async def next_due_at(tx: Transaction) -> datetime | None:
     return from_epoch(value)
 
 
-async def extend_leases(tx: Transaction, owner: str, until: datetime) -> int:
+async def extend_leases(tx: Transaction, owner: str, node_ids: Collection[str], until: datetime) -> int:
+    """Extend the leases ``owner`` holds on ``node_ids`` — the nodes it has a live task for — only.
+
+    A lease the owner holds on any other node (its task ended without recording an answer, or a claim
+    whose commit the worker never saw) is left to expire, and the reaper reclaims the node.
+    """
+    if not node_ids:
+        return 0
+    marks = ", ".join("?" for _ in node_ids)
     return await tx.execute(
-        "UPDATE node_runs SET lease_expires_at = ? WHERE lease_owner = ?", (to_epoch(until), owner)
+        f"UPDATE node_runs SET lease_expires_at = ? WHERE lease_owner = ? AND id IN ({marks})",
+        (to_epoch(until), owner, *node_ids),
+    )
+
+
+async def release_lease(tx: Transaction, node_id: str, owner: str, token: int, now: datetime) -> int:
+    """Let the lease ``owner`` holds on a node (claim ``token``) expire now, so that the reaper reclaims
+    the node at once as a lost attempt; a no-op when the lease has meanwhile passed to someone else."""
+    return await tx.execute(
+        "UPDATE node_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND lease_token = ?",
+        (to_epoch(now), node_id, owner, token),
     )
 
 
@@ -68,8 +87,10 @@ async def leased_nodes_of_aborting_runs(tx: Transaction, owner: str) -> list[tup
 
 
 async def register_worker(tx: Transaction, worker_id: str, pid: int, now: datetime) -> None:
+    # Idempotent: a registration retried after a commit whose outcome was lost finds its own row.
     await tx.execute(
-        "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         (worker_id, socket.gethostname(), pid, to_epoch(now), to_epoch(now)),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,6 +14,21 @@ import aiosqlite
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.store.database import Database, Params, Row, Transaction
 from releaseflow.store.files import narrow, private_directory, private_file
+
+# SQLITE_BUSY and SQLITE_LOCKED (the low byte of extended codes such as SQLITE_BUSY_SNAPSHOT): another
+# connection holds a lock for longer than the busy timeout. It passes; the work is tried again.
+_BUSY_CODES = frozenset({5, 6})
+# How long a statement waits for another process's lock before failing with SQLITE_BUSY.
+BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def is_transient_error(error: BaseException) -> bool:
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(error) or "busy" in str(error)
 
 
 class SqliteTransaction(Transaction):
@@ -51,7 +67,7 @@ class SqliteDatabase(Database):
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str) -> SqliteDatabase:
+    async def open(cls, url: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SqliteDatabase:
         # sqlite:///abs/path.db names /abs/path.db; sqlite://rel/path.db a path relative to the cwd.
         path = url.removeprefix("sqlite:").removeprefix("//")
         if path != ":memory:":
@@ -70,7 +86,7 @@ class SqliteDatabase(Database):
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
             # Another process (the CLI beside a running server) may hold the write lock briefly.
-            await connection.execute("PRAGMA busy_timeout=10000")
+            await connection.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         except sqlite3.Error as error:
             raise ReleaseflowError(f"cannot open SQLite database '{path}': {error}") from error
         return cls(url, connection)
@@ -82,18 +98,26 @@ class SqliteDatabase(Database):
     def read(self) -> AbstractAsyncContextManager[Transaction]:
         return self._transaction("BEGIN")
 
+    def is_transient(self, error: BaseException) -> bool:
+        return is_transient_error(error)
+
     @asynccontextmanager
     async def _transaction(self, begin: str) -> AsyncIterator[Transaction]:
         async with self._lock:
             tx = SqliteTransaction(self._connection)
-            await self._connection.execute(begin)
             try:
+                await self._connection.execute(begin)
                 yield tx
                 await tx.flush_deferred()
-            except BaseException:
-                await self._connection.execute("ROLLBACK")
+                await self._connection.execute("COMMIT")
+            except BaseException as error:
+                # Never leave the connection inside a transaction: not when COMMIT failed (busy), nor
+                # when the caller was cancelled while BEGIN ran (it may have begun all the same).
+                with contextlib.suppress(sqlite3.Error):
+                    await self._connection.execute("ROLLBACK")
+                self.note_failure(error)
                 raise
-            await self._connection.execute("COMMIT")
+        self.note_success()
         if tx.wake_requested:
             self.wake_local()
 
