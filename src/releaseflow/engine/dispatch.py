@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from releaseflow.domain import expressions
-from releaseflow.domain.errors import ExpressionError
+from releaseflow.domain.errors import ConflictError, ExpressionError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
@@ -41,6 +41,7 @@ class Claim:
     project_id: str
     pipeline_id: str
     stage: str
+    resumed: bool = False  # True: this claim re-runs an attempt whose worker was lost
 
     @property
     def idempotency_key(self) -> str:
@@ -87,6 +88,8 @@ async def begin(
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
+    if node.status is NodeStatus.RUNNING:
+        return await _resume(tx, node, run, flow, worker_id, now)
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
     outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
@@ -132,6 +135,29 @@ async def begin(
     return _claim(started, run, flow.project_id, flow.pipeline_id, flow.stage, resolved, poll=False)
 
 
+async def _resume(
+    tx: Transaction, node: NodeRecord, run: RunRecord, flow: FlowRecord, worker_id: str, now: datetime
+) -> Claim:
+    """A running node whose worker was lost: the same attempt again, on the code it resolved then."""
+    entry = {"attempt": node.attempt, "startTime": now.timestamp(), "worker": worker_id, "resumed": True}
+    attempts = [*node.attempts, entry]
+    if not await run_store.update_node(tx, node.id, str(NodeStatus.RUNNING), {"attempts": attempts}):
+        raise ConflictError(f"node {node.path} of run {run.id} is no longer running")
+    run_store.append_event(
+        tx,
+        run.id,
+        node.path,
+        now,
+        str(NodeStatus.RUNNING),
+        str(NodeStatus.RUNNING),
+        f"attempt {node.attempt} of {node.max_attempts} resumed by worker {worker_id}",
+    )
+    resumed = replace(node, attempts=attempts)
+    return _claim(
+        resumed, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=False, resumed=True
+    )
+
+
 def _claim(
     node: NodeRecord,
     run: RunRecord,
@@ -142,6 +168,7 @@ def _claim(
     *,
     poll: bool,
     cancel: bool = False,
+    resumed: bool = False,
 ) -> Claim:
     return Claim(
         node_id=node.id,
@@ -159,6 +186,7 @@ def _claim(
         project_id=project_id,
         pipeline_id=pipeline_id,
         stage=stage,
+        resumed=resumed,
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.retry import decide_retry
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.domain.template import DEFAULT_BACKOFF_SECONDS
@@ -22,6 +23,9 @@ from releaseflow.store.records import NodeRecord
 
 # How long a node may wait for its condition when its template sets no timeoutDuration.
 DEFAULT_WAIT_TIMEOUT_SECONDS = 900.0
+# A node whose worker was lost this many times in a row is taken to be what kills its workers.
+MAX_LOST_CLAIMS = 5
+LOST = "lost"  # status of an attempt-log entry whose worker vanished before it answered
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,67 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
         await _fail_attempt(tx, node, answer, now)
     else:
         await _wait(tx, node, answer, now)
+
+
+def lost_in_a_row(attempts: list[dict[str, Any]]) -> int:
+    """How many claims at the end of the attempt log were lost (their worker vanished)."""
+    count = 0
+    for entry in reversed(attempts):
+        if entry.get("status") != LOST:
+            break
+        count += 1
+    return count
+
+
+async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetime) -> None:
+    """The worker holding ``node`` is gone (lease expired, or its process restarted).
+
+    A lost poll of a waiting node is simply made due again: the action lives on the platform. A lost
+    attempt of a running node is not the node's fault: it is due again at once, without backoff and
+    without using up an attempt, and the next claim resumes the same attempt (same idempotency key,
+    so the driver adopts what the lost attempt started). A node that loses its worker
+    ``MAX_LOST_CLAIMS`` times in a row fails: it is most likely what kills its workers.
+    """
+    if node.status is NodeStatus.WAITING:
+        await run_store.update_node(
+            tx,
+            node.id,
+            str(NodeStatus.WAITING),
+            {"due_at": now, "became_due_at": now, **_RELEASE_LEASE},
+        )
+        tx.wake_workers()
+        return
+    error = {"code": 500, "message": cause}
+    attempts = _finish_attempt(node, now, status=LOST, error=error)
+    lost = lost_in_a_row(attempts)
+    if lost >= MAX_LOST_CLAIMS:
+        message = (
+            f"attempt {node.attempt} lost its worker {lost} times in a row (the last time: {cause});"
+            " the node is taken to be what stops its workers and is not run again"
+        )
+        await transition_node(
+            tx,
+            node,
+            NodeStatus.FAILED,
+            f"failed (not retried): {message}",
+            now,
+            error={"code": 500, "message": message},
+            attempts=attempts,
+        )
+        return
+    fields = {"attempts": attempts, "due_at": now, "became_due_at": now, **_RELEASE_LEASE}
+    if not await run_store.update_node(tx, node.id, str(NodeStatus.RUNNING), fields):
+        raise ConflictError(f"node {node.path} of run {node.run_id} is no longer running")
+    run_store.append_event(
+        tx,
+        node.run_id,
+        node.path,
+        now,
+        str(NodeStatus.RUNNING),
+        str(NodeStatus.RUNNING),
+        f"{cause}; attempt {node.attempt} of {node.max_attempts} will be resumed at once",
+    )
+    tx.wake_workers()
 
 
 async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now: datetime) -> None:

@@ -178,6 +178,7 @@ class Worker:
             resources=scope.resources,
             deployed=scope.deployed,
             stage_resources=scope.stage_resources,
+            resumed=claim.resumed,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:

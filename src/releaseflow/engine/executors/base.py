@@ -59,6 +59,9 @@ class ExecutionContext:
     stage_resources: frozenset[str] = frozenset()  # ids of the services, jobs and addons of the stage
     # What release state says each of the project's services and jobs runs now, by resource id.
     deployed: Mapping[str, Artifact] = field(default_factory=dict)
+    # True when this call re-runs an attempt whose worker was lost (same attempt, same key): what
+    # that attempt started on the platform may be under way already and must be adopted, not redone.
+    resumed: bool = False
 
     @property
     def spec(self) -> Mapping[str, Any]:

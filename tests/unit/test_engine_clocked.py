@@ -1,0 +1,80 @@
+"""The engine's timing rules on an injected clock: lost attempts, backoff, timeouts, approval expiry."""
+
+from __future__ import annotations
+
+from tests.integration.support import job_run, template, workflow
+from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
+
+from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.outcomes import MAX_LOST_CLAIMS
+from releaseflow.store import runs as run_store
+from releaseflow.testing import Hang, Succeed
+
+__all__ = ["clocked"]  # the fixture
+
+
+async def test_lost_attempt__is_resumed_at_once_under_the_same_key(clocked: ClockedEngine) -> None:
+    clocked.driver.script("migrate", Hang(), Succeed({"exitCode": 0}))
+    await clocked.seed(template(workflow(job_run("migration"))))
+    run = await clocked.start()
+    assert await clocked.step(hanging=1) == 1
+    await kill(clocked.worker)
+
+    clocked.clock.advance(LEASE_SECONDS + 1)
+    assert await clocked.reap() == 1
+    lost = (await clocked.nodes(run.id))["migration"]
+    assert (lost.status, lost.attempt, lost.due_at) == (NodeStatus.RUNNING, 1, clocked.clock.now())
+    assert lost.attempts[-1]["status"] == "lost" and "lost its lease" in lost.attempts[-1]["error"]["message"]
+
+    # No backoff: another worker takes it over at the very moment it was reaped.
+    survivor = clocked.new_worker("second")
+    assert await clocked.step(survivor) == 1
+    assert (await clocked.run(run.id)).status is RunStatus.SUCCESS
+    node = (await clocked.nodes(run.id))["migration"]
+    key = f"{run.id}/spec.spec.steps[0]/1"
+    assert [call.idempotency_key for call in clocked.driver.calls] == [key, key]
+    assert [(c.attempt, c.resumed) for c in clocked.contexts()] == [(1, False), (1, True)]
+    assert (node.attempt, [entry["status"] for entry in node.attempts]) == (1, ["lost", "success"])
+    assert node.attempts[1]["resumed"] is True and node.attempts[1]["worker"] == "second"
+    async with clocked.db.read() as tx:
+        events = [e for e in await run_store.list_events(tx, run.id) if e.node_path == "spec.spec.steps[0]"]
+    assert [(e.from_status, e.to_status) for e in events] == [
+        ("pending", "running"),
+        ("running", "running"),
+        ("running", "running"),
+        ("running", "success"),
+    ]
+    assert "will be resumed at once" in events[1].cause and "resumed by worker second" in events[2].cause
+
+
+async def test_lost_attempt__does_not_use_up_attempts(clocked: ClockedEngine) -> None:
+    clocked.driver.script("migrate", Hang(), Hang(), Hang(), Succeed())
+    await clocked.seed(template(workflow(job_run("migration", settings={"maxAttempts": 1}))))
+    run = await clocked.start()
+    for name in ("a", "b", "c"):
+        worker = clocked.new_worker(name)
+        assert await clocked.step(worker, hanging=1) == 1
+        await kill(worker)
+        clocked.clock.advance(LEASE_SECONDS + 1)
+        assert await clocked.reap() == 1
+    assert await clocked.step(clocked.new_worker("d")) == 1
+    assert (await clocked.run(run.id)).status is RunStatus.SUCCESS
+    assert (await clocked.nodes(run.id))["migration"].attempt == 1
+
+
+async def test_lost_attempt__a_node_that_keeps_losing_its_worker_fails(clocked: ClockedEngine) -> None:
+    clocked.driver.script("migrate", Hang())
+    await clocked.seed(template(workflow(job_run("poison"))))
+    run = await clocked.start()
+    for index in range(MAX_LOST_CLAIMS):
+        worker = clocked.new_worker(f"w{index}")
+        assert await clocked.step(worker, hanging=1) == 1
+        await kill(worker)
+        # A restarted SQLite process takes its leases back at once.
+        assert await clocked.reap(restart=True) == 1
+    node = (await clocked.nodes(run.id))["poison"]
+    assert node.status is NodeStatus.FAILED
+    assert node.error is not None
+    assert f"lost its worker {MAX_LOST_CLAIMS} times in a row" in node.error["message"]
+    assert (await clocked.run(run.id)).status is RunStatus.FAILED
+    assert len(clocked.driver.calls) == MAX_LOST_CLAIMS
