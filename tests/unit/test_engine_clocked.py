@@ -78,3 +78,54 @@ async def test_lost_attempt__a_node_that_keeps_losing_its_worker_fails(clocked: 
     assert f"lost its worker {MAX_LOST_CLAIMS} times in a row" in node.error["message"]
     assert (await clocked.run(run.id)).status is RunStatus.FAILED
     assert len(clocked.driver.calls) == MAX_LOST_CLAIMS
+
+
+def approval(ref: str = "gate", amount: int = 1, **extra: object) -> dict[str, object]:
+    return {"kind": "Approval", "ref": ref, "spec": {"amount": amount}, **extra}
+
+
+async def test_approval__without_an_expiry_waits_for_ever(clocked: ClockedEngine) -> None:
+    await clocked.seed(template(workflow(approval())))
+    run = await clocked.start()
+    assert await clocked.step() == 1
+    for _ in range(3):
+        clocked.clock.advance(24 * 3600)  # far past the default wait timeout, three times over
+        assert await clocked.step() == 0
+    gate = (await clocked.nodes(run.id))["gate"]
+    assert (gate.status, gate.due_at, gate.lease_owner, gate.attempt) == (NodeStatus.WAITING, None, None, 1)
+    assert await clocked.run_status(run.id) is RunStatus.RUNNING
+
+
+async def test_approval__is_decided_in_the_command_without_a_worker(clocked: ClockedEngine) -> None:
+    await clocked.seed(template(workflow(approval(), job_run("after"))))
+    run = await clocked.start()
+    assert await clocked.step() == 1
+    clocked.clock.advance(5)
+    await clocked.engine.approve(run.id, "gate", "alice", "looks good")
+    gate = (await clocked.nodes(run.id))["gate"]
+    assert gate.status is NodeStatus.SUCCESS
+    assert gate.data["approvals"] == ["alice"]
+    assert gate.data["decisions"] == [
+        {
+            "decision": "approved",
+            "by": "alice",
+            "at": clocked.clock.now().isoformat(),
+            "comment": "looks good",
+        }
+    ]
+    # The next step was made due in the approval's own transaction.
+    assert (await clocked.nodes(run.id))["after"].due_at == clocked.clock.now()
+
+
+async def test_approval__expires_at_its_own_timeout(clocked: ClockedEngine) -> None:
+    await clocked.seed(template(workflow(approval(timeoutDuration=60))))
+    run = await clocked.start()
+    assert await clocked.step() == 1
+    clocked.clock.advance(59)
+    assert await clocked.step() == 0
+    clocked.clock.advance(2)
+    assert await clocked.step() == 1
+    gate = (await clocked.nodes(run.id))["gate"]
+    assert gate.status is NodeStatus.FAILED
+    assert gate.error is not None and gate.error["message"].startswith("expired: no decision by")
+    assert (await clocked.run(run.id)).status is RunStatus.FAILED

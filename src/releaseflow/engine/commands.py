@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,16 +18,18 @@ from releaseflow.domain.statuses import (
 from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
+from releaseflow.engine import approvals
 from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
+from releaseflow.engine.outcomes import Aborted
 from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.engine.transitions import transition_run
+from releaseflow.engine.transitions import transition_node, transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import FlowRecord, RunRecord
+from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
@@ -200,13 +201,17 @@ class Engine:
             return
         await transition_run(tx, run_id, run.status, RunStatus.ABORTING, cause, now)
         # Waiting nodes nobody is polling right now are handed to a worker at once, which asks the
-        # platform to stop their action; leased ones are stopped by their worker, which notices the
-        # abort at its next heartbeat.
-        idle = [
-            node.id
-            for node in await run_store.load_nodes(tx, run_id)
-            if node.status is NodeStatus.WAITING and node.lease_owner is None
-        ]
+        # platform to stop their action (approvals end here); leased ones are stopped by their
+        # worker, which notices the abort at its next heartbeat.
+        idle = []
+        for node in await run_store.load_nodes(tx, run_id):
+            if node.status is not NodeStatus.WAITING or node.lease_owner is not None:
+                continue
+            if node.kind == "Approval":
+                # Nothing runs anywhere for an approval: it simply stops being awaited.
+                await transition_node(tx, node, NodeStatus.ABORTED, Aborted.message, now)
+            else:
+                idle.append(node.id)
         if idle:
             await run_store.make_due(tx, idle, now)
         await settle(tx, run_id, now, self.templates)
@@ -228,33 +233,28 @@ class Engine:
             assert run is not None
             return run
 
-    async def approve(self, run_id: str, node_ref_or_path: str, approver: str) -> None:
-        """Record an approval on a waiting Approval node; it is judged at once by a worker."""
-        for _ in range(200):
-            async with self.db.transaction() as tx:
-                node = await _node_by_ref_or_path(tx, run_id, node_ref_or_path)
-                if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
-                    raise ConflictError(
-                        f"node {node_ref_or_path} is not an Approval awaiting approval ({node.status})"
-                    )
-                if node.lease_owner is None:
-                    state = dict(node.wait_state or {})
-                    approvals = list(state.get("approvals", []))
-                    if approver in approvals:
-                        raise ConflictError(f"{approver} already approved {node_ref_or_path}")
-                    state["approvals"] = [*approvals, approver]
-                    now = self.clock.now()
-                    await run_store.update_node(
-                        tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now}
-                    )
-                    run_store.append_event(
-                        tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}"
-                    )
-                    tx.wake_workers()
-                    return
-            # A worker is judging the node this very moment; try again when it has let go.
-            await asyncio.sleep(0.05)
-        raise ConflictError(f"node {node_ref_or_path} stayed busy; try again")
+    async def approve(self, run_id: str, node_ref_or_path: str, approver: str, comment: str = "") -> None:
+        """Approve a waiting Approval node, decided in this transaction (it succeeds once enough
+        distinct people approved)."""
+        await self._decide(run_id, node_ref_or_path, approve=True, by=approver, comment=comment)
+
+    async def reject(self, run_id: str, node_ref_or_path: str, rejecter: str, reason: str = "") -> None:
+        """Reject a waiting Approval node: it fails at once with the reason (no retry)."""
+        await self._decide(run_id, node_ref_or_path, approve=False, by=rejecter, comment=reason)
+
+    async def _decide(self, run_id: str, key: str, *, approve: bool, by: str, comment: str) -> None:
+        if not by.strip():
+            raise ValidationError([Issue("by", "say who decides")], subject="approval")
+        async with self.db.transaction() as tx:
+            # The run's lock first, as every writer of a run takes it: the decision, the planning
+            # it unblocks and the admission of a queued run happen in this one transaction.
+            await tx.lock_row("runs", "id", run_id)
+            node = await _node_by_ref_or_path(tx, run_id, key)
+            if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
+                raise ConflictError(f"node {key} is not an Approval awaiting a decision ({node.status})")
+            now = self.clock.now()
+            await approvals.decide(tx, node, approve=approve, by=by, comment=comment, now=now)
+            await settle(tx, run_id, now, self.templates)
 
 
 async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
@@ -271,7 +271,7 @@ async def _run(tx: Transaction, run_id: str) -> RunRecord:
     return run
 
 
-async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> Any:
+async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> NodeRecord:
     await _run(tx, run_id)
     for node in await run_store.load_nodes(tx, run_id):
         if key in (node.ref, node.path):

@@ -12,6 +12,7 @@ from typing import Any
 from releaseflow.domain import expressions
 from releaseflow.domain.errors import ConflictError, ExpressionError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine import approvals
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
 from releaseflow.engine.templates import TemplateCache, node_code
@@ -80,6 +81,13 @@ async def begin(
     """Turn a freshly leased node into a Claim; None when the node ended here instead."""
     batch = batch or BatchCache()
     run, flow = await batch.run_and_flow(tx, node.run_id)
+    if node.status is NodeStatus.WAITING and node.kind == "Approval":
+        # Claimed only at its expiry (or its run's abort): decided here, nothing to run.
+        if run.status is RunStatus.ABORTING:
+            await _end_without_action(tx, node, now, Aborted())
+        else:
+            await approvals.expire(tx, node, now)
+        return None
     if node.status is NodeStatus.WAITING:
         aborting = run.status is RunStatus.ABORTING
         return _claim(
@@ -102,7 +110,8 @@ async def begin(
         resolved = expressions.resolve(code, scope, path=node.path)
     except ExpressionError as error:
         failure = Failed(str(error), retryable=False, code=400)
-    max_attempts = _max_attempts(resolved, node.max_attempts)
+    # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
+    max_attempts = 1 if node.kind == "Approval" else _max_attempts(resolved, node.max_attempts)
     await transition_node(
         tx,
         node,
@@ -130,6 +139,9 @@ async def begin(
     )
     if failure is not None:
         await apply_answer(tx, started, failure, now)
+        return None
+    if node.kind == "Approval":
+        await approvals.await_decision(tx, started, now)
         return None
     assert isinstance(resolved, dict)
     return _claim(started, run, flow.project_id, flow.pipeline_id, flow.stage, resolved, poll=False)

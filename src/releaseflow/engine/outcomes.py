@@ -67,7 +67,7 @@ def timeout_seconds(code: Any) -> float | None:
     return None
 
 
-def _finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dict[str, Any]]:
+def finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dict[str, Any]]:
     attempts = [dict(entry) for entry in node.attempts]
     if attempts and attempts[-1].get("attempt") == node.attempt and "endTime" not in attempts[-1]:
         attempts[-1].update(endTime=now.timestamp(), **details)
@@ -86,7 +86,7 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
             now,
             data=answer.data,
             error=None,
-            attempts=_finish_attempt(node, now, status="success"),
+            attempts=finish_attempt(node, now, status="success"),
         )
     elif isinstance(answer, Aborted):
         await transition_node(
@@ -95,7 +95,7 @@ async def apply_answer(tx: Transaction, node: NodeRecord, answer: Answer, now: d
             NodeStatus.ABORTED,
             answer.message,
             now,
-            attempts=_finish_attempt(node, now, status="aborted"),
+            attempts=finish_attempt(node, now, status="aborted"),
         )
     elif isinstance(answer, Failed):
         await _fail_attempt(tx, node, answer, now)
@@ -132,7 +132,7 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
         tx.wake_workers()
         return
     error = {"code": 500, "message": cause}
-    attempts = _finish_attempt(node, now, status=LOST, error=error)
+    attempts = finish_attempt(node, now, status=LOST, error=error)
     lost = lost_in_a_row(attempts)
     if lost >= MAX_LOST_CLAIMS:
         message = (
@@ -166,7 +166,7 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
 
 async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now: datetime) -> None:
     error = {"code": failure.code, "message": failure.message}
-    attempts = _finish_attempt(node, now, status="failed", error=error)
+    attempts = finish_attempt(node, now, status="failed", error=error)
     data = failure.data if failure.data is not None else node.data
     decision = decide_retry(
         attempt=node.attempt,

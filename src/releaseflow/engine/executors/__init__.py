@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from releaseflow.engine.executors.approval import ApprovalExecutor
 from releaseflow.engine.executors.base import NodeExecutor
 from releaseflow.engine.executors.message import MessageExecutor
 from releaseflow.engine.executors.platform_nodes import PlatformExecutor
@@ -15,5 +14,4 @@ def default_executors(drivers: DriverRegistry) -> dict[str, NodeExecutor]:
     platform = PlatformExecutor(drivers)
     executors: dict[str, NodeExecutor] = {kind: platform for kind in PLATFORM_KINDS}
     executors["Message"] = MessageExecutor()
-    executors["Approval"] = ApprovalExecutor()
     return executors
