@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.support import EngineHarness
+from tests.integration.support import EngineHarness, get_run
 
 from releaseflow.engine.commands import Engine
 from releaseflow.engine.executors import default_executors
@@ -24,6 +24,7 @@ from releaseflow.engine.worker import Worker, WorkerSettings
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import open_database
 from releaseflow.store.migrate import migrate
+from releaseflow.store.records import RunRecord
 from releaseflow.testing import FakeDriver
 
 LEASE_SECONDS = 15.0
@@ -90,6 +91,10 @@ class ClockedEngine(EngineHarness):
         now = self.clock.now()
         until = now + timedelta(days=1) if restart else None
         return await reap_expired_leases(self.db, now, self.worker.templates, expired_before=until)
+
+    async def run(self, run_id: str) -> RunRecord:
+        """The run as it is now (never waits: with the clock stopped, waiting would change nothing)."""
+        return await get_run(self.db, run_id)
 
     def contexts(self) -> list[ExecutionContext]:
         """Every context an executor was called with, in call order per executor."""

@@ -6,6 +6,7 @@ from tests.integration.support import job_run, template, workflow
 from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.executors.base import ExecutionContext, Outcome
 from releaseflow.engine.outcomes import MAX_LOST_CLAIMS
 from releaseflow.store import runs as run_store
 from releaseflow.testing import Hang, Succeed
@@ -129,3 +130,31 @@ async def test_approval__expires_at_its_own_timeout(clocked: ClockedEngine) -> N
     assert gate.status is NodeStatus.FAILED
     assert gate.error is not None and gate.error["message"].startswith("expired: no decision by")
     assert (await clocked.run(run.id)).status is RunStatus.FAILED
+
+
+async def test_chain__the_answering_worker_begins_the_next_step_itself(clocked: ClockedEngine) -> None:
+    await clocked.seed(template(workflow(job_run("one"), job_run("two"), job_run("three"))))
+    run = await clocked.start()
+    seen: list[dict[str, NodeStatus]] = []
+    platform = clocked.executors["JobRun"]
+    start = platform.inner.start
+
+    async def start_and_look(context: ExecutionContext) -> Outcome:
+        # What another reader sees when the step starts: the step before it is already committed.
+        async with clocked.db.read() as tx:
+            nodes = await run_store.load_nodes(tx, run.id)
+        seen.append({node.ref: node.status for node in nodes if node.ref})
+        return await start(context)
+
+    platform.inner.start = start_and_look  # type: ignore[method-assign]
+    # One claim: the rest of the chain runs without another round through the claim loop.
+    assert await clocked.step() == 1
+    assert (await clocked.run(run.id)).status is RunStatus.SUCCESS
+    assert seen == [
+        {"one": NodeStatus.RUNNING, "two": NodeStatus.PENDING, "three": NodeStatus.PENDING},
+        {"one": NodeStatus.SUCCESS, "two": NodeStatus.RUNNING, "three": NodeStatus.PENDING},
+        {"one": NodeStatus.SUCCESS, "two": NodeStatus.SUCCESS, "three": NodeStatus.RUNNING},
+    ]
+    assert [context.node_path for context in clocked.contexts()] == [
+        f"spec.spec.steps[{index}]" for index in range(3)
+    ]

@@ -5,7 +5,7 @@ Called after every event that may unblock something: a run admitted, a node fini
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from releaseflow.domain import expressions
@@ -20,17 +20,26 @@ from releaseflow.store.database import Transaction
 from releaseflow.store.records import RunRecord
 
 
-async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> RunRecord:
+@dataclass
+class Advanced:
+    """What advancing a run did: the run as it is now, and the leaves it handed to the workers."""
+
+    run: RunRecord
+    made_due: list[str] = field(default_factory=list)  # node ids, in the order they became ready
+
+
+async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> Advanced:
     """Start what may start, end what has ended, and conclude the run when its root ended."""
     await tx.lock_row("runs", "id", run_id)
     run = await run_store.get_run(tx, run_id)
     assert run is not None, run_id
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
-        return run
+        return Advanced(run)
     template = templates.for_run(run)
     nodes = {node.path: node for node in await run_store.load_node_states(tx, run_id)}
     if not nodes:
-        return run
+        return Advanced(run)
+    made_due: list[str] = []
     scope = await _skip_scope(tx, run, template, now)
     statuses = {path: node.status for path, node in nodes.items()}
 
@@ -48,17 +57,18 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
             RunView(aborting=run.status is RunStatus.ABORTING),
             should_skip,
         )
-        if not changes:
-            break
         ready = [change.path for change in changes if change.kind is ChangeKind.MAKE_DUE]
         if ready:
+            ids = [nodes[path].id for path in ready]
             # One statement however many leaves become ready (a parallel fan-out makes hundreds).
-            await run_store.make_due(tx, [nodes[path].id for path in ready], now)
-            tx.wake_workers()
+            await run_store.make_due(tx, ids, now)
             due.update(ready)
-        for change in changes:
-            if change.kind is ChangeKind.MAKE_DUE:
-                continue
+            made_due.extend(ids)
+        settled = [change for change in changes if change.kind is not ChangeKind.MAKE_DUE]
+        if not settled:
+            # Making leaves due changes no status, so planning again would find nothing new.
+            break
+        for change in settled:
             node = nodes[change.path]
             assert change.status is not None
             await transition_node(
@@ -72,7 +82,7 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
         run = _replace_run(run, RunStatus.RUNNING)
     if root_status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.ABORTED):
         run = await conclude_run(tx, run, root_status, now)
-    return run
+    return Advanced(run, made_due)
 
 
 async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus, now: datetime) -> RunRecord:

@@ -35,7 +35,8 @@ from releaseflow.engine.templates import TemplateCache
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
-from releaseflow.store.database import Database
+from releaseflow.store.database import Database, Transaction
+from releaseflow.store.records import NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -132,34 +133,44 @@ class Worker:
             return 0, None
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        claims: list[Claim] = []
-        contexts: list[ExecutionContext] = []
         async with self.db.transaction() as tx:
             nodes = await queue.claim_due_nodes(tx, self.id, now, lease_until, capacity)
-            batch = BatchCache()
-            ended_runs = set()
-            for node in nodes:
-                claim = await begin(tx, node, self.id, now, self.templates, batch)
-                if claim is None:
-                    ended_runs.add(node.run_id)
-                else:
-                    claims.append(claim)
-            for run_id in ended_runs:
-                await settle(tx, run_id, now, self.templates)
-            scopes: dict[tuple[str, str, str], ActionScope] = {}
-            for claim in claims:
-                stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
-                if claim.kind not in PLATFORM_KINDS:
-                    scope = NO_PLATFORM  # messages and approvals touch no resource
-                elif stage_key in scopes:
-                    scope = scopes[stage_key]
-                else:
-                    scope = scopes[stage_key] = await action_scope(tx, *stage_key)
-                contexts.append(self._context(claim, scope))
+            began = await self._begin(tx, nodes, now)
             next_due = await queue.next_due_at(tx)
-        for claim, context in zip(claims, contexts, strict=True):
-            self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
+        self._launch(began)
         return len(nodes), next_due
+
+    async def _begin(
+        self, tx: Transaction, nodes: list[NodeRecord], now: datetime
+    ) -> list[tuple[Claim, ExecutionContext]]:
+        """Begin freshly leased nodes: the claims to act on, each with what its action needs."""
+        claims: list[Claim] = []
+        batch = BatchCache()
+        ended_runs = set()
+        for node in nodes:
+            claim = await begin(tx, node, self.id, now, self.templates, batch)
+            if claim is None:
+                ended_runs.add(node.run_id)
+            else:
+                claims.append(claim)
+        for run_id in ended_runs:
+            await settle(tx, run_id, now, self.templates)
+        scopes: dict[tuple[str, str, str], ActionScope] = {}
+        began = []
+        for claim in claims:
+            stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
+            if claim.kind not in PLATFORM_KINDS:
+                scope = NO_PLATFORM  # messages touch no resource
+            elif stage_key in scopes:
+                scope = scopes[stage_key]
+            else:
+                scope = scopes[stage_key] = await action_scope(tx, *stage_key)
+            began.append((claim, self._context(claim, scope)))
+        return began
+
+    def _launch(self, began: list[tuple[Claim, ExecutionContext]]) -> None:
+        for claim, context in began:
+            self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
 
     def _context(self, claim: Claim, scope: ActionScope) -> ExecutionContext:
         return ExecutionContext(
@@ -183,8 +194,7 @@ class Worker:
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
         try:
-            answer = await self._act(claim, context)
-            await self.complete(claim, answer)
+            await self._run_chain(claim, context)
         except StaleLeaseError as error:
             log.warning("%s", error)
         except Exception:
@@ -230,8 +240,36 @@ class Worker:
             stopped = f"could not ask the platform to stop it: {error!r}"
         return Aborted(f"stopped: the run was aborted; {stopped}" if stopped else Aborted.message)
 
-    async def complete(self, claim: Claim, answer: Answer) -> None:
-        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError)."""
+    async def _run_chain(self, claim: Claim, context: ExecutionContext) -> None:
+        """Act on a claim and record its answer. When recording it let the run's next nodes begin
+        (in that same transaction), act on the first of them here at once — a chain of steps runs
+        without a round through the claim loop — and hand the others to tasks of their own."""
+        task = asyncio.current_task()
+        assert task is not None
+        first = claim.node_id
+        try:
+            while True:
+                answer = await self._act(claim, context)
+                successors = await self.complete(claim, answer)
+                if claim.node_id != first:
+                    self._tasks.pop(claim.node_id, None)
+                    self._aborting.discard(claim.node_id)
+                if not successors:
+                    return
+                (claim, context), others = successors[0], successors[1:]
+                self._tasks[claim.node_id] = task
+                self._launch(others)
+        finally:
+            if claim.node_id != first:
+                self._tasks.pop(claim.node_id, None)
+                self._aborting.discard(claim.node_id)
+
+    async def complete(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]]:
+        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError).
+
+        In the same transaction, the nodes the answer made due are leased to this worker and begun
+        (as many as it has room for): returns them, for the caller to act on.
+        """
         now = self.clock.now()
         async with self.db.transaction() as tx:
             await tx.lock_row("runs", "id", claim.run_id)
@@ -242,7 +280,16 @@ class Worker:
                     f"of worker {self.id} is no longer valid"
                 )
             await apply_answer(tx, node, answer, now)
-            await settle(tx, claim.run_id, now, self.templates)
+            advanced = await settle(tx, claim.run_id, now, self.templates, wake=False)
+            if not advanced.made_due:
+                return []
+            # This task's own slot is free again, so one more than the free capacity.
+            room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
+            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+            nodes = await queue.claim_nodes(tx, self.id, advanced.made_due[:room], lease_until)
+            if len(nodes) < len(advanced.made_due):
+                tx.wake_workers()  # the rest is for the claim loops (of this process or others)
+            return await self._begin(tx, nodes, now)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

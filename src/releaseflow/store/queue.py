@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from datetime import datetime
 
 from releaseflow.domain.statuses import RECLAIMABLE_NODE_STATUSES
@@ -31,6 +32,25 @@ async def claim_due_nodes(
     )
     claimed = await tx.fetchall(f"SELECT * FROM node_runs WHERE id IN ({marks}) ORDER BY became_due_at", ids)
     return [NodeRecord.from_row(row) for row in claimed]
+
+
+async def claim_nodes(
+    tx: Transaction, owner: str, node_ids: Sequence[str], lease_until: datetime
+) -> list[NodeRecord]:
+    """Lease the named nodes to ``owner`` if they are still due and unleased (in ``node_ids`` order).
+
+    For nodes this very transaction made due: the worker that made them due begins them at once.
+    """
+    if not node_ids:
+        return []
+    marks = ", ".join("?" for _ in node_ids)
+    rows = await tx.fetchall(
+        "UPDATE node_runs SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,"
+        f" due_at = NULL WHERE id IN ({marks}) AND due_at IS NOT NULL AND lease_owner IS NULL RETURNING *",
+        [owner, to_epoch(lease_until), *node_ids],
+    )
+    order = {node_id: index for index, node_id in enumerate(node_ids)}
+    return sorted((NodeRecord.from_row(row) for row in rows), key=lambda node: order[node.id])
 
 
 async def next_due_at(tx: Transaction) -> datetime | None:
