@@ -140,6 +140,7 @@ async def test_lease__a_late_answer_from_a_lost_lease_is_refused(harness: Engine
         project_id="shop",
         pipeline_id="main",
         stage="Development",
+        node=held,
     )
     # The worker freezes: its lease runs out and the reaper makes the attempt due again at once.
     assert held.lease_expires_at is not None

@@ -127,6 +127,16 @@ class _Planner:
         sequential = node.workflow_type == "sequential"
         previous_ok = True
         for child in node.children:
+            if (
+                not previous_ok
+                and sequential
+                and not self.failed
+                and not self.run.aborting
+                and self.statuses[child.path] is NodeStatus.PENDING
+            ):
+                # The steps after one that has not succeeded yet wait, all of them, and the workflow
+                # goes on: nothing further down this chain can change in this pass.
+                return
             self.visit(child, may_start=previous_ok or not sequential)
             previous_ok = previous_ok and self.statuses[child.path] in _DONE_OK
         child_statuses = [self.statuses[child.path] for child in node.children]

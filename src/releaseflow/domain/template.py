@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 API_VERSION = "v1.2"
@@ -113,10 +114,17 @@ class Template:
         return self.root.walk()
 
     def node(self, path: str) -> Node:
-        for node in self.nodes():
-            if node.path == path:
-                return node
-        raise KeyError(path)
+        return self._by_path[path]
+
+    @cached_property
+    def _by_path(self) -> dict[str, Node]:
+        # A template never changes once parsed; the engine looks nodes up by path on every step.
+        return {node.path: node for node in self.nodes()}
+
+    @cached_property
+    def has_skip_expressions(self) -> bool:
+        """Whether any node's skipNodeExecution is set to something other than false."""
+        return any(node.skip_node_execution not in (None, False) for node in self.nodes())
 
     def by_ref(self) -> dict[str, Node]:
         return {node.ref: node for node in self.nodes() if node.ref}

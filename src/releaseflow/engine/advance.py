@@ -14,10 +14,10 @@ from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunSt
 from releaseflow.domain.template import Node, Template
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_node, transition_run
-from releaseflow.store import catalog
+from releaseflow.store import catalog, queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import RunRecord
+from releaseflow.store.records import NodeRecord, RunRecord
 
 
 @dataclass
@@ -28,10 +28,31 @@ class Advanced:
     made_due: list[str] = field(default_factory=list)  # node ids, in the order they became ready
 
 
-async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> Advanced:
-    """Start what may start, end what has ended, and conclude the run when its root ended."""
-    await tx.lock_row("runs", "id", run_id)
-    run = await run_store.get_run(tx, run_id)
+@dataclass
+class Lease:
+    """A worker that takes the leaves made due at once (it recorded the answer that readied them):
+    up to ``room`` of them are leased to it in the same statement, instead of being made due."""
+
+    owner: str
+    until: datetime
+    room: int
+    taken: list[NodeRecord] = field(default_factory=list)
+
+
+async def advance_run(
+    tx: Transaction,
+    run_id: str,
+    now: datetime,
+    templates: TemplateCache,
+    *,
+    lease: Lease | None = None,
+    locked: RunRecord | None = None,
+) -> Advanced:
+    """Start what may start, end what has ended, and conclude the run when its root ended.
+
+    ``locked``: the run, already read under its lock in this transaction by the caller.
+    """
+    run = locked if locked is not None else await run_store.lock_run(tx, run_id)
     assert run is not None, run_id
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
         return Advanced(run)
@@ -60,10 +81,16 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
         ready = [change.path for change in changes if change.kind is ChangeKind.MAKE_DUE]
         if ready:
             ids = [nodes[path].id for path in ready]
-            # One statement however many leaves become ready (a parallel fan-out makes hundreds).
-            await run_store.make_due(tx, ids, now)
             due.update(ready)
-            made_due.extend(ids)
+            if lease is not None and lease.room > 0:
+                taken = await queue.lease_ready_nodes(tx, lease.owner, ids[: lease.room], now, lease.until)
+                lease.taken.extend(taken)
+                lease.room -= len(taken)
+                ids = ids[len(taken) :]
+            if ids:
+                # One statement however many leaves become ready (a parallel fan-out makes hundreds).
+                await run_store.make_due(tx, ids, now)
+                made_due.extend(ids)
         settled = [change for change in changes if change.kind is not ChangeKind.MAKE_DUE]
         if not settled:
             # Making leaves due changes no status, so planning again would find nothing new.
@@ -72,7 +99,7 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
             node = nodes[change.path]
             assert change.status is not None
             await transition_node(
-                tx, replace(node, status=statuses[change.path]), change.status, change.cause, now
+                tx, node._replace(status=statuses[change.path]), change.status, change.cause, now
             )
             statuses[change.path] = change.status
 
@@ -105,7 +132,7 @@ async def _skip_scope(
     tx: Transaction, run: RunRecord, template: Template, now: datetime
 ) -> expressions.Scope | None:
     """What skipNodeExecution expressions are evaluated against; None when the template has none."""
-    if not any(node.skip_node_execution not in (None, False) for node in template.nodes()):
+    if not template.has_skip_expressions:
         return None
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     # Only skip expressions read node outputs, and no output changes while a run is advanced.

@@ -17,7 +17,7 @@ from typing import Any
 from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.engine.outcomes import finish_attempt
-from releaseflow.engine.transitions import transition_node
+from releaseflow.engine.transitions import transition_node, update_fenced
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
 from releaseflow.store.records import NodeRecord
@@ -131,8 +131,7 @@ async def expire(tx: Transaction, node: NodeRecord, now: datetime) -> None:
     deadline = node.wait_deadline
     if deadline is None or now < deadline:
         # Made due early (it should not be): park it again until its expiry.
-        fields = {"due_at": deadline, "became_due_at": deadline, **_NO_LEASE}
-        await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), fields)
+        await update_fenced(tx, node, {"due_at": deadline, "became_due_at": deadline, **_NO_LEASE})
         return
     message = f"expired: no decision by {deadline.isoformat()} (its timeoutDuration)"
     error = {"code": REFUSED_CODE, "message": message}

@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from releaseflow.domain import expressions
-from releaseflow.domain.errors import ConflictError, ExpressionError
+from releaseflow.domain.errors import ExpressionError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import approvals
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
 from releaseflow.engine.templates import TemplateCache, node_code
-from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.engine.transitions import transition_node, transition_run, update_fenced
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
@@ -42,6 +42,9 @@ class Claim:
     project_id: str
     pipeline_id: str
     stage: str
+    # The node's row as this claim left it (its lease included): the answer is written over it,
+    # fenced by the lease, without reading it again.
+    node: NodeRecord
     resumed: bool = False  # True: this claim re-runs an attempt whose worker was lost
 
     @property
@@ -51,7 +54,11 @@ class Claim:
 
 @dataclass
 class BatchCache:
-    """Runs and flows read once per claim batch (many nodes of a batch share a run)."""
+    """Runs read once per claim batch (many nodes of a batch share a run), and flows.
+
+    What begin reads of a flow (project, pipeline, stage, secret seed) never changes, so a worker
+    may keep its flows for its whole life and pass them in.
+    """
 
     runs: dict[str, RunRecord] = field(default_factory=dict)
     flows: dict[str, FlowRecord] = field(default_factory=dict)
@@ -136,6 +143,10 @@ async def begin(
         max_attempts=max_attempts,
         attempts=attempts,
         code=resolved if resolved is not None else code,
+        wait_state=None,
+        wait_deadline=None,
+        next_attempt_at=None,
+        started_at=node.started_at or now,
     )
     if failure is not None:
         await apply_answer(tx, started, failure, now)
@@ -153,8 +164,7 @@ async def _resume(
     """A running node whose worker was lost: the same attempt again, on the code it resolved then."""
     entry = {"attempt": node.attempt, "startTime": now.timestamp(), "worker": worker_id, "resumed": True}
     attempts = [*node.attempts, entry]
-    if not await run_store.update_node(tx, node.id, str(NodeStatus.RUNNING), {"attempts": attempts}):
-        raise ConflictError(f"node {node.path} of run {run.id} is no longer running")
+    await update_fenced(tx, node, {"attempts": attempts})
     run_store.append_event(
         tx,
         run.id,
@@ -198,6 +208,7 @@ def _claim(
         project_id=project_id,
         pipeline_id=pipeline_id,
         stage=stage,
+        node=node,
         resumed=resumed,
     )
 

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.retry import decide_retry
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.domain.template import DEFAULT_BACKOFF_SECONDS
 from releaseflow.engine.executors.base import Failed, Outcome, Succeeded, Waiting
 from releaseflow.engine.release_state import record_release
-from releaseflow.engine.transitions import transition_node
+from releaseflow.engine.transitions import transition_node, update_fenced
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
 from releaseflow.store.records import NodeRecord
@@ -123,12 +122,7 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
     ``MAX_LOST_CLAIMS`` times in a row fails: it is most likely what kills its workers.
     """
     if node.status is NodeStatus.WAITING:
-        await run_store.update_node(
-            tx,
-            node.id,
-            str(NodeStatus.WAITING),
-            {"due_at": now, "became_due_at": now, **_RELEASE_LEASE},
-        )
+        await update_fenced(tx, node, {"due_at": now, "became_due_at": now, **_RELEASE_LEASE})
         tx.wake_workers()
         return
     error = {"code": 500, "message": cause}
@@ -149,9 +143,9 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
             attempts=attempts,
         )
         return
-    fields = {"attempts": attempts, "due_at": now, "became_due_at": now, **_RELEASE_LEASE}
-    if not await run_store.update_node(tx, node.id, str(NodeStatus.RUNNING), fields):
-        raise ConflictError(f"node {node.path} of run {node.run_id} is no longer running")
+    await update_fenced(
+        tx, node, {"attempts": attempts, "due_at": now, "became_due_at": now, **_RELEASE_LEASE}
+    )
     run_store.append_event(
         tx,
         node.run_id,
@@ -228,7 +222,7 @@ async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: dateti
         fields["data"] = waiting.data
     if node.status is NodeStatus.WAITING:
         # Another poll that found the action still busy: not a transition, so no event.
-        await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), fields)
+        await update_fenced(tx, node, fields)
     else:
         await transition_node(
             tx,

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.engine.admission import settle
+from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock, SystemClock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin
 from releaseflow.engine.executors import PLATFORM_KINDS, default_executors
@@ -36,7 +37,7 @@ from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import NodeRecord
+from releaseflow.store.records import FlowRecord, NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Worker:
         self.drivers = drivers or DriverRegistry()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._aborting: set[str] = set()
+        self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set."""
@@ -141,11 +143,11 @@ class Worker:
         return len(nodes), next_due
 
     async def _begin(
-        self, tx: Transaction, nodes: list[NodeRecord], now: datetime
+        self, tx: Transaction, nodes: list[NodeRecord], now: datetime, batch: BatchCache | None = None
     ) -> list[tuple[Claim, ExecutionContext]]:
         """Begin freshly leased nodes: the claims to act on, each with what its action needs."""
         claims: list[Claim] = []
-        batch = BatchCache()
+        batch = batch or BatchCache(flows=self._flows)
         ended_runs = set()
         for node in nodes:
             claim = await begin(tx, node, self.id, now, self.templates, batch)
@@ -267,29 +269,24 @@ class Worker:
     async def complete(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]]:
         """Record an answer, if this worker still holds the node's lease (else StaleLeaseError).
 
-        In the same transaction, the nodes the answer made due are leased to this worker and begun
-        (as many as it has room for): returns them, for the caller to act on.
+        In the same transaction, the leaves the answer made ready are leased to this worker and
+        begun (as many as it has room for): returns them, for the caller to act on. Every write is
+        committed before any of them acts.
         """
         now = self.clock.now()
         async with self.db.transaction() as tx:
-            await tx.lock_row("runs", "id", claim.run_id)
-            node = await run_store.get_node(tx, claim.node_id)
-            if node is None or node.lease_owner != self.id or node.lease_token != claim.lease_token:
-                raise StaleLeaseError(
-                    f"answer for {claim.path} of run {claim.run_id} refused: lease {claim.lease_token} "
-                    f"of worker {self.id} is no longer valid"
-                )
-            await apply_answer(tx, node, answer, now)
-            advanced = await settle(tx, claim.run_id, now, self.templates, wake=False)
-            if not advanced.made_due:
-                return []
+            run = await run_store.lock_run(tx, claim.run_id)
+            assert run is not None
+            # Fenced by the lease: refused (StaleLeaseError) if the node was reaped or taken over.
+            await apply_answer(tx, claim.node, answer, now)
             # This task's own slot is free again, so one more than the free capacity.
             room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
-            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-            nodes = await queue.claim_nodes(tx, self.id, advanced.made_due[:room], lease_until)
-            if len(nodes) < len(advanced.made_due):
-                tx.wake_workers()  # the rest is for the claim loops (of this process or others)
-            return await self._begin(tx, nodes, now)
+            lease = Lease(self.id, now + timedelta(seconds=self.settings.lease_seconds), room)
+            advanced = await settle(tx, claim.run_id, now, self.templates, lease=lease, locked=run)
+            if not lease.taken:
+                return []
+            batch = BatchCache(runs={advanced.run.id: advanced.run}, flows=self._flows)
+            return await self._begin(tx, lease.taken, now, batch)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

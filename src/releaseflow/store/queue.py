@@ -34,20 +34,19 @@ async def claim_due_nodes(
     return [NodeRecord.from_row(row) for row in claimed]
 
 
-async def claim_nodes(
-    tx: Transaction, owner: str, node_ids: Sequence[str], lease_until: datetime
+async def lease_ready_nodes(
+    tx: Transaction, owner: str, node_ids: Sequence[str], now: datetime, lease_until: datetime
 ) -> list[NodeRecord]:
-    """Lease the named nodes to ``owner`` if they are still due and unleased (in ``node_ids`` order).
-
-    For nodes this very transaction made due: the worker that made them due begins them at once.
-    """
+    """Lease leaves that became ready in this transaction straight to ``owner`` (in ``node_ids``
+    order), instead of making them due: the worker whose answer readied them begins them itself."""
     if not node_ids:
         return []
     marks = ", ".join("?" for _ in node_ids)
     rows = await tx.fetchall(
-        "UPDATE node_runs SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,"
-        f" due_at = NULL WHERE id IN ({marks}) AND due_at IS NOT NULL AND lease_owner IS NULL RETURNING *",
-        [owner, to_epoch(lease_until), *node_ids],
+        "UPDATE node_runs SET became_due_at = ?, due_at = NULL, lease_owner = ?,"
+        " lease_token = lease_token + 1, lease_expires_at = ?"
+        f" WHERE id IN ({marks}) AND lease_owner IS NULL RETURNING *",
+        [to_epoch(now), owner, to_epoch(lease_until), *node_ids],
     )
     order = {node_id: index for index, node_id in enumerate(node_ids)}
     return sorted((NodeRecord.from_row(row) for row in rows), key=lambda node: order[node.id])

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.store.database import Row, from_epoch
@@ -161,9 +161,12 @@ class NodeRecord:
         )
 
 
-@dataclass(frozen=True)
-class NodeState:
-    """The light view of a node that progress planning needs."""
+_NODE_STATUSES = {str(status): status for status in NodeStatus}
+
+
+class NodeState(NamedTuple):
+    """The light view of a node that progress planning needs (read for every node of a run on
+    every step of it, so it is a plain tuple, built without decoding anything)."""
 
     id: str
     run_id: str
@@ -175,7 +178,12 @@ class NodeState:
     @classmethod
     def from_row(cls, row: Row) -> NodeState:
         return cls(
-            row["id"], row["run_id"], row["path"], row["ref"], NodeStatus(row["status"]), row["became_due_at"]
+            row["id"],
+            row["run_id"],
+            row["path"],
+            row["ref"],
+            _NODE_STATUSES[row["status"]],
+            row["became_due_at"],
         )
 
 

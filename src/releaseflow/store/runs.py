@@ -79,9 +79,25 @@ async def update_run(
 
 
 async def update_node(
-    tx: Transaction, node_id: str, expected_status: str | None, fields: Mapping[str, Any]
+    tx: Transaction,
+    node_id: str,
+    expected_status: str | None,
+    fields: Mapping[str, Any],
+    *,
+    lease: tuple[str, int] | None = None,
 ) -> bool:
-    return await _update(tx, "node_runs", "id", node_id, expected_status, fields)
+    """Write ``fields`` of a node if its status is still ``expected_status`` (None: any) and, with
+    ``lease`` (owner, token), only while that lease still holds it: a fenced write."""
+    if lease is None:
+        return await _update(tx, "node_runs", "id", node_id, expected_status, fields)
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    params = [encode(column, value) for column, value in fields.items()]
+    sql = f"UPDATE node_runs SET {assignments} WHERE id = ? AND lease_owner = ? AND lease_token = ?"
+    params += [node_id, lease[0], lease[1]]
+    if expected_status is not None:
+        sql += " AND status = ?"
+        params.append(str(expected_status))
+    return await tx.execute(sql, params) == 1
 
 
 async def _update(
@@ -124,6 +140,18 @@ def append_event(
         "INSERT INTO events (run_id, node_path, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?)",
         (run_id, node_path, to_epoch(at), from_status, to_status, cause),
     )
+
+
+async def lock_run(tx: Transaction, run_id: str) -> RunRecord | None:
+    """Read a run and hold its lock until the transaction ends (one round trip on PostgreSQL).
+
+    Every writer of a run's state takes this lock first, so that writers of one run never interleave.
+    """
+    if tx.dialect == "postgresql":
+        row = await tx.fetchone("SELECT * FROM runs WHERE id = ? FOR UPDATE", (run_id,))
+        return None if row is None else RunRecord.from_row(row)
+    await tx.lock_row("runs", "id", run_id)  # SQLite: the transaction holds the one write lock
+    return await get_run(tx, run_id)
 
 
 async def get_run(tx: Transaction, run_id: str) -> RunRecord | None:
