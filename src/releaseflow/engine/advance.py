@@ -17,7 +17,7 @@ from releaseflow.engine.transitions import transition_node, transition_run
 from releaseflow.store import catalog, queue
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import NodeRecord, RunRecord
+from releaseflow.store.records import NodeRecord, NodeState, RunRecord
 
 
 @dataclass
@@ -57,19 +57,19 @@ async def advance_run(
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
         return Advanced(run)
     template = templates.for_run(run)
-    nodes = {node.path: node for node in await run_store.load_node_states(tx, run_id)}
-    if not nodes:
+    nodes = await run_store.load_node_states(tx, run_id)
+    if not nodes.ids:
         return Advanced(run)
     made_due: list[str] = []
     scope = await _skip_scope(tx, run, template, now)
-    statuses = {path: node.status for path, node in nodes.items()}
+    statuses = nodes.statuses
 
     def should_skip(node: Node) -> bool:
         assert scope is not None  # the planner asks only about nodes that have skipNodeExecution
         value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
         return expressions.is_truthy(value)
 
-    due = {path for path, node in nodes.items() if node.became_due_at is not None}
+    due = nodes.due
     while True:
         changes = plan_progress(
             template.root,
@@ -80,7 +80,7 @@ async def advance_run(
         )
         ready = [change.path for change in changes if change.kind is ChangeKind.MAKE_DUE]
         if ready:
-            ids = [nodes[path].id for path in ready]
+            ids = [nodes.ids[path] for path in ready]
             due.update(ready)
             if lease is not None and lease.room > 0:
                 taken = await queue.lease_ready_nodes(tx, lease.owner, ids[: lease.room], now, lease.until)
@@ -96,11 +96,9 @@ async def advance_run(
             # Making leaves due changes no status, so planning again would find nothing new.
             break
         for change in settled:
-            node = nodes[change.path]
             assert change.status is not None
-            await transition_node(
-                tx, node._replace(status=statuses[change.path]), change.status, change.cause, now
-            )
+            node = NodeState(nodes.ids[change.path], run.id, change.path, statuses[change.path])
+            await transition_node(tx, node, change.status, change.cause, now)
             statuses[change.path] = change.status
 
     root_status = statuses[template.root.path]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -165,26 +165,34 @@ _NODE_STATUSES = {str(status): status for status in NodeStatus}
 
 
 class NodeState(NamedTuple):
-    """The light view of a node that progress planning needs (read for every node of a run on
-    every step of it, so it is a plain tuple, built without decoding anything)."""
+    """A node as progress planning changes it: which row, and the status it was seen with."""
 
     id: str
     run_id: str
     path: str
-    ref: str | None
     status: NodeStatus
-    became_due_at: float | None
+
+
+@dataclass
+class RunNodes:
+    """What progress planning needs of every node of a run, read on every step of the run: plain
+    maps by path, built in one pass over the rows without decoding anything."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, NodeStatus] = field(default_factory=dict)
+    due: set[str] = field(default_factory=set)  # paths of leaves already handed to the workers
 
     @classmethod
-    def from_row(cls, row: Row) -> NodeState:
-        return cls(
-            row["id"],
-            row["run_id"],
-            row["path"],
-            row["ref"],
-            _NODE_STATUSES[row["status"]],
-            row["became_due_at"],
-        )
+    def from_rows(cls, rows: list[Row]) -> RunNodes:
+        nodes = cls()
+        ids, statuses, due = nodes.ids, nodes.statuses, nodes.due
+        for row in rows:
+            path = row["path"]
+            ids[path] = row["id"]
+            statuses[path] = _NODE_STATUSES[row["status"]]
+            if row["became_due_at"] is not None:
+                due.add(path)
+        return nodes
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from releaseflow.domain.statuses import ACTIVE_RUN_STATUSES, RunStatus
 from releaseflow.store.database import Transaction, to_epoch
-from releaseflow.store.records import EventRecord, NodeRecord, NodeState, RunRecord, dump_json, load_json
+from releaseflow.store.records import EventRecord, NodeRecord, RunNodes, RunRecord, dump_json, load_json
 
 # Columns whose values are JSON in the database.
 _JSON_COLUMNS = frozenset(
@@ -203,12 +203,12 @@ async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
     return [NodeRecord.from_row(row) for row in rows]
 
 
-async def load_node_states(tx: Transaction, run_id: str) -> list[NodeState]:
+async def load_node_states(tx: Transaction, run_id: str) -> RunNodes:
     """What progress planning needs of every node of a run, without the heavy JSON columns."""
     rows = await tx.fetchall(
-        "SELECT id, run_id, path, ref, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
+        "SELECT id, path, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
     )
-    return [NodeState.from_row(row) for row in rows]
+    return RunNodes.from_rows(rows)
 
 
 async def get_node(tx: Transaction, node_id: str) -> NodeRecord | None:
