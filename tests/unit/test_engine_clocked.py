@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 from tests.integration.support import job_run, template, workflow
 from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
 
@@ -158,3 +161,24 @@ async def test_chain__the_answering_worker_begins_the_next_step_itself(clocked: 
     assert [context.node_path for context in clocked.contexts()] == [
         f"spec.spec.steps[{index}]" for index in range(3)
     ]
+
+
+async def test_queue__runs_that_end_at_once_are_admitted_in_a_loop(clocked: ClockedEngine) -> None:
+    gate = approval(skipNodeExecution="${args.skip}")
+    await clocked.seed(
+        template(workflow(gate), arguments={"skip": "false"}, options={"concurrencyPolicy": "queue"})
+    )
+    first = await clocked.start()
+    queued = [await clocked.start(arguments={"skip": "true"}) for _ in range(120)]
+    assert await clocked.step() == 1
+    # Each queued run ends as soon as it is admitted (its only step is skipped), which admits the
+    # next: all of them in the approval's transaction, at a stack depth that does not grow with them.
+    depth = len(inspect.stack())
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 120)
+    try:
+        await clocked.engine.approve(first.id, "gate", "alice")
+    finally:
+        sys.setrecursionlimit(limit)
+    statuses = {(await clocked.run(run.id)).status for run in [first, *queued]}
+    assert statuses == {RunStatus.SUCCESS}

@@ -11,25 +11,22 @@ from releaseflow.domain.concurrency import AdmissionAction, admit
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.statuses import (
-    TERMINAL_RUN_STATUSES,
     NodeStatus,
     RunStatus,
 )
 from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
-from releaseflow.engine import approvals
-from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
-from releaseflow.engine.outcomes import Aborted
+from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
 from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.templates import TemplateCache
-from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.engine.transitions import transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
+from releaseflow.store.records import FlowRecord, RunRecord
 
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
@@ -108,10 +105,11 @@ class Engine:
                     tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
                 )
             for replaced in decision.abort_active:
-                await self._abort_in(tx, replaced, f"replaced by run {run_id}")
+                abort = AbortRequested(f"replaced by run {run_id}")
+                await apply_event(tx, replaced, abort, self.clock.now(), self.templates)
             if not waits:
                 # The first nodes become due now, after the run and its nodes were written.
-                await settle(tx, run_id, self.clock.now(), self.templates)
+                await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
             return await _run(tx, run_id)
 
     async def _insert_run(
@@ -183,39 +181,8 @@ class Engine:
 
     async def abort_run(self, run_id: str, cause: str = "aborted by request") -> RunRecord:
         async with self.db.transaction() as tx:
-            await self._abort_in(tx, run_id, cause)
-            run = await run_store.get_run(tx, run_id)
-            assert run is not None
-            return run
-
-    async def _abort_in(self, tx: Transaction, run_id: str, cause: str) -> None:
-        now = self.clock.now()
-        await tx.lock_row("runs", "id", run_id)
-        run = await _run(tx, run_id)
-        if run.status in TERMINAL_RUN_STATUSES:
-            raise ConflictError(f"run {run_id} already ended ({run.status})")
-        if run.status is RunStatus.ABORTING:
-            return
-        if run.status is RunStatus.QUEUED:
-            await transition_run(tx, run_id, run.status, RunStatus.ABORTED, cause, now)
-            return
-        await transition_run(tx, run_id, run.status, RunStatus.ABORTING, cause, now)
-        # Waiting nodes nobody is polling right now are handed to a worker at once, which asks the
-        # platform to stop their action (approvals end here); leased ones are stopped by their
-        # worker, which notices the abort at its next heartbeat.
-        idle = []
-        for node in await run_store.load_nodes(tx, run_id):
-            if node.status is not NodeStatus.WAITING or node.lease_owner is not None:
-                continue
-            if node.kind == "Approval":
-                # Nothing runs anywhere for an approval: it simply stops being awaited.
-                await transition_node(tx, node, NodeStatus.ABORTED, Aborted.message, now)
-            else:
-                idle.append(node.id)
-        if idle:
-            await run_store.make_due(tx, idle, now)
-        await settle(tx, run_id, now, self.templates)
-        tx.wake_workers()
+            advanced = await apply_event(tx, run_id, AbortRequested(cause), self.clock.now(), self.templates)
+            return advanced.run
 
     async def rename_run(
         self, run_id: str, *, name: str | None = None, description: str | None = None
@@ -246,15 +213,9 @@ class Engine:
         if not by.strip():
             raise ValidationError([Issue("by", "say who decides")], subject="approval")
         async with self.db.transaction() as tx:
-            # The run's lock first, as every writer of a run takes it: the decision, the planning
-            # it unblocks and the admission of a queued run happen in this one transaction.
-            await tx.lock_row("runs", "id", run_id)
-            node = await _node_by_ref_or_path(tx, run_id, key)
-            if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
-                raise ConflictError(f"node {key} is not an Approval awaiting a decision ({node.status})")
-            now = self.clock.now()
-            await approvals.decide(tx, node, approve=approve, by=by, comment=comment, now=now)
-            await settle(tx, run_id, now, self.templates)
+            # The decision, the planning it unblocks and the admission of a queued run: one transaction.
+            decided = Decided(key, approve, by, comment)
+            await apply_event(tx, run_id, decided, self.clock.now(), self.templates)
 
 
 async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
@@ -269,14 +230,6 @@ async def _run(tx: Transaction, run_id: str) -> RunRecord:
     if run is None:
         raise NotFoundError(f"no run '{run_id}'")
     return run
-
-
-async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> NodeRecord:
-    await _run(tx, run_id)
-    for node in await run_store.load_nodes(tx, run_id):
-        if key in (node.ref, node.path):
-            return node
-    raise NotFoundError(f"run {run_id} has no node with ref or path '{key}'")
 
 
 def _check_run_labels(name: str | None, description: str | None) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from releaseflow.engine.admission import settle
-from releaseflow.engine.outcomes import lose_claim
+from releaseflow.engine.run_events import LeaseLost, apply_event
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.store import queue
 from releaseflow.store.database import Database
@@ -22,10 +21,6 @@ async def reap_expired_leases(
     async with db.transaction() as tx:
         expired = await queue.expired_leases(tx, expired_before or now)
         for node in expired:
-            await tx.lock_row("runs", "id", node.run_id)
-            await lose_claim(
-                tx, node, f"worker {node.lease_owner} lost its lease (it stopped or stopped answering)", now
-            )
-        for run_id in {node.run_id for node in expired}:
-            await settle(tx, run_id, now, templates)
+            cause = f"worker {node.lease_owner} lost its lease (it stopped or stopped answering)"
+            await apply_event(tx, node.run_id, LeaseLost(node, cause), now, templates)
     return len(expired)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
-from releaseflow.engine.admission import settle
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock, SystemClock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin
@@ -27,15 +26,14 @@ from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
     Aborted,
     Answer,
-    apply_answer,
     timeout_seconds,
 )
 from releaseflow.engine.reaper import reap_expired_leases
+from releaseflow.engine.run_events import NodeAnswered, apply_event, settle
 from releaseflow.engine.scope import ActionScope, action_scope
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
-from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
 from releaseflow.store.records import FlowRecord, NodeRecord
 
@@ -274,15 +272,13 @@ class Worker:
         committed before any of them acts.
         """
         now = self.clock.now()
+        # This task's own slot is free again, so one more than the free capacity.
+        room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
+        lease = Lease(self.id, now + timedelta(seconds=self.settings.lease_seconds), room)
         async with self.db.transaction() as tx:
-            run = await run_store.lock_run(tx, claim.run_id)
-            assert run is not None
-            # Fenced by the lease: refused (StaleLeaseError) if the node was reaped or taken over.
-            await apply_answer(tx, claim.node, answer, now)
-            # This task's own slot is free again, so one more than the free capacity.
-            room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
-            lease = Lease(self.id, now + timedelta(seconds=self.settings.lease_seconds), room)
-            advanced = await settle(tx, claim.run_id, now, self.templates, lease=lease, locked=run)
+            # Written fenced by the lease: refused (StaleLeaseError) if the node was reaped or taken over.
+            answered = NodeAnswered(claim.node, answer)
+            advanced = await apply_event(tx, claim.run_id, answered, now, self.templates, lease=lease)
             if not lease.taken:
                 return []
             batch = BatchCache(runs={advanced.run.id: advanced.run}, flows=self._flows)
