@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import inspect
 import sys
+from datetime import timedelta
 
-from tests.integration.support import job_run, template, workflow
+from tests.integration.support import deploy, job_run, template, workflow
 from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine.executors.base import ExecutionContext, Outcome
 from releaseflow.engine.outcomes import MAX_LOST_CLAIMS
 from releaseflow.store import runs as run_store
-from releaseflow.testing import Hang, Succeed
+from releaseflow.testing import Fail, Hang, InProgress, Succeed
 
 __all__ = ["clocked"]  # the fixture
 
@@ -182,3 +183,54 @@ async def test_queue__runs_that_end_at_once_are_admitted_in_a_loop(clocked: Cloc
         sys.setrecursionlimit(limit)
     statuses = {(await clocked.run(run.id)).status for run in [first, *queued]}
     assert statuses == {RunStatus.SUCCESS}
+
+
+async def test_backoff__the_next_attempt_waits_out_the_node_backoff(clocked: ClockedEngine) -> None:
+    clocked.driver.script("migrate", Fail("flaky"), Succeed())
+    retried = job_run("migration", settings={"maxAttempts": 2, "backoff": {"type": "fixed", "delay": 30}})
+    await clocked.seed(template(workflow(retried)))
+    run = await clocked.start()
+    assert await clocked.step() == 1
+    node = (await clocked.nodes(run.id))["migration"]
+    assert (node.status, node.max_attempts, node.backoff_seconds) == (NodeStatus.RETRYING, 2, 30.0)
+    assert node.next_attempt_at == clocked.clock.now() + timedelta(seconds=30)
+    clocked.clock.advance(29.9)
+    assert await clocked.step() == 0
+    clocked.clock.advance(0.1)
+    assert await clocked.step() == 1
+    assert (await clocked.run(run.id)).status is RunStatus.SUCCESS
+
+
+async def test_attempts__the_log_says_why_no_retry_was_made(clocked: ClockedEngine) -> None:
+    clocked.driver.script("migrate", Fail("spec invalid: no command", retryable=False))
+    clocked.driver.script("api", Fail("health check timed out"))
+    once = {"maxAttempts": 1}
+    await clocked.seed(
+        template(workflow(job_run("migration"), deploy("release", settings=once), kind="parallel"))
+    )
+    run = await clocked.start()
+    assert await clocked.step() == 2
+    nodes = await clocked.nodes(run.id)
+    assert nodes["migration"].attempts[-1]["noRetry"] == "not retryable: spec invalid: no command"
+    assert nodes["release"].attempts[-1]["noRetry"] == "attempts used up (1 of 1)"
+    assert (await clocked.run(run.id)).status is RunStatus.FAILED
+
+
+async def test_wait__ends_at_the_node_timeout(clocked: ClockedEngine) -> None:
+    clocked.driver.script("api", InProgress(polls=1000))
+    waits = deploy("release", condition="running", timeoutDuration=60, settings={"maxAttempts": 1})
+    await clocked.seed(template(workflow(waits)))
+    run = await clocked.start()
+    assert await clocked.step() == 1
+    waiting = (await clocked.nodes(run.id))["release"]
+    assert waiting.status is NodeStatus.WAITING and waiting.timeout_seconds == 60.0
+    assert waiting.wait_deadline == clocked.clock.now() + timedelta(seconds=60)
+    clocked.clock.advance(59)
+    assert await clocked.step() == 1  # a poll: still in progress, still within its time
+    assert (await clocked.nodes(run.id))["release"].status is NodeStatus.WAITING
+    clocked.clock.advance(1)
+    assert await clocked.step() == 1
+    node = (await clocked.nodes(run.id))["release"]
+    assert node.status is NodeStatus.FAILED
+    assert node.error is not None and node.error["message"].startswith("timed out")
+    assert node.attempts[-1]["noRetry"] == "attempts used up (1 of 1)"

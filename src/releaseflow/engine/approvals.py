@@ -36,18 +36,10 @@ def required_approvals(code: Any) -> int:
     return amount if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0 else 1
 
 
-def expiry_seconds(code: Any) -> float | None:
-    """The node's own ``timeoutDuration``; None (wait for ever) when it has none."""
-    value = code.get("timeoutDuration") if isinstance(code, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
-
-
 async def await_decision(tx: Transaction, node: NodeRecord, now: datetime) -> None:
     """A just-started Approval node (running, leased by its starter) parks until a person decides."""
     required = required_approvals(node.code)
-    expiry = expiry_seconds(node.code)
+    expiry = node.timeout_seconds  # its own timeoutDuration, resolved when it began; None: never
     deadline = now + timedelta(seconds=expiry) if expiry is not None else None
     until = f"until {deadline.isoformat()}" if deadline is not None else "with no expiry"
     await transition_node(

@@ -11,6 +11,7 @@ from typing import Any
 
 from releaseflow.domain import expressions
 from releaseflow.domain.errors import ExpressionError
+from releaseflow.domain.retry import resolve_settings
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import approvals
 from releaseflow.engine.executors.base import Failed
@@ -117,8 +118,11 @@ async def begin(
         resolved = expressions.resolve(code, scope, path=node.path)
     except ExpressionError as error:
         failure = Failed(str(error), retryable=False, code=400)
-    # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
-    max_attempts = 1 if node.kind == "Approval" else _max_attempts(resolved, node.max_attempts)
+    settings = resolve_settings(resolved, fallback_max_attempts=node.max_attempts)
+    if node.kind == "Approval":
+        # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
+        settings = replace(settings, max_attempts=1)
+    max_attempts = settings.max_attempts
     await transition_node(
         tx,
         node,
@@ -127,6 +131,8 @@ async def begin(
         now,
         attempt=attempt,
         max_attempts=max_attempts,
+        backoff_seconds=settings.backoff_seconds,
+        timeout_seconds=settings.timeout_seconds,
         code=resolved if resolved is not None else code,
         attempts=attempts,
         wait_state=None,
@@ -141,6 +147,8 @@ async def begin(
         status=NodeStatus.RUNNING,
         attempt=attempt,
         max_attempts=max_attempts,
+        backoff_seconds=settings.backoff_seconds,
+        timeout_seconds=settings.timeout_seconds,
         attempts=attempts,
         code=resolved if resolved is not None else code,
         wait_state=None,
@@ -211,12 +219,6 @@ def _claim(
         node=node,
         resumed=resumed,
     )
-
-
-def _max_attempts(code: Any, fallback: int) -> int:
-    settings = code.get("settings") if isinstance(code, dict) else None
-    value = settings.get("maxAttempts") if isinstance(settings, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else fallback
 
 
 async def _end_without_action(tx: Transaction, node: NodeRecord, now: datetime, answer: Aborted) -> None:

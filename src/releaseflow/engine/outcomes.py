@@ -5,7 +5,6 @@ Used by the worker for answers it receives and by the reaper for attempts whose 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,33 +36,6 @@ class Aborted:
 Answer = Outcome | Aborted
 
 _RELEASE_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
-
-
-def backoff_seconds(code: Any) -> float:
-    settings = code.get("settings") if isinstance(code, Mapping) else None
-    backoff = settings.get("backoff") if isinstance(settings, Mapping) else None
-    delay = backoff.get("delay") if isinstance(backoff, Mapping) else None
-    return (
-        float(delay)
-        if isinstance(delay, int | float) and not isinstance(delay, bool)
-        else DEFAULT_BACKOFF_SECONDS
-    )
-
-
-def timeout_seconds(code: Any) -> float | None:
-    """The node's timeoutDuration: top level (Release), or in ``spec.spec.data`` (Action, Condition)."""
-    if not isinstance(code, Mapping):
-        return None
-    candidates = [code.get("timeoutDuration")]
-    spec = code.get("spec")
-    inner = spec.get("spec") if isinstance(spec, Mapping) else None
-    data = inner.get("data") if isinstance(inner, Mapping) else None
-    if isinstance(data, Mapping):
-        candidates.append(data.get("timeoutDuration"))
-    for value in candidates:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return None
 
 
 def finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dict[str, Any]]:
@@ -160,15 +132,20 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
 
 async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now: datetime) -> None:
     error = {"code": failure.code, "message": failure.message}
-    attempts = finish_attempt(node, now, status="failed", error=error)
     data = failure.data if failure.data is not None else node.data
     decision = decide_retry(
         attempt=node.attempt,
         max_attempts=node.max_attempts,
-        backoff_seconds=backoff_seconds(node.code),
+        backoff_seconds=DEFAULT_BACKOFF_SECONDS if node.backoff_seconds is None else node.backoff_seconds,
         retryable=failure.retryable,
         now=now,
     )
+    if decision.retry:
+        attempts = finish_attempt(node, now, status="failed", error=error)
+    else:
+        # Say why this failure is final: the error itself when it is not retryable.
+        why = f"{decision.reason}: {failure.message}" if not failure.retryable else decision.reason
+        attempts = finish_attempt(node, now, status="failed", error=error, noRetry=why)
     if decision.retry:
         assert decision.next_attempt_at is not None
         await transition_node(
@@ -204,7 +181,7 @@ async def _fail_attempt(tx: Transaction, node: NodeRecord, failure: Failed, now:
 async def _wait(tx: Transaction, node: NodeRecord, waiting: Waiting, now: datetime) -> None:
     deadline = node.wait_deadline
     if deadline is None:
-        deadline = now + timedelta(seconds=timeout_seconds(node.code) or DEFAULT_WAIT_TIMEOUT_SECONDS)
+        deadline = now + timedelta(seconds=node.timeout_seconds or DEFAULT_WAIT_TIMEOUT_SECONDS)
     if now >= deadline:
         await _fail_attempt(
             tx, node, Failed(f"timed out: still not done after waiting until {deadline.isoformat()}"), now

@@ -26,7 +26,6 @@ from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
     Aborted,
     Answer,
-    timeout_seconds,
 )
 from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.run_events import NodeAnswered, apply_event, settle
@@ -213,7 +212,7 @@ class Worker:
             return Failed(f"no executor for node kind {claim.kind}", retryable=False)
         if claim.cancel:
             return await self._stop_action(executor, context)
-        limit = timeout_seconds(claim.code) or (
+        limit = claim.node.timeout_seconds or (
             DEFAULT_WAIT_TIMEOUT_SECONDS if claim.poll else ACTION_TIMEOUT_SECONDS
         )
         call = executor.poll(context) if claim.poll else executor.start(context)

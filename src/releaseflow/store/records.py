@@ -130,6 +130,9 @@ class NodeRecord:
     attempts: list[dict[str, Any]]
     wait_state: Any
     cause: str | None
+    # Resolved when an attempt begins (None before, and the engine's defaults apply).
+    backoff_seconds: float | None = None
+    timeout_seconds: float | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> NodeRecord:
@@ -158,6 +161,8 @@ class NodeRecord:
             attempts=load_json(row["attempts"]) or [],
             wait_state=load_json(row["wait_state"]),
             cause=row["cause"],
+            backoff_seconds=row["backoff_seconds"],
+            timeout_seconds=row["timeout_seconds"],
         )
 
 
