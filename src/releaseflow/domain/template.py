@@ -15,17 +15,22 @@ from typing import Any
 
 API_VERSION = "v1.2"
 
-SUPPORTED_NODE_KINDS = (
-    "Workflow",
-    "Release",
-    "Build",
-    "JobRun",
-    "AddonBackup",
-    "Action",
-    "Condition",
-    "Message",
-    "Approval",
-)
+
+class NodeKind(StrEnum):
+    """The kinds of node releaseflow runs. Who runs each: ``engine/executors`` (the registry)."""
+
+    WORKFLOW = "Workflow"
+    RELEASE = "Release"
+    BUILD = "Build"
+    JOB_RUN = "JobRun"
+    ADDON_BACKUP = "AddonBackup"
+    ACTION = "Action"
+    CONDITION = "Condition"
+    MESSAGE = "Message"
+    APPROVAL = "Approval"
+
+
+SUPPORTED_NODE_KINDS = tuple(str(kind) for kind in NodeKind)
 # Kinds of the Northflank format that releaseflow recognises but does not execute (yet): refused by name.
 UNSUPPORTED_NODE_KINDS = (
     "LoopWorkflow",
@@ -71,7 +76,7 @@ class Node:
     """One node of the tree (a workflow is a node too)."""
 
     path: str
-    kind: str
+    kind: NodeKind
     document: Mapping[str, Any]  # the node's JSON as written (for a workflow, steps included)
     ref: str | None = None
     children: tuple[Node, ...] = ()
@@ -83,7 +88,7 @@ class Node:
 
     @property
     def is_workflow(self) -> bool:
-        return self.kind == "Workflow"
+        return self.kind is NodeKind.WORKFLOW
 
     @property
     def spec(self) -> Mapping[str, Any]:

@@ -13,6 +13,7 @@ from releaseflow.domain import expressions
 from releaseflow.domain.errors import ExpressionError
 from releaseflow.domain.retry import resolve_settings
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
 from releaseflow.engine import approvals
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
@@ -31,7 +32,7 @@ class Claim:
     node_id: str
     run_id: str
     path: str
-    kind: str
+    kind: NodeKind
     ref: str | None
     lease_token: int
     attempt: int
@@ -89,7 +90,7 @@ async def begin(
     """Turn a freshly leased node into a Claim; None when the node ended here instead."""
     batch = batch or BatchCache()
     run, flow = await batch.run_and_flow(tx, node.run_id)
-    if node.status is NodeStatus.WAITING and node.kind == "Approval":
+    if node.status is NodeStatus.WAITING and node.kind is NodeKind.APPROVAL:
         # Claimed only at its expiry (or its run's abort): decided here, nothing to run.
         if run.status is RunStatus.ABORTING:
             await _end_without_action(tx, node, now, Aborted())
@@ -119,7 +120,7 @@ async def begin(
     except ExpressionError as error:
         failure = Failed(str(error), retryable=False, code=400)
     settings = resolve_settings(resolved, fallback_max_attempts=node.max_attempts)
-    if node.kind == "Approval":
+    if node.kind is NodeKind.APPROVAL:
         # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
         settings = replace(settings, max_attempts=1)
     max_attempts = settings.max_attempts
@@ -159,7 +160,7 @@ async def begin(
     if failure is not None:
         await apply_answer(tx, started, failure, now)
         return None
-    if node.kind == "Approval":
+    if node.kind is NodeKind.APPROVAL:
         await approvals.await_decision(tx, started, now)
         return None
     assert isinstance(resolved, dict)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
 from releaseflow.engine import approvals
 from releaseflow.engine.advance import Advanced, Lease, advance_run
 from releaseflow.engine.outcomes import Aborted, Answer, apply_answer, lose_claim
@@ -151,7 +152,7 @@ async def _decide(tx: Transaction, run: RunRecord, event: Decided, now: datetime
     )
     if node is None:
         raise NotFoundError(f"run {run.id} has no node with ref or path '{event.node}'")
-    if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
+    if node.kind is not NodeKind.APPROVAL or node.status is not NodeStatus.WAITING:
         raise ConflictError(f"node {event.node} is not an Approval awaiting a decision ({node.status})")
     await approvals.decide(tx, node, approve=event.approve, by=event.by, comment=event.comment, now=now)
 
@@ -172,7 +173,7 @@ async def _abort(tx: Transaction, run: RunRecord, cause: str, now: datetime) -> 
     for node in await run_store.load_nodes(tx, run.id):
         if node.status is not NodeStatus.WAITING or node.lease_owner is not None:
             continue
-        if node.kind == "Approval":
+        if node.kind is NodeKind.APPROVAL:
             await transition_node(tx, node, NodeStatus.ABORTED, Aborted.message, now)
         else:
             idle.append(node.id)

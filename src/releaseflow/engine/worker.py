@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
+from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock, SystemClock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin
@@ -62,7 +63,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        executors: Mapping[str, NodeExecutor],
+        executors: Mapping[NodeKind, NodeExecutor],
         clock: Clock,
         settings: WorkerSettings | None = None,
         *,

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
 from releaseflow.store.database import Row, from_epoch
 
 
@@ -110,7 +111,7 @@ class NodeRecord:
     run_id: str
     path: str
     parent_path: str | None
-    kind: str
+    kind: NodeKind
     ref: str | None
     status: NodeStatus
     attempt: int
@@ -141,7 +142,7 @@ class NodeRecord:
             run_id=row["run_id"],
             path=row["path"],
             parent_path=row["parent_path"],
-            kind=row["kind"],
+            kind=NodeKind(row["kind"]),
             ref=row["ref"],
             status=NodeStatus(row["status"]),
             attempt=int(row["attempt"]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from releaseflow.domain.template import NodeKind
 from releaseflow.platform.driver import Artifact, Resource
 
 
@@ -45,7 +46,7 @@ Outcome = Succeeded | Failed | Waiting
 class ExecutionContext:
     run_id: str
     node_path: str
-    kind: str
+    kind: NodeKind
     ref: str | None
     code: Mapping[str, Any]  # the node's JSON with every expression resolved
     attempt: int
