@@ -57,9 +57,14 @@ async def advance_run(
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
         return Advanced(run)
     template = templates.for_run(run)
-    nodes = await run_store.load_node_states(tx, run_id)
-    if not nodes.ids:
+    node_ids = templates.node_ids(run_id)
+    if node_ids is None:
+        node_ids = await run_store.node_ids(tx, run_id)
+        if node_ids:  # a run that failed its dry run has none, and never will
+            templates.remember_node_ids(run_id, node_ids)
+    if not node_ids:
         return Advanced(run)
+    nodes = await run_store.load_node_states(tx, run_id, node_ids)
     made_due: list[str] = []
     scope = await _skip_scope(tx, run, template, now)
     statuses = nodes.statuses

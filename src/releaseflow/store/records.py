@@ -189,16 +189,16 @@ class RunNodes:
     due: set[str] = field(default_factory=set)  # paths of leaves already handed to the workers
 
     @classmethod
-    def from_rows(cls, rows: list[Row]) -> RunNodes:
-        nodes = cls()
-        ids, statuses, due = nodes.ids, nodes.statuses, nodes.due
+    def from_rows(cls, ids: dict[str, str], rows: list[Row]) -> RunNodes:
+        """``ids``: every node of the run; ``rows``: those that are not plain pending ones."""
+        statuses = dict.fromkeys(ids, NodeStatus.PENDING)
+        due = set()
         for row in rows:
             path = row["path"]
-            ids[path] = row["id"]
             statuses[path] = _NODE_STATUSES[row["status"]]
             if row["became_due_at"] is not None:
                 due.add(path)
-        return nodes
+        return cls(ids, statuses, due)
 
 
 @dataclass(frozen=True)

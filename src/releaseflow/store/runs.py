@@ -203,12 +203,24 @@ async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
     return [NodeRecord.from_row(row) for row in rows]
 
 
-async def load_node_states(tx: Transaction, run_id: str) -> RunNodes:
-    """What progress planning needs of every node of a run, without the heavy JSON columns."""
+async def node_ids(tx: Transaction, run_id: str) -> dict[str, str]:
+    """The ids of a run's node rows by path (they never change once the run exists)."""
+    rows = await tx.fetchall("SELECT id, path FROM node_runs WHERE run_id = ?", (run_id,))
+    return {row["path"]: row["id"] for row in rows}
+
+
+async def load_node_states(tx: Transaction, run_id: str, ids: dict[str, str]) -> RunNodes:
+    """What progress planning needs of every node of a run (``ids``: its node rows by path).
+
+    Only rows that differ from a node not yet started (pending, never handed to a worker) are read:
+    planning reads them on every step of a run, so a long chain reads what has moved, not all of it.
+    """
     rows = await tx.fetchall(
-        "SELECT id, path, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
+        "SELECT path, status, became_due_at FROM node_runs"
+        " WHERE run_id = ? AND (status <> 'pending' OR became_due_at IS NOT NULL)",
+        (run_id,),
     )
-    return RunNodes.from_rows(rows)
+    return RunNodes.from_rows(ids, rows)
 
 
 async def get_node(tx: Transaction, node_id: str) -> NodeRecord | None:
