@@ -136,4 +136,8 @@ class Template:
 
     def parents(self) -> dict[str, Node]:
         """Map from a node's path to its parent workflow."""
+        return self._parents
+
+    @cached_property
+    def _parents(self) -> dict[str, Node]:
         return {child.path: node for node in self.nodes() for child in node.children}

@@ -14,10 +14,10 @@ from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunSt
 from releaseflow.domain.template import Node, Template
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_node, transition_run
-from releaseflow.store import catalog, queue
+from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import NodeRecord, NodeState, RunRecord
+from releaseflow.store.records import NodeState, RunRecord
 
 
 @dataclass
@@ -30,13 +30,16 @@ class Advanced:
 
 @dataclass
 class Lease:
-    """A worker that takes the leaves made due at once (it recorded the answer that readied them):
-    up to ``room`` of them are leased to it in the same statement, instead of being made due."""
+    """A worker that takes the leaves that become ready at once (it recorded the answer that readied
+    them): up to ``room`` of them are not made due but set aside in ``taken`` (node id, run id,
+    path), and
+    the worker MUST begin every one of them in this same transaction (``dispatch.begin`` with
+    ``take_until``), which leases and starts each in one write."""
 
     owner: str
     until: datetime
     room: int
-    taken: list[NodeRecord] = field(default_factory=list)
+    taken: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 async def advance_run(
@@ -88,8 +91,8 @@ async def advance_run(
             ids = [nodes.ids[path] for path in ready]
             due.update(ready)
             if lease is not None and lease.room > 0:
-                taken = await queue.lease_ready_nodes(tx, lease.owner, ids[: lease.room], now, lease.until)
-                lease.taken.extend(taken)
+                taken = ready[: lease.room]
+                lease.taken.extend((nodes.ids[path], run.id, path) for path in taken)
                 lease.room -= len(taken)
                 ids = ids[len(taken) :]
             if ids:

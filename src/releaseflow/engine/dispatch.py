@@ -15,6 +15,7 @@ from releaseflow.domain.retry import resolve_settings
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine import approvals
+from releaseflow.engine.dry_run import initial_max_attempts
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
 from releaseflow.engine.templates import TemplateCache, node_code
@@ -86,8 +87,14 @@ async def begin(
     now: datetime,
     templates: TemplateCache,
     batch: BatchCache | None = None,
+    *,
+    take_until: datetime | None = None,
 ) -> Claim | None:
-    """Turn a freshly leased node into a Claim; None when the node ended here instead."""
+    """Turn a freshly leased node into a Claim; None when the node ended here instead.
+
+    ``take_until``: ``node`` is a leaf that just became ready (``ready_record``), not leased yet:
+    it is leased to ``worker_id`` until then by the same write that starts its attempt.
+    """
     batch = batch or BatchCache()
     run, flow = await batch.run_and_flow(tx, node.run_id)
     if node.status is NodeStatus.WAITING and node.kind is NodeKind.APPROVAL:
@@ -124,12 +131,23 @@ async def begin(
         # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
         settings = replace(settings, max_attempts=1)
     max_attempts = settings.max_attempts
+    taken: dict[str, Any] = {}
+    if take_until is not None:
+        # Never leased before (a pending leaf that was never due), so its fencing token was 0.
+        taken = {
+            "lease_owner": worker_id,
+            "lease_token": 1,
+            "lease_expires_at": take_until,
+            "became_due_at": now,
+            "due_at": None,
+        }
     await transition_node(
         tx,
         node,
         NodeStatus.RUNNING,
         f"attempt {attempt} of {max_attempts} started by worker {worker_id}",
         now,
+        **taken,
         attempt=attempt,
         max_attempts=max_attempts,
         backoff_seconds=settings.backoff_seconds,
@@ -156,6 +174,7 @@ async def begin(
         wait_deadline=None,
         next_attempt_at=None,
         started_at=node.started_at or now,
+        **taken,
     )
     if failure is not None:
         await apply_answer(tx, started, failure, now)
@@ -165,6 +184,40 @@ async def begin(
         return None
     assert isinstance(resolved, dict)
     return _claim(started, run, flow.project_id, flow.pipeline_id, flow.stage, resolved, poll=False)
+
+
+def ready_record(node_id: str, run: RunRecord, path: str, templates: TemplateCache) -> NodeRecord:
+    """The row of a pending leaf that was never handed out, as it stands: it is known without a read
+    (only ``max_attempts`` depends on the run, and it is settled again when the attempt begins)."""
+    template = templates.for_run(run)
+    node = template.node(path)
+    parent = template.parents().get(path)
+    return NodeRecord(
+        id=node_id,
+        run_id=run.id,
+        path=path,
+        parent_path=parent.path if parent is not None else None,
+        kind=node.kind,
+        ref=node.ref,
+        status=NodeStatus.PENDING,
+        attempt=0,
+        max_attempts=initial_max_attempts(node, run.arguments, run.created_at),
+        due_at=None,
+        became_due_at=None,
+        lease_owner=None,
+        lease_token=0,
+        lease_expires_at=None,
+        wait_deadline=None,
+        next_attempt_at=None,
+        started_at=None,
+        ended_at=None,
+        code=None,
+        data=None,
+        error=None,
+        attempts=[],
+        wait_state=None,
+        cause=None,
+    )
 
 
 async def _resume(

@@ -20,7 +20,7 @@ from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock, SystemClock
-from releaseflow.engine.dispatch import BatchCache, Claim, begin
+from releaseflow.engine.dispatch import BatchCache, Claim, begin, ready_record
 from releaseflow.engine.executors import PLATFORM_KINDS, default_executors
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
@@ -141,14 +141,21 @@ class Worker:
         return len(nodes), next_due
 
     async def _begin(
-        self, tx: Transaction, nodes: list[NodeRecord], now: datetime, batch: BatchCache | None = None
+        self,
+        tx: Transaction,
+        nodes: list[NodeRecord],
+        now: datetime,
+        batch: BatchCache | None = None,
+        *,
+        take_until: datetime | None = None,
     ) -> list[tuple[Claim, ExecutionContext]]:
-        """Begin freshly leased nodes: the claims to act on, each with what its action needs."""
+        """Begin freshly leased nodes (or, with ``take_until``, ready leaves this worker takes):
+        the claims to act on, each with what its action needs."""
         claims: list[Claim] = []
         batch = batch or BatchCache(flows=self._flows)
         ended_runs = set()
         for node in nodes:
-            claim = await begin(tx, node, self.id, now, self.templates, batch)
+            claim = await begin(tx, node, self.id, now, self.templates, batch, take_until=take_until)
             if claim is None:
                 ended_runs.add(node.run_id)
             else:
@@ -282,7 +289,11 @@ class Worker:
             if not lease.taken:
                 return []
             batch = BatchCache(runs={advanced.run.id: advanced.run}, flows=self._flows)
-            return await self._begin(tx, lease.taken, now, batch)
+            ready = [
+                ready_record(node_id, (await batch.run_and_flow(tx, run_id))[0], path, self.templates)
+                for node_id, run_id, path in lease.taken
+            ]
+            return await self._begin(tx, ready, now, batch, take_until=lease.until)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from datetime import datetime
 
 from releaseflow.domain.statuses import RECLAIMABLE_NODE_STATUSES
@@ -32,24 +31,6 @@ async def claim_due_nodes(
     )
     claimed = await tx.fetchall(f"SELECT * FROM node_runs WHERE id IN ({marks}) ORDER BY became_due_at", ids)
     return [NodeRecord.from_row(row) for row in claimed]
-
-
-async def lease_ready_nodes(
-    tx: Transaction, owner: str, node_ids: Sequence[str], now: datetime, lease_until: datetime
-) -> list[NodeRecord]:
-    """Lease leaves that became ready in this transaction straight to ``owner`` (in ``node_ids``
-    order), instead of making them due: the worker whose answer readied them begins them itself."""
-    if not node_ids:
-        return []
-    marks = ", ".join("?" for _ in node_ids)
-    rows = await tx.fetchall(
-        "UPDATE node_runs SET became_due_at = ?, due_at = NULL, lease_owner = ?,"
-        " lease_token = lease_token + 1, lease_expires_at = ?"
-        f" WHERE id IN ({marks}) AND lease_owner IS NULL RETURNING *",
-        [to_epoch(now), owner, to_epoch(lease_until), *node_ids],
-    )
-    order = {node_id: index for index, node_id in enumerate(node_ids)}
-    return sorted((NodeRecord.from_row(row) for row in rows), key=lambda node: order[node.id])
 
 
 async def next_due_at(tx: Transaction) -> datetime | None:
