@@ -257,7 +257,7 @@ class Worker:
         try:
             while True:
                 answer = await self._act(claim, context)
-                successors = await self.complete(claim, answer)
+                successors = await self._record(claim, answer)
                 if claim.node_id != first:
                     self._tasks.pop(claim.node_id, None)
                     self._aborting.discard(claim.node_id)
@@ -271,12 +271,17 @@ class Worker:
                 self._tasks.pop(claim.node_id, None)
                 self._aborting.discard(claim.node_id)
 
-    async def complete(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]]:
+    async def complete(self, claim: Claim, answer: Answer) -> None:
+        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError);
+        the nodes that the answer let begin are acted on by tasks of their own."""
+        self._launch(await self._record(claim, answer))
+
+    async def _record(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]]:
         """Record an answer, if this worker still holds the node's lease (else StaleLeaseError).
 
         In the same transaction, the leaves the answer made ready are leased to this worker and
-        begun (as many as it has room for): returns them, for the caller to act on. Every write is
-        committed before any of them acts.
+        begun (as many as it has room for): returns them, and the caller MUST act on every one
+        (they are leased to this worker). Every write is committed before any of them acts.
         """
         now = self.clock.now()
         # This task's own slot is free again, so one more than the free capacity.
