@@ -79,6 +79,22 @@ def test_abort__stops_a_run_waiting_for_approval(releaseflow: Releaseflow) -> No
     assert again.returncode == 1 and again.stderr.startswith("error: ")
 
 
+def test_reject__fails_the_approval_with_the_reason(releaseflow: Releaseflow) -> None:
+    releaseflow.serve()
+    releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)
+    run_id = started_run_id(releaseflow.cli("run", "main", "Production", check=True).stdout)
+    releaseflow.wait_for_node(run_id, "gate", "waiting")
+
+    rejected = releaseflow.cli("reject", run_id[:8], "gate", "--as", "carol", "--reason", "code freeze")
+
+    assert rejected.returncode == 0, rejected.stderr
+    detail = releaseflow.wait_for_run(run_id, ("failed",))
+    gate = find_node(detail["spec"], "gate")
+    assert gate is not None and gate["status"] == "failed"
+    assert gate["error"]["message"] == "rejected by carol: code freeze"
+    assert find_node(detail["spec"], "after")["status"] == "skipped"  # type: ignore[index]
+
+
 def test_cli__bad_input_exits_2_and_names_the_problem(releaseflow: Releaseflow) -> None:
     releaseflow.cli("db", "migrate", check=True)
     releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -139,14 +140,15 @@ async def test_lease__a_late_answer_from_a_lost_lease_is_refused(harness: Engine
         project_id="shop",
         pipeline_id="main",
         stage="Development",
+        node=held,
     )
-    # The worker freezes: its lease runs out and the reaper hands the attempt to the retry policy.
+    # The worker freezes: its lease runs out and the reaper makes the attempt due again at once.
     assert held.lease_expires_at is not None
     later = held.lease_expires_at + timedelta(seconds=1)
     assert await reap_expired_leases(harness.db, later, harness.worker.templates) == 1
     reaped = (await harness.nodes(run.id))["slow"]
-    assert reaped.status is NodeStatus.RETRYING
-    assert reaped.error is not None and "lost its lease" in reaped.error["message"]
+    assert (reaped.status, reaped.lease_owner, reaped.due_at) == (NodeStatus.RUNNING, None, later)
+    assert "lost its lease" in reaped.attempts[-1]["error"]["message"]
 
     with pytest.raises(StaleLeaseError):
         await worker.complete(claim, Succeeded({"late": True}))
@@ -154,23 +156,33 @@ async def test_lease__a_late_answer_from_a_lost_lease_is_refused(harness: Engine
     await worker._stop_tasks()
 
 
-async def test_lease__work_of_a_dead_worker_is_retried_by_another(harness: EngineHarness) -> None:
+async def test_lease__work_of_a_dead_worker_is_resumed_by_another(harness: EngineHarness) -> None:
     harness.driver.script("migrate", Hang(), Succeed({"exitCode": 0}))
-    await harness.seed(template(workflow(fast(job_run("migration")), deploy("release"))))
+    await harness.seed(template(workflow(job_run("migration"), deploy("release"))))
     run = await harness.start()
     dying = harness.worker
     await dying.claim_once()
     await wait_for_node(harness.db, run.id, "migration", "running")
     # The process dies: its tasks vanish without answering, its leases stay behind.
     await dying._stop_tasks()
+    died = time.time()
     survivor = Worker(harness.db, dying.executors, harness.engine.clock, replace(dying.settings))
     harness.worker = survivor
     harness.start_worker()
     done = await wait_for_run(harness.db, run.id, timeout=30)
     node = (await harness.nodes(run.id))["migration"]
     assert done.status is RunStatus.SUCCESS
-    assert node.attempt == 2
-    assert node.attempts[0]["status"] == "failed" and node.attempts[1]["worker"] == survivor.id
+    # The same attempt again (no attempt used up), under the same key, with no retry backoff (10 s).
+    assert node.attempt == 1
+    assert [entry["status"] for entry in node.attempts] == ["lost", "success"]
+    assert node.attempts[1]["worker"] == survivor.id and node.attempts[1]["resumed"] is True
+    keys = [call.idempotency_key for call in harness.driver.calls_on("migrate")]
+    assert keys == [f"{run.id}/spec.spec.steps[0]/1"] * 2
+    restart = node.attempts[1]["startTime"] - died
+    if harness.db.dialect == "sqlite":
+        assert restart < 1.0  # a restarted single process takes its leases back at once
+    else:
+        assert restart < dying.settings.lease_seconds + 2 * dying.settings.reap_seconds
 
 
 async def test_events__every_transition_is_logged_with_its_cause(harness: EngineHarness) -> None:

@@ -141,3 +141,8 @@ def test_settings__reports_every_bad_variable() -> None:
         "RELEASEFLOW_PORT",
         "RELEASEFLOW_WORKER_MAX_CONCURRENCY",
     ]
+
+
+def test_parser__reject_takes_who_and_why() -> None:
+    args = build_parser().parse_args(["reject", "abc", "go-live", "--as", "carol", "--reason", "freeze"])
+    assert (args.node, args.approver, args.comment, args.reject) == ("go-live", "carol", "freeze", True)

@@ -24,8 +24,10 @@ from releaseflow.domain.statuses import (
     node_transition_allowed,
     run_transition_allowed,
 )
-from releaseflow.domain.template import ConcurrencyPolicy, Node
+from releaseflow.domain.template import ConcurrencyPolicy, Node, NodeKind
 from releaseflow.domain.template_parser import parse_template
+from releaseflow.engine.executors import ENGINE_KINDS, default_executors
+from releaseflow.platform.driver import DriverRegistry
 from releaseflow.testing import FakeClock
 
 P, R, S, F, W, K, A = (
@@ -187,3 +189,15 @@ def test_admission__each_policy_when_a_run_is_active() -> None:
 def test_admission__an_idle_flow_starts_at_once_under_every_policy() -> None:
     for policy in ConcurrencyPolicy:
         assert admit(policy, [], []).action is AdmissionAction.START
+
+
+def test_executors__every_kind_has_exactly_one_runner() -> None:
+    executors = default_executors(DriverRegistry({}))
+    assert set(executors).isdisjoint(ENGINE_KINDS)
+    assert set(executors) | ENGINE_KINDS == set(NodeKind)
+    assert all(isinstance(kind, NodeKind) for kind in executors)
+
+
+def test_template__node_kinds_are_the_enum() -> None:
+    root = tree("sequential", leaf("a"))
+    assert root.kind is NodeKind.WORKFLOW and root.children[0].kind is NodeKind.APPROVAL

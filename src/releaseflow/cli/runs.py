@@ -1,4 +1,4 @@
-"""Commands on runs: run, runs, show, abort, rename, approve."""
+"""Commands on runs: run, runs, show, abort, rename, approve, reject."""
 
 from __future__ import annotations
 
@@ -73,7 +73,14 @@ def register(commands: Subparsers) -> None:
     approve.add_argument("run", help="run id, or a unique start of it")
     approve.add_argument("node", help="the node's ref (or path)")
     approve.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who approves")
+    approve.add_argument("--comment", default="", help="why (recorded with the approval)")
     approve.set_defaults(handler=approve_node)
+    reject = commands.add_parser("reject", help="reject an Approval node that is waiting (it fails)")
+    reject.add_argument("run", help="run id, or a unique start of it")
+    reject.add_argument("node", help="the node's ref (or path)")
+    reject.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who rejects")
+    reject.add_argument("--reason", dest="comment", default="", help="why (the node's error says it)")
+    reject.set_defaults(handler=approve_node, reject=True)
 
 
 def _stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,8 +196,11 @@ def approve_node(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            await Engine(db, SystemClock()).approve(run_id, args.node, args.approver)
-        print(f"{args.approver} approved {args.node} of run {run_id}")
+            engine = Engine(db, SystemClock())
+            decide = engine.reject if getattr(args, "reject", False) else engine.approve
+            await decide(run_id, args.node, args.approver, args.comment)
+        verb = "rejected" if getattr(args, "reject", False) else "approved"
+        print(f"{args.approver} {verb} {args.node} of run {run_id}")
         return EXIT_OK
 
     return run_async(go())

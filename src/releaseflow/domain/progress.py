@@ -125,10 +125,24 @@ class _Planner:
 
     def _visit_running_workflow(self, node: Node) -> None:
         sequential = node.workflow_type == "sequential"
+        statuses = self.statuses
         previous_ok = True
         for child in node.children:
+            status = statuses[child.path]
+            if status in _DONE_OK:
+                continue  # an ended step (and all below it): nothing to do, the chain goes on
+            if (
+                not previous_ok
+                and sequential
+                and not self.failed
+                and not self.run.aborting
+                and status is NodeStatus.PENDING
+            ):
+                # The steps after one that has not succeeded yet wait, all of them, and the workflow
+                # goes on: nothing further down this chain can change in this pass.
+                return
             self.visit(child, may_start=previous_ok or not sequential)
-            previous_ok = previous_ok and self.statuses[child.path] in _DONE_OK
+            previous_ok = previous_ok and statuses[child.path] in _DONE_OK
         child_statuses = [self.statuses[child.path] for child in node.children]
         if all(status in TERMINAL_NODE_STATUSES for status in child_statuses):
             final = worst_status(child_statuses) or NodeStatus.SUCCESS

@@ -83,6 +83,8 @@ NODE_TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
             NodeStatus.SUCCESS,
             NodeStatus.FAILED,
             NodeStatus.ABORTED,
+            # A workflow ends with the worst status of its steps: skipped when every step was skipped.
+            NodeStatus.SKIPPED,
         }
     ),
     NodeStatus.WAITING: frozenset(

@@ -10,21 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 API_VERSION = "v1.2"
 
-SUPPORTED_NODE_KINDS = (
-    "Workflow",
-    "Release",
-    "Build",
-    "JobRun",
-    "AddonBackup",
-    "Action",
-    "Condition",
-    "Message",
-    "Approval",
-)
+
+class NodeKind(StrEnum):
+    """The kinds of node releaseflow runs. Who runs each: ``engine/executors`` (the registry)."""
+
+    WORKFLOW = "Workflow"
+    RELEASE = "Release"
+    BUILD = "Build"
+    JOB_RUN = "JobRun"
+    ADDON_BACKUP = "AddonBackup"
+    ACTION = "Action"
+    CONDITION = "Condition"
+    MESSAGE = "Message"
+    APPROVAL = "Approval"
+
+
+SUPPORTED_NODE_KINDS = tuple(str(kind) for kind in NodeKind)
 # Kinds of the Northflank format that releaseflow recognises but does not execute (yet): refused by name.
 UNSUPPORTED_NODE_KINDS = (
     "LoopWorkflow",
@@ -70,7 +76,7 @@ class Node:
     """One node of the tree (a workflow is a node too)."""
 
     path: str
-    kind: str
+    kind: NodeKind
     document: Mapping[str, Any]  # the node's JSON as written (for a workflow, steps included)
     ref: str | None = None
     children: tuple[Node, ...] = ()
@@ -82,7 +88,7 @@ class Node:
 
     @property
     def is_workflow(self) -> bool:
-        return self.kind == "Workflow"
+        return self.kind is NodeKind.WORKFLOW
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -113,14 +119,25 @@ class Template:
         return self.root.walk()
 
     def node(self, path: str) -> Node:
-        for node in self.nodes():
-            if node.path == path:
-                return node
-        raise KeyError(path)
+        return self._by_path[path]
+
+    @cached_property
+    def _by_path(self) -> dict[str, Node]:
+        # A template never changes once parsed; the engine looks nodes up by path on every step.
+        return {node.path: node for node in self.nodes()}
+
+    @cached_property
+    def has_skip_expressions(self) -> bool:
+        """Whether any node's skipNodeExecution is set to something other than false."""
+        return any(node.skip_node_execution not in (None, False) for node in self.nodes())
 
     def by_ref(self) -> dict[str, Node]:
         return {node.ref: node for node in self.nodes() if node.ref}
 
     def parents(self) -> dict[str, Node]:
         """Map from a node's path to its parent workflow."""
+        return self._parents
+
+    @cached_property
+    def _parents(self) -> dict[str, Node]:
         return {child.path: node for node in self.nodes() for child in node.children}

@@ -23,6 +23,7 @@ from releaseflow.domain.template import (
     DEFAULT_MAX_ATTEMPTS,
     ConcurrencyPolicy,
     Node,
+    NodeKind,
     RetrySettings,
     Template,
     WorkflowType,
@@ -172,7 +173,7 @@ def _build_node(document: Mapping[str, Any], path: str) -> Node:
                 timeout = data.get("timeoutDuration")
     return Node(
         path=path,
-        kind=kind,
+        kind=NodeKind(kind),
         document=document,
         ref=document.get("ref"),
         children=children,

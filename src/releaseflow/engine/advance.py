@@ -5,7 +5,7 @@ Called after every event that may unblock something: a run admitted, a node fini
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from releaseflow.domain import expressions
@@ -17,29 +17,67 @@ from releaseflow.engine.transitions import transition_node, transition_run
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
-from releaseflow.store.records import RunRecord
+from releaseflow.store.records import NodeState, RunRecord
 
 
-async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: TemplateCache) -> RunRecord:
-    """Start what may start, end what has ended, and conclude the run when its root ended."""
-    await tx.lock_row("runs", "id", run_id)
-    run = await run_store.get_run(tx, run_id)
+@dataclass
+class Advanced:
+    """What advancing a run did: the run as it is now, and the leaves it handed to the workers."""
+
+    run: RunRecord
+    made_due: list[str] = field(default_factory=list)  # node ids, in the order they became ready
+
+
+@dataclass
+class Lease:
+    """A worker that takes the leaves that become ready at once (it recorded the answer that readied
+    them): up to ``room`` of them are not made due but set aside in ``taken`` (node id, run id,
+    path), and
+    the worker MUST begin every one of them in this same transaction (``dispatch.begin`` with
+    ``take_until``), which leases and starts each in one write."""
+
+    owner: str
+    until: datetime
+    room: int
+    taken: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+async def advance_run(
+    tx: Transaction,
+    run_id: str,
+    now: datetime,
+    templates: TemplateCache,
+    *,
+    lease: Lease | None = None,
+    locked: RunRecord | None = None,
+) -> Advanced:
+    """Start what may start, end what has ended, and conclude the run when its root ended.
+
+    ``locked``: the run, already read under its lock in this transaction by the caller.
+    """
+    run = locked if locked is not None else await run_store.lock_run(tx, run_id)
     assert run is not None, run_id
     if run.status in TERMINAL_RUN_STATUSES or run.status is RunStatus.QUEUED:
-        return run
+        return Advanced(run)
     template = templates.for_run(run)
-    nodes = {node.path: node for node in await run_store.load_node_states(tx, run_id)}
-    if not nodes:
-        return run
+    node_ids = templates.node_ids(run_id)
+    if node_ids is None:
+        node_ids = await run_store.node_ids(tx, run_id)
+        if node_ids:  # a run that failed its dry run has none, and never will
+            templates.remember_node_ids(run_id, node_ids)
+    if not node_ids:
+        return Advanced(run)
+    nodes = await run_store.load_node_states(tx, run_id, node_ids)
+    made_due: list[str] = []
     scope = await _skip_scope(tx, run, template, now)
-    statuses = {path: node.status for path, node in nodes.items()}
+    statuses = nodes.statuses
 
     def should_skip(node: Node) -> bool:
         assert scope is not None  # the planner asks only about nodes that have skipNodeExecution
         value = expressions.resolve(node.skip_node_execution, scope, path=f"{node.path}.skipNodeExecution")
         return expressions.is_truthy(value)
 
-    due = {path for path, node in nodes.items() if node.became_due_at is not None}
+    due = nodes.due
     while True:
         changes = plan_progress(
             template.root,
@@ -48,22 +86,27 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
             RunView(aborting=run.status is RunStatus.ABORTING),
             should_skip,
         )
-        if not changes:
-            break
         ready = [change.path for change in changes if change.kind is ChangeKind.MAKE_DUE]
         if ready:
-            # One statement however many leaves become ready (a parallel fan-out makes hundreds).
-            await run_store.make_due(tx, [nodes[path].id for path in ready], now)
-            tx.wake_workers()
+            ids = [nodes.ids[path] for path in ready]
             due.update(ready)
-        for change in changes:
-            if change.kind is ChangeKind.MAKE_DUE:
-                continue
-            node = nodes[change.path]
+            if lease is not None and lease.room > 0:
+                taken = ready[: lease.room]
+                lease.taken.extend((nodes.ids[path], run.id, path) for path in taken)
+                lease.room -= len(taken)
+                ids = ids[len(taken) :]
+            if ids:
+                # One statement however many leaves become ready (a parallel fan-out makes hundreds).
+                await run_store.make_due(tx, ids, now)
+                made_due.extend(ids)
+        settled = [change for change in changes if change.kind is not ChangeKind.MAKE_DUE]
+        if not settled:
+            # Making leaves due changes no status, so planning again would find nothing new.
+            break
+        for change in settled:
             assert change.status is not None
-            await transition_node(
-                tx, replace(node, status=statuses[change.path]), change.status, change.cause, now
-            )
+            node = NodeState(nodes.ids[change.path], run.id, change.path, statuses[change.path])
+            await transition_node(tx, node, change.status, change.cause, now)
             statuses[change.path] = change.status
 
     root_status = statuses[template.root.path]
@@ -72,7 +115,7 @@ async def advance_run(tx: Transaction, run_id: str, now: datetime, templates: Te
         run = _replace_run(run, RunStatus.RUNNING)
     if root_status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.ABORTED):
         run = await conclude_run(tx, run, root_status, now)
-    return run
+    return Advanced(run, made_due)
 
 
 async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus, now: datetime) -> RunRecord:
@@ -95,7 +138,7 @@ async def _skip_scope(
     tx: Transaction, run: RunRecord, template: Template, now: datetime
 ) -> expressions.Scope | None:
     """What skipNodeExecution expressions are evaluated against; None when the template has none."""
-    if not any(node.skip_node_execution not in (None, False) for node in template.nodes()):
+    if not template.has_skip_expressions:
         return None
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     # Only skip expressions read node outputs, and no output changes while a run is advanced.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.statuses import (
-    TERMINAL_RUN_STATUSES,
     NodeStatus,
     RunStatus,
 )
@@ -21,9 +19,9 @@ from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
 from releaseflow.domain.text import unsafe_characters
-from releaseflow.engine.admission import settle
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
+from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
 from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_run
@@ -110,10 +108,11 @@ class Engine:
                     tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
                 )
             for replaced in decision.abort_active:
-                await self._abort_in(tx, replaced, f"replaced by run {run_id}")
+                abort = AbortRequested(f"replaced by run {run_id}")
+                await apply_event(tx, replaced, abort, self.clock.now(), self.templates)
             if not waits:
                 # The first nodes become due now, after the run and its nodes were written.
-                await settle(tx, run_id, self.clock.now(), self.templates)
+                await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
             return await _run(tx, run_id)
 
     async def _insert_run(
@@ -185,35 +184,8 @@ class Engine:
 
     async def abort_run(self, run_id: str, cause: str = "aborted by request") -> RunRecord:
         async with self.db.transaction() as tx:
-            await self._abort_in(tx, run_id, cause)
-            run = await run_store.get_run(tx, run_id)
-            assert run is not None
-            return run
-
-    async def _abort_in(self, tx: Transaction, run_id: str, cause: str) -> None:
-        now = self.clock.now()
-        await tx.lock_row("runs", "id", run_id)
-        run = await _run(tx, run_id)
-        if run.status in TERMINAL_RUN_STATUSES:
-            raise ConflictError(f"run {run_id} already ended ({run.status})")
-        if run.status is RunStatus.ABORTING:
-            return
-        if run.status is RunStatus.QUEUED:
-            await transition_run(tx, run_id, run.status, RunStatus.ABORTED, cause, now)
-            return
-        await transition_run(tx, run_id, run.status, RunStatus.ABORTING, cause, now)
-        # Waiting nodes nobody is polling right now are handed to a worker at once, which asks the
-        # platform to stop their action; leased ones are stopped by their worker, which notices the
-        # abort at its next heartbeat.
-        idle = [
-            node.id
-            for node in await run_store.load_nodes(tx, run_id)
-            if node.status is NodeStatus.WAITING and node.lease_owner is None
-        ]
-        if idle:
-            await run_store.make_due(tx, idle, now)
-        await settle(tx, run_id, now, self.templates)
-        tx.wake_workers()
+            advanced = await apply_event(tx, run_id, AbortRequested(cause), self.clock.now(), self.templates)
+            return advanced.run
 
     async def rename_run(
         self, run_id: str, *, name: str | None = None, description: str | None = None
@@ -231,33 +203,22 @@ class Engine:
             assert run is not None
             return run
 
-    async def approve(self, run_id: str, node_ref_or_path: str, approver: str) -> None:
-        """Record an approval on a waiting Approval node; it is judged at once by a worker."""
-        for _ in range(200):
-            async with self.db.transaction() as tx:
-                node = await _node_by_ref_or_path(tx, run_id, node_ref_or_path)
-                if node.kind != "Approval" or node.status is not NodeStatus.WAITING:
-                    raise ConflictError(
-                        f"node {node_ref_or_path} is not an Approval awaiting approval ({node.status})"
-                    )
-                if node.lease_owner is None:
-                    state = dict(node.wait_state or {})
-                    approvals = list(state.get("approvals", []))
-                    if approver in approvals:
-                        raise ConflictError(f"{approver} already approved {node_ref_or_path}")
-                    state["approvals"] = [*approvals, approver]
-                    now = self.clock.now()
-                    await run_store.update_node(
-                        tx, node.id, str(NodeStatus.WAITING), {"wait_state": state, "due_at": now}
-                    )
-                    run_store.append_event(
-                        tx, run_id, node.path, now, "waiting", "waiting", f"approved by {approver}"
-                    )
-                    tx.wake_workers()
-                    return
-            # A worker is judging the node this very moment; try again when it has let go.
-            await asyncio.sleep(0.05)
-        raise ConflictError(f"node {node_ref_or_path} stayed busy; try again")
+    async def approve(self, run_id: str, node_ref_or_path: str, approver: str, comment: str = "") -> None:
+        """Approve a waiting Approval node, decided in this transaction (it succeeds once enough
+        distinct people approved)."""
+        await self._decide(run_id, node_ref_or_path, approve=True, by=approver, comment=comment)
+
+    async def reject(self, run_id: str, node_ref_or_path: str, rejecter: str, reason: str = "") -> None:
+        """Reject a waiting Approval node: it fails at once with the reason (no retry)."""
+        await self._decide(run_id, node_ref_or_path, approve=False, by=rejecter, comment=reason)
+
+    async def _decide(self, run_id: str, key: str, *, approve: bool, by: str, comment: str) -> None:
+        if not by.strip():
+            raise ValidationError([Issue("by", "say who decides")], subject="approval")
+        async with self.db.transaction() as tx:
+            # The decision, the planning it unblocks and the admission of a queued run: one transaction.
+            decided = Decided(key, approve, by, comment)
+            await apply_event(tx, run_id, decided, self.clock.now(), self.templates)
 
 
 async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
@@ -277,14 +238,6 @@ async def _run(tx: Transaction, run_id: str) -> RunRecord:
     if run is None:
         raise NotFoundError(f"no run '{run_id}'")
     return run
-
-
-async def _node_by_ref_or_path(tx: Transaction, run_id: str, key: str) -> Any:
-    await _run(tx, run_id)
-    for node in await run_store.load_nodes(tx, run_id):
-        if key in (node.ref, node.path):
-            return node
-    raise NotFoundError(f"run {run_id} has no node with ref or path '{key}'")
 
 
 def _check_run_labels(name: str | None, description: str | None) -> None:

@@ -11,11 +11,15 @@ from typing import Any
 
 from releaseflow.domain import expressions
 from releaseflow.domain.errors import ExpressionError
+from releaseflow.domain.retry import resolve_settings
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
+from releaseflow.engine import approvals
+from releaseflow.engine.dry_run import initial_max_attempts
 from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, apply_answer
 from releaseflow.engine.templates import TemplateCache, node_code
-from releaseflow.engine.transitions import transition_node, transition_run
+from releaseflow.engine.transitions import transition_node, transition_run, update_fenced
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
@@ -29,7 +33,7 @@ class Claim:
     node_id: str
     run_id: str
     path: str
-    kind: str
+    kind: NodeKind
     ref: str | None
     lease_token: int
     attempt: int
@@ -41,6 +45,10 @@ class Claim:
     project_id: str
     pipeline_id: str
     stage: str
+    # The node's row as this claim left it (its lease included): the answer is written over it,
+    # fenced by the lease, without reading it again.
+    node: NodeRecord
+    resumed: bool = False  # True: this claim re-runs an attempt whose worker was lost
 
     @property
     def idempotency_key(self) -> str:
@@ -49,7 +57,11 @@ class Claim:
 
 @dataclass
 class BatchCache:
-    """Runs and flows read once per claim batch (many nodes of a batch share a run)."""
+    """Runs read once per claim batch (many nodes of a batch share a run), and flows.
+
+    What begin reads of a flow (project, pipeline, stage, secret seed) never changes, so a worker
+    may keep its flows for its whole life and pass them in.
+    """
 
     runs: dict[str, RunRecord] = field(default_factory=dict)
     flows: dict[str, FlowRecord] = field(default_factory=dict)
@@ -75,10 +87,23 @@ async def begin(
     now: datetime,
     templates: TemplateCache,
     batch: BatchCache | None = None,
+    *,
+    take_until: datetime | None = None,
 ) -> Claim | None:
-    """Turn a freshly leased node into a Claim; None when the node ended here instead."""
+    """Turn a freshly leased node into a Claim; None when the node ended here instead.
+
+    ``take_until``: ``node`` is a leaf that just became ready (``ready_record``), not leased yet:
+    it is leased to ``worker_id`` until then by the same write that starts its attempt.
+    """
     batch = batch or BatchCache()
     run, flow = await batch.run_and_flow(tx, node.run_id)
+    if node.status is NodeStatus.WAITING and node.kind is NodeKind.APPROVAL:
+        # Claimed only at its expiry (or its run's abort): decided here, nothing to run.
+        if run.status is RunStatus.ABORTING:
+            await _end_without_action(tx, node, now, Aborted())
+        else:
+            await approvals.expire(tx, node, now)
+        return None
     if node.status is NodeStatus.WAITING:
         aborting = run.status is RunStatus.ABORTING
         return _claim(
@@ -87,6 +112,8 @@ async def begin(
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
+    if node.status is NodeStatus.RUNNING:
+        return await _resume(tx, node, run, flow, worker_id, now)
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
     outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
@@ -99,15 +126,32 @@ async def begin(
         resolved = expressions.resolve(code, scope, path=node.path)
     except ExpressionError as error:
         failure = Failed(str(error), retryable=False, code=400)
-    max_attempts = _max_attempts(resolved, node.max_attempts)
+    settings = resolve_settings(resolved, fallback_max_attempts=node.max_attempts)
+    if node.kind is NodeKind.APPROVAL:
+        # A person's decision is not retried: an approval has one attempt, decided by approve or reject.
+        settings = replace(settings, max_attempts=1)
+    max_attempts = settings.max_attempts
+    taken: dict[str, Any] = {}
+    if take_until is not None:
+        # Never leased before (a pending leaf that was never due), so its fencing token was 0.
+        taken = {
+            "lease_owner": worker_id,
+            "lease_token": 1,
+            "lease_expires_at": take_until,
+            "became_due_at": now,
+            "due_at": None,
+        }
     await transition_node(
         tx,
         node,
         NodeStatus.RUNNING,
         f"attempt {attempt} of {max_attempts} started by worker {worker_id}",
         now,
+        **taken,
         attempt=attempt,
         max_attempts=max_attempts,
+        backoff_seconds=settings.backoff_seconds,
+        timeout_seconds=settings.timeout_seconds,
         code=resolved if resolved is not None else code,
         attempts=attempts,
         wait_state=None,
@@ -122,14 +166,80 @@ async def begin(
         status=NodeStatus.RUNNING,
         attempt=attempt,
         max_attempts=max_attempts,
+        backoff_seconds=settings.backoff_seconds,
+        timeout_seconds=settings.timeout_seconds,
         attempts=attempts,
         code=resolved if resolved is not None else code,
+        wait_state=None,
+        wait_deadline=None,
+        next_attempt_at=None,
+        started_at=node.started_at or now,
+        **taken,
     )
     if failure is not None:
         await apply_answer(tx, started, failure, now)
         return None
+    if node.kind is NodeKind.APPROVAL:
+        await approvals.await_decision(tx, started, now)
+        return None
     assert isinstance(resolved, dict)
     return _claim(started, run, flow.project_id, flow.pipeline_id, flow.stage, resolved, poll=False)
+
+
+def ready_record(node_id: str, run: RunRecord, path: str, templates: TemplateCache) -> NodeRecord:
+    """The row of a pending leaf that was never handed out, as it stands: it is known without a read
+    (only ``max_attempts`` depends on the run, and it is settled again when the attempt begins)."""
+    template = templates.for_run(run)
+    node = template.node(path)
+    parent = template.parents().get(path)
+    return NodeRecord(
+        id=node_id,
+        run_id=run.id,
+        path=path,
+        parent_path=parent.path if parent is not None else None,
+        kind=node.kind,
+        ref=node.ref,
+        status=NodeStatus.PENDING,
+        attempt=0,
+        max_attempts=initial_max_attempts(node, run.arguments, run.created_at),
+        due_at=None,
+        became_due_at=None,
+        lease_owner=None,
+        lease_token=0,
+        lease_expires_at=None,
+        wait_deadline=None,
+        next_attempt_at=None,
+        started_at=None,
+        ended_at=None,
+        code=None,
+        data=None,
+        error=None,
+        attempts=[],
+        wait_state=None,
+        cause=None,
+    )
+
+
+async def _resume(
+    tx: Transaction, node: NodeRecord, run: RunRecord, flow: FlowRecord, worker_id: str, now: datetime
+) -> Claim:
+    """A running node whose worker was lost: the same attempt again, on the code it resolved then."""
+    entry = {"attempt": node.attempt, "startTime": now.timestamp(), "worker": worker_id, "resumed": True}
+    attempts = [*node.attempts, entry]
+    await update_fenced(tx, node, {"attempts": attempts})
+    run_store.append_event(
+        tx,
+        run.id,
+        node.path,
+        now,
+        str(NodeStatus.RUNNING),
+        str(NodeStatus.RUNNING),
+        f"attempt {node.attempt} of {node.max_attempts} resumed by worker {worker_id}",
+    )
+    resumed = replace(node, attempts=attempts)
+    return _claim(
+        resumed, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=False, resumed=True
+    )
 
 
 def _claim(
@@ -142,6 +252,7 @@ def _claim(
     *,
     poll: bool,
     cancel: bool = False,
+    resumed: bool = False,
 ) -> Claim:
     return Claim(
         node_id=node.id,
@@ -159,13 +270,9 @@ def _claim(
         project_id=project_id,
         pipeline_id=pipeline_id,
         stage=stage,
+        node=node,
+        resumed=resumed,
     )
-
-
-def _max_attempts(code: Any, fallback: int) -> int:
-    settings = code.get("settings") if isinstance(code, dict) else None
-    value = settings.get("maxAttempts") if isinstance(settings, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else fallback
 
 
 async def _end_without_action(tx: Transaction, node: NodeRecord, now: datetime, answer: Aborted) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from releaseflow.domain.template import NodeKind
 from releaseflow.store import catalog
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
@@ -15,7 +16,7 @@ from releaseflow.store.records import NodeRecord
 
 async def record_release(tx: Transaction, node: NodeRecord, data: Any, now: datetime) -> None:
     """After a Release node succeeded: its target now runs the artifact its answer names."""
-    if node.kind != "Release" or not isinstance(data, Mapping):
+    if node.kind is not NodeKind.RELEASE or not isinstance(data, Mapping):
         return
     artifact = data.get("artifact")
     spec = node.code.get("spec") if isinstance(node.code, Mapping) else None

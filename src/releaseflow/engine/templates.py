@@ -12,9 +12,21 @@ from releaseflow.store.records import RunRecord
 
 
 class TemplateCache:
+    """Parsed templates of runs, and the ids of their node rows (which never change either)."""
+
     def __init__(self, capacity: int = 256) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[str, Template] = OrderedDict()
+        self._node_ids: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def node_ids(self, run_id: str) -> dict[str, str] | None:
+        """The ids of a run's node rows by path, if known."""
+        return self._node_ids.get(run_id)
+
+    def remember_node_ids(self, run_id: str, ids: dict[str, str]) -> None:
+        self._node_ids[run_id] = ids
+        if len(self._node_ids) > self._capacity:
+            self._node_ids.popitem(last=False)
 
     def for_run(self, run: RunRecord) -> Template:
         """The run's template; its document is decoded only when the cache misses."""

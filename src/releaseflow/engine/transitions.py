@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.errors import ConflictError, StaleLeaseError
 from releaseflow.domain.statuses import (
     TERMINAL_NODE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -21,6 +21,7 @@ from releaseflow.domain.statuses import (
 )
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
+from releaseflow.store.records import NodeRecord
 
 
 async def transition_run(
@@ -78,6 +79,29 @@ async def transition_node(
         values.setdefault("ended_at", now)
         # A finished node is nobody's work any more.
         values.update(due_at=None, lease_owner=None, lease_expires_at=None, next_attempt_at=None)
-    if not await run_store.update_node(tx, node.id, str(current), values):
-        raise ConflictError(f"node {path} of run {run_id} is no longer {current}")
+    await update_fenced(tx, node, values)
     run_store.append_event(tx, run_id, path, now, str(current), str(new), cause)
+
+
+def lease_of(node: NodeRef) -> tuple[str, int] | None:
+    """The lease a node was read under (owner, fencing token); None for a node nobody holds."""
+    if isinstance(node, NodeRecord) and node.lease_owner is not None:
+        return node.lease_owner, node.lease_token
+    return None
+
+
+async def update_fenced(tx: Transaction, node: NodeRef, fields: dict[str, Any]) -> None:
+    """Write a node's fields if it still has the status — and the lease — it was read with.
+
+    The fence replaces a read before the write: a worker whose lease was taken over (reaped, then
+    claimed again) writes nothing and gets StaleLeaseError.
+    """
+    lease = lease_of(node)
+    if await run_store.update_node(tx, node.id, str(node.status), fields, lease=lease):
+        return
+    if lease is not None:
+        raise StaleLeaseError(
+            f"node {node.path} of run {node.run_id}: lease {lease[1]} of worker {lease[0]} is no longer"
+            f" valid (or the node is no longer {node.status}); nothing was written"
+        )
+    raise ConflictError(f"node {node.path} of run {node.run_id} is no longer {node.status}")

@@ -23,26 +23,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
-from releaseflow.engine.admission import settle
+from releaseflow.domain.template import NodeKind
+from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock, SystemClock
-from releaseflow.engine.dispatch import BatchCache, Claim, begin
+from releaseflow.engine.dispatch import BatchCache, Claim, begin, ready_record
 from releaseflow.engine.executors import PLATFORM_KINDS, default_executors
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
     Aborted,
     Answer,
-    apply_answer,
-    timeout_seconds,
 )
 from releaseflow.engine.reaper import reap_expired_leases
+from releaseflow.engine.run_events import NodeAnswered, apply_event, settle
 from releaseflow.engine.scope import ActionScope, action_scope
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
-from releaseflow.store import runs as run_store
-from releaseflow.store.database import Database
+from releaseflow.store.database import Database, Transaction
 from releaseflow.store.outages import FailureStreak, pause, retry_transient
+from releaseflow.store.records import FlowRecord, NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        executors: Mapping[str, NodeExecutor],
+        executors: Mapping[NodeKind, NodeExecutor],
         clock: Clock,
         settings: WorkerSettings | None = None,
         *,
@@ -90,6 +90,7 @@ class Worker:
         self._aborting: set[str] = set()
         # Until when each live task's lease is known to hold (its claim, then each heartbeat).
         self._lease_until: dict[str, datetime] = {}
+        self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set. Rides out database outages; raises on anything else (a bug)."""
@@ -169,34 +170,51 @@ class Worker:
             return 0, None
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        claims: list[Claim] = []
-        contexts: list[ExecutionContext] = []
         async with self.db.transaction() as tx:
             nodes = await queue.claim_due_nodes(tx, self.id, now, lease_until, capacity)
-            batch = BatchCache()
-            ended_runs = set()
-            for node in nodes:
-                claim = await begin(tx, node, self.id, now, self.templates, batch)
-                if claim is None:
-                    ended_runs.add(node.run_id)
-                else:
-                    claims.append(claim)
-            for run_id in ended_runs:
-                await settle(tx, run_id, now, self.templates)
-            scopes: dict[tuple[str, str, str], ActionScope] = {}
-            for claim in claims:
-                stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
-                if claim.kind not in PLATFORM_KINDS:
-                    scope = NO_PLATFORM  # messages and approvals touch no resource
-                elif stage_key in scopes:
-                    scope = scopes[stage_key]
-                else:
-                    scope = scopes[stage_key] = await action_scope(tx, *stage_key)
-                contexts.append(self._context(claim, scope))
+            began = await self._begin(tx, nodes, now)
             next_due = await queue.next_due_at(tx)
-        for claim, context in zip(claims, contexts, strict=True):
-            self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
+        self._launch(began)
         return len(nodes), next_due
+
+    async def _begin(
+        self,
+        tx: Transaction,
+        nodes: list[NodeRecord],
+        now: datetime,
+        batch: BatchCache | None = None,
+        *,
+        take_until: datetime | None = None,
+    ) -> list[tuple[Claim, ExecutionContext]]:
+        """Begin freshly leased nodes (or, with ``take_until``, ready leaves this worker takes):
+        the claims to act on, each with what its action needs."""
+        claims: list[Claim] = []
+        batch = batch or BatchCache(flows=self._flows)
+        ended_runs = set()
+        for node in nodes:
+            claim = await begin(tx, node, self.id, now, self.templates, batch, take_until=take_until)
+            if claim is None:
+                ended_runs.add(node.run_id)
+            else:
+                claims.append(claim)
+        for run_id in ended_runs:
+            await settle(tx, run_id, now, self.templates)
+        scopes: dict[tuple[str, str, str], ActionScope] = {}
+        began = []
+        for claim in claims:
+            stage_key = (claim.project_id, claim.pipeline_id, claim.stage)
+            if claim.kind not in PLATFORM_KINDS:
+                scope = NO_PLATFORM  # messages touch no resource
+            elif stage_key in scopes:
+                scope = scopes[stage_key]
+            else:
+                scope = scopes[stage_key] = await action_scope(tx, *stage_key)
+            began.append((claim, self._context(claim, scope)))
+        return began
+
+    def _launch(self, began: list[tuple[Claim, ExecutionContext]]) -> None:
+        for claim, context in began:
+            self._tasks[claim.node_id] = asyncio.create_task(self._execute(claim, context))
 
     def _context(self, claim: Claim, scope: ActionScope) -> ExecutionContext:
         return ExecutionContext(
@@ -215,43 +233,38 @@ class Worker:
             resources=scope.resources,
             deployed=scope.deployed,
             stage_resources=scope.stage_resources,
+            resumed=claim.resumed,
         )
 
     async def _execute(self, claim: Claim, context: ExecutionContext) -> None:
-        self._lease_until[claim.node_id] = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
-        settled = False
         try:
-            answer = await self._act(claim, context)
-            settled = await self._record(claim, answer)
+            await self._run_chain(claim, context)
         finally:
-            self._tasks.pop(claim.node_id, None)
-            self._aborting.discard(claim.node_id)
-            self._lease_until.pop(claim.node_id, None)
-            if not settled:
-                # No live task works on the node any more: let the lease go at once (the node is
-                # reclaimed as a lost attempt). The heartbeat no longer extends it in any case.
-                await self._release(claim)
             # A slot is free: the claim loop may take more work at once.
             self.db.wake_local()
 
-    async def _record(self, claim: Claim, answer: Answer) -> bool:
+    async def _record(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]] | None:
         """Record the answer, retrying through an outage while the lease lasts (the answer may be a
-        finished deploy: worth keeping). False when it could not be recorded."""
+        finished deploy: worth keeping). Returns the nodes it let begin (see ``_write_answer``);
+        ``[]`` when the node is someone else's now; None when it could not be recorded."""
 
         def lease_lasts(delay: float) -> bool:
             until = self._lease_until.get(claim.node_id)
             return until is not None and self.clock.now() + timedelta(seconds=delay) < until
 
+        async def write() -> list[tuple[Claim, ExecutionContext]]:
+            return await self._write_answer(claim, answer)
+
         try:
-            await retry_transient(
+            return await retry_transient(
                 self.db,
-                lambda: self.complete(claim, answer),
+                write,
                 what=f"recording the answer for {claim.path} of run {claim.run_id}",
                 keep_trying=lease_lasts,
             )
         except StaleLeaseError as error:
             log.warning("%s", error)  # the node is someone else's now: nothing of ours to release
-            return True
+            return []
         except Exception:
             log.exception(
                 "worker %s could not record the answer for %s of run %s; releasing its lease",
@@ -259,8 +272,7 @@ class Worker:
                 claim.path,
                 claim.run_id,
             )
-            return False
-        return True
+            return None
 
     async def _release(self, claim: Claim) -> None:
         try:
@@ -275,7 +287,7 @@ class Worker:
             return Failed(f"no executor for node kind {claim.kind}", retryable=False)
         if claim.cancel:
             return await self._stop_action(executor, context)
-        limit = timeout_seconds(claim.code) or (
+        limit = claim.node.timeout_seconds or (
             DEFAULT_WAIT_TIMEOUT_SECONDS if claim.poll else ACTION_TIMEOUT_SECONDS
         )
         call = executor.poll(context) if claim.poll else executor.start(context)
@@ -302,19 +314,63 @@ class Worker:
             stopped = f"could not ask the platform to stop it: {error!r}"
         return Aborted(f"stopped: the run was aborted; {stopped}" if stopped else Aborted.message)
 
+    async def _run_chain(self, claim: Claim, context: ExecutionContext) -> None:
+        """Act on a claim and record its answer. When recording it let the run's next nodes begin
+        (in that same transaction), act on the first of them here at once — a chain of steps runs
+        without a round through the claim loop — and hand the others to tasks of their own.
+
+        A node whose answer could not be recorded has its lease released at once: no live task
+        works on it any more, so it is reclaimed as a lost attempt."""
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            self._tasks[claim.node_id] = task
+            self._lease_until[claim.node_id] = self.clock.now() + timedelta(
+                seconds=self.settings.lease_seconds
+            )
+            successors: list[tuple[Claim, ExecutionContext]] | None = None
+            try:
+                answer = await self._act(claim, context)
+                successors = await self._record(claim, answer)
+            finally:
+                self._tasks.pop(claim.node_id, None)
+                self._aborting.discard(claim.node_id)
+                self._lease_until.pop(claim.node_id, None)
+                if successors is None:
+                    await self._release(claim)
+            if not successors:
+                return
+            (claim, context), others = successors[0], successors[1:]
+            self._launch(others)
+
     async def complete(self, claim: Claim, answer: Answer) -> None:
-        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError)."""
+        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError);
+        the nodes that the answer let begin are acted on by tasks of their own."""
+        self._launch(await self._write_answer(claim, answer))
+
+    async def _write_answer(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]]:
+        """Record an answer, if this worker still holds the node's lease (else StaleLeaseError).
+
+        In the same transaction, the leaves the answer made ready are leased to this worker and
+        begun (as many as it has room for): returns them, and the caller MUST act on every one
+        (they are leased to this worker). Every write is committed before any of them acts.
+        """
         now = self.clock.now()
+        # This task's own slot is free again, so one more than the free capacity.
+        room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
+        lease = Lease(self.id, now + timedelta(seconds=self.settings.lease_seconds), room)
         async with self.db.transaction() as tx:
-            await tx.lock_row("runs", "id", claim.run_id)
-            node = await run_store.get_node(tx, claim.node_id)
-            if node is None or node.lease_owner != self.id or node.lease_token != claim.lease_token:
-                raise StaleLeaseError(
-                    f"answer for {claim.path} of run {claim.run_id} refused: lease {claim.lease_token} "
-                    f"of worker {self.id} is no longer valid"
-                )
-            await apply_answer(tx, node, answer, now)
-            await settle(tx, claim.run_id, now, self.templates)
+            # Written fenced by the lease: refused (StaleLeaseError) if the node was reaped or taken over.
+            answered = NodeAnswered(claim.node, answer)
+            advanced = await apply_event(tx, claim.run_id, answered, now, self.templates, lease=lease)
+            if not lease.taken:
+                return []
+            batch = BatchCache(runs={advanced.run.id: advanced.run}, flows=self._flows)
+            ready = [
+                ready_record(node_id, (await batch.run_and_flow(tx, run_id))[0], path, self.templates)
+                for node_id, run_id, path in lease.taken
+            ]
+            return await self._begin(tx, ready, now, batch, take_until=lease.until)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         streak = FailureStreak(self.db, f"the heartbeat of worker {self.id}")

@@ -131,6 +131,10 @@ CREATE TABLE node_runs (
     attempts TEXT NOT NULL DEFAULT '[]',
     wait_state TEXT,
     cause TEXT,
+    -- Resolved when an attempt begins (NULL before): seconds between attempts, the node's own
+    -- timeoutDuration (NULL: the engine's default for its kind).
+    backoff_seconds DOUBLE PRECISION,
+    timeout_seconds DOUBLE PRECISION,
     UNIQUE (run_id, path)
 );
 CREATE INDEX node_runs_due ON node_runs (due_at) WHERE due_at IS NOT NULL;

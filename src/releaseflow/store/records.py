@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
 from releaseflow.store.database import Row, from_epoch
 
 
@@ -110,7 +111,7 @@ class NodeRecord:
     run_id: str
     path: str
     parent_path: str | None
-    kind: str
+    kind: NodeKind
     ref: str | None
     status: NodeStatus
     attempt: int
@@ -130,6 +131,9 @@ class NodeRecord:
     attempts: list[dict[str, Any]]
     wait_state: Any
     cause: str | None
+    # Resolved when an attempt begins (None before, and the engine's defaults apply).
+    backoff_seconds: float | None = None
+    timeout_seconds: float | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> NodeRecord:
@@ -138,7 +142,7 @@ class NodeRecord:
             run_id=row["run_id"],
             path=row["path"],
             parent_path=row["parent_path"],
-            kind=row["kind"],
+            kind=NodeKind(row["kind"]),
             ref=row["ref"],
             status=NodeStatus(row["status"]),
             attempt=int(row["attempt"]),
@@ -158,25 +162,43 @@ class NodeRecord:
             attempts=load_json(row["attempts"]) or [],
             wait_state=load_json(row["wait_state"]),
             cause=row["cause"],
+            backoff_seconds=row["backoff_seconds"],
+            timeout_seconds=row["timeout_seconds"],
         )
 
 
-@dataclass(frozen=True)
-class NodeState:
-    """The light view of a node that progress planning needs."""
+_NODE_STATUSES = {str(status): status for status in NodeStatus}
+
+
+class NodeState(NamedTuple):
+    """A node as progress planning changes it: which row, and the status it was seen with."""
 
     id: str
     run_id: str
     path: str
-    ref: str | None
     status: NodeStatus
-    became_due_at: float | None
+
+
+@dataclass
+class RunNodes:
+    """What progress planning needs of every node of a run, read on every step of the run: plain
+    maps by path, built in one pass over the rows without decoding anything."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, NodeStatus] = field(default_factory=dict)
+    due: set[str] = field(default_factory=set)  # paths of leaves already handed to the workers
 
     @classmethod
-    def from_row(cls, row: Row) -> NodeState:
-        return cls(
-            row["id"], row["run_id"], row["path"], row["ref"], NodeStatus(row["status"]), row["became_due_at"]
-        )
+    def from_rows(cls, ids: dict[str, str], rows: list[Row]) -> RunNodes:
+        """``ids``: every node of the run; ``rows``: those that are not plain pending ones."""
+        statuses = dict.fromkeys(ids, NodeStatus.PENDING)
+        due = set()
+        for row in rows:
+            path = row["path"]
+            statuses[path] = _NODE_STATUSES[row["status"]]
+            if row["became_due_at"] is not None:
+                due.add(path)
+        return cls(ids, statuses, due)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from releaseflow.domain.statuses import ACTIVE_RUN_STATUSES, RunStatus
 from releaseflow.store.database import Transaction, to_epoch
-from releaseflow.store.records import EventRecord, NodeRecord, NodeState, RunRecord, dump_json, load_json
+from releaseflow.store.records import EventRecord, NodeRecord, RunNodes, RunRecord, dump_json, load_json
 
 # Columns whose values are JSON in the database.
 _JSON_COLUMNS = frozenset(
@@ -79,9 +79,25 @@ async def update_run(
 
 
 async def update_node(
-    tx: Transaction, node_id: str, expected_status: str | None, fields: Mapping[str, Any]
+    tx: Transaction,
+    node_id: str,
+    expected_status: str | None,
+    fields: Mapping[str, Any],
+    *,
+    lease: tuple[str, int] | None = None,
 ) -> bool:
-    return await _update(tx, "node_runs", "id", node_id, expected_status, fields)
+    """Write ``fields`` of a node if its status is still ``expected_status`` (None: any) and, with
+    ``lease`` (owner, token), only while that lease still holds it: a fenced write."""
+    if lease is None:
+        return await _update(tx, "node_runs", "id", node_id, expected_status, fields)
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    params = [encode(column, value) for column, value in fields.items()]
+    sql = f"UPDATE node_runs SET {assignments} WHERE id = ? AND lease_owner = ? AND lease_token = ?"
+    params += [node_id, lease[0], lease[1]]
+    if expected_status is not None:
+        sql += " AND status = ?"
+        params.append(str(expected_status))
+    return await tx.execute(sql, params) == 1
 
 
 async def _update(
@@ -124,6 +140,18 @@ def append_event(
         "INSERT INTO events (run_id, node_path, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?)",
         (run_id, node_path, to_epoch(at), from_status, to_status, cause),
     )
+
+
+async def lock_run(tx: Transaction, run_id: str) -> RunRecord | None:
+    """Read a run and hold its lock until the transaction ends (one round trip on PostgreSQL).
+
+    Every writer of a run's state takes this lock first, so that writers of one run never interleave.
+    """
+    if tx.dialect == "postgresql":
+        row = await tx.fetchone("SELECT * FROM runs WHERE id = ? FOR UPDATE", (run_id,))
+        return None if row is None else RunRecord.from_row(row)
+    await tx.lock_row("runs", "id", run_id)  # SQLite: the transaction holds the one write lock
+    return await get_run(tx, run_id)
 
 
 async def get_run(tx: Transaction, run_id: str) -> RunRecord | None:
@@ -175,12 +203,24 @@ async def load_nodes(tx: Transaction, run_id: str) -> list[NodeRecord]:
     return [NodeRecord.from_row(row) for row in rows]
 
 
-async def load_node_states(tx: Transaction, run_id: str) -> list[NodeState]:
-    """What progress planning needs of every node of a run, without the heavy JSON columns."""
+async def node_ids(tx: Transaction, run_id: str) -> dict[str, str]:
+    """The ids of a run's node rows by path (they never change once the run exists)."""
+    rows = await tx.fetchall("SELECT id, path FROM node_runs WHERE run_id = ?", (run_id,))
+    return {row["path"]: row["id"] for row in rows}
+
+
+async def load_node_states(tx: Transaction, run_id: str, ids: dict[str, str]) -> RunNodes:
+    """What progress planning needs of every node of a run (``ids``: its node rows by path).
+
+    Only rows that differ from a node not yet started (pending, never handed to a worker) are read:
+    planning reads them on every step of a run, so a long chain reads what has moved, not all of it.
+    """
     rows = await tx.fetchall(
-        "SELECT id, run_id, path, ref, status, became_due_at FROM node_runs WHERE run_id = ?", (run_id,)
+        "SELECT path, status, became_due_at FROM node_runs"
+        " WHERE run_id = ? AND (status <> 'pending' OR became_due_at IS NOT NULL)",
+        (run_id,),
     )
-    return [NodeState.from_row(row) for row in rows]
+    return RunNodes.from_rows(ids, rows)
 
 
 async def get_node(tx: Transaction, node_id: str) -> NodeRecord | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from releaseflow.domain.template import NodeKind
 from releaseflow.platform.driver import Artifact, Resource
 
 
@@ -45,7 +46,7 @@ Outcome = Succeeded | Failed | Waiting
 class ExecutionContext:
     run_id: str
     node_path: str
-    kind: str
+    kind: NodeKind
     ref: str | None
     code: Mapping[str, Any]  # the node's JSON with every expression resolved
     attempt: int
@@ -59,6 +60,9 @@ class ExecutionContext:
     stage_resources: frozenset[str] = frozenset()  # ids of the services, jobs and addons of the stage
     # What release state says each of the project's services and jobs runs now, by resource id.
     deployed: Mapping[str, Artifact] = field(default_factory=dict)
+    # True when this call re-runs an attempt whose worker was lost (same attempt, same key): what
+    # that attempt started on the platform may be under way already and must be adopted, not redone.
+    resumed: bool = False
 
     @property
     def spec(self) -> Mapping[str, Any]:

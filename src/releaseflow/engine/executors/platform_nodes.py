@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from releaseflow.domain.template import NodeKind
 from releaseflow.engine.executors.base import ExecutionContext, Failed, Outcome, Succeeded, Waiting
 from releaseflow.platform.driver import (
     AnswerState,
@@ -98,25 +99,25 @@ def plan_request(context: ExecutionContext) -> tuple[DriverRequest, bool]:
 def _operation(context: ExecutionContext) -> tuple[Operation, Resource, Mapping[str, Any], bool]:
     spec = context.spec
     waits = context.wait_for_completion
-    if context.kind == "Release":
+    if context.kind is NodeKind.RELEASE:
         target = _mapping(spec.get("target"))
         operation = _RELEASE_TYPES[str(spec.get("type"))]
         resource = _resource(context, target.get("id"), str(target.get("type", "target")))
         return operation, resource, _mapping(spec.get("origin")), waits
-    if context.kind == "Build":
+    if context.kind is NodeKind.BUILD:
         return Operation.START_BUILD, _resource(context, spec.get("id"), "build service"), spec, waits
-    if context.kind == "JobRun":
+    if context.kind is NodeKind.JOB_RUN:
         return Operation.RUN_JOB, _resource(context, spec.get("jobId"), "job"), spec, waits
-    if context.kind == "AddonBackup":
+    if context.kind is NodeKind.ADDON_BACKUP:
         return Operation.BACKUP_ADDON, _resource(context, spec.get("addonId"), "addon"), spec, waits
     inner = _mapping(spec.get("spec"))
     data = _mapping(inner.get("data"))
     selector = (str(spec.get("kind")), str(inner.get("type")))
-    if context.kind == "Action":
+    if context.kind is NodeKind.ACTION:
         operation, field = _ACTIONS[selector]
         waits = inner.get("condition") in ("running", "success")
         return operation, _resource(context, data.get(field), field), data, waits
-    if context.kind == "Condition":
+    if context.kind is NodeKind.CONDITION:
         check, check_field = _CONDITIONS[selector]
         if check_field is None:
             resource = _any_build_service(context)
@@ -155,7 +156,7 @@ class PlatformExecutor:
             request, waits = plan_request(context)
             driver = self._drivers.get(request.resource.driver)
             state = _mapping(context.wait_state)
-            if context.kind == "Condition":
+            if context.kind is NodeKind.CONDITION:
                 answer = await driver.perform(request)
             else:
                 answer = await driver.follow(request, state.get("handle"))
@@ -167,7 +168,7 @@ class PlatformExecutor:
         return self._judge(answer, waits, polls if isinstance(polls, int) else 0)
 
     async def cancel(self, context: ExecutionContext) -> str:
-        if context.kind == "Condition":
+        if context.kind is NodeKind.CONDITION:
             return ""  # a check has nothing running on the platform
         try:
             request, _ = plan_request(context)

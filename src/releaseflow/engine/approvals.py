@@ -1,0 +1,138 @@
+"""Approval nodes: decided by people, in the transaction of their command, never by a worker.
+
+When an Approval node begins it parks in ``waiting`` with no poll and no lease: nothing runs while it
+waits. ``approve`` and ``reject`` (``Engine.approve`` / ``Engine.reject``) change it in the caller's
+own transaction. The node waits until enough distinct people approved (it succeeds), someone
+rejected it (it fails with their reason), or its own explicit ``timeoutDuration`` passes (it fails,
+expired). Without an explicit ``timeoutDuration`` it waits for ever: the default wait timeout and
+the retry policy do not apply to a decision only a person can make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.statuses import NodeStatus
+from releaseflow.engine.outcomes import finish_attempt
+from releaseflow.engine.transitions import transition_node, update_fenced
+from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
+from releaseflow.store.records import NodeRecord
+
+APPROVED = "approved"
+REJECTED = "rejected"
+# The code a rejection or an expiry reports as the node's error (the request was refused).
+REFUSED_CODE = 403
+
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def required_approvals(code: Any) -> int:
+    spec = code.get("spec") if isinstance(code, Mapping) else None
+    amount = spec.get("amount", 1) if isinstance(spec, Mapping) else 1
+    return amount if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0 else 1
+
+
+async def await_decision(tx: Transaction, node: NodeRecord, now: datetime) -> None:
+    """A just-started Approval node (running, leased by its starter) parks until a person decides."""
+    required = required_approvals(node.code)
+    expiry = node.timeout_seconds  # its own timeoutDuration, resolved when it began; None: never
+    deadline = now + timedelta(seconds=expiry) if expiry is not None else None
+    until = f"until {deadline.isoformat()}" if deadline is not None else "with no expiry"
+    await transition_node(
+        tx,
+        node,
+        NodeStatus.WAITING,
+        f"awaiting {required} approval(s), {until}",
+        now,
+        data={"required": required, "approvals": [], "decisions": []},
+        wait_state=None,
+        wait_deadline=deadline,
+        # Only the expiry makes it due: nothing polls a decision that only a person can make.
+        due_at=deadline,
+        became_due_at=deadline,
+        **_NO_LEASE,
+    )
+
+
+async def decide(
+    tx: Transaction, node: NodeRecord, *, approve: bool, by: str, comment: str, now: datetime
+) -> None:
+    """Record one person's decision on a waiting Approval node (the caller holds the run's lock)."""
+    data = dict(node.data) if isinstance(node.data, Mapping) else {}
+    required = int(data.get("required") or required_approvals(node.code))
+    approvals = list(data.get("approvals", []))
+    decisions = list(data.get("decisions", []))
+    if by in approvals:
+        raise ConflictError(f"{by} already approved {node.ref or node.path}")
+    decision = {
+        "decision": APPROVED if approve else REJECTED,
+        "by": by,
+        "at": now.isoformat(),
+        "comment": comment,
+    }
+    decisions.append(decision)
+    if approve:
+        approvals.append(by)
+    data.update(required=required, approvals=approvals, decisions=decisions)
+    said = f": {comment}" if comment else ""
+    if not approve:
+        message = f"rejected by {by}{said}"
+        error = {"code": REFUSED_CODE, "message": message}
+        await transition_node(
+            tx,
+            node,
+            NodeStatus.FAILED,
+            f"failed (not retried): {message}",
+            now,
+            data=data,
+            error=error,
+            attempts=finish_attempt(node, now, status="failed", error=error),
+        )
+        return
+    if len(approvals) >= required:
+        await transition_node(
+            tx,
+            node,
+            NodeStatus.SUCCESS,
+            f"approved by {by}{said} ({len(approvals)} of {required})",
+            now,
+            data=data,
+            error=None,
+            attempts=finish_attempt(node, now, status="success"),
+        )
+        return
+    if not await run_store.update_node(tx, node.id, str(NodeStatus.WAITING), {"data": data}):
+        raise ConflictError(f"node {node.ref or node.path} is no longer waiting")
+    run_store.append_event(
+        tx,
+        node.run_id,
+        node.path,
+        now,
+        str(NodeStatus.WAITING),
+        str(NodeStatus.WAITING),
+        f"approved by {by}{said} ({len(approvals)} of {required})",
+    )
+
+
+async def expire(tx: Transaction, node: NodeRecord, now: datetime) -> None:
+    """A waiting Approval node was claimed at its expiry: fail it, unless it is not due yet."""
+    deadline = node.wait_deadline
+    if deadline is None or now < deadline:
+        # Made due early (it should not be): park it again until its expiry.
+        await update_fenced(tx, node, {"due_at": deadline, "became_due_at": deadline, **_NO_LEASE})
+        return
+    message = f"expired: no decision by {deadline.isoformat()} (its timeoutDuration)"
+    error = {"code": REFUSED_CODE, "message": message}
+    await transition_node(
+        tx,
+        node,
+        NodeStatus.FAILED,
+        f"failed (not retried): {message}",
+        now,
+        error=error,
+        attempts=finish_attempt(node, now, status="failed", error=error),
+    )
