@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
-from releaseflow.engine.worker import WorkerSettings
-from releaseflow.platform.available import standard_drivers
-from releaseflow.platform.driver import DriverRegistry
+from releaseflow.engine.worker_settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from releaseflow.platform.driver import DriverRegistry
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -147,6 +148,9 @@ class Settings:
 
     def drivers(self) -> DriverRegistry:
         """The platform drivers of this process: always ``local``, ``docker`` when a host is set."""
+        # Imported here: only commands that act on the platform pay for importing the drivers.
+        from releaseflow.platform.available import standard_drivers
+
         return standard_drivers(
             self.data_dir,
             docker_host=self.docker_host,

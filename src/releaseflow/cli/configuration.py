@@ -6,17 +6,15 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
 from releaseflow.cli.render import error_lines
-from releaseflow.domain.config import Configuration
-from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
-from releaseflow.domain.schema import release_flow_json_schema
-from releaseflow.domain.template_parser import parse_template
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.configuration import apply_configuration, load_configuration_file
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.domain.config import Configuration
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -37,10 +35,13 @@ def register(commands: Subparsers) -> None:
 
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.configuration import apply_configuration, load_configuration_file
+
     config = load_configuration_file(args.file)
 
     async def go() -> int:
-        async with database(settings) as db:
+        async with database(settings, create=True) as db:
             plan = await apply_configuration(
                 db, config, SystemClock(), prune=args.prune, dry_run=args.dry_run
             )
@@ -66,6 +67,10 @@ def validate_file(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _validate(path: Path) -> str:
+    from releaseflow.domain.documents import load_document
+    from releaseflow.domain.template_parser import parse_template
+    from releaseflow.engine.configuration import load_configuration_file
+
     try:
         document = load_document(path.read_bytes(), source=str(path))
     except OSError as error:
@@ -91,5 +96,7 @@ def _describe(config: Configuration) -> str:
 
 
 def print_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.domain.schema import release_flow_json_schema
+
     print(json.dumps(release_flow_json_schema(), indent=2))
     return EXIT_OK

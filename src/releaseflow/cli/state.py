@@ -6,11 +6,12 @@ import argparse
 import json
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
-from releaseflow.engine import queries
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -33,6 +34,8 @@ def describe(artifact: Mapping[str, Any]) -> str:
 
 
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
