@@ -45,15 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A status symbol must never crash a command on a terminal that cannot show it.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    from releaseflow.settings import Settings
-
     try:
-        settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
-        code = handler(args, settings)
-        sys.stdout.flush()
-        return code
+        return _run(argv)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -61,6 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReleaseflowError as error:
         print("\n".join(error_lines(str(error))), file=sys.stderr)
         return EXIT_USAGE if isinstance(error, ValidationError | NotFoundError) else EXIT_FAILED
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    from releaseflow.settings import Settings
+
+    settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
+    code = handler(args, settings)
+    # Flushed here, so that a reader that went away is noticed while the handler below can end quietly.
+    sys.stdout.flush()
+    return code
 
 
 def _reader_went_away() -> int:
