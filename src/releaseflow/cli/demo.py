@@ -81,9 +81,12 @@ def reset_demo(settings: Settings) -> None:
     local = settings.data_dir / "local"
     folders = [settings.data_dir / "demo", local, settings.data_dir / "docker", managed_addons_root(local)]
     stopped = stop_processes_under(folders)
-    removed = [folder for folder in folders if folder.exists()]
-    for folder in removed:
-        shutil.rmtree(folder)
+    removed = []
+    for folder in folders:
+        # The addons' folder may lie inside another one of the list, removed just before.
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists():
             file.unlink()
@@ -124,7 +127,7 @@ async def _welcome_back(settings: Settings, folder: Path) -> str:
     if views:
         lines.append("  what the demo runs (the worker adopts these services as it starts):")
         lines.extend(
-            f"    {view.stage:<12} {view.resource_id:<14} {describe(view.artifact)}"
+            f"    {view.stage:<12} {view.resource_id:<16} {describe(view.artifact)}"
             f"  (run {short_id(view.run_id)})"
             for view in views
         )
