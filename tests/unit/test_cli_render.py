@@ -11,8 +11,9 @@ from typing import Any
 
 from releaseflow.cli import render
 from releaseflow.cli.follow import _LogView
+from releaseflow.cli.state import state_lines
 from releaseflow.domain.statuses import NodeStatus, RunStatus
-from releaseflow.engine.queries import EventView, NodeView, Progress, RunDetail, RunSummary
+from releaseflow.engine.queries import EventView, NodeView, Progress, ReleaseView, RunDetail, RunSummary
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 RUN_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -206,4 +207,21 @@ def test_follow_log__prints_events_in_order_true_counts_and_the_conclusion_last(
         "b (Message): success  [2/2 nodes done]",
         "sequential workflow: success  [2/2 nodes done]",
         f"run {RUN_ID} ended: success  [2/2 nodes done] after 1m15s",
+    ]
+
+
+def test_state_lines__keep_the_pipeline_order_and_show_local_dates() -> None:
+    deployed = [
+        ReleaseView(
+            stage, resource, {"kind": "image", "image": "web:1"}, RUN_ID, "spec", "2026-03-04T05:06:07Z"
+        )
+        for stage, resource in (("Development", "web-dev"), ("Staging", "web-stg"), ("Production", "web"))
+    ]
+
+    header, *rows = state_lines(deployed)
+
+    assert cells(header) == ["STAGE", "RESOURCE", "ARTIFACT", "RUN", "DEPLOYED"]
+    assert [cells(row) for row in rows] == [
+        [stage, resource, "web:1", RUN_ID[:8], local(T0)]
+        for stage, resource in (("Development", "web-dev"), ("Staging", "web-stg"), ("Production", "web"))
     ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.render import moment, short_id, table
 
 if TYPE_CHECKING:
+    from releaseflow.engine.queries import ReleaseView
     from releaseflow.settings import Settings
 
 
@@ -33,6 +36,21 @@ def describe(artifact: Mapping[str, Any]) -> str:
     return f"{build} {str(artifact.get('commit', ''))[:10]} ({artifact.get('branch', '?')})"
 
 
+def state_lines(views: Sequence[ReleaseView]) -> list[str]:
+    """The release state as a table, in the order given (stages in pipeline order), local times."""
+    rows = [
+        [
+            view.stage,
+            view.resource_id,
+            describe(view.artifact),
+            short_id(view.run_id),
+            moment(datetime.fromisoformat(view.deployed_at)) if view.deployed_at else "-",
+        ]
+        for view in views
+    ]
+    return table(["STAGE", "RESOURCE", "ARTIFACT", "RUN", "DEPLOYED"], rows)
+
+
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
 
@@ -51,12 +69,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
         if not views:
             print("nothing has been deployed yet")
             return EXIT_OK
-        print(f"{'STAGE':<12} {'RESOURCE':<20} {'ARTIFACT':<48} {'RUN':<9} DEPLOYED")
-        for view in views:
-            print(
-                f"{view.stage:<12} {view.resource_id:<20} {describe(view.artifact):<48} "
-                f"{view.run_id[:8]:<9} {view.deployed_at}"
-            )
+        print("\n".join(state_lines(views)))
         return EXIT_OK
 
     return run_async(go())
