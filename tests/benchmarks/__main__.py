@@ -3,9 +3,8 @@
 engine: SQLite runs in a temporary file; PostgreSQL in a throwaway cluster of its own (or the server
 named by RELEASEFLOW_TEST_POSTGRES_URL). release: real deploys on the local driver and, when podman is
 installed, the docker driver (podman and a registry of its own). Everything either started is removed
-when the benchmark ends, however it ends. ``--suite engine`` or ``--suite release`` runs one alone.
-cli (only when asked for: ``--suite cli``): how long ``releaseflow --help`` and the read commands take
-against bare ``python -c pass``.
+when the benchmark ends, however it ends. cli: how long ``releaseflow --help`` and the read commands
+take against bare ``python -c pass``. ``--suite engine`` (or release, or cli) runs one alone.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from tests.postgres_cluster import FreshDatabases, PostgresCluster
 
 DATABASES = ("sqlite", "postgresql")
 SUITES = ("engine", "release", "cli")
-DEFAULT_SUITES = ("engine", "release")
 DRIVERS = ("local", "docker")
 
 
@@ -55,8 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--suite",
         type=_names(SUITES),
-        default=list(DEFAULT_SUITES),
-        help="engine,release,cli (default engine,release)",
+        default=list(SUITES),
+        help="engine,release,cli (default all three)",
     )
     parser.add_argument("--cli-repeat", type=int, default=10, help="cli: runs of each command (default 10)")
     parser.add_argument("--nodes", type=int, default=200, help="leaf nodes per run (default 200)")
@@ -159,6 +157,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(release_report.table(released, args.release_repeat))
         document["release"] = release_report.as_json(released, args.release_repeat)
     if "cli" in args.suite:
+        if document.get("release") or "engine" in args.suite:
+            print()
         commands = cli_bench.bench_cli(args.cli_repeat, progress)
         print(cli_bench.table(commands))
         document["cli"] = cli_bench.as_json(commands)
