@@ -33,7 +33,11 @@ run: venv
 	@bash scripts/system-packages demo
 	$(BIN)/releaseflow demo
 
-test: venv
+# The whole suite everywhere: the system packages CI installs first (podman, a registry, PostgreSQL),
+# installed the same way (as root; otherwise it prints the command to run and stops).
+test:
+	@bash scripts/system-packages test
+	@$(MAKE) --no-print-directory venv
 	@bash scripts/check
 
 lint: venv

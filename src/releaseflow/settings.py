@@ -22,13 +22,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
-from releaseflow.engine.worker import WorkerSettings
-from releaseflow.platform.available import managed_addons_root, standard_drivers
-from releaseflow.platform.driver import DriverRegistry
+from releaseflow.engine.worker_settings import WorkerSettings
 from releaseflow.store.files import private_directory
+
+if TYPE_CHECKING:
+    from releaseflow.platform.driver import DriverRegistry
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -155,6 +156,9 @@ class Settings:
         local driver's managed PostgreSQL runs as the ``postgres`` user inside its folder, which must
         then stay enterable (``platform.available.managed_addons_root``).
         """
+        # Imported here: only commands that act on the platform pay for importing the drivers.
+        from releaseflow.platform.available import managed_addons_root, standard_drivers
+
         private_directory(self.data_dir)
         local = self.data_dir / "local"
         if os.geteuid() != 0 or not managed_addons_root(local).is_relative_to(local.resolve()):

@@ -19,10 +19,19 @@ def answer(port: int) -> str | None:
     return response.text.strip() if response.status_code == 200 else None
 
 
-def test_demo__builds_deploys_promotes_and_releases(releaseflow: Releaseflow) -> None:
+def answer_or_none(port: int) -> str | None:
+    try:
+        return answer(port)
+    except httpx.HTTPError:
+        return None
+
+
+def test_demo__builds_deploys_promotes_and_releases_then_keeps_it_all_until_reset(
+    releaseflow: Releaseflow,
+) -> None:
     # No RELEASEFLOW_DATA_DIR: the demo uses ./data of the directory it is started in.
     releaseflow.extra_env["RELEASEFLOW_DATA_DIR"] = ""
-    releaseflow.serve("demo")
+    server = releaseflow.serve("demo")
     ports = service_ports(releaseflow.port)
 
     first = wait_until(
@@ -46,6 +55,8 @@ def test_demo__builds_deploys_promotes_and_releases(releaseflow: Releaseflow) ->
     assert "migration exit code 0" in message["body"]["message"]
     state = releaseflow.cli("state", "web", check=True).stdout
     assert "web-dev" in state and "web-staging" in state and "migrate" in state
+    stages = [line.split()[0] for line in state.splitlines()[1:]]
+    assert stages == sorted(stages, key=["Development", "Staging", "Production"].index)  # pipeline order
 
     repository = releaseflow.cwd / "data" / "demo" / "app"
     (repository / "VERSION").write_text("v2\n")
@@ -73,3 +84,31 @@ def test_demo__builds_deploys_promotes_and_releases(releaseflow: Releaseflow) ->
     output = releaseflow.logs()
     assert f"curl http://127.0.0.1:{ports['Production']}/" in output
     assert "releaseflow run web Staging --follow" in output
+
+    # A later `releaseflow demo` serves what is there: the person's edits, runs and services.
+    flow_file = releaseflow.cwd / "data" / "demo" / "development.yaml"
+    flow_file.write_text(flow_file.read_text() + "# my edit\n")
+    assert Releaseflow.stop(server) == 0
+    server = releaseflow.serve("demo")
+    assert flow_file.read_text().endswith("# my edit\n")
+    runs = releaseflow.cli_json("runs", "web", "Development", "--json")
+    assert [run["name"] for run in runs] == [None, "First demo run"]  # no new run was started
+    assert answer(ports["Development"]) == "demo web v2 (development)"
+    assert "was set up before" in releaseflow.logs() and "web-dev" in releaseflow.logs()
+
+    # --reset stops what the old demo runs and starts afresh.
+    assert Releaseflow.stop(server) == 0
+    releaseflow.serve("demo", "--reset")
+    assert "# my edit" not in flow_file.read_text()
+    fresh = wait_until(
+        lambda: (
+            (runs := releaseflow.cli_json("runs", "web", "Development", "--json"))
+            and runs[0]["concluded"]
+            and runs
+        ),
+        timeout=60,
+        what="the first run of the reset demo",
+    )
+    assert [(run["name"], run["status"]) for run in fresh] == [("First demo run", "success")]
+    assert answer(ports["Development"]) == "demo web v1 (development)"
+    assert answer_or_none(ports["Production"]) is None  # the old demo's services were stopped

@@ -3,7 +3,8 @@
 engine: SQLite runs in a temporary file; PostgreSQL in a throwaway cluster of its own (or the server
 named by RELEASEFLOW_TEST_POSTGRES_URL). release: real deploys on the local driver and, when podman is
 installed, the docker driver (podman and a registry of its own). Everything either started is removed
-when the benchmark ends, however it ends. ``--suite engine`` or ``--suite release`` runs one alone.
+when the benchmark ends, however it ends. cli: how long ``releaseflow --help`` and the read commands
+take against bare ``python -c pass``. ``--suite engine`` (or release, or cli) runs one alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import release_report
+from tests.benchmarks import cli_bench, release_report
 from tests.benchmarks.engine_bench import SHAPES, ScenarioResult, Shape, bench_database
 from tests.benchmarks.release_bench import DriverResult, Skipped
 from tests.benchmarks.release_docker import bench_docker
@@ -26,7 +27,7 @@ from tests.benchmarks.report import as_json, table, write_json
 from tests.postgres_cluster import FreshDatabases, PostgresCluster
 
 DATABASES = ("sqlite", "postgresql")
-SUITES = ("engine", "release")
+SUITES = ("engine", "release", "cli")
 DRIVERS = ("local", "docker")
 
 
@@ -50,8 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " release: real deploys on the local and docker drivers, against what the platform itself needs.",
     )
     parser.add_argument(
-        "--suite", type=_names(SUITES), default=list(SUITES), help="engine,release (default both)"
+        "--suite",
+        type=_names(SUITES),
+        default=list(SUITES),
+        help="engine,release,cli (default all three)",
     )
+    parser.add_argument("--cli-repeat", type=int, default=10, help="cli: runs of each command (default 10)")
     parser.add_argument("--nodes", type=int, default=200, help="leaf nodes per run (default 200)")
     parser.add_argument(
         "--databases",
@@ -151,6 +156,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             print()
         print(release_report.table(released, args.release_repeat))
         document["release"] = release_report.as_json(released, args.release_repeat)
+    if "cli" in args.suite:
+        if document.get("release") or "engine" in args.suite:
+            print()
+        commands = cli_bench.bench_cli(args.cli_repeat, progress)
+        print(cli_bench.table(commands))
+        document["cli"] = cli_bench.as_json(commands)
     progress(f"benchmark took {time.monotonic() - began:.0f}s")
     if args.json is not None:
         write_json(args.json, document)

@@ -1,17 +1,22 @@
-"""What every command shares: exit codes, opening the database, running a coroutine."""
+"""What every command shares: exit codes, opening the database, running a coroutine.
+
+Every command module imports what its handlers use inside those handlers (here too): building the
+parser, printing ``--help`` and reading a run must not pay for the engine, the drivers or the server.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from releaseflow.domain.errors import ReleaseflowError
-from releaseflow.settings import Settings
-from releaseflow.store.database import Database, open_database
-from releaseflow.store.migrate import pending_migrations
+
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
+    from releaseflow.store.database import Database
 
 EXIT_OK = 0
 # A run failed or was aborted, a file is invalid, the request conflicts with the current state.
@@ -26,15 +31,53 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coroutine)
 
 
+class NoDataError(ReleaseflowError):
+    """A command that reads releaseflow's data was run where there is none."""
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for any other database."""
+    prefix = "sqlite:///"
+    return Path(database_url[len(prefix) :]) if database_url.startswith(prefix) else None
+
+
+def require_existing_data(settings: Settings) -> None:
+    """Refuse to read from a SQLite database that does not exist (opening it would create it empty)."""
+    path = sqlite_path(settings.database_url)
+    if path is None or path.exists():
+        return
+    raise NoDataError(
+        f"no releaseflow data here: {path} does not exist (data directory {settings.data_dir}).\n"
+        "Point releaseflow at its data: RELEASEFLOW_DATA_DIR=/path/to/data releaseflow ..., or"
+        " releaseflow --data-dir /path/to/data ... (or RELEASEFLOW_DATABASE_URL / --database-url).\n"
+        "To start afresh here: releaseflow serve, releaseflow demo or releaseflow apply -f FILE create it."
+    )
+
+
 @asynccontextmanager
-async def database(settings: Settings, *, require_schema: bool = True) -> AsyncIterator[Database]:
-    """The configured database; by default refuses one whose schema is not up to date."""
+async def database(
+    settings: Settings, *, require_schema: bool = True, create: bool = False
+) -> AsyncIterator[Database]:
+    """The configured database; by default refuses one whose schema is not up to date, and (unless
+    ``create``) a SQLite file that does not exist yet rather than creating an empty one."""
+    from releaseflow.store.database import open_database
+    from releaseflow.store.migrate import migrate, pending_migrations
+
+    path = sqlite_path(settings.database_url)
+    fresh = path is not None and not path.exists()
+    if not create:
+        require_existing_data(settings)
     db = await open_database(settings.database_url)
     try:
-        if require_schema:
+        if fresh and require_schema:
+            # A database this command just created holds nothing to protect: give it its schema.
+            await migrate(db)
+        elif require_schema:
             missing = await pending_migrations(db)
             if missing:
                 raise ReleaseflowError(

@@ -7,18 +7,15 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
 from releaseflow.cli.render import error_lines, untrusted
-from releaseflow.domain.config import Configuration
-from releaseflow.domain.documents import load_document, read_document_bytes
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
-from releaseflow.domain.schema import release_flow_json_schema
-from releaseflow.domain.spec_schema import spec_json_schema
-from releaseflow.domain.template_parser import parse_template
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.configuration import apply_configuration, load_configuration_file, resource_schemas
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.domain.config import Configuration
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -49,13 +46,16 @@ def register(commands: Subparsers) -> None:
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 with every problem on stderr when the file is invalid (as ``validate`` does)."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.configuration import apply_configuration, load_configuration_file
+
     try:
         config = load_configuration_file(args.file)
     except ReleaseflowError as error:
         return _file_refused(error)
 
     async def go() -> int:
-        async with database(settings) as db:
+        async with database(settings, create=True) as db:
             plan = await apply_configuration(
                 db, config, SystemClock(), prune=args.prune, dry_run=args.dry_run
             )
@@ -86,6 +86,10 @@ def _file_refused(error: ReleaseflowError) -> int:
 
 
 def _validate(path: Path) -> str:
+    from releaseflow.domain.documents import load_document, read_document_bytes
+    from releaseflow.domain.template_parser import parse_template
+    from releaseflow.engine.configuration import load_configuration_file
+
     try:
         document = load_document(read_document_bytes(path), source=str(path))
     except OSError as error:
@@ -111,6 +115,10 @@ def _describe(config: Configuration) -> str:
 
 
 def print_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.domain.schema import release_flow_json_schema
+    from releaseflow.domain.spec_schema import spec_json_schema
+    from releaseflow.engine.configuration import resource_schemas
+
     schemas = {schema.name: schema for kinds in resource_schemas().values() for schema in kinds.values()}
     if args.list:
         width = max(len(name) for name in schemas)

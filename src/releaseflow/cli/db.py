@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
-from releaseflow.settings import Settings
-from releaseflow.store.migrate import available_migrations, migrate, pending_migrations
+
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -19,8 +21,10 @@ def register(commands: Subparsers) -> None:
 
 
 def migrate_db(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.store.migrate import migrate
+
     async def go() -> int:
-        async with database(settings, require_schema=False) as db:
+        async with database(settings, require_schema=False, create=True) as db:
             applied = await migrate(db)
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")
@@ -34,6 +38,8 @@ def migrate_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def db_status(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.store.migrate import available_migrations, pending_migrations
+
     async def go() -> int:
         async with database(settings, require_schema=False) as db:
             pending = {migration.version for migration in await pending_migrations(db)}

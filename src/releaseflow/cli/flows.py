@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
 from releaseflow.cli.render import untrusted
-from releaseflow.engine import queries
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -25,6 +27,8 @@ def register(commands: Subparsers) -> None:
 
 
 def show_flow(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)

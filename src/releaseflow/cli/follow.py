@@ -8,12 +8,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from releaseflow.cli import render
-from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
-from releaseflow.engine.queries import RunDetail, run_detail
-from releaseflow.store.database import Database
+from releaseflow.domain.statuses import (
+    TERMINAL_NODE_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    NodeStatus,
+    RunStatus,
+)
+
+if TYPE_CHECKING:
+    from releaseflow.engine.queries import EventView, RunDetail
+    from releaseflow.store.database import Database
 
 POLL_SECONDS = 0.3
 _CLEAR_BELOW = "\x1b[J"
@@ -23,9 +30,11 @@ async def follow_run(
     db: Database, run_id: str, out: TextIO = sys.stdout, *, live: bool | None = None
 ) -> RunStatus:
     """Show the run until it ends; returns its final status."""
+    from releaseflow.engine.queries import run_detail
+
     view: _View = _LiveView(out) if (out.isatty() if live is None else live) else _LogView(out)
     while True:
-        detail = await run_detail(db, run_id, with_events=False)
+        detail = await run_detail(db, run_id, with_events=view.needs_events)
         view.show(detail)
         if detail.run.status in TERMINAL_RUN_STATUSES:
             view.finish(detail)
@@ -34,18 +43,37 @@ async def follow_run(
 
 
 class _View:
+    needs_events = False
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
     def show(self, detail: RunDetail) -> None:
         raise NotImplementedError
 
     def finish(self, detail: RunDetail) -> None:
-        raise NotImplementedError
+        """The run's conclusion, last: its error (or its first failed node's), and how it ended."""
+        error = detail.run.error or (
+            render.first_error(detail) if detail.run.status is RunStatus.FAILED else None
+        )
+        for line in (error or "").splitlines():
+            self._line(line)
+        took = render.duration(detail.run.started_at, detail.run.concluded_at)
+        self._line(
+            f"run {detail.run.id} ended: {detail.run.status}  [{render.progress_text(detail)}]"
+            + (f" after {took}" if took else "")
+        )
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
 
 
 class _LiveView(_View):
     """Redraws the header and tree in place with ANSI cursor movement."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
+        super().__init__(out)
         self.drawn: list[str] = []
 
     def show(self, detail: RunDetail) -> None:
@@ -63,16 +91,20 @@ class _LiveView(_View):
         self.out.flush()
         self.drawn = lines
 
-    def finish(self, detail: RunDetail) -> None:
-        pass
-
 
 class _LogView(_View):
-    """Appends one line per change of the run or of a node, for logs and pipes."""
+    """Appends one line per event of the run, in the order the events happened (for logs and pipes).
+
+    The counts on each line are those of that moment: the event log is replayed, so "2/5 nodes done"
+    is what was true when the line's event happened, not what the last poll saw.
+    """
+
+    needs_events = True
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.seen: dict[str, str] = {}
+        super().__init__(out)
+        self.last_event = 0
+        self.statuses: dict[str, str] = {}
         self.started = False
 
     def show(self, detail: RunDetail) -> None:
@@ -80,32 +112,35 @@ class _LogView(_View):
             self.started = True
             run = detail.run
             self._line(f"following run {run.id} ({run.project_id}/{run.pipeline_id}/{run.stage})")
-        run_status = str(detail.run.status)
-        if self.seen.get("") != run_status:
-            self.seen[""] = run_status
-            reason = f" ({detail.run.queued_reason})" if detail.run.queued_reason else ""
-            self._line(f"run {run_status}{reason}  [{render.progress_text(detail)}]")
-        for node in detail.root.walk() if detail.root else []:
-            status = str(node.status)
-            before = self.seen.get(node.path)
-            self.seen[node.path] = status
-            # Not having started yet is news only when it is not how a node begins.
-            if before == status or (before is None and node.status is NodeStatus.PENDING):
+        actions = {node.path for node in detail.root.walk() if not node.is_workflow} if detail.root else set()
+        latest = {event.node_path: event.id for event in detail.events if event.node_path}
+        for event in detail.events:
+            if event.id <= self.last_event:
                 continue
-            self._line(f"{render.node_title(node)}: {status}  [{render.progress_text(detail)}]")
+            if event.node_path is None and event.to_status in TERMINAL_RUN_STATUSES:
+                # The run's conclusion is printed last, by finish(), after every node's events.
+                continue
+            self.last_event = event.id
+            self._event(detail, event, actions, latest)
+
+    def _event(self, detail: RunDetail, event: EventView, actions: set[str], latest: dict[str, int]) -> None:
+        if event.node_path is None:
+            reason = f" ({detail.run.queued_reason})" if event.to_status == RunStatus.QUEUED else ""
+            if event.from_status is not None:
+                self._line(f"run {event.to_status}{reason}")
+            return
+        self.statuses[event.node_path] = event.to_status
+        done = sum(1 for path in actions if self.statuses.get(path) in TERMINAL_NODE_STATUSES)
+        title = render.subject(detail, event.node_path)
+        self._line(f"{title}: {event.to_status}  [{done}/{len(actions)} nodes done]")
+        node = detail.node(event.node_path)
+        if node is not None and latest.get(event.node_path) == event.id:
+            # What the node shows now (its error, its response data) belongs to its latest event.
             for note in render.node_notes(detail, node):
-                self._line(f"  {note}")
-
-    def finish(self, detail: RunDetail) -> None:
-        if detail.run.error:
-            for line in detail.run.error.splitlines():
-                self._line(line)
-        took = render.duration(detail.run.started_at, detail.run.concluded_at)
-        self._line(f"run {detail.run.id} ended: {detail.run.status}" + (f" after {took}" if took else ""))
-
-    def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+                for line in note.splitlines():
+                    self._line(f"  {line}")
+        elif event.to_status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+            self._line(f"  {event.cause}")
 
 
 def _clip(line: str, width: int) -> str:

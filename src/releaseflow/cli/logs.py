@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.domain.errors import NotFoundError
-from releaseflow.platform.local.driver import LocalDriver
-from releaseflow.platform.local.processes import tail
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.platform.local.driver import LocalDriver
+    from releaseflow.settings import Settings
 
 # Enough to read a whole log when following it; logs only grow, so new lines are those past the count.
 WHOLE = 1_000_000
@@ -28,6 +30,9 @@ def register(commands: Subparsers) -> None:
 
 
 def show_logs(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.platform.local.driver import LocalDriver
+    from releaseflow.platform.local.processes import tail
+
     driver = settings.drivers().get("local")
     assert isinstance(driver, LocalDriver)
     path = log_path(driver, args.what, args.id)

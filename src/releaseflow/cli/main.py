@@ -10,14 +10,18 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+# Each command module imports what its handlers need inside them: these imports are cheap.
 from releaseflow.cli import configuration, db, demo, flows, logs, runs, server, state
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from releaseflow.cli.render import error_lines
 from releaseflow.domain.errors import NotFoundError, ReleaseflowError, ValidationError
-from releaseflow.settings import Settings
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
+
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,16 +45,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A status symbol must never crash a command on a terminal that cannot show it.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
     try:
-        settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
-        return handler(args, settings)
+        return _run(argv)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
     except ReleaseflowError as error:
         print("\n".join(error_lines(str(error))), file=sys.stderr)
         return EXIT_USAGE if isinstance(error, ValidationError | NotFoundError) else EXIT_FAILED
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    from releaseflow.settings import Settings
+
+    settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
+    code = handler(args, settings)
+    # Flushed here, so that a reader that went away is noticed while the handler below can end quietly.
+    sys.stdout.flush()
+    return code
+
+
+def _reader_went_away() -> int:
+    """Output piped into ``head`` (or any reader that stops early): end quietly, like other tools.
+
+    Python would report the broken pipe again when it flushes stdout at exit; point stdout at
+    /dev/null so that flush has nowhere to fail.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

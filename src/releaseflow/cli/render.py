@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.domain.text import escape_text
-from releaseflow.engine.queries import NodeView, RunDetail, RunSummary
+
+if TYPE_CHECKING:
+    from releaseflow.engine.queries import NodeView, RunDetail, RunSummary
 
 SHORT_ID = 8
 
@@ -68,6 +72,11 @@ def clock(moment: datetime | None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def moment(at: datetime | None) -> str:
+    """A date and time in the local zone, for lists that span days."""
+    return "-" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
 def duration(start: datetime | None, end: datetime | None, now: datetime | None = None) -> str:
     if start is None:
         return ""
@@ -92,25 +101,46 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def runs_table(runs: Sequence[RunSummary]) -> list[str]:
+def runs_table(runs: Sequence[RunSummary], first_errors: Mapping[str, str] | None = None) -> list[str]:
+    """One line per run; ``first_errors`` gives the first error of failed runs whose run has none."""
     rows = []
     for run in runs:
-        name = run.name or ""
+        name = run.display_name
         if run.queued_reason and run.status is RunStatus.QUEUED:
-            name = f"{name} (queued: {run.queued_reason})".strip()
+            name = f"{name} (queued: {run.queued_reason})"
+        error = run.error or (first_errors or {}).get(run.id) or ""
         rows.append(
             [
                 short_id(run.id),
-                f"#{run.seq}",
+                name,
                 str(run.status),
                 run.kind,
-                name,
+                moment(run.started_at),
                 run.triggered_by,
-                clock(run.created_at),
-                duration(run.started_at, run.concluded_at) if run.started_at else "",
+                moment(run.concluded_at),
+                duration(run.started_at, run.concluded_at),
+                first_line(error),
             ]
         )
-    return table(["ID", "NO", "STATUS", "KIND", "NAME", "TRIGGERED BY", "CREATED", "TOOK"], rows)
+    return table(["ID", "NAME", "STATUS", "KIND", "STARTED", "BY", "COMPLETED", "DURATION", "ERROR"], rows)
+
+
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""
+
+
+def first_error(detail: RunDetail) -> str | None:
+    """The error of the node that failed first (the cause of a failed run, when the run has none)."""
+    failed = [
+        node
+        for node in (detail.root.walk() if detail.root else [])
+        if not node.is_workflow and node.error and node.status is NodeStatus.FAILED
+    ]
+    if not failed:
+        return None
+    node = min(failed, key=lambda item: item.ended_at or datetime.max.replace(tzinfo=UTC))
+    return f"{node.label}: {node.error.get('message') if node.error else ''}"
 
 
 def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
@@ -155,8 +185,12 @@ def _tree_lines(
     detail: RunDetail, node: NodeView, lead: str, child_lead: str, out: list[str], colour: bool
 ) -> None:
     out.append(f"{lead}{status_text(node.status, colour)}  {node_title(node)}{_node_facts(node)}")
+    indent = f"{child_lead}{'│ ' if node.children else '  '}  "
     for note in node_notes(detail, node):
-        out.append(f"{child_lead}{'│ ' if node.children else '  '}  {note}")
+        first, *rest = note.splitlines() or [""]
+        out.append(f"{indent}{first}")
+        # A multi-line note (an error with a log excerpt) stays inside the tree's indentation.
+        out.extend(f"{indent}  {line}" for line in rest)
     for index, child in enumerate(node.children):
         last = index == len(node.children) - 1
         _tree_lines(
@@ -170,9 +204,33 @@ def _tree_lines(
 
 
 def node_title(node: NodeView) -> str:
+    """How the template names a node: its ref, else its workflow type or kind (never its path)."""
     if node.is_workflow:
         return f"{node.workflow_type} workflow" + (f" {untrusted(node.ref)}" if node.ref else "")
     return f"{untrusted(node.label)} ({node.kind})"
+
+
+def subject(detail: RunDetail, path: str | None) -> str:
+    """What an event is about, in the template's words: the run, or a node's title."""
+    if path is None:
+        return "run"
+    node = detail.node(path)
+    return node_title(node) if node else path
+
+
+def data_lines(data: Any) -> list[str]:
+    """A node's response data, one ``key: value`` line per field (nested values as compact JSON)."""
+    if data is None or data == {}:
+        return []
+    if not isinstance(data, Mapping):
+        return [f"data: {_value(data)}"]
+    return [f"{key}: {_value(value)}" for key, value in data.items()]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
 
 
 def _node_facts(node: NodeView) -> str:
@@ -193,6 +251,8 @@ def node_notes(detail: RunDetail, node: NodeView) -> list[str]:
         notes.append(f"error: {untrusted(node.error.get('message'), multiline=True)}")
     elif node.status in (NodeStatus.SKIPPED, NodeStatus.ABORTED) and node.cause:
         notes.append(untrusted(node.cause))
+    if not node.is_workflow and not (node.kind == "Approval" and node.status is NodeStatus.WAITING):
+        notes.extend(untrusted(line, multiline=True) for line in data_lines(node.data))
     if node.kind == "Approval" and node.status is NodeStatus.WAITING:
         data = node.data if isinstance(node.data, dict) else {}
         given = len(data.get("approvals", []))

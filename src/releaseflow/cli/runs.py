@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.follow import follow_run
 from releaseflow.cli.parsing import parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
-from releaseflow.engine import queries
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.commands import Engine, RunRequest
-from releaseflow.settings import Settings
+
+if TYPE_CHECKING:
+    from releaseflow.engine.commands import Engine
+    from releaseflow.settings import Settings
+    from releaseflow.store.database import Database
+
+# The engine is imported by the commands that change runs, not by those that only read them.
 
 
 def register(commands: Subparsers) -> None:
@@ -89,7 +92,18 @@ def _stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="project id (default: the only project)")
 
 
+def _engine(db: Database) -> Engine:
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.commands import Engine
+
+    return Engine(db, SystemClock())
+
+
 def start(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.cli.follow import follow_run
+    from releaseflow.engine import queries
+    from releaseflow.engine.commands import RunRequest
+
     arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
     request = RunRequest(
         name=args.name,
@@ -104,7 +118,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            run = await Engine(db, SystemClock()).start_run(project, args.pipeline, stage, request)
+            run = await _engine(db).start_run(project, args.pipeline, stage, request)
             print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
             if args.follow:
                 final = await follow_run(db, run.id)
@@ -124,6 +138,8 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
@@ -131,18 +147,32 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
             runs = await queries.list_runs(
                 db, project, args.pipeline, stage, statuses=args.status, kind=args.kind, limit=args.limit
             )
+            first_errors: dict[str, str] = {}
+            if not args.json:
+                # A failed run records no error of its own when a node failed: show that node's.
+                for run in runs:
+                    if run.status is RunStatus.FAILED and not run.error:
+                        detail = await queries.run_detail(db, run.id, with_events=False)
+                        first_errors[run.id] = render.first_error(detail) or ""
+        where = f"{project}/{args.pipeline}/{stage}"
         if args.json:
             print(json.dumps([run.to_json() for run in runs], indent=2))
+        elif not runs and (args.status or args.kind):
+            wanted = [f"--status {status}" for status in args.status]
+            wanted += [f"--kind {args.kind}"] if args.kind else []
+            print(f"no run of {where} matches {' '.join(wanted)}")
         elif not runs:
-            print(f"no runs of {project}/{args.pipeline}/{stage} yet")
+            print(f"no runs of {where} yet")
         else:
-            print("\n".join(render.runs_table(runs)))
+            print("\n".join(render.runs_table(runs, first_errors)))
         return EXIT_OK
 
     return run_async(go())
 
 
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
@@ -155,7 +185,7 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
         if args.events:
             print("\nevents:")
             for event in detail.events:
-                subject = event.ref or event.node_path or "run"
+                subject = render.subject(detail, event.node_path)
                 change = f"{event.from_status or '-'} -> {event.to_status}"
                 print(f"  {render.clock(event.at)}  {subject}: {change}  ({render.untrusted(event.cause)})")
         return EXIT_OK
@@ -164,10 +194,12 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def abort_run(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await Engine(db, SystemClock()).abort_run(run_id, "aborted from the command line")
+            run = await _engine(db).abort_run(run_id, "aborted from the command line")
         print(f"run {run.id}: {run.status}")
         return EXIT_OK
 
@@ -179,13 +211,12 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
         raise ValidationError(
             [Issue("rename", "give --name or --description (or both)")], subject="command line"
         )
+    from releaseflow.engine import queries
 
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await Engine(db, SystemClock()).rename_run(
-                run_id, name=args.name, description=args.description
-            )
+            run = await _engine(db).rename_run(run_id, name=args.name, description=args.description)
         print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
         return EXIT_OK
 
@@ -193,10 +224,12 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def approve_node(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            engine = Engine(db, SystemClock())
+            engine = _engine(db)
             decide = engine.reject if getattr(args, "reject", False) else engine.approve
             await decide(run_id, args.node, args.approver, args.comment)
         verb = "rejected" if getattr(args, "reject", False) else "approved"

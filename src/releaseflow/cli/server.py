@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -12,16 +11,14 @@ import signal
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
 from releaseflow.domain.errors import ReleaseflowError
-from releaseflow.engine import queries
-from releaseflow.engine.worker import standard_worker
-from releaseflow.settings import Settings
-from releaseflow.store.database import Database
-from releaseflow.store.migrate import migrate
+
+if TYPE_CHECKING:
+    from releaseflow.settings import Settings
+    from releaseflow.store.database import Database
 
 # The interface layers never import each other (DESIGN.md section 2), so the command line names the
 # app by its import path; uvicorn builds it, and it reads the settings this process exported.
@@ -64,7 +61,9 @@ def _with_address(settings: Settings, host: str | None, port: int | None) -> Set
 
 
 async def migrate_database(settings: Settings) -> None:
-    async with database(settings, require_schema=False) as db:
+    from releaseflow.store.migrate import migrate
+
+    async with database(settings, require_schema=False, create=True) as db:
         for migration in await migrate(db):
             print(f"applied migration {migration.version:04d}_{migration.name}", flush=True)
         if db.dialect == "sqlite":
@@ -74,6 +73,8 @@ async def migrate_database(settings: Settings) -> None:
 async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None:
     """SQLite serves one process: its worker takes back every lease at start, so a second server
     would steal the work of the first. Refuse when a worker process on this host is still alive."""
+    from releaseflow.engine import queries
+
     since = datetime.now(UTC) - timedelta(seconds=settings.worker.lease_seconds)
     for worker in await queries.workers_seen_since(db, since):
         if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and _alive(worker.pid):
@@ -95,6 +96,8 @@ def _alive(pid: int) -> bool:
 
 def serve(settings: Settings) -> int:
     """Serve until Ctrl-C or SIGTERM; both stop the server and the worker cleanly (exit 0)."""
+    import uvicorn
+
     listener = _listen(settings.host, settings.port)
     # The socket is listening before the worker starts, so a Message node aimed at this server's own
     # inbox connects at once instead of failing while the server starts.
@@ -151,6 +154,9 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             " one process, and `releaseflow serve` already runs a worker"
         )
     configure_logging(settings)
+    import asyncio
+
+    from releaseflow.engine.worker import standard_worker
 
     async def go() -> None:
         stop = asyncio.Event()

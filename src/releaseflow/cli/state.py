@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.render import untrusted
-from releaseflow.engine import queries
-from releaseflow.settings import Settings
+from releaseflow.cli.render import moment, short_id, table, untrusted
+
+if TYPE_CHECKING:
+    from releaseflow.engine.queries import ReleaseView
+    from releaseflow.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
@@ -33,7 +36,24 @@ def describe(artifact: Mapping[str, Any]) -> str:
     return f"{build} {str(artifact.get('commit', ''))[:10]} ({artifact.get('branch', '?')})"
 
 
+def state_lines(views: Sequence[ReleaseView]) -> list[str]:
+    """The release state as a table, in the order given (stages in pipeline order), local times."""
+    rows = [
+        [
+            view.stage,
+            view.resource_id,
+            untrusted(describe(view.artifact)),
+            short_id(view.run_id),
+            moment(datetime.fromisoformat(view.deployed_at)) if view.deployed_at else "-",
+        ]
+        for view in views
+    ]
+    return table(["STAGE", "RESOURCE", "ARTIFACT", "RUN", "DEPLOYED"], rows)
+
+
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
@@ -49,12 +69,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
         if not views:
             print("nothing has been deployed yet")
             return EXIT_OK
-        print(f"{'STAGE':<12} {'RESOURCE':<20} {'ARTIFACT':<48} {'RUN':<9} DEPLOYED")
-        for view in views:
-            print(
-                f"{view.stage:<12} {view.resource_id:<20} {untrusted(describe(view.artifact)):<48} "
-                f"{view.run_id[:8]:<9} {view.deployed_at}"
-            )
+        print("\n".join(state_lines(views)))
         return EXIT_OK
 
     return run_async(go())

@@ -533,6 +533,12 @@ async def release_state(
             rows = await state_store.history(tx, project_id, pipeline_id, stage, limit)
         else:
             rows = await state_store.stage_state(tx, project_id, pipeline_id, stage)
+            # Stages in pipeline order (Development before Production), not by name.
+            order = {
+                name: index
+                for index, name in enumerate(await catalog.list_stages(tx, project_id, pipeline_id))
+            }
+            rows = sorted(rows, key=lambda row: order.get(row["stage"], len(order)))
     return [
         ReleaseView(
             stage=row["stage"],

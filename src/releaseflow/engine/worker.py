@@ -19,7 +19,6 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError
@@ -38,6 +37,7 @@ from releaseflow.engine.reaper import reap_expired_leases
 from releaseflow.engine.run_events import NodeAnswered, apply_event, settle
 from releaseflow.engine.scope import ActionScope, action_scope
 from releaseflow.engine.templates import TemplateCache
+from releaseflow.engine.worker_settings import WorkerSettings as WorkerSettings  # re-exported
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store.database import Database, Transaction
@@ -52,18 +52,6 @@ NO_PLATFORM = ActionScope(resources={}, deployed={}, stage_resources=frozenset()
 CANCEL_TIMEOUT_SECONDS = 60.0
 # An action with no timeout of its own may not hold a worker slot longer than this.
 ACTION_TIMEOUT_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    lease_seconds: float = 15.0
-    heartbeat_seconds: float = 2.0
-    reap_seconds: float = 1.0
-    # Actions are mostly waits on I/O, so many fit in one process.
-    max_concurrency: int = 256
-    # Sleep between looks for due work when no wake-up arrives (work made due by another
-    # process on SQLite, or a missed notification).
-    idle_poll_seconds: float = 0.5
 
 
 class Worker:

@@ -1,0 +1,21 @@
+"""A worker's timing and capacity, apart from the worker itself.
+
+Kept in a module of its own so that reading the settings (every command does) does not import the
+worker, its executors and the drivers behind them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    lease_seconds: float = 15.0
+    heartbeat_seconds: float = 2.0
+    reap_seconds: float = 1.0
+    # Actions are mostly waits on I/O, so many fit in one process.
+    max_concurrency: int = 256
+    # Sleep between looks for due work when no wake-up arrives (work made due by another
+    # process on SQLite, or a missed notification).
+    idle_poll_seconds: float = 0.5
