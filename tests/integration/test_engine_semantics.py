@@ -226,3 +226,18 @@ async def test_engine__release_node_overrides_replace_the_release_spec(harness: 
     assert (await harness.run(run.id)).status is RunStatus.SUCCESS
     call = harness.driver.calls_on("api")[0]
     assert call.params["branch"] == "hotfix" and call.params["build"] == "b-7"
+
+
+async def test_engine__a_nul_in_a_platform_answer_still_fails_the_node(harness: EngineHarness) -> None:
+    # PostgreSQL's text columns refuse NUL; the failure must still be recorded, not leave the run running.
+    harness.driver.script("migrate", Fail("exploded\x00here", retryable=False))
+    await harness.seed(template(workflow(job_run("migration"))))
+    run = await harness.start()
+    harness.start_worker()
+    done = await harness.run(run.id)
+
+    nodes = await harness.nodes(run.id)
+    assert done.status is RunStatus.FAILED
+    assert nodes["migration"].status is NodeStatus.FAILED
+    assert nodes["migration"].error == {"code": 500, "message": "exploded\x00here"}
+    assert "exploded\\x00here" in (nodes["migration"].cause or "")

@@ -72,6 +72,9 @@ async def transition_node(
     current, run_id, path = node.status, node.run_id, node.path
     if not node_transition_allowed(current, new):
         raise ConflictError(f"node {path} of run {run_id} cannot go from {current} to {new}")
+    # A cause quotes what a platform answered, which may hold a NUL: PostgreSQL's text refuses it,
+    # and a refused write would leave the node where it was. Written visibly instead.
+    cause = cause.replace("\x00", "\\x00")
     values: dict[str, Any] = {"status": str(new), "cause": cause, **fields}
     if new is NodeStatus.RUNNING and current is NodeStatus.PENDING:
         values.setdefault("started_at", now)
