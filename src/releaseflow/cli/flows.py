@@ -8,6 +8,7 @@ import json
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
+from releaseflow.wire.runs import iso
 
 
 def register(commands: Subparsers) -> None:
@@ -31,7 +32,7 @@ def show_flow(args: argparse.Namespace, settings: Settings) -> int:
             if args.versions:
                 for view in await queries.flow_versions(db, project, args.pipeline, stage):
                     marker = "*" if view.current else " "
-                    print(f"{marker} v{view.version:<4} {view.created_at}  {view.origin}")
+                    print(f"{marker} v{view.version:<4} {iso(view.created_at)}  {view.origin}")
                 return EXIT_OK
             view = await queries.flow_version(db, project, args.pipeline, stage, args.version)
         print(json.dumps(view.document, indent=2))

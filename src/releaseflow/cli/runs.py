@@ -16,6 +16,7 @@ from releaseflow.engine import queries
 from releaseflow.engine.clock import SystemClock
 from releaseflow.engine.commands import Engine, RunRequest
 from releaseflow.settings import Settings
+from releaseflow.wire import runs as wire
 
 
 def register(commands: Subparsers) -> None:
@@ -125,7 +126,7 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
                 db, project, args.pipeline, stage, statuses=args.status, kind=args.kind, limit=args.limit
             )
         if args.json:
-            print(json.dumps([run.to_json() for run in runs], indent=2))
+            print(json.dumps([wire.run_summary(run) for run in runs], indent=2))
         elif not runs:
             print(f"no runs of {project}/{args.pipeline}/{stage} yet")
         else:
@@ -141,7 +142,7 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
             run_id = await queries.resolve_run_id(db, args.run)
             detail = await queries.run_detail(db, run_id)
         if args.json:
-            print(json.dumps(detail.to_json(), indent=2))
+            print(json.dumps(wire.run_detail(detail), indent=2))
             return EXIT_OK
         colour = sys.stdout.isatty()
         print("\n".join([*render.run_header(detail, colour), "", *render.run_tree(detail, colour)]))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
+from releaseflow.wire.runs import iso
+from releaseflow.wire.state import release
 
 
 def register(commands: Subparsers) -> None:
@@ -43,7 +44,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
                 db, project, args.pipeline, stage, history=args.history, limit=args.limit
             )
         if args.json:
-            print(json.dumps([asdict(view) for view in views], indent=2))
+            print(json.dumps([release(view) for view in views], indent=2))
             return EXIT_OK
         if not views:
             print("nothing has been deployed yet")
@@ -52,7 +53,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
         for view in views:
             print(
                 f"{view.stage:<12} {view.resource_id:<20} {describe(view.artifact):<48} "
-                f"{view.run_id[:8]:<9} {view.deployed_at}"
+                f"{view.run_id[:8]:<9} {iso(view.deployed_at)}"
             )
         return EXIT_OK
 
