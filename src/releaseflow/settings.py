@@ -25,8 +25,6 @@ from typing import TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.engine.worker import WorkerSettings
-from releaseflow.platform.available import standard_drivers
-from releaseflow.platform.driver import DriverRegistry
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -124,34 +122,6 @@ class Settings:
             docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
             docker_registry=get("DOCKER_REGISTRY"),
             docker_credentials_file=Path(file) if (file := get("DOCKER_CREDENTIALS_FILE")) else None,
-        )
-
-    def to_env(self) -> dict[str, str]:
-        """The variables that make ``from_env`` give these settings again (for a child or factory)."""
-        variables = {
-            PREFIX + "DATA_DIR": str(self.data_dir),
-            PREFIX + "DATABASE_URL": self.database_url,
-            PREFIX + "HOST": self.host,
-            PREFIX + "PORT": str(self.port),
-            PREFIX + "LOG_LEVEL": self.log_level,
-        }
-        for name, variable in _WORKER_VARIABLES.items():
-            variables[PREFIX + variable] = str(getattr(self.worker, name))
-        if self.docker_host:
-            variables[PREFIX + "DOCKER_HOST"] = self.docker_host
-        if self.docker_registry:
-            variables[PREFIX + "DOCKER_REGISTRY"] = self.docker_registry
-        if self.docker_credentials_file:
-            variables[PREFIX + "DOCKER_CREDENTIALS_FILE"] = str(self.docker_credentials_file)
-        return variables
-
-    def drivers(self) -> DriverRegistry:
-        """The platform drivers of this process: always ``local``, ``docker`` when a host is set."""
-        return standard_drivers(
-            self.data_dir,
-            docker_host=self.docker_host,
-            docker_registry=self.docker_registry,
-            docker_credentials_file=self.docker_credentials_file,
         )
 
     @property

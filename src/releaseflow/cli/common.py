@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
-from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.application import open_application
 from releaseflow.settings import Settings
-from releaseflow.store.database import Database, open_database
-from releaseflow.store.migrate import pending_migrations
+from releaseflow.store.database import Database
 
 EXIT_OK = 0
 # A run failed or was aborted, a file is invalid, the request conflicts with the current state.
@@ -32,18 +31,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def database(settings: Settings, *, require_schema: bool = True) -> AsyncIterator[Database]:
     """The configured database; by default refuses one whose schema is not up to date."""
-    db = await open_database(settings.database_url)
-    try:
-        if require_schema:
-            missing = await pending_migrations(db)
-            if missing:
-                raise ReleaseflowError(
-                    f"the database needs {len(missing)} migration(s): run `releaseflow db migrate`"
-                    " (`releaseflow serve` migrates too)"
-                )
-        yield db
-    finally:
-        await db.close()
+    async with open_application(settings, require_schema=require_schema) as application:
+        yield application.db
 
 
 def redact_url(url: str) -> str:
