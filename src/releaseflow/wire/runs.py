@@ -3,8 +3,8 @@
 Timestamps: every timestamp of releaseflow's own fields is ISO 8601 in UTC with a ``Z``
 (``createdAt``, ``startTime``, ``nextAttempt``, an ``attemptLog`` entry's ``startTime``/``endTime``,
 an event's ``at``). The one exception is a node's ``response`` object, which keeps the shape
-Northflank documents for it (compat reference section 4.4): ``startTime``, ``endTime`` and the
-``retries`` times are unix seconds, because Northflank's own clients read them so.
+Northflank's API reference documents for it (https://northflank.com/docs/v1/api/project/pipelines/):
+``startTime``, ``endTime`` and the ``retries`` times are unix seconds, as Northflank's clients read them.
 """
 
 from __future__ import annotations
