@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.engine.worker_settings import WorkerSettings
-from releaseflow.store.files import private_directory
 
 if TYPE_CHECKING:
-    from releaseflow.platform.driver import DriverRegistry
+    pass
 
 PREFIX = "RELEASEFLOW_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -127,49 +125,6 @@ class Settings:
             docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
             docker_registry=get("DOCKER_REGISTRY"),
             docker_credentials_file=Path(file) if (file := get("DOCKER_CREDENTIALS_FILE")) else None,
-        )
-
-    def to_env(self) -> dict[str, str]:
-        """The variables that make ``from_env`` give these settings again (for a child or factory)."""
-        variables = {
-            PREFIX + "DATA_DIR": str(self.data_dir),
-            PREFIX + "DATABASE_URL": self.database_url,
-            PREFIX + "HOST": self.host,
-            PREFIX + "PORT": str(self.port),
-            PREFIX + "LOG_LEVEL": self.log_level,
-        }
-        for name, variable in _WORKER_VARIABLES.items():
-            variables[PREFIX + variable] = str(getattr(self.worker, name))
-        if self.docker_host:
-            variables[PREFIX + "DOCKER_HOST"] = self.docker_host
-        if self.docker_registry:
-            variables[PREFIX + "DOCKER_REGISTRY"] = self.docker_registry
-        if self.docker_credentials_file:
-            variables[PREFIX + "DOCKER_CREDENTIALS_FILE"] = str(self.docker_credentials_file)
-        return variables
-
-    def drivers(self) -> DriverRegistry:
-        """The platform drivers of this process: always ``local``, ``docker`` when a host is set.
-
-        Their state folders are created private (0700), inside a private data directory; see
-        ``store.files``. One exception: as root, with a data directory every user may enter, the
-        local driver's managed PostgreSQL runs as the ``postgres`` user inside its folder, which must
-        then stay enterable (``platform.available.managed_addons_root``).
-        """
-        # Imported here: only commands that act on the platform pay for importing the drivers.
-        from releaseflow.platform.available import managed_addons_root, standard_drivers
-
-        private_directory(self.data_dir)
-        local = self.data_dir / "local"
-        if os.geteuid() != 0 or not managed_addons_root(local).is_relative_to(local.resolve()):
-            private_directory(local)
-        if self.docker_host:
-            private_directory(self.data_dir / "docker")
-        return standard_drivers(
-            self.data_dir,
-            docker_host=self.docker_host,
-            docker_registry=self.docker_registry,
-            docker_credentials_file=self.docker_credentials_file,
         )
 
     @property

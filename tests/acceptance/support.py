@@ -87,10 +87,16 @@ class Releaseflow:
         return json.loads(self.cli(*args, check=True).stdout)
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
-        log = (self.cwd / f"releaseflow-{len(self.processes)}.log").open("w")
-        process = subprocess.Popen(
-            [*COMMAND, *args], cwd=self.cwd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, text=True
-        )
+        # The child writes to its own copy of the file descriptor; ours is closed at once.
+        with (self.cwd / f"releaseflow-{len(self.processes)}.log").open("w") as log:
+            process = subprocess.Popen(
+                [*COMMAND, *args],
+                cwd=self.cwd,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         self.processes.append(process)
         return process
 

@@ -10,11 +10,10 @@ import psycopg
 import pytest
 from tests.integration.support import EngineHarness
 
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.commands import Engine
-from releaseflow.engine.executors import default_executors
-from releaseflow.engine.worker import Worker, WorkerSettings
+from releaseflow.application import Application
+from releaseflow.engine.worker import WorkerSettings
 from releaseflow.platform.driver import DriverRegistry
+from releaseflow.settings import Settings
 from releaseflow.store.database import Database, open_database
 from releaseflow.store.migrate import migrate
 from releaseflow.testing import FakeDriver
@@ -65,16 +64,19 @@ def fake_driver() -> FakeDriver:
 
 
 @pytest.fixture
-async def harness(db: Database, fake_driver: FakeDriver) -> AsyncIterator[EngineHarness]:
-    clock = SystemClock()
-    engine = Engine(db, clock)
-    worker = Worker(
-        db,
-        default_executors(DriverRegistry({"fake": fake_driver})),
-        clock,
-        WorkerSettings(lease_seconds=3.0, heartbeat_seconds=0.3, reap_seconds=0.3, idle_poll_seconds=0.2),
+async def harness(
+    db: Database, database_url: str, fake_driver: FakeDriver, tmp_path: Path
+) -> AsyncIterator[EngineHarness]:
+    # Built the way every releaseflow process is (releaseflow.application), over the fake driver.
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        worker=WorkerSettings(
+            lease_seconds=3.0, heartbeat_seconds=0.3, reap_seconds=0.3, idle_poll_seconds=0.2
+        ),
     )
-    harness = EngineHarness(db=db, engine=engine, worker=worker, driver=fake_driver)
+    application = Application(settings, db, drivers=DriverRegistry({"fake": fake_driver}))
+    harness = EngineHarness(db=db, engine=application.engine, worker=application.worker(), driver=fake_driver)
     try:
         yield harness
     finally:

@@ -38,6 +38,7 @@ from releaseflow.engine.queries import NodeView, ReleaseView
 from releaseflow.platform.docker import DockerClient, DockerDriver
 from releaseflow.store.database import Database
 from releaseflow.store.records import RunRecord
+from releaseflow.wire import runs as wire
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +103,7 @@ async def platform(db: Database, docker_env: DockerEnvironment, tmp_path: Path) 
 
 
 def response_data(node: NodeView) -> dict[str, Any]:
-    response = node.response()
+    response = wire.response(node)
     assert response is not None and isinstance(response.get("data"), dict), response
     data: dict[str, Any] = response["data"]
     return data

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from releaseflow.application import standard_drivers
 from releaseflow.cli.main import main
 from releaseflow.settings import Settings
 from releaseflow.store.database import open_database
@@ -81,7 +82,7 @@ def test_settings_drivers__state_folders_are_private(tmp_path: Path, open_umask:
     settings = Settings.from_env({}, data_dir=str(data))
     settings = dataclasses.replace(settings, docker_host="unix:///nonexistent/docker.sock")
 
-    drivers = settings.drivers()
+    drivers = standard_drivers(settings)
 
     assert {"local", "docker"} <= set(drivers.names())
     assert (mode(data), mode(data / "local"), mode(data / "docker")) == (0o700, 0o700, 0o700)

@@ -66,6 +66,8 @@ def workers(
             process.terminate()
         for process in processes:
             process.wait(timeout=15)
+            if process.stdout is not None:
+                process.stdout.close()  # else its pipe is left to the garbage collector (ResourceWarning)
 
 
 async def test_many_workers__each_node_runs_exactly_once_per_attempt(

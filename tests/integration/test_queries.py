@@ -25,6 +25,7 @@ from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import queries
 from releaseflow.testing import Fail
+from releaseflow.wire import runs as wire
 
 
 def approval(ref: str) -> dict[str, object]:
@@ -62,7 +63,7 @@ async def test_run_detail__follows_the_template_tree_with_northflank_responses(
     assert (detail.progress.done, detail.progress.total) == (3, 3)
     migrate = detail.node("migrate")
     assert migrate is not None and migrate.code_resolved
-    response = migrate.response()
+    response = wire.response(migrate)
     assert response is not None
     assert response["status"] == "success"
     assert response["retries"]["attempts"] == 1
@@ -70,7 +71,7 @@ async def test_run_detail__follows_the_template_tree_with_northflank_responses(
     assert isinstance(response["startTime"], int) and isinstance(response["endTime"], int)
     assert response["startTime"] <= response["endTime"]
     assert "error" not in response
-    document = detail.to_json()
+    document = wire.run_detail(detail)
     assert document["spec"]["steps"][1]["steps"][0]["ref"] == "api"
     assert document["progress"] == {"done": 3, "total": 3}
     assert any(event["ref"] == "migrate" and event["to"] == "success" for event in document["events"])
@@ -96,9 +97,9 @@ async def test_run_detail__workflow_in_progress_shows_the_roll_up_of_its_childre
     gate = detail.node("gate")
     later = detail.node("later")
     assert gate is not None and later is not None
-    assert gate.response() == {**(gate.response() or {}), "status": "approval_wait"}
+    assert wire.response(gate) == {**(wire.response(gate) or {}), "status": "approval_wait"}
     assert later.status is NodeStatus.PENDING
-    assert later.response() is None
+    assert wire.response(later) is None
     assert later.code_resolved is False
     assert (detail.progress.done, detail.progress.total) == (1, 3)
 
@@ -116,7 +117,7 @@ async def test_run_detail__failed_and_retrying_nodes_carry_error_and_next_attemp
 
     node = detail.node("migration")
     assert node is not None and node.next_attempt is not None
-    response = node.response()
+    response = wire.response(node)
     assert response is not None
     assert response["status"] == "retrying"
     assert response["error"] == {"code": 500, "message": "disk full"}

@@ -213,7 +213,12 @@ def test_follow_log__prints_events_in_order_true_counts_and_the_conclusion_last(
 def test_state_lines__keep_the_pipeline_order_and_show_local_dates() -> None:
     deployed = [
         ReleaseView(
-            stage, resource, {"kind": "image", "image": "web:1"}, RUN_ID, "spec", "2026-03-04T05:06:07Z"
+            stage,
+            resource,
+            {"kind": "image", "image": "web:1"},
+            RUN_ID,
+            "spec",
+            datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
         )
         for stage, resource in (("Development", "web-dev"), ("Staging", "web-stg"), ("Production", "web"))
     ]

@@ -56,7 +56,7 @@ def failure(value: Any, scope: Scope = SCOPE, path: str = "") -> ExpressionError
 
 def test_scope__requires_an_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        Scope(now=datetime(2025, 1, 1))
+        Scope(now=datetime(2025, 1, 1))  # noqa: DTZ001 - the naive value under test
 
 
 def test_scope__defaults_to_empty_namespaces() -> None:

@@ -1,14 +1,13 @@
 """The HTTP application. For now: health and the webhook inbox; the /v1 API joins later.
 
-The app owns the process's database connection and, unless told otherwise, a worker that runs in
-the same event loop (``releaseflow serve``): both start with the app and stop with it.
+The app owns the process's parts, built by ``releaseflow.application`` from the settings it is given:
+the database connection and, unless told otherwise, a worker that runs in the same event loop
+(``releaseflow serve``); both start with the app and stop with it. ``create_app`` reads nothing from
+the environment: whoever starts the server passes the settings.
 
 If that worker ends while the app is not stopping (a bug: database outages are ridden out inside the
 worker), the whole process stops with exit status 1, so that a supervisor restarts it: HTTP never
 keeps answering beside a dead worker.
-
-``uvicorn`` builds it with ``create_app`` as a factory (``releaseflow.api.app:create_app``), which
-reads the settings from the environment; the command line exports its settings there first.
 """
 
 from __future__ import annotations
@@ -27,17 +26,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from releaseflow.api.inbox import Inbox, inbox_routes
-from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.application import Application, open_application
 from releaseflow.engine import queries
-from releaseflow.engine.worker import Worker, standard_worker
+from releaseflow.engine.worker import Worker
 from releaseflow.settings import Settings
-from releaseflow.store.database import Database, describe, open_database
-from releaseflow.store.migrate import pending_migrations
+from releaseflow.store.database import Database, describe
 
 log = logging.getLogger(__name__)
-
-# Set to "0" to serve HTTP without a worker in this process (workers run elsewhere).
-WORKER_VARIABLE = "RELEASEFLOW_SERVE_WORKER"
 
 # The exit status of a process whose worker died, and how long its graceful stop may take.
 EXIT_WORKER_DIED = 1
@@ -73,22 +68,22 @@ class _Runtime:
     ) -> None:
         self.settings = settings
         self.with_worker = with_worker
-        self.db: Database | None = None
+        self.application: Application | None = None
+        self._exit = contextlib.AsyncExitStack()
         self.worker: Worker | None = None
         self.worker_task: asyncio.Task[None] | None = None
         self.stop = asyncio.Event()
         self.worker_died = False
         self._on_worker_died = on_worker_died
 
+    @property
+    def db(self) -> Database | None:
+        return self.application.db if self.application is not None else None
+
     async def start(self) -> None:
-        self.db = await open_database(self.settings.database_url)
-        missing = await pending_migrations(self.db)
-        if missing:
-            raise ReleaseflowError(
-                f"the database needs {len(missing)} migration(s): run `releaseflow db migrate`"
-            )
+        self.application = await self._exit.enter_async_context(open_application(self.settings))
         if self.with_worker:
-            self.worker = standard_worker(self.db, self.settings.worker, self.settings.drivers())
+            self.worker = self.application.worker()
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")
             self.worker_task.add_done_callback(self._worker_ended)
             log.info("worker %s started", self.worker.id)
@@ -111,8 +106,7 @@ class _Runtime:
         if self.worker_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.worker_task, timeout=30)
-        if self.db is not None:
-            await self.db.close()
+        await self._exit.aclose()
 
     def worker_state(self) -> str:
         if not self.with_worker:
@@ -135,16 +129,14 @@ class _Runtime:
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
-    with_worker: bool | None = None,
+    with_worker: bool = True,
     on_worker_died: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The app; ``on_worker_died`` is called when the in-process worker ends unexpectedly. By default
-    the process stops gracefully and then exits with ``EXIT_WORKER_DIED``."""
-    settings = settings or Settings.from_env(os.environ)
-    if with_worker is None:
-        with_worker = os.environ.get(WORKER_VARIABLE, "1") != "0"
+    """The app for these settings; ``with_worker=False`` serves HTTP only (workers run elsewhere).
+    ``on_worker_died`` is called when the in-process worker ends unexpectedly; by default the process
+    stops gracefully and then exits with ``EXIT_WORKER_DIED``."""
     runtime = _Runtime(settings, with_worker, on_worker_died or stop_this_process)
 
     @contextlib.asynccontextmanager

@@ -61,9 +61,9 @@ def reset_demo(settings: Settings) -> None:
     """Stop what the old demo runs and remove its data: the database, the demo's files, the
     platform's folders. Refused while a server uses the data, and on a database this command cannot
     remove (PostgreSQL)."""
+    from releaseflow.application import managed_addons_folder
     from releaseflow.cli.server import _refuse_second_sqlite_server
     from releaseflow.demo.reset import stop_processes_under
-    from releaseflow.platform.available import managed_addons_root
 
     path = sqlite_path(settings.database_url)
     if path is None:
@@ -79,7 +79,12 @@ def reset_demo(settings: Settings) -> None:
 
         run_async(check())
     local = settings.data_dir / "local"
-    folders = [settings.data_dir / "demo", local, settings.data_dir / "docker", managed_addons_root(local)]
+    folders = [
+        settings.data_dir / "demo",
+        local,
+        settings.data_dir / "docker",
+        managed_addons_folder(settings),
+    ]
     stopped = stop_processes_under(folders)
     removed = []
     for folder in folders:

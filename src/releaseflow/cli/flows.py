@@ -28,6 +28,7 @@ def register(commands: Subparsers) -> None:
 
 def show_flow(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
+    from releaseflow.wire.runs import iso
 
     async def go() -> int:
         async with database(settings) as db:
@@ -36,7 +37,7 @@ def show_flow(args: argparse.Namespace, settings: Settings) -> int:
             if args.versions:
                 for view in await queries.flow_versions(db, project, args.pipeline, stage):
                     marker = "*" if view.current else " "
-                    print(f"{marker} v{view.version:<4} {view.created_at}  {untrusted(view.origin)}")
+                    print(f"{marker} v{view.version:<4} {iso(view.created_at)}  {untrusted(view.origin)}")
                 return EXIT_OK
             view = await queries.flow_version(db, project, args.pipeline, stage, args.version)
         print(json.dumps(view.document, indent=2))

@@ -139,6 +139,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
+    from releaseflow.wire import runs as wire
 
     async def go() -> int:
         async with database(settings) as db:
@@ -156,7 +157,7 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
                         first_errors[run.id] = render.first_error(detail) or ""
         where = f"{project}/{args.pipeline}/{stage}"
         if args.json:
-            print(json.dumps([run.to_json() for run in runs], indent=2))
+            print(json.dumps([wire.run_summary(run) for run in runs], indent=2))
         elif not runs and (args.status or args.kind):
             wanted = [f"--status {status}" for status in args.status]
             wanted += [f"--kind {args.kind}"] if args.kind else []
@@ -172,13 +173,14 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
 
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
+    from releaseflow.wire import runs as wire
 
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
             detail = await queries.run_detail(db, run_id)
         if args.json:
-            print(json.dumps(detail.to_json(), indent=2))
+            print(json.dumps(wire.run_detail(detail), indent=2))
             return EXIT_OK
         colour = sys.stdout.isatty()
         print("\n".join([*render.run_header(detail, colour), "", *render.run_tree(detail, colour)]))

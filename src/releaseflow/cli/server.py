@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
 
-# The interface layers never import each other (DESIGN.md section 2), so the command line names the
-# app by its import path; uvicorn builds it, and it reads the settings this process exported.
+# The interface layers never import each other (docs/architecture.md), so the command line names the
+# HTTP app's factory by its import path, then builds the app with this process's settings and hands
+# the instance to uvicorn: nothing travels through environment variables.
 APP_FACTORY = "releaseflow.api.app:create_app"
 
 
@@ -29,6 +30,12 @@ def register(commands: Subparsers) -> None:
     serve = commands.add_parser("serve", help="migrate the database, then run the HTTP server and a worker")
     serve.add_argument("--host", help="address to listen on (default: RELEASEFLOW_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: RELEASEFLOW_PORT or 8080)")
+    serve.add_argument(
+        "--no-worker",
+        dest="with_worker",
+        action="store_false",
+        help="serve HTTP only; `releaseflow worker` processes do the work (PostgreSQL)",
+    )
     serve.set_defaults(handler=serve_command)
 
     worker = commands.add_parser(
@@ -51,7 +58,7 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     settings = _with_address(settings, args.host, args.port)
     configure_logging(settings)
     run_async(migrate_database(settings))
-    return serve(settings)
+    return serve(settings, with_worker=args.with_worker)
 
 
 def _with_address(settings: Settings, host: str | None, port: int | None) -> Settings:
@@ -94,17 +101,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, with_worker: bool = True) -> int:
     """Serve until Ctrl-C or SIGTERM; both stop the server and the worker cleanly (exit 0)."""
     import uvicorn
+    from uvicorn.importer import import_from_string
 
     listener = _listen(settings.host, settings.port)
     # The socket is listening before the worker starts, so a Message node aimed at this server's own
     # inbox connects at once instead of failing while the server starts.
-    os.environ.update(settings.to_env())
+    create_app = import_from_string(APP_FACTORY)
     config = uvicorn.Config(
-        APP_FACTORY,
-        factory=True,
+        create_app(settings, with_worker=with_worker),
         log_level=settings.log_level if settings.log_level != "info" else "warning",
         access_log=False,
         lifespan="on",
@@ -156,15 +163,15 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     import asyncio
 
-    from releaseflow.engine.worker import standard_worker
+    from releaseflow.application import open_application
 
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with database(settings) as db:
-            worker = standard_worker(db, settings.worker, settings.drivers())
+        async with open_application(settings) as application:
+            worker = application.worker()
             print(
                 f"releaseflow worker {worker.id} on {redact_url(settings.database_url)}; Ctrl-C stops",
                 flush=True,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
@@ -44,7 +42,7 @@ def state_lines(views: Sequence[ReleaseView]) -> list[str]:
             view.resource_id,
             untrusted(describe(view.artifact)),
             short_id(view.run_id),
-            moment(datetime.fromisoformat(view.deployed_at)) if view.deployed_at else "-",
+            moment(view.deployed_at) if view.deployed_at else "-",
         ]
         for view in views
     ]
@@ -53,6 +51,7 @@ def state_lines(views: Sequence[ReleaseView]) -> list[str]:
 
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
+    from releaseflow.wire.state import release
 
     async def go() -> int:
         async with database(settings) as db:
@@ -64,7 +63,7 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
                 db, project, args.pipeline, stage, history=args.history, limit=args.limit
             )
         if args.json:
-            print(json.dumps([asdict(view) for view in views], indent=2))
+            print(json.dumps([release(view) for view in views], indent=2))
             return EXIT_OK
         if not views:
             print("nothing has been deployed yet")

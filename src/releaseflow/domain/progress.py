@@ -3,7 +3,7 @@
 ``plan_progress`` is pure. The engine applies what it returns through its one transition function
 and calls it again until it returns nothing.
 
-Rules (DESIGN.md section 3):
+Rules (the engine contract, docs/architecture.md):
 - sequential starts a step once every step before it succeeded (or was skipped); parallel starts all;
 - once any node of the run failed for good, no pending node starts: it ends skipped, visibly;
 - while the run is aborting, pending and retrying nodes end aborted;

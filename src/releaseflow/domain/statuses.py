@@ -55,8 +55,6 @@ ACTIVE_RUN_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus
 TERMINAL_NODE_STATUSES = frozenset(
     {NodeStatus.SUCCESS, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.ABORTED}
 )
-# Nodes whose action is under way on some worker (or being awaited); an abort must stop them.
-IN_FLIGHT_NODE_STATUSES = frozenset({NodeStatus.RUNNING, NodeStatus.WAITING})
 # Nodes whose lease may be taken back by the reaper when the worker holding them dies.
 RECLAIMABLE_NODE_STATUSES = frozenset({NodeStatus.RUNNING, NodeStatus.WAITING})
 

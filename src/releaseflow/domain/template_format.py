@@ -1,7 +1,7 @@
 """The release flow format, written once: every node kind, its fields, and the top-level document.
 
-This table follows Northflank's published release-flow schema (see
-``/work/shared/reference/northflank-compat.md`` sections 2 and 3) closely enough that Northflank's
+This table follows Northflank's published release-flow schema (its API reference,
+https://northflank.com/docs/v1/api/project/pipelines/) closely enough that Northflank's
 documented example release flows are accepted as written. The parser (``template_parser``), the
 resource checks (``template_rules``) and the JSON Schema (``schema``) all read it.
 

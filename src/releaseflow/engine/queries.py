@@ -2,8 +2,10 @@
 
 A run detail is the run's template tree with each workflow and node's execution state. A workflow
 still in progress shows the roll-up of its children (the most severe status among them, so a
-failure or a wait inside is visible at every level), not merely "running". Each node also carries
-its ``response`` in Northflank's shape (compat reference section 4.4).
+failure or a wait inside is visible at every level), not merely "running".
+
+These views hold plain values (``datetime`` for moments); how they look on the wire (JSON, ISO 8601,
+Northflank's ``response`` object) is ``releaseflow.wire``'s business, shared by every interface.
 """
 
 from __future__ import annotations
@@ -24,17 +26,6 @@ from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
 from releaseflow.store.records import EventRecord, FlowRecord, NodeRecord, RunRecord
 
-# Northflank's response.status words for ours. It has no "running" and no "pending": a node with no
-# response has not started, and an action under way is "waiting" for its answer.
-_RESPONSE_STATUS = {
-    NodeStatus.RUNNING: "waiting",
-    NodeStatus.WAITING: "waiting",
-    NodeStatus.RETRYING: "retrying",
-    NodeStatus.SUCCESS: "success",
-    NodeStatus.FAILED: "failure",
-    NodeStatus.SKIPPED: "skipped",
-    NodeStatus.ABORTED: "aborted",
-}
 # A workflow whose roll-up says one of these while it is running still shows "running".
 _QUIET_STATUSES = frozenset({NodeStatus.PENDING, NodeStatus.SUCCESS, NodeStatus.SKIPPED})
 
@@ -66,28 +57,6 @@ class RunSummary:
     @property
     def concluded(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "displayName": self.display_name,
-            "description": self.description,
-            "kind": self.kind,
-            "status": str(self.status),
-            "concluded": self.concluded,
-            "triggeredBy": self.triggered_by,
-            "createdAt": _iso(self.created_at),
-            "startedAt": _iso(self.started_at),
-            "concludedAt": _iso(self.concluded_at),
-            "queuedReason": self.queued_reason,
-            "error": self.error,
-            "project": self.project_id,
-            "pipeline": self.pipeline_id,
-            "stage": self.stage,
-            "flowVersion": self.flow_version,
-            "number": self.seq,
-        }
 
 
 @dataclass(frozen=True)
@@ -126,62 +95,6 @@ class NodeView:
             found.extend(child.walk())
         return found
 
-    def response(self) -> dict[str, Any] | None:
-        """Northflank's ``response`` object; None for a node that has not started."""
-        if self.status is NodeStatus.PENDING:
-            return None
-        status = _RESPONSE_STATUS[self.status]
-        if self.kind == "Approval" and self.status is NodeStatus.WAITING:
-            status = "approval_wait"
-        response: dict[str, Any] = {"status": status}
-        if self.error:
-            response["error"] = {
-                "code": int(self.error.get("code") or 500),
-                "message": str(self.error.get("message")),
-            }
-        if not self.is_workflow and self.attempts:
-            retries: dict[str, Any] = {"attempts": self.attempts, "maxAttempts": self.max_attempts}
-            last_start = self.attempt_log[-1].get("startTime") if self.attempt_log else None
-            if isinstance(last_start, int | float):
-                retries["timestamp"] = int(last_start)
-            if self.next_attempt is not None:
-                retries["nextAttempt"] = _unix(self.next_attempt)
-            response["retries"] = retries
-        if self.started_at is not None:
-            response["startTime"] = _unix(self.started_at)
-        if self.ended_at is not None:
-            response["endTime"] = _unix(self.ended_at)
-        if self.data is not None:
-            response["data"] = self.data
-        return response
-
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "path": self.path,
-            "ref": self.ref,
-            "kind": self.kind,
-            "status": str(self.status),
-            "startTime": _iso(self.started_at),
-            "endTime": _iso(self.ended_at),
-            "cause": self.cause,
-        }
-        if self.is_workflow:
-            document["type"] = self.workflow_type
-            document["steps"] = [child.to_json() for child in self.children]
-        else:
-            document.update(
-                attempts=self.attempts,
-                maxAttempts=self.max_attempts,
-                nextAttempt=_iso(self.next_attempt),
-                error=dict(self.error) if self.error else None,
-                data=self.data,
-                code=self.code,
-                codeResolved=self.code_resolved,
-                attemptLog=[dict(entry) for entry in self.attempt_log],
-            )
-        document["response"] = self.response()
-        return document
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -201,17 +114,6 @@ class EventView:
     to_status: str
     cause: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": _iso(self.at),
-            "node": self.node_path,
-            "ref": self.ref,
-            "from": self.from_status,
-            "to": self.to_status,
-            "cause": self.cause,
-        }
-
 
 @dataclass(frozen=True)
 class RunDetail:
@@ -227,15 +129,6 @@ class RunDetail:
             if key in (node.ref, node.path):
                 return node
         return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.run.to_json(),
-            "arguments": dict(self.arguments),
-            "progress": {"done": self.progress.done, "total": self.progress.total},
-            "spec": self.root.to_json() if self.root else None,
-            "events": [event.to_json() for event in self.events],
-        }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,11 +232,6 @@ async def list_runs(
     return [_summary(record, project_id, pipeline_id, stage) for record in records]
 
 
-async def run_summary(db: Database, run_id: str) -> RunSummary:
-    async with db.read() as tx:
-        return await _load_summary(tx, run_id)
-
-
 async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> RunDetail:
     async with db.read() as tx:
         summary = await _load_summary(tx, run_id)
@@ -445,19 +333,11 @@ def _choices(names: Sequence[str]) -> str:
     return f" (there are: {', '.join(names)})" if names else ""
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def _unix(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
 @dataclass(frozen=True)
 class FlowVersionView:
     version: int
     origin: str
-    created_at: str | None
+    created_at: datetime | None
     current: bool
     document: Any = None
 
@@ -471,7 +351,7 @@ async def flow_versions(db: Database, project_id: str, pipeline_id: str, stage: 
         FlowVersionView(
             version=int(row["version"]),
             origin=row["origin"],
-            created_at=_iso(from_epoch(row["created_at"])),
+            created_at=from_epoch(row["created_at"]),
             current=int(row["version"]) == flow.current_version,
         )
         for row in rows
@@ -493,7 +373,7 @@ async def flow_version(
     return FlowVersionView(
         version=wanted,
         origin=row["origin"],
-        created_at=_iso(from_epoch(row["created_at"])),
+        created_at=from_epoch(row["created_at"]),
         current=wanted == flow.current_version,
         document=row["document"],
     )
@@ -515,7 +395,7 @@ class ReleaseView:
     artifact: Mapping[str, Any]
     run_id: str
     node_path: str
-    deployed_at: str | None
+    deployed_at: datetime | None
 
 
 async def release_state(
@@ -546,7 +426,7 @@ async def release_state(
             artifact=row["artifact"],
             run_id=row["run_id"],
             node_path=row["node_path"],
-            deployed_at=_iso(from_epoch(row["deployed_at"])),
+            deployed_at=from_epoch(row["deployed_at"]),
         )
         for row in rows
     ]

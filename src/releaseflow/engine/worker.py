@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from releaseflow.domain.errors import StaleLeaseError
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
-from releaseflow.engine.clock import Clock, SystemClock
+from releaseflow.engine.clock import Clock
 from releaseflow.engine.dispatch import BatchCache, Claim, begin, ready_record
-from releaseflow.engine.executors import PLATFORM_KINDS, default_executors
+from releaseflow.engine.executors import PLATFORM_KINDS
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
 from releaseflow.engine.outcomes import (
     DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -409,8 +409,3 @@ class Worker:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-
-def standard_worker(db: Database, settings: WorkerSettings, drivers: DriverRegistry) -> Worker:
-    """The worker a releaseflow process runs: the shipped executors over the given drivers."""
-    return Worker(db, default_executors(drivers), SystemClock(), settings, drivers=drivers)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from releaseflow.domain.errors import ReleaseflowError
 
@@ -168,6 +168,27 @@ class Driver(Protocol):
     async def cancel(self, request: DriverRequest, handle: Any) -> str:
         """Stop the action ``handle`` follows (the run was aborted); says what was stopped ("" when
         there is nothing to stop: a deploy finishes or returns to the previous release on its own)."""
+        ...
+
+
+class LogSource(StrEnum):
+    """What a log belongs to (the words of ``releaseflow logs``)."""
+
+    SERVICE = "service"  # a service's output, kept across releases and restarts
+    JOB_RUN = "job-run"  # one run of a job
+    BUILD = "build"  # one build of a build service
+
+
+@runtime_checkable
+class LogReader(Protocol):
+    """A capability of drivers that keep the output of what they run; the engine reaches it through
+    ``releaseflow.engine.logs``, so that no interface needs to know where a driver keeps its files."""
+
+    async def logs(self, source: LogSource, key: str, *, lines: int) -> list[str]:
+        """The last ``lines`` lines of the log of service, job run or build ``key``, oldest first.
+
+        Raise NotFoundError when there is no such log, DriverError when ``key`` cannot name one.
+        """
         ...
 
 

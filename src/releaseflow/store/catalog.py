@@ -17,10 +17,6 @@ from releaseflow.store.database import Row, Transaction, to_epoch
 from releaseflow.store.records import FlowRecord, dump_json, load_json
 
 
-async def get_project(tx: Transaction, project_id: str) -> Row | None:
-    return await tx.fetchone("SELECT * FROM projects WHERE id = ?", (project_id,))
-
-
 async def list_projects(tx: Transaction) -> list[Row]:
     return await tx.fetchall("SELECT * FROM projects ORDER BY id")
 

@@ -287,15 +287,6 @@ class DockerClient:
             raise DockerError(f"the build finished but image {tags[0]} does not exist; see the build log")
         return str(inspected["Id"])
 
-    async def tag_image(self, image: str, reference: str) -> None:
-        repo, tag = split_reference(reference)
-        await self._request(
-            "POST",
-            f"/images/{quote(image, safe='')}/tag",
-            what=f"tag {image} as {reference}",
-            params={"repo": repo, "tag": tag},
-        )
-
     async def push_image(
         self, reference: str, *, credentials: RegistryCredentials | None, on_log: LogSink
     ) -> None:
@@ -402,16 +393,6 @@ class DockerClient:
             "GET", f"/containers/{container}/json", what=f"inspect container {container}", ok=(200, 404)
         )
         return None if response.status_code == 404 else dict(response.json())
-
-    async def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        body = await self._json(
-            "GET",
-            "/containers/json",
-            what="list containers",
-            params={"all": "true", "filters": json.dumps(filters)},
-        )
-        return [dict(item) for item in body]
 
     async def wait_container(self, container: str, *, timeout: float | None = None) -> int:
         body = await self._json(

@@ -16,12 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from releaseflow.domain.errors import NotFoundError
 from releaseflow.platform.driver import (
     AnswerState,
     Artifact,
     DriverAnswer,
     DriverError,
     DriverRequest,
+    LogSource,
     Operation,
     Resource,
 )
@@ -37,6 +39,7 @@ from releaseflow.platform.local.artifacts import BuildRecord, BuildStatus
 from releaseflow.platform.local.builds import BuildManager
 from releaseflow.platform.local.jobs import JobManager
 from releaseflow.platform.local.postgres import PostgresAddons
+from releaseflow.platform.local.processes import tail
 from releaseflow.platform.local.service_records import ServiceState
 from releaseflow.platform.local.services import ServiceManager
 from releaseflow.platform.local.specs import BuildServiceSpec, JobSpec, ServiceSpec
@@ -132,6 +135,18 @@ class LocalDriver:
             return deployment_answer(deployment, str(state.get("target", request.resource.id)))
         # Checks have no handle worth keeping: looking again is following.
         return await self.perform(request)
+
+    async def logs(self, source: LogSource, key: str, *, lines: int) -> list[str]:
+        """The log's last lines; the files stay on this host, under the driver's root."""
+        if source is LogSource.SERVICE:
+            path = self.services.log_path(key)
+        elif source is LogSource.JOB_RUN:
+            path = self.jobs.log_path(key)
+        else:
+            path = Path((await self.builds.get_build(key)).log_path)
+        if not path.exists():
+            raise NotFoundError(f"no log for {source} '{key}' on this host ({path})")
+        return await asyncio.to_thread(tail, path, lines)
 
     async def cancel(self, request: DriverRequest, handle: Any) -> str:
         state = handle if isinstance(handle, Mapping) else {}

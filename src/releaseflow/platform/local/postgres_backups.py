@@ -51,10 +51,6 @@ class Layout:
     suffix: str  # of the file name
     dump_args: tuple[str, ...]  # format and compression options of pg_dump
 
-    @property
-    def is_directory(self) -> bool:
-        return self.name == "directory"
-
 
 def choose_layout(backup_type: str, compression: str, pg_dump_major: int, jobs: int) -> Layout:
     native_zstd = pg_dump_major >= 16  # pg_dump learnt --compress=zstd in 16
