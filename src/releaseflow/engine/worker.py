@@ -253,12 +253,16 @@ class Worker:
         except StaleLeaseError as error:
             log.warning("%s", error)  # the node is someone else's now: nothing of ours to release
             return []
-        except Exception:
-            log.exception(
+        except Exception as error:
+            # An outage that outlasted the lease is expected and already logged by the retries; only
+            # another error (a bug) deserves its traceback.
+            log.log(
+                logging.WARNING if self.db.is_transient(error) else logging.ERROR,
                 "worker %s could not record the answer for %s of run %s; releasing its lease",
                 self.id,
                 claim.path,
                 claim.run_id,
+                exc_info=not self.db.is_transient(error),
             )
             return None
 
