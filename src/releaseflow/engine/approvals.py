@@ -80,18 +80,7 @@ async def decide(
     data.update(required=required, approvals=approvals, decisions=decisions)
     said = f": {comment}" if comment else ""
     if not approve:
-        message = f"rejected by {by}{said}"
-        error = {"code": REFUSED_CODE, "message": message}
-        await transition_node(
-            tx,
-            node,
-            NodeStatus.FAILED,
-            f"failed (not retried): {message}",
-            now,
-            data=data,
-            error=error,
-            attempts=finish_attempt(node, now, status="failed", error=error),
-        )
+        await _refuse(tx, node, f"rejected by {by}{said}", now, data=data)
         return
     if len(approvals) >= required:
         await transition_node(
@@ -125,7 +114,11 @@ async def expire(tx: Transaction, node: NodeRecord, now: datetime) -> None:
         # Made due early (it should not be): park it again until its expiry.
         await update_fenced(tx, node, {"due_at": deadline, "became_due_at": deadline, **_NO_LEASE})
         return
-    message = f"expired: no decision by {deadline.isoformat()} (its timeoutDuration)"
+    await _refuse(tx, node, f"expired: no decision by {deadline.isoformat()} (its timeoutDuration)", now)
+
+
+async def _refuse(tx: Transaction, node: NodeRecord, message: str, now: datetime, **fields: Any) -> None:
+    """The approval ends failed (rejected or expired): never retried, as no attempt could change it."""
     error = {"code": REFUSED_CODE, "message": message}
     await transition_node(
         tx,
@@ -135,4 +128,5 @@ async def expire(tx: Transaction, node: NodeRecord, now: datetime) -> None:
         now,
         error=error,
         attempts=finish_attempt(node, now, status="failed", error=error),
+        **fields,
     )
