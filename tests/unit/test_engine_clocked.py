@@ -234,3 +234,25 @@ async def test_wait__ends_at_the_node_timeout(clocked: ClockedEngine) -> None:
     assert node.status is NodeStatus.FAILED
     assert node.error is not None and node.error["message"].startswith("timed out")
     assert node.attempts[-1]["noRetry"] == "attempts used up (1 of 1)"
+
+
+async def test_answer__that_cannot_be_recorded_fails_the_node_once(clocked: ClockedEngine) -> None:
+    # Data that holds itself is no JSON: recording it fails for a reason no retry or worker can change.
+    looped: dict[str, object] = {"exitCode": 0}
+    looped["self"] = looped
+    clocked.driver.script("migrate", Succeed(looped))
+    await clocked.seed(template(workflow(job_run("migration"))))
+    run = await clocked.start()
+
+    assert await clocked.step() == 1
+
+    node = (await clocked.nodes(run.id))["migration"]
+    assert node.status is NodeStatus.FAILED
+    assert node.error is not None
+    message = node.error["message"]
+    assert "its answer could not be recorded: ValueError: Circular reference detected" in message
+    assert "\\n" not in message and "TypeError(" not in message  # read as text, not as a repr
+    assert [entry["status"] for entry in node.attempts] == ["failed"]
+    assert (await clocked.run(run.id)).status is RunStatus.FAILED
+    assert len(clocked.driver.calls) == 1
+    assert await clocked.reap(restart=True) == 0  # nothing left leased to be reclaimed
