@@ -454,7 +454,9 @@ def test_docker_env__the_engine_answers(docker_env: DockerEnvironment) -> None:
 
 # Runs one RUN_JOB through a DockerDriver in a process of its own, held at an exact instant so that
 # the test can kill -9 it there: ``before-start`` (the run recorded and its container made, not
-# started) or ``after-start`` (the container started; the driver has not answered yet).
+# started) or ``after-start`` (the container started; the driver has not answered yet); or
+# ``before-record``: held after it found no run for the key, until ``<root>/release`` exists, then it
+# goes on and prints its answer.
 PERFORM_JOB = """\
 import asyncio, json, sys
 from pathlib import Path
@@ -467,6 +469,13 @@ async def main():
     driver = DockerDriver(Path(root), base_url)
     await driver.start()
     real_start = driver.client.start_container
+    real_ensure_image = driver.client.ensure_image
+
+    async def held_before_record(*args, **kwargs):
+        print("held", flush=True)
+        while not (Path(root) / "release").exists():
+            await asyncio.sleep(0.05)
+        await real_ensure_image(*args, **kwargs)
 
     async def held(container):
         if mode == "before-start":
@@ -476,12 +485,16 @@ async def main():
         print("held", flush=True)
         await asyncio.sleep(3600)
 
-    driver.client.start_container = held
+    if mode == "before-record":
+        driver.client.ensure_image = held_before_record
+    else:
+        driver.client.start_container = held
     job = Resource(**json.loads(job_json))
     request = DriverRequest(Operation.RUN_JOB, job, {"jobId": job.id}, key,
                             artifact=Artifact(kind="image", image=image), project_id=project,
                             stage="development")
-    await driver.perform(request)
+    answer = await driver.perform(request)
+    print(answer.state.value, answer.data.get("id"), flush=True)
 
 asyncio.run(main())
 """
@@ -564,6 +577,39 @@ async def test_docker_driver__run_job_killed_mid_perform__the_same_key_runs_it_e
     assert answer.state is AnswerState.DONE, answer.message
     assert answer.data["id"] == record["id"]
     assert await container_starts(docker_env, since, record["id"]) == 1
+
+
+async def test_docker_driver__run_job_two_processes_one_key__one_container_started(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    """Two workers adopt the same lost attempt: the second looked for the run before the first made
+    it, and goes on only once the first one's container has run and been removed."""
+    image = await job_image(harness, "raced")
+    since = time.time() - 1
+    job = {"id": "raced", "kind": "job", "driver": "docker", "spec": dict(harness.resources["raced"].spec)}
+    other = subprocess.Popen(  # noqa: ASYNC220 - read from a thread, killed at the end
+        [sys.executable, "-c", PERFORM_JOB, str(tmp_path / "driver"), docker_env.base_url, json.dumps(job),
+         str(image.image), "run-1/raced/1", "before-record", harness.project],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert other.stdout is not None
+        assert (await asyncio.to_thread(other.stdout.readline)).strip() == "held"
+        request = harness.request(
+            Operation.RUN_JOB, "raced", {"jobId": "raced"}, key="run-1/raced/1", artifact=image
+        )
+        first = await harness.settle(request)
+        await asyncio.to_thread((tmp_path / "driver" / "release").touch)
+        answered = await asyncio.wait_for(asyncio.to_thread(other.stdout.readline), 60)
+    finally:
+        other.kill()
+        other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
+
+    assert first.state is AnswerState.DONE, first.message
+    assert answered.split() == ["done", first.data["id"]]
+    assert await container_starts(docker_env, since, first.data["id"]) == 1
 
 
 async def test_docker_driver__start_build_with_a_seen_key_adopts_the_build(
