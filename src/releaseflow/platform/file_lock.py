@@ -29,13 +29,24 @@ async def file_lock(path: Path, *, mode: int, timeout: float, stuck: DriverError
     try:
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if try_lock(fd):
                 break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise stuck from None
-                await asyncio.sleep(0.05)
+            if time.monotonic() >= deadline:
+                raise stuck
+            await asyncio.sleep(0.05)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

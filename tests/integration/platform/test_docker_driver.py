@@ -389,6 +389,33 @@ async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Ha
     assert await harness.page("web") == "v1"
 
 
+async def test_docker_driver__execute_in_service_with_a_seen_key_runs_once(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    harness.add("web", "service", web_spec())
+    build = await harness.build(harness.repo.commit("v1"))
+    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    count = "echo ran >> /www/count && /bin/busybox wc -l < /www/count"
+    params = {"serviceId": "web", "command": count, "shell": "/bin/busybox sh"}
+    request = harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/1")
+
+    first = await harness.driver.perform(request)
+    again = await harness.driver.perform(request)
+    await harness.driver.stop()
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()
+    harness.driver = successor
+    after_restart = await successor.perform(request)
+    another_key = await successor.perform(
+        harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/2")
+    )
+
+    assert first.state is AnswerState.DONE, first.message
+    assert first.data["output"].strip() == "1"
+    assert again.data == after_restart.data == first.data
+    assert another_key.data["output"].strip() == "2"  # the first key's command ran once, not three times
+
+
 async def test_docker_driver__a_new_driver_adopts_the_running_containers(
     docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
 ) -> None:

@@ -1,4 +1,4 @@
-"""Each backup and restore of a local PostgreSQL addon at most once, across kill -9 of releaseflow.
+"""Each backup, restore and restart of a local PostgreSQL addon at most once, across kill -9 of releaseflow.
 
 A worker process asks for a backup (or restore) and is SIGKILLed while pg_dump (pg_restore) runs: held
 on a table lock the test keeps, so the instant is exact. A new ``PostgresAddons`` on the same root (what
@@ -25,6 +25,8 @@ import pytest
 from tests.integration.platform.local_support import eventually, kill_processes_under
 from tests.integration.platform.test_local_postgres import FAST, MAIN, PROJECT, WAIT, _postmasters_under
 
+from releaseflow.platform.driver import AnswerState, DriverRequest, Operation
+from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.postgres import PostgresAddons
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
 from releaseflow.platform.local.postgres_records import BackupStatus, Records
@@ -304,3 +306,23 @@ async def test_driver_stop__leaves_the_backup_running_for_the_next_process(host:
         holder.rollback()
 
     assert (await next_one.wait_backup(started.id, WAIT)).status is BackupStatus.SUCCEEDED
+
+
+async def test_restart_addon__same_key_restarts_once(host: Host, tmp_path: Path) -> None:
+    driver = LocalDriver(tmp_path / "local", addons_root=host.root)
+    cluster = ManagedCluster(host.root / PROJECT / MAIN.id, bin_dir=host.bin_dir)
+
+    def restart(key: str) -> DriverRequest:
+        return DriverRequest(Operation.RESTART_ADDON, MAIN, {"addonId": MAIN.id}, key, project_id=PROJECT)
+
+    before = cluster.postmaster_pid()
+    first = await driver.perform(restart("run/restart/1"))
+    after_first = cluster.postmaster_pid()
+    again = await driver.perform(restart("run/restart/1"))
+    after_again = cluster.postmaster_pid()
+    other = await driver.perform(restart("run/restart/2"))
+
+    assert first.state is AnswerState.DONE and first.data["running"] is True, first.message
+    assert after_first not in (None, before)
+    assert again.data == first.data and after_again == after_first  # not restarted a second time
+    assert other.state is AnswerState.DONE and cluster.postmaster_pid() not in (None, after_first)

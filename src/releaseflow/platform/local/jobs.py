@@ -30,18 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
+from releaseflow.platform.file_lock import open_lock, try_lock
 from releaseflow.platform.local.processes import (
     ProcessHandle,
     child_environment,
     launch_lock,
     now_utc,
-    open_lock,
     read_exit_code,
     read_marker,
     spawn,
     stop_process,
     tail,
-    try_lock,
 )
 from releaseflow.platform.local.specs import JobSpec
 from releaseflow.platform.local.state_files import optional_time, read_json, write_json

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Generic
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.platform.file_lock import open_lock, try_lock
 from releaseflow.platform.local.postgres_backups import remove_leftovers
 from releaseflow.platform.local.postgres_cluster import utcnow
 from releaseflow.platform.local.postgres_operation import (
@@ -46,11 +47,9 @@ from releaseflow.platform.local.processes import (
     child_environment,
     group_alive,
     launch_lock,
-    open_lock,
     read_marker,
     spawn,
     tail,
-    try_lock,
 )
 from releaseflow.platform.local.state_files import optional_time, read_json, write_json
 
