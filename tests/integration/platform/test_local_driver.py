@@ -402,12 +402,16 @@ async def test_deploy_build__a_version_that_exits_at_start_is_not_retryable(
 # -- each action at most once per idempotency key (the driver contract) ------------------------------
 
 
-async def test_execute_in_service__same_key_runs_the_command_once(
-    driver: LocalDriver, project: Project, tmp_path: Path
-) -> None:
+async def deployed_api(driver: LocalDriver, project: Project) -> None:
     build = await built(driver, project, "k1")
     deploy = project.request(Operation.DEPLOY_BUILD, project.api, {"build": build.data["id"]}, key="k2")
     assert (await settle(driver, deploy, await driver.perform(deploy))).state is AnswerState.DONE
+
+
+async def test_execute_in_service__same_key_runs_the_command_once(
+    driver: LocalDriver, project: Project, tmp_path: Path
+) -> None:
+    await deployed_api(driver, project)
     count = tmp_path / "count"
     command = f"echo ran >> {count}; sleep 0.3; wc -l < {count}"
     request = project.request(
@@ -451,9 +455,7 @@ asyncio.run(main())
 async def test_execute_in_service__killed_mid_command__the_same_key_does_not_run_it_again(
     driver: LocalDriver, project: Project, tmp_path: Path
 ) -> None:
-    build = await built(driver, project, "k1")
-    deploy = project.request(Operation.DEPLOY_BUILD, project.api, {"build": build.data["id"]}, key="k2")
-    assert (await settle(driver, deploy, await driver.perform(deploy))).state is AnswerState.DONE
+    await deployed_api(driver, project)
     count = tmp_path / "count"
     api = {"id": "api", "kind": "service", "driver": "local", "spec": dict(project.api.spec)}
     worker = await asyncio.create_subprocess_exec(

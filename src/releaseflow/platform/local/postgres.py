@@ -116,6 +116,11 @@ class AddonStatus:
         }
 
 
+def _of(addon: Resource, project_id: str, spec: PostgresAddonSpec, run_id: str) -> dict[str, str]:
+    """The fields that say whose a backup or restore record is."""
+    return {"project_id": project_id, "addon_id": addon.id, "database": spec.database, "run_id": run_id}
+
+
 # -- the manager ---------------------------------------------------------------------------------------
 
 
@@ -367,14 +372,7 @@ class PostgresAddons:
             if backups.needs_zstd(layout.name):
                 backups.require_program("zstd", "for zstd compression")
             directory = self._addon_dir(addon, project_id) / "backups"
-            fields = self._backups.fresh(
-                backup_id,
-                after=existing,
-                project_id=project_id,
-                addon_id=addon.id,
-                database=spec.database,
-                run_id=run_id,
-            )
+            fields = self._backups.fresh(backup_id, after=existing, **_of(addon, project_id, spec, run_id))
             record = Backup(
                 **fields,
                 key_digest=digest,
@@ -447,14 +445,7 @@ class PostgresAddons:
             pg_restore = find_client_tool("pg_restore", self._client_bin_dir(addon, project_id))
             if backups.needs_zstd(source.layout):
                 backups.require_program("zstd", "to read a zstd backup")
-            fields = self._restores.fresh(
-                restore_id,
-                after=existing,
-                project_id=project_id,
-                addon_id=addon.id,
-                database=spec.database,
-                run_id=run_id,
-            )
+            fields = self._restores.fresh(restore_id, after=existing, **_of(addon, project_id, spec, run_id))
             record = Restore(**fields, key_digest=digest, backup_id=backup_id)
             target, managed = await self._admin_target(spec, addon, project_id)
             operation = {

@@ -32,13 +32,8 @@ RESULT_FILE = "result.json"
 
 def target_data(target: ConnectionTarget) -> dict[str, Any]:
     """``target`` without its password, for ``operation.json``."""
-    return {
-        "host": target.host,
-        "port": target.port,
-        "dbname": target.dbname,
-        "user": target.user,
-        "options": dict(target.options),
-    }
+    where = {name: getattr(target, name) for name in ("host", "port", "dbname", "user")}
+    return {**where, "options": dict(target.options)}
 
 
 async def _perform(operation: dict[str, Any], target: ConnectionTarget) -> int:
