@@ -103,7 +103,9 @@ class JobManager:
         jobs = self.root / "jobs"
         names = await asyncio.to_thread(lambda: sorted(os.listdir(jobs)) if jobs.is_dir() else [])
         for name in names:
-            if _RUN_ID.match(name):
+            # A folder without its record: the request died between taking the launch lock and
+            # recording the run, so nothing ran (the next request with the key starts it).
+            if _RUN_ID.match(name) and await asyncio.to_thread((jobs / name / "run.json").exists):
                 await self.get(name)
 
     async def run(
