@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.store.database import Database, Params, Row, Transaction
@@ -41,35 +42,64 @@ class ConnectionThread:
     """
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="releaseflow-sqlite")
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._connection: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._serve, name="releaseflow-sqlite", daemon=True)
+        self._thread.start()
 
     async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work)
+        def connected(connection: sqlite3.Connection | None) -> T:
+            if connection is None:
+                raise sqlite3.ProgrammingError("the SQLite connection is closed")
+            return work(connection)
 
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._connection is None:
-            raise sqlite3.ProgrammingError("the SQLite connection is closed")
-        return work(self._connection)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, connected))
+        return await future
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, work = call
+            try:
+                result = work(self._connection)
+            except BaseException as error:
+                future.get_loop().call_soon_threadsafe(_settle, future, None, error)
+            else:
+                future.get_loop().call_soon_threadsafe(_settle, future, result, None)
 
     async def open(self, path: str) -> None:
-        def connect() -> None:
-            connection = sqlite3.connect(path, isolation_level=None)
+        def connect(_: object) -> None:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             connection.row_factory = sqlite3.Row
             self._connection = connection
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, connect))
+        await future
 
     async def close(self) -> None:
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        def close(connection: sqlite3.Connection) -> None:
+            connection.close()
+            self._connection = None
 
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, close)
+            if self._connection is not None:
+                await self.call(close)
         finally:
-            self._executor.shutdown(wait=False)
+            self._calls.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+
+_Call = tuple["asyncio.Future[Any]", Callable[[Any], Any]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return  # the caller was cancelled meanwhile
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class SqliteTransaction(Transaction):

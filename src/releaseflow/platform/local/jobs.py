@@ -105,7 +105,8 @@ class JobManager:
         for name in names:
             # A folder without its record: the request died between taking the launch lock and
             # recording the run, so nothing ran (the next request with the key starts it).
-            if _RUN_ID.match(name) and await asyncio.to_thread((jobs / name / "run.json").exists):
+            recorded = await asyncio.to_thread((jobs / name / "run.json").exists)
+            if _RUN_ID.match(name) and recorded:
                 await self.get(name)
 
     async def run(
