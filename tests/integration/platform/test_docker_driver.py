@@ -416,6 +416,62 @@ async def test_docker_driver__execute_in_service_with_a_seen_key_runs_once(
     assert another_key.data["output"].strip() == "2"  # the first key's command ran once, not three times
 
 
+# Executes one command in service 'web' through a DockerDriver of its own, to be killed while it runs.
+EXECUTE = """\
+import asyncio, json, sys
+from pathlib import Path
+from releaseflow.platform.docker import DockerDriver
+from releaseflow.platform.driver import DriverRequest, Operation, Resource
+
+root, base_url, web_json, project, command = sys.argv[1:6]
+web = Resource(**json.loads(web_json))
+params = {"serviceId": "web", "command": command, "shell": "/bin/busybox sh"}
+
+async def main():
+    driver = DockerDriver(Path(root), base_url)
+    await driver.perform(DriverRequest(Operation.EXECUTE_IN_SERVICE, web, params, "run-1/exec/1",
+                                       project_id=project, stage="development"))
+
+asyncio.run(main())
+"""
+
+
+async def test_docker_driver__execute_in_service_killed_mid_command__the_same_key_does_not_run_it_again(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    harness.add("web", "service", web_spec())
+    build = await harness.build(harness.repo.commit("v1"))
+    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    web = {"id": "web", "kind": "service", "driver": "docker", "spec": dict(harness.resources["web"].spec)}
+    look = {"serviceId": "web", "command": "/bin/busybox cat /www/count || true", "shell": "/bin/busybox sh"}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", EXECUTE, str(tmp_path / "driver"), docker_env.base_url, json.dumps(web),
+        harness.project, "echo ran >> /www/count; sleep 3",
+    )  # fmt: skip
+
+    async def written() -> str:
+        """What the commands wrote so far (looked at under a new key each time)."""
+        answer = await harness.driver.perform(harness.request(Operation.EXECUTE_IN_SERVICE, "web", look))
+        return str(answer.data["output"])
+
+    deadline = time.monotonic() + 30
+    while "ran" not in await written():
+        assert time.monotonic() < deadline and worker.returncode is None, "the command never ran"
+        await asyncio.sleep(0.1)
+    worker.kill()
+    await worker.wait()
+    params = {"serviceId": "web", "command": "echo ran >> /www/count", "shell": "/bin/busybox sh"}
+
+    answer = await harness.driver.perform(
+        harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/1")
+    )
+    await asyncio.sleep(3.5)  # the first command's sleep ends: nothing more may be written
+
+    assert answer.state is AnswerState.FAILED
+    assert "whether it took effect is unknown" in answer.message
+    assert (await written()).split() == ["ran"]
+
+
 async def test_docker_driver__a_new_driver_adopts_the_running_containers(
     docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
 ) -> None:
