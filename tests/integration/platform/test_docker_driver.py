@@ -129,6 +129,12 @@ class Harness:
         assert answer.state is AnswerState.DONE, answer.message
         return answer
 
+    async def deployed_web(self) -> None:
+        """Service 'web' added and running version v1."""
+        self.add("web", "service", web_spec())
+        build = await self.build(self.repo.commit("v1"))
+        assert (await self.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+
     async def deploy_build(self, service: str, build: str) -> DriverAnswer:
         origin = {"id": "web-builder", "branch": "main", "build": build}
         return await self.settle(self.request(Operation.DEPLOY_BUILD, service, origin))
@@ -354,9 +360,7 @@ async def test_docker_driver__cancel_stops_a_running_job_container(harness: Harn
 
 
 async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Harness) -> None:
-    harness.add("web", "service", web_spec())
-    build = await harness.build(harness.repo.commit("v1"))
-    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    await harness.deployed_web()
 
     cat = await harness.settle(
         harness.request(
@@ -392,9 +396,7 @@ async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Ha
 async def test_docker_driver__execute_in_service_with_a_seen_key_runs_once(
     docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
 ) -> None:
-    harness.add("web", "service", web_spec())
-    build = await harness.build(harness.repo.commit("v1"))
-    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    await harness.deployed_web()
     count = "echo ran >> /www/count && /bin/busybox wc -l < /www/count"
     params = {"serviceId": "web", "command": count, "shell": "/bin/busybox sh"}
     request = harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/1")
@@ -439,9 +441,7 @@ asyncio.run(main())
 async def test_docker_driver__execute_in_service_killed_mid_command__the_same_key_does_not_run_it_again(
     docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
 ) -> None:
-    harness.add("web", "service", web_spec())
-    build = await harness.build(harness.repo.commit("v1"))
-    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    await harness.deployed_web()
     web = {"id": "web", "kind": "service", "driver": "docker", "spec": dict(harness.resources["web"].spec)}
     look = {"serviceId": "web", "command": "/bin/busybox cat /www/count || true", "shell": "/bin/busybox sh"}
     worker = await asyncio.create_subprocess_exec(
