@@ -10,6 +10,14 @@ a handle ``follow`` accepts, or DONE / FAILED with its outcome), whether or not 
 and across a restart of the releaseflow process. A driver records an operation durably *before* its
 effect starts, so that a kill -9 at any instant leaves it either "never started" (a later request with
 the key starts it) or "started and findable" (adopted). ``start`` reconciles records left in flight.
+
+How each action keeps it (both drivers; tested per driver): builds, deploys, restarts of a service,
+job runs (``run_job``, ``execute_in_job``), backups and restores derive the id of what they make from
+the key and record it before acting, so a repeat adopts it. ``execute_in_service`` and
+``restart_addon`` leave nothing to adopt (a command run inside a service, a restart): they are recorded
+before they act (``platform/once.py``), and a repeat answers the first answer, or, if the process
+acting died meanwhile, FAILED saying that whether it took effect is unknown -- at most once, never
+"exactly once": acting again could do it twice. Checks only look, and are asked again on purpose.
 """
 
 from __future__ import annotations

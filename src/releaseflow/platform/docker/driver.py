@@ -26,6 +26,7 @@ from releaseflow.platform.driver import (
     DriverRequest,
     Operation,
 )
+from releaseflow.platform.once import HANDLE_KEY, KeyedActions
 
 _ADDON_OPERATIONS = {
     Operation.BACKUP_ADDON,
@@ -66,6 +67,8 @@ class DockerDriver:
         self.client = DockerClient(base_url)
         self._supervisor = Supervisor()
         self._keys = KeyIndex(self.root / "keys")
+        # An exec leaves nothing to adopt: recorded before it runs (KeyIndex records answers after).
+        self._keyed = KeyedActions(self.root / "actions")
         self.builds = Builder(
             self.client, self.root, self._supervisor, registry=registry, credentials=self._credentials
         )
@@ -125,6 +128,8 @@ class DockerDriver:
             return DriverAnswer(
                 AnswerState(saved["state"]), dict(_mapping(saved.get("data"))), str(saved["message"])
             )
+        if HANDLE_KEY in handle:
+            return self._keyed.follow(str(handle[HANDLE_KEY]))
         kind, record_id = handle.get("kind"), str(handle.get("id", ""))
         if kind == "build":
             return self.builds.follow(record_id)
@@ -173,7 +178,10 @@ class DockerDriver:
         if operation is Operation.RESTART_SERVICE:
             return await self.services.restart(request)
         if operation is Operation.EXECUTE_IN_SERVICE:
-            return await self.services.execute(request)
+            what = f"executing a command in service '{resource.id}'"
+            return await self._keyed.run(
+                request.idempotency_key, what, lambda: self.services.execute(request)
+            )
         raise DriverError(f"the docker driver does not know operation {operation.value}", retryable=False)
 
     async def _deploy(self, request: DriverRequest) -> DriverAnswer:
