@@ -36,7 +36,7 @@ def header_lines(header: StageHeader) -> list[str]:
             f" {header.run.kind} {header.run.status} ({render.untrusted(render.origin_text(header.run))},"
             f" {render.moment(header.run.created_at)})"
         )
-    pin = f"PINNED {render.untrusted(header.pin.describe())}" if header.pin else "not pinned"
+    pin = f"PINNED {render.untrusted(header.pin.summary())}" if header.pin else "not pinned"
     lines = [f"  {header.stage}: {run}", f"    {pin}"]
     for skipped in header.skipped:
         lines.append(f"    skipped {render.moment(skipped.at)}: {render.untrusted(skipped.reason)}")

@@ -28,8 +28,12 @@ class Pin:
     run_id: str | None
     at: datetime
 
+    def summary(self) -> str:
+        """Who, when and why: "by alice at 2026-03-04 05:06:07 UTC: rolled back to run v1"."""
+        return f"by {self.by or 'someone'} at {self.at:%Y-%m-%d %H:%M:%S} UTC: {self.reason}"
+
     def describe(self) -> str:
-        return f"pinned by {self.by or 'someone'} at {self.at:%Y-%m-%d %H:%M:%S} UTC: {self.reason}"
+        return f"pinned {self.summary()}"
 
 
 async def read_pin(tx: Transaction, flow_id: str) -> Pin | None:
