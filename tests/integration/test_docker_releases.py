@@ -35,8 +35,9 @@ from tests.integration.support import wait_for_run
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import queries
+from releaseflow.engine.history import rollback_outcome
 from releaseflow.engine.queries import NodeView, ReleaseView
-from releaseflow.engine.rollback import Rollbacks, rollback_outcome
+from releaseflow.engine.rollback import Rollbacks
 from releaseflow.platform.docker import DockerClient, DockerDriver
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import Database
@@ -254,7 +255,7 @@ async def test_docker_releases__rollback_returns_the_stage_to_the_first_release(
         "deployment-staging": image_v1,
         "job-staging": image_v1,
     }
-    outcome = await rollback_outcome(platform.engine, done.id)
+    outcome = await rollback_outcome(platform.db, done.id)
     assert {item.resource_id: item.where for item in outcome} == {
         "deployment-staging": "rolled back",
         "job-staging": "rolled back",

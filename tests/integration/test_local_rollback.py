@@ -26,8 +26,9 @@ from releaseflow.engine import history, queries
 from releaseflow.engine.clock import SystemClock
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.configuration import apply_configuration
+from releaseflow.engine.history import rollback_outcome
 from releaseflow.engine.pins import PinnedError
-from releaseflow.engine.rollback import Rollbacks, rollback_outcome
+from releaseflow.engine.rollback import Rollbacks
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.store.database import Database
@@ -224,7 +225,7 @@ async def test_local_rollback__a_target_that_does_not_become_healthy_stays_on_it
 
     record = await _record(platform, back)
     assert record.status is RunStatus.FAILED
-    outcome = {item.resource_id: item.where for item in await rollback_outcome(platform.engine, back)}
+    outcome = {item.resource_id: item.where for item in await rollback_outcome(platform.db, back)}
     assert outcome == {
         "deployment-staging": "rolled back",
         "job-staging": "rolled back",

@@ -13,8 +13,9 @@ from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import history as run_history
 from releaseflow.engine import queries
+from releaseflow.engine.history import rollback_outcome, rollbacks_of
 from releaseflow.engine.pins import PinnedError, pin_stage, unpin_stage
-from releaseflow.engine.rollback import Rollbacks, rollback_outcome, rollbacks_of
+from releaseflow.engine.rollback import Rollbacks
 from releaseflow.platform.driver import Artifact, DriverRegistry, Resource
 from releaseflow.store import catalog
 from releaseflow.store import history as history_store
@@ -108,12 +109,12 @@ async def test_rollback__returns_every_target_to_its_state_after_the_run_and_pin
     # Through the driver like any release: a Release of exactly build b1 per target.
     asked = [(call.resource.id, call.params.get("build")) for call in harness.driver.calls[-2:]]
     assert sorted(asked) == [("api", "b1"), ("migrate", "b1")]
-    outcome = await rollback_outcome(harness.engine, rollback_id)
+    outcome = await rollback_outcome(harness.db, rollback_id)
     assert [(item.resource_id, item.where) for item in outcome] == [
         ("api", "rolled back"),
         ("migrate", "rolled back"),
     ]
-    assert [run.id for run in await rollbacks_of(harness.engine, first)] == [rollback_id]
+    assert [run.id for run in await rollbacks_of(harness.db, first)] == [rollback_id]
 
     status = await run_history.pipeline_status(harness.db, PROJECT, PIPELINE)
     header = status.stages[0]
@@ -221,7 +222,7 @@ async def test_rollback__failing_midway_says_which_target_is_where(harness: Engi
     started = await rollbacks(harness).start(first, by="alice")
     finished = await harness.run(started.run.id)
     assert finished.status is RunStatus.FAILED
-    outcome = await rollback_outcome(harness.engine, finished.id)
+    outcome = await rollback_outcome(harness.db, finished.id)
     assert [(item.resource_id, item.where, (item.artifact or {}).get("buildId")) for item in outcome] == [
         ("api", "old", "b2"),
         ("migrate", "rolled back", "b1"),

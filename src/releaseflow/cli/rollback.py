@@ -75,7 +75,7 @@ async def cleared_pin_lines(db: Database, run_id: str) -> list[str]:
 
 
 def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
-    from releaseflow.engine.rollback import describe_artifact
+    from releaseflow.domain.rollback import describe_artifact
 
     run = preview.target_run
     ended = render.moment(run.concluded_at)
@@ -122,7 +122,7 @@ def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
 
 
 def outcome_lines(outcomes: Sequence[TargetOutcome]) -> list[str]:
-    from releaseflow.engine.rollback import describe_artifact
+    from releaseflow.domain.rollback import describe_artifact
 
     words = {"rolled back": "rolled back to", "old": "still on its old artifact", "other": "now on"}
     return [
@@ -136,7 +136,8 @@ def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.follow import follow_run
     from releaseflow.domain.statuses import RunStatus
     from releaseflow.engine import queries
-    from releaseflow.engine.rollback import Rollbacks, rollback_outcome
+    from releaseflow.engine.history import rollback_outcome
+    from releaseflow.engine.rollback import Rollbacks
 
     async def go() -> int:
         async with open_application(settings) as app:
@@ -162,7 +163,7 @@ def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_OK
             final = await follow_run(app.db, run.id)
             print("where each target stands:")
-            print("\n".join(outcome_lines(await rollback_outcome(app.engine, run.id))))
+            print("\n".join(outcome_lines(await rollback_outcome(app.db, run.id))))
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
 
     return run_async(go())
@@ -182,15 +183,12 @@ def _confirmed() -> bool:
 
 def list_rollbacks(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine
-    from releaseflow.engine.rollback import rollback_outcome, rollbacks_of
+    from releaseflow.engine.history import rollback_outcome, rollbacks_of
 
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            engine = Engine(db, SystemClock())
-            found = await rollbacks_of(engine, run_id)
+            found = await rollbacks_of(db, run_id)
             if not found:
                 print(f"no rollback targeted run {run_id}")
                 return EXIT_OK
@@ -199,7 +197,7 @@ def list_rollbacks(args: argparse.Namespace, settings: Settings) -> int:
             print(lines[0])
             for line, run in zip(lines[1:], found, strict=True):
                 print(line)
-                print("\n".join(outcome_lines(await rollback_outcome(engine, run.id))))
+                print("\n".join(outcome_lines(await rollback_outcome(db, run.id))))
         return EXIT_OK
 
     return run_async(go())

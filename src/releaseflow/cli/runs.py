@@ -182,8 +182,8 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
         where = f"{project}/{args.pipeline}/{stage}"
         if args.json:
             print(json.dumps([wire.run_summary(run) for run in runs], indent=2))
-        elif not runs and (args.status or args.kind or args.origin or args.concluded is not None):
-            print(f"no run of {where} matches these filters")
+        elif not runs and (wanted := _filters(args)):
+            print(f"no run of {where} matches {' '.join(wanted)}")
         elif not runs:
             print(f"no runs of {where} yet")
         else:
@@ -193,6 +193,15 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     return run_async(go())
+
+
+def _filters(args: argparse.Namespace) -> list[str]:
+    """The filters of a runs list, as they were typed."""
+    wanted = [f"--status {status}" for status in args.status]
+    wanted += [f"--kind {args.kind}"] if args.kind else []
+    wanted += [f"--origin {args.origin}"] if args.origin else []
+    wanted += [] if args.concluded is None else ["--concluded" if args.concluded else "--unfinished"]
+    return wanted
 
 
 def show_run(args: argparse.Namespace, settings: Settings) -> int:

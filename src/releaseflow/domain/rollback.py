@@ -167,3 +167,15 @@ def rollback_outcome(
             where = "other"
         outcomes.append(TargetOutcome(change.resource_id, where, now))
     return outcomes
+
+
+def describe_artifact(artifact: Mapping[str, Any] | None) -> str:
+    """One line for an artifact: the image, or build id and commit of a build."""
+    if not artifact:
+        return "nothing"
+    if artifact.get("kind") == "image" or not artifact.get("buildId"):
+        return str(artifact.get("image", "?"))
+    commit = str(artifact.get("commit", ""))[:10]
+    return f"build {artifact.get('buildService', '?')}:{artifact.get('buildId')}" + (
+        f" ({commit})" if commit else ""
+    )

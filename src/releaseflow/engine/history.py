@@ -7,14 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from releaseflow.domain.errors import Issue, NotFoundError, ValidationError
+from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
+from releaseflow.domain.rollback import TargetChange, TargetOutcome
+from releaseflow.domain.rollback import rollback_outcome as outcome_of
 from releaseflow.domain.run_origin import OriginKind
 from releaseflow.domain.statuses import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, RunStatus
 from releaseflow.engine.pins import Pin, read_pin
 from releaseflow.engine.queries import RunSummary, summary_of
 from releaseflow.store import catalog, history
+from releaseflow.store import release_state as state_store
+from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import FlowRecord
+from releaseflow.store.records import FlowRecord, RunRecord
 
 PAGE_LIMIT = 500
 
@@ -160,3 +164,31 @@ async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) 
     if flow is None:
         raise NotFoundError(f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow")
     return flow
+
+
+async def rollback_outcome(db: Database, run_id: str) -> list[TargetOutcome]:
+    """Where each target of rollback run ``run_id`` stands: rolled back, or still on its old artifact
+    (read from the state kept when the run ended, or from the live state while it runs)."""
+    async with db.read() as tx:
+        run = await run_store.get_run(tx, run_id)
+        if run is None or run.kind != "rollback":
+            raise ConflictError(f"run '{run_id}' is not a rollback")
+        targets = await history.rollback_targets(tx, run_id)
+        if run.status in TERMINAL_RUN_STATUSES:
+            state = {key: row["artifact"] for key, row in (await history.state_after_run(tx, run_id)).items()}
+        else:
+            flow = await catalog.get_flow_by_id(tx, run.flow_id)
+            assert flow is not None
+            rows = await state_store.stage_state(tx, flow.project_id, flow.pipeline_id, flow.stage)
+            state = {row["resource_id"]: row["artifact"] for row in rows}
+    changes = [
+        TargetChange(row["resource_id"], row["kind"], row["from_artifact"], row["to_artifact"])
+        for row in targets
+    ]
+    return outcome_of(changes, state)
+
+
+async def rollbacks_of(db: Database, run_id: str) -> list[RunRecord]:
+    """The rollbacks that targeted run ``run_id``, newest first."""
+    async with db.read() as tx:
+        return await history.rollbacks_of(tx, run_id)

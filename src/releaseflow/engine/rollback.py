@@ -11,17 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from releaseflow.domain.errors import ConflictError, Issue, ValidationError
 from releaseflow.domain.rollback import (
     RollbackPlan,
-    TargetChange,
-    TargetOutcome,
+    describe_artifact,
     plan_rollback,
     rollback_document,
 )
-from releaseflow.domain.rollback import rollback_outcome as outcome_of
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES
 from releaseflow.domain.template_parser import parse_template
@@ -241,42 +238,3 @@ async def _backups(tx: Transaction, flow_id: str, seq: int, addons: set[str]) ->
                 BackupOffer(row["run_id"], str(addon), str(data["id"]), row["ref"], row["ended_at"])
             )
     return offers
-
-
-async def rollback_outcome(engine: Engine, run_id: str) -> list[TargetOutcome]:
-    """Where each target of rollback run ``run_id`` stands: rolled back, or still on its old artifact
-    (read from the state kept when the run ended, or from the live state while it runs)."""
-    async with engine.db.read() as tx:
-        run = await run_store.get_run(tx, run_id)
-        if run is None or run.kind != "rollback":
-            raise ConflictError(f"run '{run_id}' is not a rollback")
-        targets = await history.rollback_targets(tx, run_id)
-        if run.status in TERMINAL_RUN_STATUSES:
-            state = {key: row["artifact"] for key, row in (await history.state_after_run(tx, run_id)).items()}
-        else:
-            flow = await _flow_of(tx, run)
-            rows = await state_store.stage_state(tx, flow.project_id, flow.pipeline_id, flow.stage)
-            state = {row["resource_id"]: row["artifact"] for row in rows}
-    changes = [
-        TargetChange(row["resource_id"], row["kind"], row["from_artifact"], row["to_artifact"])
-        for row in targets
-    ]
-    return outcome_of(changes, state)
-
-
-async def rollbacks_of(engine: Engine, run_id: str) -> list[RunRecord]:
-    """The rollbacks that targeted run ``run_id``, newest first."""
-    async with engine.db.read() as tx:
-        return await history.rollbacks_of(tx, run_id)
-
-
-def describe_artifact(artifact: Mapping[str, Any] | None) -> str:
-    """One line for an artifact: the image, or build id and commit of a build."""
-    if not artifact:
-        return "nothing"
-    if artifact.get("kind") == "image" or not artifact.get("buildId"):
-        return str(artifact.get("image", "?"))
-    commit = str(artifact.get("commit", ""))[:10]
-    return f"build {artifact.get('buildService', '?')}:{artifact.get('buildId')}" + (
-        f" ({commit})" if commit else ""
-    )
