@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 from tests.acceptance.support import COMMAND, Releaseflow, free_port, started_run_id
-from tests.integration.local_project import AppRepository, answer
+from tests.integration.local_project import AppRepository, answer, build_main
 
 
 def write_project(folder: Path, repository: Path, port: int) -> Path:
@@ -24,12 +24,7 @@ def write_project(folder: Path, repository: Path, port: int) -> Path:
         "condition": "running",
         "timeoutDuration": 60,
     }
-    build = {
-        "kind": "Build",
-        "ref": "build",
-        "spec": {"id": "builder", "type": "service", "branch": "main"},
-        "condition": "success",
-    }
+    build = build_main()
     flow = {
         "apiVersion": "v1.2",
         "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [build, release]}},

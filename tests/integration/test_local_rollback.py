@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.local_project import AppRepository, answer, configuration, free_port
+from tests.integration.local_project import AppRepository, answer, build_main, configuration, free_port
 from tests.integration.release_harness import PIPELINE, ReleaseHarness
 from tests.integration.support import wait_for_run
 
@@ -53,12 +53,7 @@ def release(ref: str, target: str, kind: str) -> dict[str, Any]:
 
 
 def staging_flow(*, label: str = "") -> dict[str, Any]:
-    build = {
-        "kind": "Build",
-        "ref": "build",
-        "spec": {"id": "builder", "type": "service", "branch": "main"},
-        "condition": "success",
-    }
+    build = build_main()
     deploys = {
         "kind": "Workflow",
         "spec": {

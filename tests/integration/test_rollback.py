@@ -58,6 +58,13 @@ async def deploy(harness: EngineHarness, build: str, **request: Any) -> str:
     return run.id
 
 
+async def released_twice(harness: EngineHarness, policy: str = "allow") -> tuple[str, str]:
+    """The project seeded with the flow, a worker, and two releases (builds b1 and b2)."""
+    await harness.seed(flow(policy))
+    harness.start_worker()
+    return await deploy(harness, "b1"), await deploy(harness, "b2")
+
+
 async def deployed(harness: EngineHarness) -> dict[str, str]:
     views = await queries.release_state(harness.db, PROJECT, PIPELINE, STAGE)
     return {view.resource_id: str(view.artifact["buildId"]) for view in views}
@@ -79,10 +86,7 @@ async def roll_back(harness: EngineHarness, run_id: str, builds: dict[str, str],
 async def test_rollback__returns_every_target_to_its_state_after_the_run_and_pins_the_stage(
     harness: EngineHarness,
 ) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    await deploy(harness, "b2")
+    first, _ = await released_twice(harness)
     await deploy(harness, "b3")
     assert await deployed(harness) == {"api": "b3", "migrate": "b3"}
 
@@ -131,10 +135,7 @@ async def test_rollback__returns_every_target_to_its_state_after_the_run_and_pin
 async def test_rollback__of_a_rollback_returns_to_what_the_first_rollback_replaced(
     harness: EngineHarness,
 ) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    second = await deploy(harness, "b2")
+    first, second = await released_twice(harness)
     back = await roll_back(harness, first, {"api": "b1", "migrate": "b1"})
     assert await deployed(harness) == {"api": "b1", "migrate": "b1"}
     # Rolling back to the release before the rollback: forward again.
@@ -176,10 +177,7 @@ async def test_rollback__with_config_restores_the_flow_version_the_run_used(harn
 
 
 async def test_pin__refuses_git_and_webhook_runs_and_a_run_by_hand_clears_it(harness: EngineHarness) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    await deploy(harness, "b2")
+    first, _ = await released_twice(harness)
     await roll_back(harness, first, {"api": "b1", "migrate": "b1"})
 
     for origin in (RunOrigin(OriginKind.GIT, "main@abc123"), RunOrigin(OriginKind.WEBHOOK, "ci")):
@@ -213,10 +211,7 @@ async def test_pin__refuses_git_and_webhook_runs_and_a_run_by_hand_clears_it(har
 
 
 async def test_rollback__failing_midway_says_which_target_is_where(harness: EngineHarness) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    await deploy(harness, "b2")
+    first, _ = await released_twice(harness)
     harness.driver.script("api", Fail("the new version never became healthy", retryable=False))
     harness.driver.script("migrate", Succeed({"artifact": artifact("b1")}))
     started = await rollbacks(harness).start(first, by="alice")
@@ -243,10 +238,7 @@ class ForgetfulDriver(FakeDriver):
 async def test_rollback__to_artifacts_that_no_longer_exist_is_refused_up_front(
     harness: EngineHarness,
 ) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    await deploy(harness, "b2")
+    first, _ = await released_twice(harness)
     before = await run_history.runs_page(harness.db, PROJECT, PIPELINE, STAGE)
     with pytest.raises(ConflictError, match=r"no longer exist:\n  api: build builder:b1") as refused:
         await rollbacks(harness, ForgetfulDriver({"b1"})).start(first, by="alice")
@@ -280,10 +272,7 @@ async def test_rollback__waits_behind_an_active_release_instead_of_interleaving(
 async def test_runs__record_their_stage_state_at_conclusion_and_renames_in_events(
     harness: EngineHarness,
 ) -> None:
-    await harness.seed(flow())
-    harness.start_worker()
-    first = await deploy(harness, "b1")
-    await deploy(harness, "b2")
+    first, _ = await released_twice(harness)
     async with harness.db.read() as tx:
         kept = await history_store.state_after_run(tx, first)
     assert {key: row["artifact"]["buildId"] for key, row in kept.items()} == {"api": "b1", "migrate": "b1"}

@@ -20,7 +20,7 @@ from releaseflow.domain.progress import roll_up
 from releaseflow.domain.statuses import TERMINAL_NODE_STATUSES, TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import Node
 from releaseflow.engine.templates import TemplateCache, node_code
-from releaseflow.store import catalog
+from releaseflow.store import catalog, history
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
@@ -231,7 +231,7 @@ async def list_runs(
     """Runs of a stage's release flow, newest first."""
     async with db.read() as tx:
         flow = await _stage_flow(tx, project_id, pipeline_id, stage)
-        records = await run_store.list_runs(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
+        records = await history.runs_page(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
     return [summary_of(record, project_id, pipeline_id, stage) for record in records]
 
 
