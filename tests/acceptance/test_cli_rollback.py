@@ -94,6 +94,10 @@ def test_cli_rollback__preview_confirmation_rollback_pin_and_unpin(releaseflow: 
         done = without_terminal(releaseflow, "rollback", runs["v1"], "--yes", "--follow", "--as", "dana")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "web: rolled back to build builder:" in done.stdout
+        shown = releaseflow.cli(
+            "show", done.stdout.split("started rollback run ")[1].split(":")[0], check=True
+        )
+        assert "where each target stands:" in shown.stdout and "web: rolled back to" in shown.stdout
         assert answer(port) == "v1"
 
         header = releaseflow.cli("pipelines", check=True).stdout

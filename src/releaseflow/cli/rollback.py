@@ -131,12 +131,18 @@ def outcome_lines(outcomes: Sequence[TargetOutcome]) -> list[str]:
     ]
 
 
+async def rollback_lines(db: Database, run_id: str) -> list[str]:
+    """Where each target of a rollback run stands, under a heading (for ``show``)."""
+    from releaseflow.engine.history import rollback_outcome
+
+    return ["  where each target stands:", *outcome_lines(await rollback_outcome(db, run_id))]
+
+
 def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.application import open_application
     from releaseflow.cli.follow import follow_run
     from releaseflow.domain.statuses import RunStatus
     from releaseflow.engine import queries
-    from releaseflow.engine.history import rollback_outcome
     from releaseflow.engine.rollback import Rollbacks
 
     async def go() -> int:
@@ -162,8 +168,7 @@ def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"follow it with: releaseflow show {render.short_id(run.id)}")
                 return EXIT_OK
             final = await follow_run(app.db, run.id)
-            print("where each target stands:")
-            print("\n".join(outcome_lines(await rollback_outcome(app.db, run.id))))
+            print("\n".join(await rollback_lines(app.db, run.id)))
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
 
     return run_async(go())

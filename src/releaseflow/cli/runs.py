@@ -205,6 +205,7 @@ def _filters(args: argparse.Namespace) -> list[str]:
 
 
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.cli.rollback import rollback_lines
     from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
 
@@ -212,11 +213,12 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
             detail = await queries.run_detail(db, run_id)
+            where = await rollback_lines(db, run_id) if detail.run.kind == "rollback" else []
         if args.json:
             print(json.dumps(wire.run_detail(detail), indent=2))
             return EXIT_OK
         colour = sys.stdout.isatty()
-        print("\n".join([*render.run_header(detail, colour), "", *render.run_tree(detail, colour)]))
+        print("\n".join([*render.run_header(detail, colour), *where, "", *render.run_tree(detail, colour)]))
         if args.events:
             print("\nevents:")
             for event in detail.events:
