@@ -9,10 +9,10 @@ waiting as any run. Afterwards the stage is pinned (``engine.pins``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from releaseflow.domain.errors import ConflictError, Issue, ValidationError
+from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.rollback import (
     RollbackPlan,
     describe_artifact,
@@ -21,6 +21,7 @@ from releaseflow.domain.rollback import (
 )
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES
+from releaseflow.domain.template import ConcurrencyPolicy
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.engine.commands import Engine, RunRequest
 from releaseflow.engine.pins import Pin, read_pin
@@ -83,7 +84,7 @@ class Rollbacks:
         async with self.engine.db.read() as tx:
             preview = await _preview(tx, run_id)
         missing = await self._missing(preview.plan, await self._resources(preview.project_id))
-        return _with_missing(preview, missing)
+        return replace(preview, missing=missing)
 
     async def start(
         self, run_id: str, *, by: str, restore_config: bool = False, name: str | None = None
@@ -100,16 +101,13 @@ class Rollbacks:
         async with self.engine.db.transaction() as tx:
             # Planned again under the transaction: what the targets run now may have moved meanwhile;
             # the artifacts to put back cannot (they are the record of a concluded run).
-            preview = _with_missing(await _preview(tx, run_id), ())
+            preview = await _preview(tx, run_id)
             flow = await _flow_of(tx, preview.target_run)
             restored = None
             if restore_config:
                 restored = await self._restore_config(tx, flow, preview)
                 flow = await _flow_of(tx, preview.target_run)
-            template = parse_template(
-                (await catalog.get_flow_version(tx, flow.id, flow.current_version) or {})["document"]
-            )
-            document = rollback_document(preview.plan, template.concurrency_policy)
+            document = rollback_document(preview.plan, await _policy(tx, flow))
             target = preview.target_run.display_name
             request = RunRequest(
                 name=name,
@@ -178,7 +176,7 @@ class Rollbacks:
 async def _preview(tx: Transaction, run_id: str) -> RollbackPreview:
     run = await run_store.get_run(tx, run_id)
     if run is None:
-        raise ConflictError(f"no run '{run_id}' to roll back to")
+        raise NotFoundError(f"no run '{run_id}' to roll back to")
     if run.status not in TERMINAL_RUN_STATUSES:
         raise ConflictError(
             f"run {run.display_name} is still {run.status}: roll back to a run that has ended"
@@ -213,10 +211,11 @@ async def _preview(tx: Transaction, run_id: str) -> RollbackPreview:
     )
 
 
-def _with_missing(preview: RollbackPreview, missing: tuple[str, ...]) -> RollbackPreview:
-    from dataclasses import replace
-
-    return replace(preview, missing=missing)
+async def _policy(tx: Transaction, flow: FlowRecord) -> ConcurrencyPolicy:
+    """The concurrency policy of the flow's current version (a rollback follows it)."""
+    version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
+    assert version is not None
+    return parse_template(version["document"]).concurrency_policy
 
 
 async def _flow_of(tx: Transaction, run: RunRecord) -> FlowRecord:
