@@ -112,6 +112,14 @@ def test_cli_rollback__preview_confirmation_rollback_pin_and_unpin(releaseflow: 
         paged = releaseflow.cli("runs", "main", "Development", "--limit", "1", check=True).stdout
         assert "older runs: add --before" in paged
 
+        # Restoring a backup asks on its own, and only backups the stage's runs took are offered.
+        asked = without_terminal(releaseflow, "restore-backup", "main", "Development", "db", "bk-1")
+        assert asked.returncode == 1 and "confirm with --yes" in asked.stderr
+        unknown = without_terminal(
+            releaseflow, "restore-backup", "main", "Development", "db", "bk-1", "--yes"
+        )
+        assert unknown.returncode == 2 and "no backup 'bk-1' of addon 'db'" in unknown.stderr
+
         assert "pin cleared" in releaseflow.cli("unpin", "main", "Development", check=True).stdout
         status = releaseflow.cli("status", "main", check=True).stdout
         assert "not pinned" in status and "what runs where" in status

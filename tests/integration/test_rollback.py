@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.integration.support import PIPELINE, PROJECT, EngineHarness, template, workflow
 
-from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import history as run_history
@@ -309,3 +309,35 @@ async def test_runs_page__filters_newest_first_with_a_cursor(harness: EngineHarn
         harness.db, PROJECT, PIPELINE, STAGE, statuses=["failed"], concluded=True
     )
     assert failed.runs == []
+
+
+async def test_rollback__offers_the_backups_since_the_run_and_restores_one_only_when_asked(
+    harness: EngineHarness,
+) -> None:
+    backup = {"kind": "AddonBackup", "ref": "backup", "spec": {"addonId": "db", "backupType": "dump"}}
+    document = flow()
+    document["spec"]["spec"]["steps"].insert(0, backup)
+    await harness.seed(document)
+    harness.start_worker()
+    harness.driver.script("db", Succeed({"id": "bk1"}))
+    first = await deploy(harness, "b1")
+    harness.driver.script("db", Succeed({"id": "bk2"}))
+    second = await deploy(harness, "b2")
+
+    preview = await rollbacks(harness).preview(second)
+    assert [(offer.addon_id, offer.backup_id, offer.run_id) for offer in preview.backups] == [
+        ("db", "bk2", second)
+    ]
+    assert len((await rollbacks(harness).preview(first)).backups) == 2
+    await roll_back(harness, first, {"api": "b1", "migrate": "b1"})
+    assert not [call for call in harness.driver.calls_on("db") if call.operation.value == "restore_backup"]
+
+    with pytest.raises(NotFoundError, match="no backup 'bk9' of addon 'db'"):
+        await rollbacks(harness).restore_backup(PROJECT, PIPELINE, STAGE, "db", "bk9", by="alice")
+    harness.driver.script("db", Succeed({"id": "restore-1"}))
+    restore = await rollbacks(harness).restore_backup(PROJECT, PIPELINE, STAGE, "db", "bk1", by="alice")
+    assert (await harness.run(restore.id)).status is RunStatus.SUCCESS
+    (call,) = [call for call in harness.driver.calls_on("db") if call.operation.value == "restore_backup"]
+    assert call.params["backupId"] == "bk1"
+    # A restore is not a deploy by hand: the rollback's pin stays.
+    assert (await run_history.pipeline_status(harness.db, PROJECT, PIPELINE)).stages[0].pin is not None

@@ -39,6 +39,17 @@ def register(commands: Subparsers) -> None:
     rollbacks.add_argument("run", help="run id, or a unique start of it")
     rollbacks.set_defaults(handler=list_rollbacks)
 
+    restore = commands.add_parser(
+        "restore-backup", help="restore a backup a run of the stage took of one of its addons (asks first)"
+    )
+    _stage_arguments(restore)
+    restore.add_argument("addon", help="the addon's id")
+    restore.add_argument("backup", help="the backup's id (releaseflow rollback RUN lists them)")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--as", dest="by", help="who restores (default: the current user)")
+    restore.add_argument("--follow", action="store_true", help="show the restore live until it ends")
+    restore.set_defaults(handler=restore_backup)
+
     pin = commands.add_parser("pin", help="pin a stage: git and webhook triggers stop deploying to it")
     _stage_arguments(pin)
     pin.add_argument("--reason", required=True, help="why (shown with the pin)")
@@ -111,9 +122,10 @@ def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
                 f"  {backup.addon_id}: backup {render.untrusted(backup.backup_id)} (run"
                 f" {render.short_id(backup.run_id)}, node {backup.node_ref or '?'}, {taken})"
             )
+        where = f"{preview.pipeline_id} {preview.stage}"
         lines.append(
-            "  The rollback restores none of them. Restoring one is a separate, explicit step: a run of an"
-            " Action node (kind AddonBackup, type restore) naming the addon and the backup."
+            "  The rollback restores none of them. Restoring one is a separate step with its own"
+            f" confirmation: releaseflow restore-backup {where} ADDON BACKUP"
         )
     if preview.pin is not None:
         lines.append(f"The stage is already {preview.pin.describe()}.")
@@ -174,16 +186,47 @@ def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return run_async(go())
 
 
-def _confirmed() -> bool:
+def _confirmed(what: str = "rollback", question: str = "Roll back?") -> bool:
     if not sys.stdin.isatty():
         raise ConflictError(
-            "rollback not started: confirm with --yes (standard input is not a terminal, so it cannot ask)"
+            f"{what} not started: confirm with --yes (standard input is not a terminal, so it cannot ask)"
         )
-    answer = input("Roll back? [y/N] ").strip().lower()
+    answer = input(f"{question} [y/N] ").strip().lower()
     if answer in ("y", "yes"):
         return True
-    print("rollback not started")
+    print(f"{what} not started")
     return False
+
+
+def restore_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.application import open_application
+    from releaseflow.cli.follow import follow_run
+    from releaseflow.domain.statuses import RunStatus
+    from releaseflow.engine import queries
+    from releaseflow.engine.rollback import Rollbacks
+
+    async def go() -> int:
+        async with open_application(settings) as app:
+            project = await queries.resolve_project(app.db, args.project)
+            stage = await queries.resolve_stage(app.db, project, args.pipeline, args.stage)
+            print(
+                f"Restore backup {render.untrusted(args.backup)} into addon {render.untrusted(args.addon)}"
+                f" ({project}/{args.pipeline}/{stage}): the addon's current data is replaced by the backup's."
+            )
+            if not args.yes and not _confirmed("restore", "Restore it?"):
+                return EXIT_FAILED
+            rollbacks = Rollbacks(app.engine, app.drivers)
+            run = await rollbacks.restore_backup(
+                project, args.pipeline, stage, args.addon, args.backup, by=args.by or current_user()
+            )
+            print(f"started restore run {run.id}: {run.status}")
+            if not args.follow:
+                print(f"follow it with: releaseflow show {render.short_id(run.id)}")
+                return EXIT_OK
+            final = await follow_run(app.db, run.id)
+            return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
+
+    return run_async(go())
 
 
 def list_rollbacks(args: argparse.Namespace, settings: Settings) -> int:

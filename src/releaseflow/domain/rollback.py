@@ -140,6 +140,27 @@ def rollback_document(plan: RollbackPlan, policy: ConcurrencyPolicy) -> dict[str
     }
 
 
+def restore_document(addon_id: str, backup_id: str, policy: ConcurrencyPolicy) -> dict[str, Any]:
+    """A release flow of one Action that restores ``backup_id`` into the addon and waits for it."""
+    action = {
+        "kind": "Action",
+        "ref": "restore",
+        "spec": {
+            "kind": "AddonBackup",
+            "spec": {
+                "type": "restore",
+                "data": {"addonId": addon_id, "backupId": backup_id},
+                "condition": "success",
+            },
+        },
+    }
+    return {
+        "apiVersion": "v1.2",
+        "options": {"concurrencyPolicy": str(rollback_policy(policy))},
+        "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [action]}},
+    }
+
+
 @dataclass(frozen=True)
 class TargetOutcome:
     """Where one target of a rollback stands once the rollback run ended."""

@@ -17,6 +17,7 @@ from releaseflow.domain.rollback import (
     RollbackPlan,
     describe_artifact,
     plan_rollback,
+    restore_document,
     rollback_document,
 )
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
@@ -137,6 +138,33 @@ class Rollbacks:
                 tx, flow.id, by=by, reason=reason, run_id=run.id, at=self.engine.clock.now()
             )
             return RollbackStarted(run, preview, restored)
+
+    async def restore_backup(
+        self, project_id: str, pipeline_id: str, stage: str, addon_id: str, backup_id: str, *, by: str
+    ) -> RunRecord:
+        """Restore a backup one of the stage's runs took of one of its addons: a run of its own (one
+        Action, AddonBackup restore), never part of a rollback. The pin is left as it is."""
+        if not by.strip():
+            raise ValidationError([Issue("by", "say who restores")], subject="restore")
+        async with self.engine.db.transaction() as tx:
+            flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
+            if flow is None:
+                raise NotFoundError(
+                    f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow"
+                )
+            addons = {row["id"] for row in await catalog.stage_resources(tx, project_id, pipeline_id, stage)}
+            taken = {(offer.addon_id, offer.backup_id) for offer in await _backups(tx, flow.id, 0, addons)}
+            if (addon_id, backup_id) not in taken:
+                raise NotFoundError(
+                    f"no backup '{backup_id}' of addon '{addon_id}' was taken by a run of stage '{stage}'"
+                    " (releaseflow rollback RUN lists the backups it offers)"
+                )
+            document = restore_document(addon_id, backup_id, await _policy(tx, flow))
+            request = RunRequest(
+                description=f"Restore backup {backup_id} of {addon_id}"[:200],
+                origin=RunOrigin(OriginKind.PERSON, by),
+            )
+            return await self.engine.create_run(tx, flow, document, request)
 
     async def _restore_config(self, tx: Transaction, flow: FlowRecord, preview: RollbackPreview) -> int:
         old = await catalog.get_flow_version(tx, flow.id, preview.config_version)
