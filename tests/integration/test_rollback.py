@@ -19,7 +19,7 @@ from releaseflow.engine.rollback import Rollbacks
 from releaseflow.platform.driver import Artifact, DriverRegistry, Resource
 from releaseflow.store import catalog
 from releaseflow.store import history as history_store
-from releaseflow.testing import Fail, FakeDriver, Succeed
+from releaseflow.testing import Fail, FakeDriver, Hang, Succeed
 
 STAGE = "Development"
 
@@ -254,8 +254,6 @@ async def test_rollback__waits_behind_an_active_release_instead_of_interleaving(
     harness.start_worker()
     first = await deploy(harness, "b1")
     await deploy(harness, "b2")
-    from releaseflow.testing import Hang
-
     harness.driver.script("api", Hang())
     harness.driver.script("migrate", Succeed({"artifact": artifact("b3")}))
     busy = await harness.start(STAGE, arguments={"build": "b3"})
@@ -341,3 +339,20 @@ async def test_rollback__offers_the_backups_since_the_run_and_restores_one_only_
     assert call.params["backupId"] == "bk1"
     # A restore is not a deploy by hand: the rollback's pin stays.
     assert (await run_history.pipeline_status(harness.db, PROJECT, PIPELINE)).stages[0].pin is not None
+
+
+async def test_release__waits_behind_an_active_rollback_even_where_runs_may_overlap(
+    harness: EngineHarness,
+) -> None:
+    first, _ = await released_twice(harness, "allow")
+    harness.driver.script("api", Hang())
+    harness.driver.script("migrate", Succeed({"artifact": artifact("b1")}))
+    rollback = await rollbacks(harness).start(first, by="alice")
+    release = await harness.start(
+        STAGE, arguments={"build": "b3"}, origin=RunOrigin(OriginKind.PERSON, "bob")
+    )
+    assert release.status is RunStatus.QUEUED and rollback.run.id in (release.waiting_reason or "")
+    harness.driver.script("api", Succeed({"artifact": artifact("b3")}))
+    harness.driver.script("migrate", Succeed({"artifact": artifact("b3")}))
+    await harness.engine.abort_run(rollback.run.id)
+    assert (await harness.run(release.id)).status is RunStatus.SUCCESS

@@ -7,6 +7,7 @@ import pytest
 from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.rollback import (
     TargetChange,
+    admission_policy,
     describe_artifact,
     plan_rollback,
     release_origin,
@@ -114,3 +115,20 @@ def test_run_origin__labels_and_what_a_pin_refuses() -> None:
     assert [kind for kind in OriginKind if RunOrigin(kind).automatic] == [OriginKind.GIT, OriginKind.WEBHOOK]
     with pytest.raises(ValueError, match="unknown run origin 'cron'"):
         RunOrigin.parse("cron")
+
+
+@pytest.mark.parametrize(
+    ("kind", "others", "expected"),
+    [
+        ("release", [], ConcurrencyPolicy.ALLOW),
+        ("release", ["release"], ConcurrencyPolicy.ALLOW),
+        ("release", ["rollback"], ConcurrencyPolicy.QUEUE),
+        ("rollback", ["release"], ConcurrencyPolicy.QUEUE),
+        ("rollback", [], ConcurrencyPolicy.ALLOW),
+    ],
+)
+def test_admission_policy__a_release_and_a_rollback_never_overlap(
+    kind: str, others: list[str], expected: ConcurrencyPolicy
+) -> None:
+    assert admission_policy(ConcurrencyPolicy.ALLOW, kind, others) is expected
+    assert admission_policy(ConcurrencyPolicy.FORBID, kind, others) is ConcurrencyPolicy.FORBID

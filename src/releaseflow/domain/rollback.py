@@ -116,6 +116,16 @@ def rollback_policy(policy: ConcurrencyPolicy) -> ConcurrencyPolicy:
     return ConcurrencyPolicy.QUEUE if policy is ConcurrencyPolicy.ALLOW else policy
 
 
+def admission_policy(policy: ConcurrencyPolicy, kind: str, others: Iterable[str]) -> ConcurrencyPolicy:
+    """The policy a new run of ``kind`` is admitted under, given the kinds of the runs that hold or
+    wait for the stage (``others``): a release and a rollback never run side by side on the same
+    targets, so where ``allow`` would let them, the new run queues."""
+    others = list(others)
+    if policy is ConcurrencyPolicy.ALLOW and others and (kind == "rollback" or "rollback" in others):
+        return ConcurrencyPolicy.QUEUE
+    return policy
+
+
 def rollback_document(plan: RollbackPlan, policy: ConcurrencyPolicy) -> dict[str, Any]:
     """A release flow of Release nodes, one per target, in parallel; services wait until healthy."""
     steps = []

@@ -11,6 +11,7 @@ from releaseflow.domain.concurrency import AdmissionAction, admit
 from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
+from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.domain.statuses import (
     NodeStatus,
@@ -136,9 +137,12 @@ class Engine:
                 with_nodes=False,
             )
             return await self._fail_before_start(tx, run_id, problems)
-        active = [run.id for run in await run_store.runs_holding_slot(tx, flow.id)]
-        queued = [run.id for run in await run_store.queued_runs(tx, flow.id)]
-        decision = admit(template.concurrency_policy, active, queued)
+        holding = await run_store.runs_holding_slot(tx, flow.id)
+        waiting = await run_store.queued_runs(tx, flow.id)
+        policy = admission_policy(
+            template.concurrency_policy, kind, [run.kind for run in [*holding, *waiting]]
+        )
+        decision = admit(policy, [run.id for run in holding], [run.id for run in waiting])
         if decision.action is AdmissionAction.REJECT:
             raise ConflictError(f"run refused: {decision.reason}")
         waits = decision.action is AdmissionAction.QUEUE
