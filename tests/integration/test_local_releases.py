@@ -19,6 +19,7 @@ from tests.integration.local_project import (
     STAGING_FLOW,
     AppRepository,
     answer,
+    build_main,
     configuration,
     eventually_answers,
     free_port,
@@ -262,12 +263,7 @@ async def test_local__values_in_a_job_command_are_data_not_code(platform: Platfo
     """An argument holding shell code reaches the job's command as text; ordinary values as before."""
     platform.repository.commit("v1")
     marker, said = platform.root / "pwned", platform.root / "said.txt"
-    build = {
-        "kind": "Build",
-        "ref": "build",
-        "spec": {"id": "builder", "type": "service", "branch": "main"},
-        "condition": "success",
-    }
+    build = build_main()
     say = {
         "kind": "JobRun",
         "ref": "say",

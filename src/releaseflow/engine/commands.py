@@ -11,6 +11,8 @@ from releaseflow.domain.concurrency import AdmissionAction, admit
 from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
+from releaseflow.domain.rollback import admission_policy
+from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.domain.statuses import (
     NodeStatus,
     RunStatus,
@@ -19,6 +21,7 @@ from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
 from releaseflow.domain.text import unsafe_characters
+from releaseflow.engine import pins
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
@@ -42,7 +45,18 @@ class RunRequest:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     release_node_overrides: Mapping[str, Any] = field(default_factory=dict)
-    triggered_by: str = "manual"
+    # What started the run, structured (shown in lists; a pinned stage refuses automatic origins).
+    origin: RunOrigin = field(default_factory=RunOrigin)
+    # A free label for the run's creator ("benchmark", "demo"); empty: the origin's own words.
+    triggered_by: str = ""
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """What kind of run is created, and the run a rollback returns to."""
+
+    kind: str = "release"
+    rollback_of: str | None = None
 
 
 class Engine:
@@ -60,60 +74,93 @@ class Engine:
 
         A request that cannot make a run (bad overrides, a template that no longer fits the stage)
         raises ValidationError and creates nothing. A run whose expressions cannot resolve is
-        recorded as failed before any node starts, with every unresolvable expression named.
+        recorded as failed before any node starts, with every unresolvable expression named. A
+        pinned stage refuses automatic origins (PinnedError, the refusal recorded); a run by hand
+        clears the pin.
         """
         _check_run_labels(request.name, request.description)
-        now = self.clock.now()
         async with self.db.transaction() as tx:
             flow = await _flow(tx, project_id, pipeline_id, stage)
-            version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
-            assert version is not None
-            document = apply_run_overrides(
-                version["document"], request.overrides or None, request.release_node_overrides or None
-            )
-            template = parse_template(document)
-            scope = await stage_scope(tx, project_id, pipeline_id, stage)
-            issues = check_template(template, scope) + check_refs(template)
-            if issues:
-                raise ValidationError(issues, subject=f"release flow {pipeline_id}/{stage}")
-            arguments = {**template.arguments, **request.arguments}
-            problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
-            run_id = str(uuid.uuid4())
-            if problems:
-                await self._insert_run(
-                    tx,
-                    run_id,
-                    flow,
-                    template,
-                    document,
-                    arguments,
-                    request,
-                    RunStatus.PENDING,
-                    "",
-                    with_nodes=False,
+            admission = await pins.admit_origin(tx, flow.id, request.origin, self.clock.now())
+            if admission.refusal is None:
+                version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
+                assert version is not None
+                document = apply_run_overrides(
+                    version["document"], request.overrides or None, request.release_node_overrides or None
                 )
-                return await self._fail_before_start(tx, run_id, problems)
-            active = [run.id for run in await run_store.runs_holding_slot(tx, flow.id)]
-            queued = [run.id for run in await run_store.queued_runs(tx, flow.id)]
-            decision = admit(template.concurrency_policy, active, queued)
-            if decision.action is AdmissionAction.REJECT:
-                raise ConflictError(f"run refused: {decision.reason}")
-            waits = decision.action is AdmissionAction.QUEUE
-            status = RunStatus.QUEUED if waits else RunStatus.PENDING
+                run = await self.create_run(tx, flow, document, request)
+                if admission.cleared is not None:
+                    status = str(run.status)
+                    cause = f"cleared the stage's pin ({admission.cleared.describe()})"
+                    run_store.append_event(tx, run.id, None, self.clock.now(), status, status, cause)
+                return run
+        # Raised once the refusal is committed: it stays recorded as a skipped trigger.
+        raise pins.PinnedError(admission.refusal)
+
+    async def create_run(
+        self,
+        tx: Transaction,
+        flow: FlowRecord,
+        document: Mapping[str, Any],
+        request: RunRequest,
+        *,
+        kind: str = "release",
+        rollback_of: str | None = None,
+    ) -> RunRecord:
+        """Check ``document`` against the stage, dry-run it and admit the new run under its policy.
+
+        Shared by releases and rollbacks (whose document is derived from recorded state), so both
+        run through the same checks, admission, drivers, statuses and retries.
+        """
+        now = self.clock.now()
+        template = parse_template(document)
+        scope = await stage_scope(tx, flow.project_id, flow.pipeline_id, flow.stage)
+        issues = check_template(template, scope) + check_refs(template)
+        if issues:
+            raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
+        arguments = {**template.arguments, **request.arguments}
+        problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
+        run_id = str(uuid.uuid4())
+        labels = _Labels(kind, rollback_of)
+        if problems:
             await self._insert_run(
-                tx, run_id, flow, template, document, arguments, request, status, decision.reason
+                tx,
+                run_id,
+                flow,
+                template,
+                document,
+                arguments,
+                request,
+                labels,
+                RunStatus.PENDING,
+                "",
+                with_nodes=False,
             )
-            for superseded in decision.drop_queued:
-                await transition_run(
-                    tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
-                )
-            for replaced in decision.abort_active:
-                abort = AbortRequested(f"replaced by run {run_id}")
-                await apply_event(tx, replaced, abort, self.clock.now(), self.templates)
-            if not waits:
-                # The first nodes become due now, after the run and its nodes were written.
-                await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
-            return await _run(tx, run_id)
+            return await self._fail_before_start(tx, run_id, problems)
+        holding = await run_store.runs_holding_slot(tx, flow.id)
+        waiting = await run_store.queued_runs(tx, flow.id)
+        policy = admission_policy(
+            template.concurrency_policy, kind, [run.kind for run in [*holding, *waiting]]
+        )
+        decision = admit(policy, [run.id for run in holding], [run.id for run in waiting])
+        if decision.action is AdmissionAction.REJECT:
+            raise ConflictError(f"run refused: {decision.reason}")
+        waits = decision.action is AdmissionAction.QUEUE
+        status = RunStatus.QUEUED if waits else RunStatus.PENDING
+        await self._insert_run(
+            tx, run_id, flow, template, document, arguments, request, labels, status, decision.reason
+        )
+        for superseded in decision.drop_queued:
+            await transition_run(
+                tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
+            )
+        for replaced in decision.abort_active:
+            abort = AbortRequested(f"replaced by run {run_id}")
+            await apply_event(tx, replaced, abort, self.clock.now(), self.templates)
+        if not waits:
+            # The first nodes become due now, after the run and its nodes were written.
+            await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
+        return await _run(tx, run_id)
 
     async def _insert_run(
         self,
@@ -124,12 +171,14 @@ class Engine:
         document: Mapping[str, Any],
         arguments: Mapping[str, Any],
         request: RunRequest,
+        labels: _Labels,
         status: RunStatus,
         waiting_reason: str,
         *,
         with_nodes: bool = True,
     ) -> None:
         now = self.clock.now()
+        triggered_by = request.triggered_by or request.origin.label()
         await run_store.insert_run(
             tx,
             {
@@ -137,8 +186,11 @@ class Engine:
                 "flow_id": flow.id,
                 "flow_version": flow.current_version,
                 "seq": await run_store.next_run_seq(tx, flow.id),
-                "kind": "release",
-                "triggered_by": request.triggered_by,
+                "kind": labels.kind,
+                "rollback_of": labels.rollback_of,
+                "triggered_by": triggered_by,
+                "origin_kind": str(request.origin.kind),
+                "origin_by": request.origin.by,
                 "name": request.name or None,
                 "description": request.description,
                 "status": str(status),
@@ -151,7 +203,7 @@ class Engine:
                 "updated_at": now,
             },
         )
-        cause = f"created ({request.triggered_by})" + (f"; {waiting_reason}" if waiting_reason else "")
+        cause = f"created ({triggered_by})" + (f"; {waiting_reason}" if waiting_reason else "")
         run_store.append_event(tx, run_id, None, now, None, str(status), cause)
         if not with_nodes:
             return
@@ -197,10 +249,21 @@ class Engine:
         if description is not None:
             fields["description"] = description
         async with self.db.transaction() as tx:
-            await _run(tx, run_id)
+            before = await _run(tx, run_id)
             await run_store.update_run(tx, run_id, None, fields)
             run = await run_store.get_run(tx, run_id)
             assert run is not None
+            changes = []
+            if run.name != before.name:
+                changes.append(f"name {before.display_name!r} -> {run.display_name!r}")
+            if run.description != before.description:
+                changes.append(f"description {before.description!r} -> {run.description!r}")
+            if changes:
+                # The run's status does not change: the event says so by repeating it.
+                status = str(run.status)
+                run_store.append_event(
+                    tx, run_id, None, fields["updated_at"], status, status, "; ".join(changes)
+                )
             return run
 
     async def approve(self, run_id: str, node_ref_or_path: str, approver: str, comment: str = "") -> None:

@@ -200,6 +200,19 @@ class LogReader(Protocol):
         ...
 
 
+@runtime_checkable
+class ArtifactChecker(Protocol):
+    """A capability of drivers that keep what they deploy: whether an artifact can still be deployed.
+
+    A rollback asks it of every artifact it will put back before it starts, and is refused with the
+    list of what is missing (a deleted build, an image gone from the host and its registry).
+    """
+
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """True when ``artifact`` (as recorded in release state) can be deployed again as it is."""
+        ...
+
+
 class DriverRegistry:
     """The drivers this process can use, by name."""
 

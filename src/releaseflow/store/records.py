@@ -68,6 +68,9 @@ class RunRecord:
     started_at: datetime | None
     concluded_at: datetime | None
     updated_at: datetime
+    # What started the run (``domain.run_origin``): its kind and who or what.
+    origin_kind: str = "person"
+    origin_by: str = ""
 
     @property
     def display_name(self) -> str:
@@ -102,6 +105,8 @@ class RunRecord:
             started_at=from_epoch(row["started_at"]),
             concluded_at=from_epoch(row["concluded_at"]),
             updated_at=_time(row["updated_at"]),
+            origin_kind=row["origin_kind"],
+            origin_by=row["origin_by"],
         )
 
 

@@ -159,28 +159,6 @@ async def get_run(tx: Transaction, run_id: str) -> RunRecord | None:
     return None if row is None else RunRecord.from_row(row)
 
 
-async def list_runs(
-    tx: Transaction,
-    flow_id: str,
-    *,
-    statuses: Sequence[str] = (),
-    kind: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[RunRecord]:
-    sql = "SELECT * FROM runs WHERE flow_id = ?"
-    params: list[Any] = [flow_id]
-    if statuses:
-        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
-        params.extend(statuses)
-    if kind:
-        sql += " AND kind = ?"
-        params.append(kind)
-    sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
-    params.extend([limit, offset])
-    return [RunRecord.from_row(row) for row in await tx.fetchall(sql, params)]
-
-
 async def runs_holding_slot(tx: Transaction, flow_id: str) -> list[RunRecord]:
     """Active runs of a flow (they hold its concurrency slot), oldest first."""
     statuses = [str(status) for status in ACTIVE_RUN_STATUSES]

@@ -25,6 +25,7 @@ from releaseflow.platform.driver import (
     DriverError,
     DriverRequest,
     Operation,
+    Resource,
 )
 from releaseflow.platform.once import HANDLE_KEY, KeyedActions
 
@@ -310,6 +311,28 @@ class DockerDriver:
         )
 
     # -- checks ---------------------------------------------------------------------------------------
+
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """A build: its record and its image on the Docker host. An external image: on the host, or
+        pullable from its registry (deploying it pulls it anyway)."""
+        image = artifact.image
+        if artifact.build_id:
+            record = self.builds.get(artifact.build_id)
+            if record is None or record.get("status") != SUCCEEDED:
+                return False
+            image = record.get("image") or image
+        if not image:
+            return False
+        if await self.client.inspect_image(image) is not None:
+            return True
+        if artifact.build_id:
+            return False  # a build's image lives on this host (or was pushed, and is then pulled by tag)
+        try:
+            credentials = self._credentials_for(artifact.credentials, image)
+            await self.client.pull_image(image, credentials=credentials, on_log=lambda _: None)
+        except DriverError:
+            return False
+        return True
 
     def _build_status(self, request: DriverRequest) -> DriverAnswer:
         build_id = _text(request.params.get("buildId")) or _text(request.params.get("id"))

@@ -268,6 +268,19 @@ class LocalDriver:
             )
         return build
 
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """A build whose record says it succeeded and whose artifact folder is still there (the
+        local driver deploys builds only)."""
+        if artifact.kind != "build" or not artifact.build_id:
+            return False
+        try:
+            build = await self.builds.get_build(artifact.build_id)
+        except DriverError:
+            return False
+        if build.status is not BuildStatus.SUCCESS:
+            return False
+        return await asyncio.to_thread(self.builds.artifact_path(build).is_dir)
+
     async def _current(self, target: Resource, artifact: Artifact | None) -> tuple[Artifact, Path]:
         """The build release state says ``target`` runs now, and its folder."""
         if artifact is None:
