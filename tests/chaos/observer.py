@@ -1,0 +1,133 @@
+"""What the engine says about the chain's runs, read through its read model from outside the processes.
+
+Reads open the installation's database for one query and close it again, so they work across kills
+and restarts of every releaseflow process; while the database itself is away they answer None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, TypeVar
+
+from tests.acceptance.support import Releaseflow
+from tests.chaos.project import PIPELINE, PROJECT, STAGE
+
+from releaseflow.application import open_application
+from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.engine import queries
+from releaseflow.settings import Settings
+from releaseflow.store.database import Database
+
+T = TypeVar("T")
+TERMINAL = frozenset({"success", "failed", "aborted"})
+
+
+@dataclass(frozen=True)
+class NodeAttempts:
+    run_id: str
+    ref: str
+    status: str
+    attempt_log: tuple[Mapping[str, Any], ...]
+
+
+class Observer:
+    def __init__(self, installation: Releaseflow) -> None:
+        self.settings = Settings.from_env(installation.env())
+
+    def _read(self, query: Callable[[Database], Awaitable[T]]) -> T | None:
+        async def read() -> T:
+            async with open_application(self.settings) as application:
+                return await query(application.db)
+
+        try:
+            return asyncio.run(read())
+        except (OSError, ReleaseflowError) as error:
+            if _database_away(error):
+                return None
+            raise
+
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, str] | None:
+        """The status of each of these runs, or None while the database cannot be read."""
+        wanted = set(run_ids)
+
+        async def query(db: Database) -> dict[str, str]:
+            runs = await queries.list_runs(db, PROJECT, PIPELINE, STAGE, limit=len(wanted) + 10_000)
+            return {run.id: str(run.status) for run in runs if run.id in wanted}
+
+        return self._read(query)
+
+    def nodes(self, run_ids: Iterable[str]) -> list[NodeAttempts] | None:
+        """Every node of these runs with its attempt log."""
+        ids = list(run_ids)
+
+        async def query(db: Database) -> list[NodeAttempts]:
+            found = []
+            for run_id in ids:
+                detail = await queries.run_detail(db, run_id, with_events=False)
+                for node in detail.root.walk() if detail.root else []:
+                    if node.ref is not None:
+                        found.append(NodeAttempts(run_id, node.ref, str(node.status), node.attempt_log))
+            return found
+
+        return self._read(query)
+
+    def workers_of_running_nodes(self, run_ids: Iterable[str]) -> set[str] | None:
+        """The worker ids (``worker-<pid>-...``) holding an attempt of a running node right now."""
+        nodes = self.nodes(run_ids)
+        if nodes is None:
+            return None
+        return {
+            str(node.attempt_log[-1].get("worker"))
+            for node in nodes
+            if node.status == "running" and node.attempt_log and "endTime" not in node.attempt_log[-1]
+        }
+
+
+def _database_away(error: BaseException) -> bool:
+    """PostgreSQL down or restarting (psycopg's errors are OSErrors' cousins: match by module)."""
+    return type(error).__module__.startswith("psycopg") or isinstance(error, ConnectionError)
+
+
+def reclaim_seconds(kill_times: Sequence[float], nodes: Iterable[NodeAttempts]) -> list[float]:
+    """For each attempt lost to a kill: seconds from that kill to the node's next attempt starting.
+
+    The kill is the last one between the lost attempt's start and the next attempt's start.
+    """
+    found = []
+    for node in nodes:
+        for lost, following in pairwise(node.attempt_log):
+            if lost.get("status") != "lost":
+                continue
+            began, resumed = float(lost["startTime"]), float(following["startTime"])
+            kills = [moment for moment in kill_times if began <= moment <= resumed]
+            if kills:
+                found.append(resumed - max(kills))
+    return found
+
+
+def spread(values: Sequence[float]) -> str:
+    if not values:
+        return "none measured"
+    return (
+        f"min {min(values):.2f} s, median {statistics.median(values):.2f} s, max {max(values):.2f} s"
+        f" (n={len(values)})"
+    )
+
+
+def pid_of_worker(worker_id: str) -> int | None:
+    """The process id in a worker id ``worker-<pid>-<hex>``."""
+    parts = worker_id.split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "worker" and parts[1].isdigit() else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
