@@ -100,9 +100,18 @@ class JobManager:
         return self.root / "jobs" / run_id
 
     async def start(self) -> None:
-        """Settle the runs left in flight: each ended one is concluded, one that never ran is failed."""
+        """Settle the runs left in flight: each ended one is concluded, one that never ran is failed.
+
+        A run's folder without a record is passed over: the process starting it died between taking
+        its launch lock and recording it (before anything was started: a request with its key starts
+        it), or is recording it right now.
+        """
         jobs = self.root / "jobs"
-        names = await asyncio.to_thread(lambda: sorted(os.listdir(jobs)) if jobs.is_dir() else [])
+        names = await asyncio.to_thread(
+            lambda: sorted(name for name in os.listdir(jobs) if (jobs / name / "run.json").is_file())
+            if jobs.is_dir()
+            else []
+        )
         for name in names:
             if _RUN_ID.match(name):
                 await self.get(name)
