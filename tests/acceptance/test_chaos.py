@@ -7,6 +7,7 @@ node (``tests/chaos/project.py``). ``python -m tests.chaos`` runs the same scena
 from __future__ import annotations
 
 from tests.acceptance.support import Releaseflow
+from tests.chaos.project import CHAIN_LENGTH
 from tests.chaos.scenario import Budget, Outcome, postgres_chaos, sqlite_chaos
 from tests.conftest import FreshPostgresDatabase
 
@@ -16,7 +17,7 @@ def assert_every_effect_once(outcome: Outcome, installation: Releaseflow) -> Non
     assert not problems, "\n".join(
         [outcome.summary(), *problems, "--- logs ---", installation.logs()[-20_000:]]
     )
-    assert outcome.effects.done == 10 * len(outcome.runs)
+    assert outcome.effects.done == CHAIN_LENGTH * len(outcome.runs)
     # Sanity only (a fault's attempt is taken over by a live process): never negative, never absurd.
     assert all(0 <= seconds < 60 for seconds in outcome.reclaims), outcome.reclaims
 

@@ -13,7 +13,7 @@ import pytest
 from tests.acceptance.config import write_config
 from tests.acceptance.support import Releaseflow, started_run_id, wait_until
 from tests.chaos.faults import restart_postgres
-from tests.chaos.project import ChaosProject
+from tests.chaos.project import CHAIN_LENGTH, ChaosProject
 from tests.conftest import FreshPostgresDatabase
 from tests.postgres_cluster import PostgresCluster
 
@@ -50,7 +50,7 @@ def test_postgres_restarts__serve_and_workers_ride_them_out_and_runs_complete(
             == "success"
         )
     effects = chain.effects()
-    assert effects.exact and effects.done == 10 * RESTARTS, effects
+    assert effects.exact and effects.done == CHAIN_LENGTH * RESTARTS, effects
     assert releaseflow.wait_for_run(busy, ("success", "failed", "aborted"), timeout=60)["status"] == "success"
     releaseflow.cli("approve", gated[:8], "gate", "--as", "alice", check=True)
     assert (

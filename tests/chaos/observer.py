@@ -7,7 +7,6 @@ and restarts of every releaseflow process; while the database itself is away the
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from tests.acceptance.support import Releaseflow
 from tests.chaos.project import PIPELINE, PROJECT, STAGE
 
 from releaseflow.application import open_application
-from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database
@@ -46,7 +44,7 @@ class Observer:
 
         try:
             return asyncio.run(read())
-        except (OSError, ReleaseflowError) as error:
+        except Exception as error:
             if _database_away(error):
                 return None
             raise
@@ -89,8 +87,8 @@ class Observer:
 
 
 def _database_away(error: BaseException) -> bool:
-    """PostgreSQL down or restarting (psycopg's errors are OSErrors' cousins: match by module)."""
-    return type(error).__module__.startswith("psycopg") or isinstance(error, ConnectionError)
+    """PostgreSQL down or restarting: psycopg's errors (their module tells them) or a refused socket."""
+    return type(error).__module__.startswith("psycopg") or isinstance(error, OSError)
 
 
 def reclaim_seconds(kill_times: Sequence[float], nodes: Iterable[NodeAttempts]) -> list[float]:
@@ -123,11 +121,3 @@ def pid_of_worker(worker_id: str) -> int | None:
     """The process id in a worker id ``worker-<pid>-<hex>``."""
     parts = worker_id.split("-")
     return int(parts[1]) if len(parts) == 3 and parts[0] == "worker" and parts[1].isdigit() else None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from tests.acceptance.support import Releaseflow
 from tests.chaos.faults import kill_busy_worker, kill_server, restart_postgres
 from tests.chaos.observer import TERMINAL, NodeAttempts, Observer, reclaim_seconds, spread
-from tests.chaos.project import ChaosProject, Effects
+from tests.chaos.project import CHAIN_LENGTH, ChaosProject, Effects
 from tests.postgres_cluster import PostgresCluster
 
 SETTLE_SECONDS = 120.0
@@ -69,8 +69,9 @@ class Outcome:
                 f"database {self.database}: {self.seconds:.0f} s, kills {self.kills}{restarts}",
                 f"runs {len(self.runs)} ({', '.join(f'{n} {s}' for s, n in sorted(ended.items()))}),"
                 f" stuck {len(self.stuck)}",
-                f"effects {self.effects.done} of {len(self.runs) * 10}: done twice {len(self.effects.twice)},"
-                f" missing {len(self.effects.missing)}, unexpected {len(self.effects.unexpected)}",
+                f"effects {self.effects.done} of {len(self.runs) * CHAIN_LENGTH}:"
+                f" done twice {len(self.effects.twice)}, missing {len(self.effects.missing)},"
+                f" unexpected {len(self.effects.unexpected)}",
                 f"reclaim after a kill: {spread(self.reclaims)}",
                 f"driver job records left running {len(self.jobs_left_running)};"
                 f" database integrity: {self.integrity}",
@@ -83,7 +84,9 @@ class Outcome:
         by_line = {f"{self.project_tags[node.run_id]} {node.ref}": node for node in self.nodes}
         found = [f"run {run_id} is stuck {self.runs[run_id]}" for run_id in self.stuck]
         found += [
-            f"run {run_id} ended {status}" for run_id, status in self.runs.items() if status != "success"
+            f"run {run_id} ended {status}"
+            for run_id, status in self.runs.items()
+            if status in TERMINAL and status != "success"
         ]
         for line, count in self.effects.twice.items():
             found.append(f"'{line}' done {count} times; attempts: {_attempts(by_line.get(line))}")
