@@ -91,20 +91,27 @@ def _database_away(error: BaseException) -> bool:
     return type(error).__module__.startswith("psycopg") or isinstance(error, OSError)
 
 
-def reclaim_seconds(kill_times: Sequence[float], nodes: Iterable[NodeAttempts]) -> list[float]:
-    """For each attempt lost to a kill: seconds from that kill to the node's next attempt starting.
+@dataclass(frozen=True)
+class Fault:
+    at: float  # time.time() when it struck: the clock of the attempt log
+    kind: str  # what struck: "kill" (SIGKILL of a releaseflow process), "restart" (of PostgreSQL)
 
-    The kill is the last one between the lost attempt's start and the next attempt's start.
+
+def reclaim_seconds(faults: Sequence[Fault], nodes: Iterable[NodeAttempts]) -> dict[str, list[float]]:
+    """By kind of fault: for each attempt lost to one, the seconds from it to the node's next attempt.
+
+    The fault is the last one between the lost attempt's start and the next attempt's start.
     """
-    found = []
+    found: dict[str, list[float]] = {}
     for node in nodes:
         for lost, following in pairwise(node.attempt_log):
             if lost.get("status") != "lost":
                 continue
             began, resumed = float(lost["startTime"]), float(following["startTime"])
-            kills = [moment for moment in kill_times if began <= moment <= resumed]
-            if kills:
-                found.append(resumed - max(kills))
+            struck = [fault for fault in faults if began <= fault.at <= resumed]
+            if struck:
+                last = max(struck, key=lambda fault: fault.at)
+                found.setdefault(last.kind, []).append(resumed - last.at)
     return found
 
 

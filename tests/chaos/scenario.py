@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tests.acceptance.support import Releaseflow
 from tests.chaos.faults import kill_busy_worker, kill_server, restart_postgres
-from tests.chaos.observer import TERMINAL, NodeAttempts, Observer, reclaim_seconds, spread
+from tests.chaos.observer import TERMINAL, Fault, NodeAttempts, Observer, reclaim_seconds, spread
 from tests.chaos.project import CHAIN_LENGTH, ChaosProject, Effects
 from tests.postgres_cluster import PostgresCluster
 
@@ -50,7 +50,7 @@ class Outcome:
     kills: int
     restarts: int
     effects: Effects
-    reclaims: list[float]
+    reclaims: dict[str, list[float]]  # kind of fault -> seconds to the next attempt, per lost attempt
     seconds: float
     nodes: list[NodeAttempts] = field(default_factory=list)
     jobs_left_running: list[str] = field(default_factory=list)
@@ -72,7 +72,10 @@ class Outcome:
                 f"effects {self.effects.done} of {len(self.runs) * CHAIN_LENGTH}:"
                 f" done twice {len(self.effects.twice)}, missing {len(self.effects.missing)},"
                 f" unexpected {len(self.effects.unexpected)}",
-                f"reclaim after a kill: {spread(self.reclaims)}",
+                *(
+                    [f"reclaim after a {kind}: {spread(seconds)}" for kind, seconds in self.reclaims.items()]
+                    or ["reclaim: no attempt was lost to a fault"]
+                ),
                 f"driver job records left running {len(self.jobs_left_running)};"
                 f" database integrity: {self.integrity}",
             ]
@@ -115,7 +118,7 @@ class Chaos:
         self.rng = random.Random(budget.seed)
         self.project = ChaosProject(installation)
         self.observer = Observer(installation)
-        self.fault_times: list[float] = []
+        self.faults: list[Fault] = []
         self.kills = 0
         self.restarts = 0
         self.active: list[str] = []  # runs not ended when last looked at
@@ -152,7 +155,7 @@ class Chaos:
             kills=self.kills,
             restarts=self.restarts,
             effects=self.project.effects(),
-            reclaims=reclaim_seconds(self.fault_times, nodes),
+            reclaims=reclaim_seconds(self.faults, nodes),
             seconds=time.monotonic() - self.began,
             nodes=nodes,
             jobs_left_running=self._jobs_left_running(),
@@ -178,7 +181,7 @@ def sqlite_chaos(installation: Releaseflow, budget: Budget) -> Outcome:
     while chaos.more():
         chaos.pause()
         struck, server = kill_server(installation, server, chaos.observer, chaos.active)
-        chaos.fault_times.append(struck)
+        chaos.faults.append(Fault(struck, "kill"))
         chaos.kills += 1
         if chaos.more():
             chaos.top_up()
@@ -198,12 +201,12 @@ def postgres_chaos(installation: Releaseflow, cluster: PostgresCluster | None, b
     chaos.top_up()
     while chaos.more():
         chaos.pause()
-        chaos.fault_times.append(
-            kill_busy_worker(installation, chaos.observer, workers, chaos.active, chaos.rng)
-        )
+        struck = kill_busy_worker(installation, chaos.observer, workers, chaos.active, chaos.rng)
+        chaos.faults.append(Fault(struck, "kill"))
         chaos.kills += 1
         if cluster is not None and budget.restart_every and chaos.kills % budget.restart_every == 0:
-            chaos.fault_times.append(restart_postgres(cluster, installation, [server, *workers]))
+            struck = restart_postgres(cluster, installation, [server, *workers])
+            chaos.faults.append(Fault(struck, "restart"))
             chaos.restarts += 1
         if chaos.more():
             chaos.top_up()
