@@ -1,7 +1,7 @@
 """The faults of the chaos scenario, dealt to real processes: SIGKILL, and PostgreSQL taken away.
 
-Each function does one fault and returns the wall-clock moment (``time.time()``, the clock of the
-engine's attempt log) it struck, so that what followed can be measured from it.
+Each function deals one fault and returns it (when it struck, on the clock of the engine's attempt
+log, and what), so that what followed can be measured from it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from tests.acceptance.support import Releaseflow, wait_until
-from tests.chaos.observer import Observer, pid_of_worker
+from tests.chaos.observer import Fault, Observer, pid_of_worker
 from tests.postgres_cluster import PostgresCluster
 
 # A worker holding a node is looked for this long before any worker is killed instead.
@@ -43,14 +43,11 @@ def busy_process(
 
 def kill_server(
     installation: Releaseflow, server: subprocess.Popen[str], observer: Observer, run_ids: list[str]
-) -> tuple[float, subprocess.Popen[str]]:
-    """SIGKILL ``server`` while it runs a node (if it does soon), start it again.
-
-    Returns the moment of the kill and the new server.
-    """
+) -> tuple[Fault, subprocess.Popen[str]]:
+    """SIGKILL ``server`` while it runs a node (if it does soon), start it again; returns the new one."""
     busy_process(observer, [server], run_ids, random.Random())
     server.kill()
-    struck = time.time()
+    struck = Fault(time.time(), "kill", server.pid)
     server.wait(timeout=10)
     return struck, installation.serve()
 
@@ -61,7 +58,7 @@ def kill_busy_worker(
     workers: list[subprocess.Popen[str]],
     run_ids: list[str],
     rng: random.Random,
-) -> float:
+) -> Fault:
     """SIGKILL the worker holding a running node (any worker if none does soon), start another.
 
     ``workers`` is updated in place: the killed one is replaced by its successor.
@@ -70,7 +67,7 @@ def kill_busy_worker(
     if index is None:
         index = rng.randrange(len(workers))
     workers[index].kill()
-    struck = time.time()
+    struck = Fault(time.time(), "kill", workers[index].pid)
     workers[index].wait(timeout=10)
     workers[index] = installation.spawn("worker")
     return struck
@@ -78,13 +75,13 @@ def kill_busy_worker(
 
 def restart_postgres(
     cluster: PostgresCluster, installation: Releaseflow, processes: list[subprocess.Popen[str]]
-) -> float:
+) -> Fault:
     """Take the PostgreSQL server away until ``/healthz`` says degraded, bring it back, wait for ok.
 
     Every process must ride it out: one that exited fails here, with the logs.
     """
     cluster.stop_server()
-    struck = time.time()
+    struck = Fault(time.time(), "restart")
     try:
         away = wait_until(
             lambda: (answer := health(installation))["status"] == "degraded" and answer,

@@ -1,12 +1,15 @@
 """What the engine says about the chain's runs, read through its read model from outside the processes.
 
-Reads open the installation's database for one query and close it again, so they work across kills
-and restarts of every releaseflow process; while the database itself is away they answer None.
+The observer keeps its own connection to the installation's database (SQLite readers do not stop a
+writer; a PostgreSQL connection cut by a restart is dropped and opened again on the next read), so it
+reads across kills and restarts of every releaseflow process; while the database is away it answers
+None.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +19,9 @@ from typing import Any, TypeVar
 from tests.acceptance.support import Releaseflow
 from tests.chaos.project import PIPELINE, PROJECT, STAGE
 
-from releaseflow.application import open_application
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
-from releaseflow.store.database import Database
+from releaseflow.store.database import Database, open_database
 
 T = TypeVar("T")
 TERMINAL = frozenset({"success", "failed", "aborted"})
@@ -36,18 +38,32 @@ class NodeAttempts:
 class Observer:
     def __init__(self, installation: Releaseflow) -> None:
         self.settings = Settings.from_env(installation.env())
+        self._loop = asyncio.new_event_loop()
+        self._db: Database | None = None
 
     def _read(self, query: Callable[[Database], Awaitable[T]]) -> T | None:
         async def read() -> T:
-            async with open_application(self.settings) as application:
-                return await query(application.db)
+            if self._db is None:
+                self._db = await open_database(self.settings.database_url)
+            return await query(self._db)
 
         try:
-            return asyncio.run(read())
+            return self._loop.run_until_complete(read())
         except Exception as error:
-            if _database_away(error):
-                return None
-            raise
+            if not _database_away(error):
+                raise
+            self._drop()
+            return None
+
+    def _drop(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):  # its server went away: nothing left to close cleanly
+                self._loop.run_until_complete(db.close())
+
+    def close(self) -> None:
+        self._drop()
+        self._loop.close()
 
     def statuses(self, run_ids: Iterable[str]) -> dict[str, str] | None:
         """The status of each of these runs, or None while the database cannot be read."""
@@ -94,24 +110,31 @@ def _database_away(error: BaseException) -> bool:
 @dataclass(frozen=True)
 class Fault:
     at: float  # time.time() when it struck: the clock of the attempt log
-    kind: str  # what struck: "kill" (SIGKILL of a releaseflow process), "restart" (of PostgreSQL)
+    kind: str  # "kill" (SIGKILL of a releaseflow process), "restart" (of the PostgreSQL server)
+    pid: int | None = None  # the process a kill struck
 
 
 def reclaim_seconds(faults: Sequence[Fault], nodes: Iterable[NodeAttempts]) -> dict[str, list[float]]:
     """By kind of fault: for each attempt lost to one, the seconds from it to the node's next attempt.
 
-    The fault is the last one between the lost attempt's start and the next attempt's start.
+    An attempt whose worker process was killed is lost to that kill; any other lost attempt to the
+    last PostgreSQL restart between its start and the next attempt's (none: lost to something else,
+    not measured).
     """
+    kills = {fault.pid: fault for fault in faults if fault.pid is not None}
     found: dict[str, list[float]] = {}
     for node in nodes:
         for lost, following in pairwise(node.attempt_log):
             if lost.get("status") != "lost":
                 continue
             began, resumed = float(lost["startTime"]), float(following["startTime"])
-            struck = [fault for fault in faults if began <= fault.at <= resumed]
-            if struck:
-                last = max(struck, key=lambda fault: fault.at)
-                found.setdefault(last.kind, []).append(resumed - last.at)
+            pid = pid_of_worker(str(lost.get("worker")))
+            fault = kills.get(pid) if pid is not None else None
+            if fault is None:
+                restarts = [f for f in faults if f.pid is None and began <= f.at <= resumed]
+                fault = max(restarts, key=lambda restart: restart.at) if restarts else None
+            if fault is not None:
+                found.setdefault(fault.kind, []).append(resumed - fault.at)
     return found
 
 

@@ -124,6 +124,12 @@ class Chaos:
         self.active: list[str] = []  # runs not ended when last looked at
         self.began = time.monotonic()
 
+    def __enter__(self) -> Chaos:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.observer.close()
+
     def more(self) -> bool:
         return self.kills < self.budget.kills and time.monotonic() - self.began < self.budget.seconds
 
@@ -174,18 +180,18 @@ class Chaos:
 
 def sqlite_chaos(installation: Releaseflow, budget: Budget) -> Outcome:
     """One ``releaseflow serve`` on SQLite, SIGKILLed mid-run and started again, ``budget`` times."""
-    chaos = Chaos(installation, budget, "sqlite")
-    server = installation.serve()
-    chaos.project.set_up()
-    chaos.top_up()
-    while chaos.more():
-        chaos.pause()
-        struck, server = kill_server(installation, server, chaos.observer, chaos.active)
-        chaos.faults.append(Fault(struck, "kill"))
-        chaos.kills += 1
-        if chaos.more():
-            chaos.top_up()
-    outcome = chaos.settle()
+    with Chaos(installation, budget, "sqlite") as chaos:
+        server = installation.serve()
+        chaos.project.set_up()
+        chaos.top_up()
+        while chaos.more():
+            chaos.pause()
+            struck, server = kill_server(installation, server, chaos.observer, chaos.active)
+            chaos.faults.append(struck)
+            chaos.kills += 1
+            if chaos.more():
+                chaos.top_up()
+        outcome = chaos.settle()
     Releaseflow.stop(server)
     outcome.integrity = _sqlite_integrity(installation)
     return outcome
@@ -194,23 +200,23 @@ def sqlite_chaos(installation: Releaseflow, budget: Budget) -> Outcome:
 def postgres_chaos(installation: Releaseflow, cluster: PostgresCluster | None, budget: Budget) -> Outcome:
     """``serve`` and two ``worker`` processes on PostgreSQL; workers SIGKILLed mid-node and replaced,
     and (``budget.restart_every``, needs ``cluster``) the PostgreSQL server restarted now and then."""
-    chaos = Chaos(installation, budget, "postgresql")
-    server = installation.serve()
-    workers = [installation.spawn("worker"), installation.spawn("worker")]
-    chaos.project.set_up()
-    chaos.top_up()
-    while chaos.more():
-        chaos.pause()
-        struck = kill_busy_worker(installation, chaos.observer, workers, chaos.active, chaos.rng)
-        chaos.faults.append(Fault(struck, "kill"))
-        chaos.kills += 1
-        if cluster is not None and budget.restart_every and chaos.kills % budget.restart_every == 0:
-            struck = restart_postgres(cluster, installation, [server, *workers])
-            chaos.faults.append(Fault(struck, "restart"))
-            chaos.restarts += 1
-        if chaos.more():
-            chaos.top_up()
-    outcome = chaos.settle()
+    with Chaos(installation, budget, "postgresql") as chaos:
+        server = installation.serve()
+        workers = [installation.spawn("worker"), installation.spawn("worker")]
+        chaos.project.set_up()
+        chaos.top_up()
+        while chaos.more():
+            chaos.pause()
+            chaos.faults.append(
+                kill_busy_worker(installation, chaos.observer, workers, chaos.active, chaos.rng)
+            )
+            chaos.kills += 1
+            if cluster is not None and budget.restart_every and chaos.kills % budget.restart_every == 0:
+                chaos.faults.append(restart_postgres(cluster, installation, [server, *workers]))
+                chaos.restarts += 1
+            if chaos.more():
+                chaos.top_up()
+        outcome = chaos.settle()
     for process in [server, *workers]:
         Releaseflow.stop(process)
     return outcome
