@@ -108,9 +108,11 @@ class JobManager:
         """
         jobs = self.root / "jobs"
         names = await asyncio.to_thread(
-            lambda: sorted(name for name in os.listdir(jobs) if (jobs / name / "run.json").is_file())
-            if jobs.is_dir()
-            else []
+            lambda: (
+                sorted(name for name in os.listdir(jobs) if (jobs / name / "run.json").is_file())
+                if jobs.is_dir()
+                else []
+            )
         )
         for name in names:
             if _RUN_ID.match(name):
