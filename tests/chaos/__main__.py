@@ -12,6 +12,7 @@ must not happen did. Everything it started is stopped when it ends; loopback onl
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
@@ -53,6 +54,8 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     arguments = parser.parse_args()
+    # The observer's own connections are cut by each PostgreSQL restart; their pool says so at length.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     minutes, kills = arguments.minutes, arguments.kills
     budget = Budget(
         kills=sys.maxsize if minutes is not None else 100 if kills is None else kills,
