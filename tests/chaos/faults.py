@@ -45,7 +45,7 @@ def kill_server(
     installation: Releaseflow, server: subprocess.Popen[str], observer: Observer, run_ids: list[str]
 ) -> tuple[Fault, subprocess.Popen[str]]:
     """SIGKILL ``server`` while it runs a node (if it does soon), start it again; returns the new one."""
-    busy_process(observer, [server], run_ids, random.Random())
+    busy_process(observer, [server], run_ids, random.Random(0))  # one process: nothing to choose
     server.kill()
     struck = Fault(time.time(), "kill", server.pid)
     server.wait(timeout=10)
