@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.integration.platform.local_support import Repo, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import Repo
 
 from releaseflow.platform.driver import (
     AnswerState,

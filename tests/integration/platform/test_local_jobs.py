@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.platform.local_support import kill_processes_under
+from tests.cleanup import kill_processes_under
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
 from releaseflow.platform.local.jobs import JobManager, JobRun, JobRunStatus
