@@ -104,7 +104,9 @@ class JobManager:
         jobs = self.root / "jobs"
         names = await asyncio.to_thread(lambda: sorted(os.listdir(jobs)) if jobs.is_dir() else [])
         for name in names:
-            if _RUN_ID.match(name):
+            # A folder without its record holds only the launch lock: the request was killed before
+            # it recorded the run, so nothing started (a request with the same key starts it).
+            if _RUN_ID.match(name) and (jobs / name / "run.json").exists():
                 await self.get(name)
 
     async def run(
