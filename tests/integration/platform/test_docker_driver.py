@@ -168,10 +168,13 @@ async def harness(
     driver = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
     await driver.start()
     project = "p" + request.node.name.split("__")[-1].replace("_", "")[:20]
+    made = Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
     try:
-        yield Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
+        yield made
     finally:
-        await driver.stop()
+        # A test may have replaced the driver with a successor (a restart): stop the one in use too.
+        for each in {id(driver): driver, id(made.driver): made.driver}.values():
+            await each.stop()
         await driver.services.ingress.shutdown()  # Caddy outlives the driver on purpose: stop ours
 
 
@@ -597,10 +600,12 @@ async def container_starts(docker_env: DockerEnvironment, since: float, run_id: 
 
 def kill_when_held(argv: list[str]) -> None:
     """Run ``argv``; kill -9 it once it says it is held at the instant the test wants."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline().strip() == "held"
-    process.kill()
-    process.wait()
+    # As a context manager, Popen closes its pipe and reaps the process whatever the assertion says.
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        finally:
+            process.kill()
 
 
 async def job_image(harness: Harness, job: str) -> Artifact:
