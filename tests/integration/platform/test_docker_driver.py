@@ -587,15 +587,27 @@ asyncio.run(main())
 
 
 async def container_starts(docker_env: DockerEnvironment, since: float, run_id: str) -> int:
-    """How many containers of job run ``run_id`` the engine started: counted by the engine itself."""
+    """How many containers of job run ``run_id`` the engine started: counted by the engine itself.
+
+    The callers ask after the driver reported the run done, so at least one start happened; the engine
+    writes its events log behind the API on a busy machine, so a count of 0 is read again (up to 10 s),
+    and a count is taken only once two reads half a second apart agree.
+    """
     label = f"io.releaseflow.record={run_id}"
     filters = json.dumps({"type": ["container"], "event": ["start"], "label": [label]})
-    params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
     transport = httpx.AsyncHTTPTransport(uds=str(docker_env.socket_path))
+    counts: list[int] = []
+    deadline = time.monotonic() + 10
     async with httpx.AsyncClient(transport=transport, base_url="http://docker", timeout=10) as http:
-        response = await http.get("/events", params=params)
-    response.raise_for_status()
-    return sum(1 for line in response.text.splitlines() if line.strip())
+        while True:
+            params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
+            response = await http.get("/events", params=params)
+            response.raise_for_status()
+            counts.append(sum(1 for line in response.text.splitlines() if line.strip()))
+            settled = counts[-1] > 0 and counts[-2:] == [counts[-1]] * 2
+            if settled or time.monotonic() > deadline:
+                return counts[-1]
+            await asyncio.sleep(0.5)
 
 
 def kill_when_held(argv: list[str]) -> None:
