@@ -100,6 +100,10 @@ CREATE TABLE runs (
     started_at @TIME@,
     concluded_at @TIME@,
     updated_at @TIME@ NOT NULL,
+    -- The failed run this one resumes (its succeeded nodes are carried over), and the plan the run
+    -- was started with (JSON; NULL for runs made before plans were kept).
+    resumed_from TEXT REFERENCES runs (id),
+    plan TEXT,
     UNIQUE (flow_id, seq)
 );
 CREATE INDEX runs_by_flow_status ON runs (flow_id, status);
@@ -135,6 +139,8 @@ CREATE TABLE node_runs (
     -- timeoutDuration (NULL: the engine's default for its kind).
     backoff_seconds DOUBLE PRECISION,
     timeout_seconds DOUBLE PRECISION,
+    -- Set on a node carried over by a resume: the run whose response it keeps (it did not run again).
+    carried_from TEXT,
     UNIQUE (run_id, path)
 );
 CREATE INDEX node_runs_due ON node_runs (due_at) WHERE due_at IS NOT NULL;

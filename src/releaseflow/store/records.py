@@ -68,6 +68,7 @@ class RunRecord:
     started_at: datetime | None
     concluded_at: datetime | None
     updated_at: datetime
+    resumed_from: str | None = None  # the failed run this one resumes
 
     @property
     def display_name(self) -> str:
@@ -102,6 +103,7 @@ class RunRecord:
             started_at=from_epoch(row["started_at"]),
             concluded_at=from_epoch(row["concluded_at"]),
             updated_at=_time(row["updated_at"]),
+            resumed_from=row["resumed_from"],
         )
 
 
@@ -134,6 +136,8 @@ class NodeRecord:
     # Resolved when an attempt begins (None before, and the engine's defaults apply).
     backoff_seconds: float | None = None
     timeout_seconds: float | None = None
+    # Set when a resume carried this node over: the run whose response it keeps (it did not run again).
+    carried_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> NodeRecord:
@@ -164,6 +168,7 @@ class NodeRecord:
             cause=row["cause"],
             backoff_seconds=row["backoff_seconds"],
             timeout_seconds=row["timeout_seconds"],
+            carried_from=row["carried_from"],
         )
 
 

@@ -75,3 +75,21 @@ async def history(
         sql += " AND stage = ?"
         params.append(stage)
     return _decoded(await tx.fetchall(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]))
+
+
+async def stage_history(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> list[Row]:
+    """Every deploy of a stage, oldest first (a timeline needs what each deploy replaced)."""
+    return _decoded(
+        await tx.fetchall(
+            "SELECT * FROM release_history WHERE project_id = ? AND pipeline_id = ? AND stage = ?"
+            " ORDER BY id",
+            (project_id, pipeline_id, stage),
+        )
+    )
+
+
+async def run_deploys(tx: Transaction, run_id: str) -> list[Row]:
+    """The deploys one run made, in order."""
+    return _decoded(
+        await tx.fetchall("SELECT * FROM release_history WHERE run_id = ? ORDER BY id", (run_id,))
+    )
