@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.parsing import parse_run_inputs
+from releaseflow.cli.parsing import add_run_inputs, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
@@ -26,23 +26,7 @@ def register(commands: Subparsers) -> None:
     _stage_arguments(run)
     run.add_argument("--name", help="display name of the run (up to 39 characters)")
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
-    run.add_argument(
-        "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
-    )
-    run.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="REF.FIELD=VALUE",
-        help="set one spec field of the node with that ref, for this run (repeatable; VALUE may be JSON)",
-    )
-    run.add_argument(
-        "--release-override",
-        action="append",
-        default=[],
-        metavar="TARGET=JSON",
-        help="replace the spec of the Release nodes deploying to TARGET, for this run (repeatable)",
-    )
+    add_run_inputs(run)
     run.add_argument("--follow", action="store_true", help="show the run live until it ends")
     run.set_defaults(handler=start)
 
@@ -60,6 +44,7 @@ def register(commands: Subparsers) -> None:
         "--json", action="store_true", help="print the run detail as JSON (with node responses)"
     )
     show.add_argument("--events", action="store_true", help="also print the run's event log")
+    show.add_argument("--plan", action="store_true", help="print the plan the run was started with")
     show.set_defaults(handler=show_run)
 
     abort = commands.add_parser("abort", help="abort a run")
@@ -174,6 +159,11 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
+
+    if args.plan:
+        from releaseflow.cli.plan import show_stored_plan
+
+        return show_stored_plan(args, settings)
 
     async def go() -> int:
         async with database(settings) as db:

@@ -218,3 +218,26 @@ async def stage_metrics(
         metrics=delivery_metrics(runs, deploys, now=now, since=since),
         run_names={row["id"]: row["name"] or row["id"] for row in outlines},
     )
+
+
+async def pipeline_metrics(
+    db: Database,
+    project_id: str,
+    pipeline_id: str,
+    stage: str | None,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+) -> list[StageMetrics]:
+    """Delivery figures of one stage, or of every stage of the pipeline that has a release flow."""
+    if stage is not None:
+        return [await stage_metrics(db, project_id, pipeline_id, stage, now=now, since=since)]
+    async with db.read() as tx:
+        if await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
+            raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'")
+        stages = [
+            name
+            for name in await catalog.list_stages(tx, project_id, pipeline_id)
+            if await catalog.get_flow(tx, project_id, pipeline_id, name) is not None
+        ]
+    return [await stage_metrics(db, project_id, pipeline_id, name, now=now, since=since) for name in stages]

@@ -53,6 +53,7 @@ class RunSummary:
     stage: str
     flow_version: int
     seq: int
+    resumed_from: str | None = None  # the failed run this one resumes
 
     @property
     def concluded(self) -> bool:
@@ -80,6 +81,7 @@ class NodeView:
     cause: str | None
     attempt_log: tuple[Mapping[str, Any], ...]
     children: tuple[NodeView, ...] = ()
+    carried_from: str | None = None  # a resume kept this node's response from that run
 
     @property
     def is_workflow(self) -> bool:
@@ -285,6 +287,7 @@ def _summary(record: RunRecord, project_id: str, pipeline_id: str, stage: str) -
         stage=stage,
         flow_version=record.flow_version,
         seq=record.seq,
+        resumed_from=record.resumed_from,
     )
 
 
@@ -314,6 +317,7 @@ def _view(node: Node, records: Mapping[str, NodeRecord]) -> NodeView:
         cause=record.cause,
         attempt_log=tuple(record.attempts),
         children=children,
+        carried_from=record.carried_from,
     )
 
 
