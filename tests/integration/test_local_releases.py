@@ -27,6 +27,7 @@ from tests.integration.local_project import (
 from tests.integration.release_harness import ReleaseHarness
 from tests.integration.support import wait_for_node, wait_for_run
 
+from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
 from releaseflow.engine.commands import RunRequest
@@ -294,3 +295,64 @@ async def test_local__values_in_a_job_command_are_data_not_code(platform: Platfo
     assert run.status is RunStatus.SUCCESS, await platform.failure(run)
     assert said.read_text() == f"$(touch {marker}); touch {marker}\nbranch main, v1.2\n"
     assert not marker.exists()
+
+
+def custom_job(ref: str, command: str, **extra: Any) -> dict[str, Any]:
+    """A JobRun of job-prod running ``command`` in the folder of the build of node ``build``."""
+    return {
+        "kind": "JobRun",
+        "ref": ref,
+        "spec": {
+            "jobId": "job-prod",
+            "deployment": {
+                "internal": {"id": "builder", "buildId": "${refs.build.id}"},
+                "docker": {"configType": "customCommand", "customCommand": command},
+            },
+        },
+        "condition": "success",
+        **extra,
+    }
+
+
+async def test_local__resume_runs_the_failed_node_again_and_not_what_succeeded(platform: Platform) -> None:
+    """A resumed run keeps the build and the first job (their effects happen once) and runs the job
+    that failed again, with an edited argument; the kept build's outputs still feed the later job."""
+    platform.repository.commit("v1")
+    counted, ready = platform.root / "counted.txt", platform.root / "ready"
+    build = {
+        "kind": "Build",
+        "ref": "build",
+        "spec": {"id": "builder", "type": "service", "branch": "main"},
+        "condition": "success",
+    }
+    flow = sequence(
+        build,
+        custom_job("count", "echo counted >> ${args.COUNT}"),
+        custom_job("check", "test -f ${args.READY}", settings={"maxAttempts": 1}),
+    )
+    flow["arguments"] = {"COUNT": str(counted), "READY": str(platform.root / "missing")}
+    await platform.apply(flow)
+    platform.start_worker()
+    failed = await platform.run("Production", "not ready yet")
+    assert failed.status is RunStatus.FAILED
+    assert counted.read_text() == "counted\n"
+    builds = sorted((platform.root / "local").rglob("builds/*/manifest.json"))
+    assert len(builds) == 1
+
+    ready.touch()
+    resumed = await platform.engine.resume_run(failed.id, RunRequest(arguments={"READY": str(ready)}))
+    done = await wait_for_run(platform.db, resumed.id, timeout=120)
+
+    assert done.status is RunStatus.SUCCESS, await platform.failure(done)
+    assert counted.read_text() == "counted\n"  # the count job did not run again
+    assert sorted((platform.root / "local").rglob("builds/*/manifest.json")) == builds  # nor the build
+    detail = await queries.run_detail(platform.db, resumed.id, with_events=False)
+    nodes = {node.label: node for node in detail.root.walk()} if detail.root else {}
+    assert (nodes["build"].carried_from, nodes["count"].carried_from, nodes["check"].carried_from) == (
+        failed.id,
+        failed.id,
+        None,
+    )
+    assert nodes["check"].attempts == 1 and nodes["check"].status == "success"
+    with pytest.raises(ConflictError, match="already resumed"):
+        await platform.engine.resume_run(failed.id, RunRequest())
