@@ -81,7 +81,7 @@ async def test_insights__stages_side_by_side_say_which_differ(harness: EngineHar
         "Staging",
         ("api-staging",),
     )
-    assert comparison.differences[1].same  # Production holds nothing of this lineage
+    assert comparison.differences[1].compared == 0  # Production holds nothing of this lineage
 
 
 async def test_insights__timeline_lists_every_change_with_its_run(harness: EngineHarness) -> None:

@@ -74,9 +74,9 @@ def test_compare_stages__a_row_per_promotion_chain_and_which_stages_differ() -> 
     web = comparison.lineages[0]
     assert [cell.resources[0][0] for cell in web.cells] == ["web-dev", "web-stg", "web"]
     assert comparison.lineages[1].cell("Development").resources == (("tool", None),)
-    assert [(d.left, d.right, d.differing) for d in comparison.differences] == [
-        ("Development", "Staging", ("web",)),
-        ("Staging", "Production", ()),  # same commit, whatever the build id
+    assert [(d.left, d.right, d.differing, d.compared) for d in comparison.differences] == [
+        ("Development", "Staging", ("web",), 1),
+        ("Staging", "Production", (), 1),  # same commit, whatever the build id
     ]
 
 

@@ -78,7 +78,12 @@ def comparison_lines(comparison: StageComparison) -> list[str]:
         rows.append(cells)
     lines = table(["SERVICE/JOB", *comparison.stages], rows)
     for difference in comparison.differences:
-        verdict = "same" if difference.same else "differ: " + ", ".join(difference.differing)
+        if not difference.compared:
+            verdict = "nothing to compare (no service or job of one is promoted to the other)"
+        elif difference.same:
+            verdict = "same"
+        else:
+            verdict = "differ: " + ", ".join(difference.differing)
         lines.append(untrusted(f"{difference.left} → {difference.right}: {verdict}"))
     return lines
 
@@ -162,8 +167,9 @@ def _changes(title: str, changes: list[ValueChange]) -> list[str]:
 def diff_lines(diff: RunDiff) -> list[str]:
     lines = [f"stage {diff.stage}"]
     for label, side in (("---", diff.first), ("+++", diff.second)):
+        name = f" “{side.display_name}”" if side.display_name != side.id else ""
         lines.append(
-            f"{label} run {side.id} “{side.display_name}”: {side.kind}, {side.status}, release flow version"
+            f"{label} run {side.id}{name}: {side.kind}, {side.status}, release flow version"
             f" {side.flow_version}, created {moment(side.created_at)}"
         )
     if diff.template:

@@ -48,7 +48,7 @@ def resume_run(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             failed = await queries.resolve_run_id(db, args.run)
             run = await Engine(db, SystemClock()).resume_run(failed, edits)
-            print(f"started run {run.id}, resuming {failed}: {run.status}", flush=True)
+            print(f"started run {run.id} (resumes {failed}): {run.status}", flush=True)
             if args.follow:
                 final = await follow_run(db, run.id)
                 return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED

@@ -77,6 +77,7 @@ class StageDifference:
     left: str
     right: str
     differing: tuple[str, ...]  # lineage labels
+    compared: int  # lineages with a service or job in both stages
 
     @property
     def same(self) -> bool:
@@ -154,21 +155,16 @@ def compare_stages(
         )
         for members in groups.values()
     )
-    differences = tuple(
-        StageDifference(
-            left,
-            right,
-            tuple(
-                lineage.label
-                for lineage in lineages
-                if lineage.cell(left).resources
-                and lineage.cell(right).resources
-                and lineage.cell(left).keys != lineage.cell(right).keys
-            ),
+    differences = []
+    for left, right in pairwise(stages):
+        shared = [
+            lineage for lineage in lineages if lineage.cell(left).resources and lineage.cell(right).resources
+        ]
+        differing = tuple(
+            lineage.label for lineage in shared if lineage.cell(left).keys != lineage.cell(right).keys
         )
-        for left, right in pairwise(stages)
-    )
-    return StageComparison(tuple(stages), lineages, differences)
+        differences.append(StageDifference(left, right, differing, len(shared)))
+    return StageComparison(tuple(stages), lineages, tuple(differences))
 
 
 @dataclass(frozen=True)
