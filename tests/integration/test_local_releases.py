@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
 from releaseflow.engine.commands import RunRequest
+from releaseflow.engine.insights import pipeline_metrics
 from releaseflow.platform.driver import Resource
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
@@ -126,6 +128,11 @@ async def test_local__build_deploy_promote_migrate_back_up_and_survive_a_bad_rel
     assert state["deployment-prod"].artifact["commit"] == commit_v2
     assert state["deployment-prod"].run_id == second.id
     assert state["job-prod"].artifact["commit"] == commit_v2
+    # The build knows when its commit was made, so Production's lead time is known.
+    (production,) = await pipeline_metrics(platform.db, "shop", "main", "Production", now=datetime.now(UTC))
+    assert production.metrics.deploys_without_commit_time == 0
+    assert len(production.metrics.lead_times) == 4  # two deploys in each of two runs
+    assert all(timedelta(0) < lead < timedelta(minutes=10) for lead in production.metrics.lead_times)
 
     # A version that cannot start: the deploy fails and the previous release keeps answering.
     platform.repository.commit("broken")
