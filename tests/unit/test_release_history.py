@@ -60,23 +60,30 @@ def test_promotion_links__found_in_nested_workflows() -> None:
 
 def test_compare_stages__a_row_per_promotion_chain_and_which_stages_differ() -> None:
     stages = ["Development", "Staging", "Production"]
-    resources = {"Development": ["web-dev", "tool"], "Staging": ["web-stg"], "Production": ["web"]}
-    links = [("web-dev", "web-stg"), ("web-stg", "web")]
+    resources = {
+        "Development": ["web-dev", "tool"],
+        "Staging": ["web-stg", "job-stg"],
+        "Production": ["web", "job"],
+    }
+    kinds = {"web-dev": "service", "tool": "job", "web-stg": "service", "web": "service"}
+    kinds |= {"job-stg": "job", "job": "job"}
+    # The staging job is promoted from the development service: no link between service and job.
+    links = [("web-dev", "web-stg"), ("web-stg", "web"), ("web-dev", "job-stg"), ("job-stg", "job")]
     state = {
         "web-dev": Deployed("web-dev", V2, "run-3", T),
         "web-stg": Deployed("web-stg", V1, "run-2", T),
         "web": Deployed("web", {**V1, "buildId": "rebuilt"}, "run-1", T),
     }
 
-    comparison = compare_stages(stages, resources, links, state)
+    comparison = compare_stages(stages, resources, links, state, kinds)
 
-    assert [lineage.label for lineage in comparison.lineages] == ["web", "tool"]
+    assert [lineage.label for lineage in comparison.lineages] == ["web", "tool", "job"]
     web = comparison.lineages[0]
     assert [cell.resources[0][0] for cell in web.cells] == ["web-dev", "web-stg", "web"]
     assert comparison.lineages[1].cell("Development").resources == (("tool", None),)
     assert [(d.left, d.right, d.differing, d.compared) for d in comparison.differences] == [
         ("Development", "Staging", ("web",), 1),
-        ("Staging", "Production", (), 1),  # same commit, whatever the build id
+        ("Staging", "Production", (), 2),  # same commit, whatever the build id; job runs nothing yet
     ]
 
 

@@ -4,8 +4,9 @@ Stages of a pipeline hold different services and jobs (``web-dev`` in Developmen
 Production), so comparing them needs to know which resource of one stage is which of another. The
 release flows say it: a Release node of type ``deployment`` promotes its ``origin`` onto its
 ``target``. Resources linked by promotions, directly or through a chain, form one **lineage**; the
-side-by-side view has a row per lineage and a column per stage. A resource no promotion names is a
-lineage of its own.
+side-by-side view has a row per lineage and a column per stage. Only promotions between resources of
+one kind link them: a job promoted from a service (to run a migration from the service's build) is
+the job's own lineage, not the service's. A resource no promotion names is a lineage of its own.
 """
 
 from __future__ import annotations
@@ -123,9 +124,12 @@ def compare_stages(
     resources: Mapping[str, Sequence[str]],
     links: Iterable[tuple[str, str]],
     state: Mapping[str, Deployed],
+    kinds: Mapping[str, str] | None = None,
 ) -> StageComparison:
     """The stages side by side. ``resources``: the services and jobs of each stage; ``state``: what
-    each resource runs, by resource id; ``links``: promotions (origin, target) between resources."""
+    each resource runs, by resource id; ``links``: promotions (origin, target) between resources;
+    ``kinds``: each resource's kind (service, job), when known."""
+    kinds = kinds or {}
     stage_of = {resource: stage for stage in stages for resource in resources.get(stage, ())}
     parent = {resource: resource for resource in stage_of}
 
@@ -136,7 +140,7 @@ def compare_stages(
         return resource
 
     for origin, target in links:
-        if origin in parent and target in parent:
+        if origin in parent and target in parent and kinds.get(origin) == kinds.get(target):
             parent[root(target)] = root(origin)
     groups: dict[str, list[str]] = {}
     for resource in stage_of:  # stage order, then each stage's own order

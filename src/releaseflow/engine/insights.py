@@ -38,10 +38,12 @@ async def compare_pipeline(db: Database, project_id: str, pipeline_id: str) -> S
             raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'")
         stages = await catalog.list_stages(tx, project_id, pipeline_id)
         resources: dict[str, list[str]] = {}
+        kinds: dict[str, str] = {}
         documents = []
         for stage in stages:
             rows = await catalog.stage_resources(tx, project_id, pipeline_id, stage)
             resources[stage] = [row["id"] for row in rows if row["kind"] in _RELEASABLE]
+            kinds.update((row["id"], row["kind"]) for row in rows)
             flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
             if flow is not None:
                 version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
@@ -53,7 +55,7 @@ async def compare_pipeline(db: Database, project_id: str, pipeline_id: str) -> S
             )
             for row in await state_store.stage_state(tx, project_id, pipeline_id, None)
         }
-    return compare_stages(stages, resources, promotion_links(documents), state)
+    return compare_stages(stages, resources, promotion_links(documents), state, kinds)
 
 
 @dataclass(frozen=True)
