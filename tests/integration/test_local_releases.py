@@ -266,42 +266,12 @@ async def test_local__abort_stops_a_running_job_on_the_host(platform: Platform) 
     assert stopped.status.value == "failed" and "aborted" in stopped.error
 
 
-async def test_local__values_in_a_job_command_are_data_not_code(platform: Platform) -> None:
-    """An argument holding shell code reaches the job's command as text; ordinary values as before."""
-    platform.repository.commit("v1")
-    marker, said = platform.root / "pwned", platform.root / "said.txt"
-    build = {
-        "kind": "Build",
-        "ref": "build",
-        "spec": {"id": "builder", "type": "service", "branch": "main"},
-        "condition": "success",
-    }
-    say = {
-        "kind": "JobRun",
-        "ref": "say",
-        "spec": {
-            "jobId": "job-prod",
-            "deployment": {
-                "internal": {"id": "builder", "buildId": "${refs.build.id}"},
-                "docker": {
-                    "configType": "customCommand",
-                    "customCommand": "printf '%s\\n' ${args.WHO}"
-                    ' "branch ${refs.build.branch}, v${args.VERSION}" >> ${args.OUT}',
-                },
-            },
-        },
-        "condition": "success",
-    }
-    flow = sequence(build, say)
-    flow["arguments"] = {"WHO": f"$(touch {marker}); touch {marker}", "VERSION": "1.2", "OUT": str(said)}
-    await platform.apply(flow)
-    platform.start_worker()
-
-    run = await platform.run("Production", "hostile arguments")
-
-    assert run.status is RunStatus.SUCCESS, await platform.failure(run)
-    assert said.read_text() == f"$(touch {marker}); touch {marker}\nbranch main, v1.2\n"
-    assert not marker.exists()
+BUILD_MAIN = {
+    "kind": "Build",
+    "ref": "build",
+    "spec": {"id": "builder", "type": "service", "branch": "main"},
+    "condition": "success",
+}
 
 
 def custom_job(ref: str, command: str, **extra: Any) -> dict[str, Any]:
@@ -321,19 +291,32 @@ def custom_job(ref: str, command: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def test_local__values_in_a_job_command_are_data_not_code(platform: Platform) -> None:
+    """An argument holding shell code reaches the job's command as text; ordinary values as before."""
+    platform.repository.commit("v1")
+    marker, said = platform.root / "pwned", platform.root / "said.txt"
+    say = custom_job(
+        "say", "printf '%s\\n' ${args.WHO} \"branch ${refs.build.branch}, v${args.VERSION}\" >> ${args.OUT}"
+    )
+    flow = sequence(BUILD_MAIN, say)
+    flow["arguments"] = {"WHO": f"$(touch {marker}); touch {marker}", "VERSION": "1.2", "OUT": str(said)}
+    await platform.apply(flow)
+    platform.start_worker()
+
+    run = await platform.run("Production", "hostile arguments")
+
+    assert run.status is RunStatus.SUCCESS, await platform.failure(run)
+    assert said.read_text() == f"$(touch {marker}); touch {marker}\nbranch main, v1.2\n"
+    assert not marker.exists()
+
+
 async def test_local__resume_runs_the_failed_node_again_and_not_what_succeeded(platform: Platform) -> None:
     """A resumed run keeps the build and the first job (their effects happen once) and runs the job
     that failed again, with an edited argument; the kept build's outputs still feed the later job."""
     platform.repository.commit("v1")
     counted, ready = platform.root / "counted.txt", platform.root / "ready"
-    build = {
-        "kind": "Build",
-        "ref": "build",
-        "spec": {"id": "builder", "type": "service", "branch": "main"},
-        "condition": "success",
-    }
     flow = sequence(
-        build,
+        BUILD_MAIN,
         custom_job("count", "echo counted >> ${args.COUNT}"),
         custom_job("check", "test -f ${args.READY}", settings={"maxAttempts": 1}),
     )

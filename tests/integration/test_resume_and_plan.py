@@ -102,15 +102,10 @@ async def test_plan__shows_the_tree_the_queue_and_what_each_deploy_replaces(harn
     await harness.stop_worker()
     blocking = await harness.start()  # no worker: it stays running and holds the slot
 
+    overrides = {"deploy-api": {"origin": {"id": "builder", "build": "bld-2"}}}
+    request = RunRequest(overrides=overrides)
     plan = await plan_run(
-        harness.db,
-        PROJECT,
-        PIPELINE,
-        "Development",
-        arguments={},
-        overrides={"deploy-api": {"origin": {"id": "builder", "build": "bld-2"}}},
-        release_node_overrides={},
-        now=harness.engine.clock.now(),
+        harness.db, PROJECT, PIPELINE, "Development", request, now=harness.engine.clock.now()
     )
 
     assert plan["admission"]["action"] == "queue"

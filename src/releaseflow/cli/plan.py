@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
 from releaseflow.cli.insights import short_artifact
-from releaseflow.cli.parsing import add_run_inputs, parse_run_inputs
+from releaseflow.cli.parsing import add_run_inputs
 from releaseflow.cli.render import short_id, table, untrusted
 
 if TYPE_CHECKING:
@@ -102,31 +102,27 @@ def plan_lines(plan: Mapping[str, Any]) -> list[str]:
     return [untrusted(line) for line in lines]
 
 
+def _print_plan(plan: Mapping[str, Any], title: str, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plan, indent=2))
+    else:
+        print("\n".join([title, *plan_lines(plan)]))
+
+
 def show_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.cli.runs import run_request
     from releaseflow.engine import queries
     from releaseflow.engine.plan import plan_run
 
-    arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
+    request = run_request(args)
 
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            plan = await plan_run(
-                db,
-                project,
-                args.pipeline,
-                stage,
-                arguments=arguments,
-                overrides=overrides,
-                release_node_overrides=release_overrides,
-                now=datetime.now(UTC),
-            )
-        if args.json:
-            print(json.dumps(plan, indent=2))
-        else:
-            print(f"plan of a run of {project}/{args.pipeline}/{stage} (nothing was started)")
-            print("\n".join(plan_lines(plan)))
+            plan = await plan_run(db, project, args.pipeline, stage, request, now=datetime.now(UTC))
+        title = f"plan of a run of {project}/{args.pipeline}/{stage} (nothing was started)"
+        _print_plan(plan, title, as_json=args.json)
         return EXIT_OK
 
     return run_async(go())
@@ -142,11 +138,8 @@ def show_stored_plan(args: argparse.Namespace, settings: Settings) -> int:
             plan = await stored_plan(db, run_id)
         if plan is None:
             print(f"run {run_id} keeps no plan (it was started before runs kept their plans)")
-        elif args.json:
-            print(json.dumps(plan, indent=2))
         else:
-            print(f"the plan run {run_id} was started with")
-            print("\n".join(plan_lines(plan)))
+            _print_plan(plan, f"the plan run {run_id} was started with", as_json=args.json)
         return EXIT_OK
 
     return run_async(go())

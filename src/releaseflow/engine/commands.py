@@ -91,15 +91,7 @@ class Engine:
         now = self.clock.now()
         async with self.db.transaction() as tx:
             flow = await _flow(tx, project_id, pipeline_id, stage)
-            prepared = await prepare_run(
-                tx,
-                flow,
-                flow.current_version,
-                arguments=request.arguments,
-                overrides=request.overrides,
-                release_node_overrides=request.release_node_overrides,
-                now=now,
-            )
+            prepared = await prepare_run(tx, flow, flow.current_version, request, now=now)
             return await self._create_run(tx, prepared, request)
 
     async def resume_run(self, run_id: str, edits: RunRequest) -> RunRecord:
@@ -114,15 +106,7 @@ class Engine:
             wanted = await resumption(
                 tx, run_id, edits.arguments, edits.overrides, edits.release_node_overrides
             )
-            prepared = await prepare_run(
-                tx,
-                wanted.flow,
-                wanted.failed.flow_version,
-                arguments=wanted.arguments,
-                overrides=wanted.overrides,
-                release_node_overrides=wanted.release_node_overrides,
-                now=now,
-            )
+            prepared = await prepare_run(tx, wanted.flow, wanted.failed.flow_version, wanted, now=now)
             carried = await carried_nodes(tx, wanted.failed, prepared.template)
             return await self._create_run(tx, prepared, edits, resumed_from=wanted.failed.id, carried=carried)
 

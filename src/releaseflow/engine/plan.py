@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from releaseflow.domain import expressions
 from releaseflow.domain.concurrency import Admission, admit
@@ -56,15 +56,21 @@ class PreparedRun:
     problems: list[Issue]  # what the dry run cannot resolve: the run fails before any node starts
 
 
+class RunInputs(Protocol):
+    """What a request gives a run: a run request, or a failed run's inputs with a resume's edits."""
+
+    @property
+    def arguments(self) -> Mapping[str, Any]: ...
+
+    @property
+    def overrides(self) -> Mapping[str, Any]: ...
+
+    @property
+    def release_node_overrides(self) -> Mapping[str, Any]: ...
+
+
 async def prepare_run(
-    tx: Transaction,
-    flow: FlowRecord,
-    version: int,
-    *,
-    arguments: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    release_node_overrides: Mapping[str, Any],
-    now: datetime,
+    tx: Transaction, flow: FlowRecord, version: int, inputs: RunInputs, *, now: datetime
 ) -> PreparedRun:
     """Apply the overrides to that version and check the result against the stage.
 
@@ -73,13 +79,14 @@ async def prepare_run(
     """
     row = await catalog.get_flow_version(tx, flow.id, version)
     assert row is not None, (flow.id, version)
+    overrides, release_node_overrides = inputs.overrides, inputs.release_node_overrides
     document = apply_run_overrides(row["document"], overrides or None, release_node_overrides or None)
     template = parse_template(document)
     scope = await stage_scope(tx, flow.project_id, flow.pipeline_id, flow.stage)
     issues = check_template(template, scope) + check_refs(template)
     if issues:
         raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
-    resolved_arguments = {**template.arguments, **arguments}
+    resolved_arguments = {**template.arguments, **inputs.arguments}
     return PreparedRun(
         flow=flow,
         version=version,
@@ -149,24 +156,14 @@ async def plan_run(
     project_id: str,
     pipeline_id: str,
     stage: str,
+    inputs: RunInputs,
     *,
-    arguments: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    release_node_overrides: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
     """What a run of the stage's current release flow would do if it were started now. Starts nothing."""
     async with db.read() as tx:
         flow = await current_flow(tx, project_id, pipeline_id, stage)
-        prepared = await prepare_run(
-            tx,
-            flow,
-            flow.current_version,
-            arguments=arguments,
-            overrides=overrides,
-            release_node_overrides=release_node_overrides,
-            now=now,
-        )
+        prepared = await prepare_run(tx, flow, flow.current_version, inputs, now=now)
         queue = None if prepared.problems else await queueing(tx, prepared)
         return await describe_plan(tx, prepared, queue, now)
 
