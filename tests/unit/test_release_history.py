@@ -8,10 +8,10 @@ from releaseflow.domain.concurrency import Admission, AdmissionAction
 from releaseflow.domain.release_history import (
     Deployed,
     HistoryEntry,
+    StateChange,
     artifact_key,
     compare_stages,
     promotion_links,
-    state_changes,
 )
 from releaseflow.domain.run_diff import MISSING, document_diff, value_changes
 from releaseflow.domain.run_plan import admission_plan, release_plan
@@ -87,22 +87,11 @@ def test_compare_stages__a_row_per_promotion_chain_and_which_stages_differ() -> 
     ]
 
 
-def test_state_changes__say_what_each_deploy_replaced() -> None:
-    entries = [
-        HistoryEntry(3, "web", V1, "r3", "p", T),
-        HistoryEntry(1, "web", V1, "r1", "p", T),
-        HistoryEntry(2, "web", V2, "r2", "p", T),
-        HistoryEntry(4, "api", V2, "r3", "p", T),
-    ]
-    changes = state_changes(entries)
-    assert [(c.entry.id, c.previous, c.changed) for c in changes] == [
-        (1, None, True),
-        (2, V1, True),
-        (3, V2, True),
-        (4, None, True),
-    ]
-    again = state_changes([*entries, HistoryEntry(5, "web", V1, "r4", "p", T)])
-    assert again[-1].changed is False  # a redeploy of what already ran
+def test_state_change__a_redeploy_of_what_already_ran_is_no_change() -> None:
+    entry = HistoryEntry(2, "web", V1, "r2", "p", T)
+    assert StateChange(entry, None).changed  # a first deploy
+    assert StateChange(entry, V2).changed
+    assert not StateChange(entry, {**V1, "buildId": "again"}).changed  # the same commit, built again
 
 
 def test_value_changes__added_removed_and_changed_keys() -> None:

@@ -19,6 +19,7 @@ release runs of the stage that concluded after that run and before the rollback 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,8 +118,18 @@ def rolled_back_runs(runs: Sequence[RunFact]) -> dict[str, str]:
     """Release runs that a later rollback undid, mapped to that rollback's id.
 
     A rollback to R undoes the releases that concluded after R and before the rollback was created.
+    Each rollback finds its range by bisection in the releases ordered by conclusion, so a long
+    history costs O((releases + rollbacks) log releases), not releases times rollbacks.
     """
     by_id = {run.id: run for run in runs}
+    ended = sorted(
+        (
+            (run.concluded_at, run.id)
+            for run in runs
+            if run.kind == "release" and run.status == _GOOD and run.concluded_at is not None
+        ),
+    )
+    ends = [end for end, _ in ended]
     undone: dict[str, str] = {}
     for rollback in sorted(runs, key=lambda run: run.created_at):
         if rollback.kind != "rollback" or rollback.rollback_of is None or rollback.status == "aborted":
@@ -126,14 +137,10 @@ def rolled_back_runs(runs: Sequence[RunFact]) -> dict[str, str]:
         target = by_id.get(rollback.rollback_of)
         if target is None or target.concluded_at is None:
             continue
-        for run in runs:
-            if (
-                run.kind == "release"
-                and run.status == _GOOD
-                and run.concluded_at is not None
-                and target.concluded_at < run.concluded_at < rollback.created_at
-            ):
-                undone.setdefault(run.id, rollback.id)
+        first = bisect_right(ends, target.concluded_at)
+        last = bisect_left(ends, rollback.created_at)
+        for _, run_id in ended[first:last]:
+            undone.setdefault(run_id, rollback.id)
     return undone
 
 

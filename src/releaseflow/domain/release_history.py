@@ -194,13 +194,3 @@ class StateChange:
     def changed(self) -> bool:
         """False when the deploy put back the artifact that already ran (a redeploy)."""
         return artifact_key(self.previous) != artifact_key(self.entry.artifact)
-
-
-def state_changes(entries: Iterable[HistoryEntry]) -> list[StateChange]:
-    """Each deploy of a stage with the artifact it replaced, oldest first."""
-    current: dict[str, Mapping[str, Any]] = {}
-    changes = []
-    for entry in sorted(entries, key=lambda entry: entry.id):
-        changes.append(StateChange(entry, current.get(entry.resource_id)))
-        current[entry.resource_id] = entry.artifact
-    return changes

@@ -18,14 +18,13 @@ from releaseflow.domain.release_history import (
     StateChange,
     compare_stages,
     promotion_links,
-    state_changes,
 )
 from releaseflow.domain.run_diff import ValueChange, document_diff, value_changes
 from releaseflow.store import catalog
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Row, Transaction, from_epoch
-from releaseflow.store.records import FlowRecord, RunRecord
+from releaseflow.store.records import FlowRecord, RunRecord, load_json
 
 _RELEASABLE = ("service", "job")
 
@@ -70,11 +69,11 @@ async def stage_timeline(
 ) -> list[TimelineEntry]:
     """Every change of a stage's release state with its run, newest first (at most ``limit``)."""
     async with db.read() as tx:
-        rows = await state_store.stage_history(tx, project_id, pipeline_id, stage)
-        changes = state_changes(_history_entry(row) for row in rows)[-limit:] if limit > 0 else []
+        rows = await state_store.newest_changes(tx, project_id, pipeline_id, stage, max(limit, 0))
+        changes = [StateChange(_history_entry(row), row["previous"]) for row in rows]
         runs = {run_id: await run_store.get_run(tx, run_id) for run_id in {c.entry.run_id for c in changes}}
     entries = []
-    for change in reversed(changes):
+    for change in changes:
         run = runs[change.entry.run_id]
         entries.append(
             TimelineEntry(change, run.display_name if run else change.entry.run_id, run.kind if run else "?")
@@ -199,7 +198,7 @@ async def stage_metrics(
                 f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow"
             )
         outlines = await run_store.run_outlines(tx, flow.id)
-        history = await state_store.stage_history(tx, project_id, pipeline_id, stage)
+        history = await state_store.deploy_outlines(tx, project_id, pipeline_id, stage, since)
     runs = [
         RunFact(
             id=row["id"],
@@ -212,7 +211,12 @@ async def stage_metrics(
         for row in outlines
     ]
     deploys = [
-        DeployFact(row["run_id"], row["resource_id"], row["artifact"], from_epoch(row["deployed_at"]) or now)
+        DeployFact(
+            row["run_id"],
+            row["resource_id"],
+            _commit_facts(row["artifact"]),
+            from_epoch(row["deployed_at"]) or now,
+        )
         for row in history
     ]
     return StageMetrics(
@@ -220,6 +224,15 @@ async def stage_metrics(
         metrics=delivery_metrics(runs, deploys, now=now, since=since),
         run_names={row["id"]: row["name"] or row["id"] for row in outlines},
     )
+
+
+def _commit_facts(artifact: str) -> Mapping[str, Any]:
+    """What the figures read of an artifact: its commit and commit time. Decoding every artifact of a
+    long history cost more than all the rest of the figures, and only those with a time matter."""
+    if "committedAt" not in artifact:
+        return {}
+    decoded: Mapping[str, Any] = load_json(artifact)
+    return decoded
 
 
 async def pipeline_metrics(

@@ -191,3 +191,4 @@ CREATE TABLE release_history (
 );
 CREATE INDEX release_history_by_resource ON release_history (project_id, resource_id, id);
 CREATE INDEX release_history_by_run ON release_history (run_id);
+CREATE INDEX release_history_by_stage ON release_history (project_id, pipeline_id, stage, id);

@@ -6,3 +6,7 @@
 ALTER TABLE runs ADD COLUMN resumed_from TEXT REFERENCES runs (id);
 ALTER TABLE runs ADD COLUMN plan TEXT;
 ALTER TABLE node_runs ADD COLUMN carried_from TEXT;
+
+-- A stage's timeline and delivery figures read its deploys newest first without sorting the
+-- project's whole history.
+CREATE INDEX release_history_by_stage ON release_history (project_id, pipeline_id, stage, id);
