@@ -45,6 +45,13 @@ def test_plan_resume_and_history__from_the_command_line(releaseflow: Releaseflow
 
     diff = releaseflow.cli("diff", failed_id, resumed_id, check=True).stdout
     assert "template: same" in diff and "overrides:\n  broken: (none) → " in diff
+    as_json = releaseflow.cli_json("diff", failed_id, resumed_id, "--json")
+    assert as_json["overrides"] == [{"key": "broken", "second": {"spec": fixed}}]  # the first run had none
+    assert (as_json["first"]["id"], as_json["template"], as_json["artifacts"]) == (failed_id, [], [])
+    (figures,) = releaseflow.cli_json("metrics", "main", "Staging", "--json")
+    assert (figures["releases"], figures["failed"], figures["changeFailureRate"]) == (2, [failed_id], 0.5)
+    assert figures["incidents"][0]["restoredBy"] == resumed_id and figures["leadTimeMedianSeconds"] is None
+    assert releaseflow.cli_json("timeline", "main", "Staging", "--json") == []
     metrics = releaseflow.cli("metrics", "main", "Staging", check=True).stdout
     assert "change failure rate   50% (1 of 2 releases: 1 failed, 0 rolled back)" in metrics
     assert "lead time             unknown" in metrics

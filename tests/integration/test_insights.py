@@ -14,6 +14,7 @@ from releaseflow.engine.insights import compare_pipeline, diff_runs, pipeline_me
 from releaseflow.platform.driver import Artifact
 from releaseflow.store import catalog
 from releaseflow.testing import Fail, Succeed
+from releaseflow.wire.history import timeline as timeline_json
 
 V1 = Artifact(kind="build", build_service="builder", build_id="bld-1", commit="c0ffee1", branch="main")
 V2 = Artifact(kind="build", build_service="builder", build_id="bld-2", commit="c0ffee2", branch="main")
@@ -94,7 +95,15 @@ async def test_insights__timeline_lists_every_change_with_its_run(harness: Engin
         (first, None, V1.to_data()),
     ]
     assert all(entry.run_kind == "release" and entry.change.changed for entry in entries)
-    assert len(await stage_timeline(harness.db, PROJECT, PIPELINE, "Development", limit=1)) == 1
+    (newest,) = await stage_timeline(harness.db, PROJECT, PIPELINE, "Development", limit=1)
+    assert newest.change.previous == V1.to_data()  # looked up: the deploy before it was not read
+    (shown,) = timeline_json([newest])
+    assert (shown["from"], shown["to"], shown["runId"], shown["changed"]) == (
+        V1.to_data(),
+        V2.to_data(),
+        second,
+        True,
+    )
 
 
 async def test_insights__diff_of_two_runs_shows_template_arguments_and_artifacts(

@@ -27,11 +27,13 @@ def register(commands: Subparsers) -> None:
     timeline.add_argument("stage")
     timeline.add_argument("--project", help="the project (default: the only one)")
     timeline.add_argument("--limit", type=int, default=50, help="the newest this many changes (default 50)")
+    timeline.add_argument("--json", action="store_true", help="print JSON")
     timeline.set_defaults(handler=show_timeline)
 
     diff = commands.add_parser("diff", help="what differs between two runs of a stage")
     diff.add_argument("first", metavar="RUN", help="run id, or a unique start of it")
     diff.add_argument("second", metavar="RUN", help="the other run")
+    diff.add_argument("--json", action="store_true", help="print JSON")
     diff.set_defaults(handler=show_diff)
 
     metrics = commands.add_parser(
@@ -44,6 +46,7 @@ def register(commands: Subparsers) -> None:
         "--since",
         help="from this date (2026-11-01, or a moment in ISO 8601) or this long ago (30d, 12h, 45m)",
     )
+    metrics.add_argument("--json", action="store_true", help="print JSON")
     metrics.set_defaults(handler=show_metrics)
 
 
@@ -134,12 +137,16 @@ def _run_label(run_id: str, name: str) -> str:
 def show_timeline(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.engine.insights import stage_timeline
+    from releaseflow.wire import history as wire
 
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
             entries = await stage_timeline(db, project, args.pipeline, stage, limit=args.limit)
+        if args.json:
+            print(json.dumps(wire.timeline(entries), indent=2))
+            return EXIT_OK
         print("\n".join(timeline_lines(entries)) if entries else f"nothing has been deployed to {stage} yet")
         return EXIT_OK
 
@@ -203,13 +210,14 @@ def _or_none(value: Any) -> Mapping[str, Any] | None:
 def show_diff(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.engine.insights import diff_runs
+    from releaseflow.wire import history as wire
 
     async def go() -> int:
         async with database(settings) as db:
             first = await queries.resolve_run_id(db, args.first)
             second = await queries.resolve_run_id(db, args.second)
             diff = await diff_runs(db, first, second)
-        print("\n".join(diff_lines(diff)))
+        print(json.dumps(wire.diff(diff), indent=2) if args.json else "\n".join(diff_lines(diff)))
         return EXIT_OK
 
     return run_async(go())
@@ -288,6 +296,7 @@ def _span(span: timedelta) -> str:
 def show_metrics(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.engine.insights import pipeline_metrics
+    from releaseflow.wire import history as wire
 
     now = datetime.now(UTC)
     since = parse_since(args.since, now) if args.since else None
@@ -299,6 +308,9 @@ def show_metrics(args: argparse.Namespace, settings: Settings) -> int:
                 await queries.resolve_stage(db, project, args.pipeline, args.stage) if args.stage else None
             )
             figures = await pipeline_metrics(db, project, args.pipeline, stage, now=now, since=since)
+        if args.json:
+            print(json.dumps([wire.metrics(each) for each in figures], indent=2))
+            return EXIT_OK
         if not figures:
             print(f"no stage of {args.pipeline} has a release flow yet")
         for index, each in enumerate(figures):
