@@ -59,6 +59,9 @@ def imported(releaseflow: Releaseflow, *args: str) -> set[str]:
         ("show", "RUN"),
         ("state", "main"),
         ("flow", "main", "Development"),
+        ("pipelines",),
+        ("status", "main"),
+        ("rollbacks", "RUN"),
     ],
 )
 def test_read_commands__import_neither_server_nor_drivers_nor_engine(

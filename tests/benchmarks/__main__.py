@@ -4,7 +4,8 @@ engine: SQLite runs in a temporary file; PostgreSQL in a throwaway cluster of it
 named by RELEASEFLOW_TEST_POSTGRES_URL). release: real deploys on the local driver and, when podman is
 installed, the docker driver (podman and a registry of its own). Everything either started is removed
 when the benchmark ends, however it ends. cli: how long ``releaseflow --help`` and the read commands
-take against bare ``python -c pass``. ``--suite engine`` (or release, or cli) runs one alone.
+take against bare ``python -c pass``. rollback: from a rollback request to its first deploy, and the
+runs list of a stage with 100,000 runs. ``--suite engine`` (or release, cli, rollback) runs one alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import cli_bench, release_report
+from tests.benchmarks import cli_bench, release_report, rollback_bench
 from tests.benchmarks.engine_bench import SHAPES, ScenarioResult, Shape, bench_database
 from tests.benchmarks.release_bench import DriverResult, Skipped
 from tests.benchmarks.release_docker import bench_docker
@@ -27,7 +28,7 @@ from tests.benchmarks.report import as_json, table, write_json
 from tests.postgres_cluster import FreshDatabases, PostgresCluster
 
 DATABASES = ("sqlite", "postgresql")
-SUITES = ("engine", "release", "cli")
+SUITES = ("engine", "release", "cli", "rollback")
 DRIVERS = ("local", "docker")
 
 
@@ -54,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--suite",
         type=_names(SUITES),
         default=list(SUITES),
-        help="engine,release,cli (default all three)",
+        help="engine,release,cli,rollback (default all four)",
     )
     parser.add_argument("--cli-repeat", type=int, default=10, help="cli: runs of each command (default 10)")
     parser.add_argument("--nodes", type=int, default=200, help="leaf nodes per run (default 200)")
@@ -78,6 +79,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=5,
         help="release: measured deploys per driver after one warm-up (default 5)",
+    )
+    parser.add_argument(
+        "--history-runs",
+        type=int,
+        default=100_000,
+        help="rollback: runs in the listed stage (default 100000)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this path")
     args = parser.parse_args(argv)
@@ -115,6 +122,38 @@ async def main(args: argparse.Namespace) -> list[ScenarioResult]:
         bench = bench_sqlite if database == "sqlite" else bench_postgresql
         results += await bench(args.scenarios, args.nodes, args.repeat)
     return results
+
+
+async def rollback_main(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    starts, lists = [], []
+    for database in args.databases:
+        listed = args.history_runs
+        progress(f"rollback on {database}: 1 warm-up + {args.repeat * 3} rollbacks; {listed} runs listed")
+        if database == "sqlite":
+            with tempfile.TemporaryDirectory(prefix="releaseflow-bench-") as directory:
+                starts.append(
+                    await rollback_bench.bench_rollback_start(
+                        database, f"sqlite://{directory}/a.db", args.repeat * 3
+                    )
+                )
+                lists.append(
+                    await rollback_bench.bench_runs_list(
+                        database, f"sqlite://{directory}/b.db", args.history_runs
+                    )
+                )
+            continue
+        with PostgresCluster() as admin_url:
+            databases = FreshDatabases(admin_url)
+            try:
+                starts.append(
+                    await rollback_bench.bench_rollback_start(database, databases.create(), args.repeat * 3)
+                )
+                lists.append(
+                    await rollback_bench.bench_runs_list(database, databases.create(), args.history_runs)
+                )
+            finally:
+                databases.drop_all()
+    return starts, lists
 
 
 async def release_main(args: argparse.Namespace) -> list[DriverResult | Skipped]:
@@ -162,6 +201,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         commands = cli_bench.bench_cli(args.cli_repeat, progress)
         print(cli_bench.table(commands))
         document["cli"] = cli_bench.as_json(commands)
+    if "rollback" in args.suite:
+        print()
+        starts, lists = asyncio.run(rollback_main(args))
+        print(rollback_bench.table(starts, lists))
+        document["rollback"] = rollback_bench.as_json(starts, lists)
     progress(f"benchmark took {time.monotonic() - began:.0f}s")
     if args.json is not None:
         write_json(args.json, document)

@@ -197,6 +197,18 @@ class Tally:
 
         tx.execute = counted_execute  # type: ignore[method-assign]
         tx.fetchall = counted_fetchall  # type: ignore[method-assign]
+        if tx.dialect == "sqlite":
+            # SQLite sends the deferred inserts with its COMMIT, not through ``execute``: one
+            # statement per distinct insert, as PostgreSQL's flush counts them.
+            defer, queued = tx.defer_insert, set()
+
+            def counted_defer(sql: str, params: Any) -> None:
+                if sql not in queued:
+                    queued.add(sql)
+                    self.statements += 1
+                defer(sql, params)
+
+            tx.defer_insert = counted_defer  # type: ignore[method-assign]
 
 
 async def seed(db: Database, shapes: Sequence[Shape], nodes: int) -> None:

@@ -125,6 +125,16 @@ def configuration(repository: Path, ports: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def build_main(ref: str = "build") -> dict[str, Any]:
+    """A Build node of the head of main, awaited until it succeeded."""
+    return {
+        "kind": "Build",
+        "ref": ref,
+        "spec": {"id": "builder", "type": "service", "branch": "main"},
+        "condition": "success",
+    }
+
+
 STAGING_FLOW: dict[str, Any] = {
     "apiVersion": "v1.2",
     "spec": {

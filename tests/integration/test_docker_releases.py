@@ -31,11 +31,15 @@ from tests.integration.docker_project import (
 from tests.integration.local_project import northflank_example
 from tests.integration.platform.docker_env import DockerEnvironment, require_tools
 from tests.integration.release_harness import ReleaseHarness
+from tests.integration.support import wait_for_run
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import queries
+from releaseflow.engine.history import rollback_outcome
 from releaseflow.engine.queries import NodeView, ReleaseView
+from releaseflow.engine.rollback import Rollbacks
 from releaseflow.platform.docker import DockerClient, DockerDriver
+from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import Database
 from releaseflow.store.records import RunRecord
 from releaseflow.wire import runs as wire
@@ -223,3 +227,36 @@ async def test_docker_releases__build_deploy_promote_run_jobs_survive_a_bad_imag
     final = await platform.state("Production")
     assert final[("Production", "deployment-prod")].artifact["commit"] == commit_v3
     assert final[("Production", "deployment-prod")].run_id == promote_v3.id
+
+
+async def test_docker_releases__rollback_returns_the_stage_to_the_first_release(platform: Platform) -> None:
+
+    await platform.apply(northflank_example("deploy-build-parallel"))
+    platform.start_worker()
+    runs = []
+    for version in ("v1", "v2", "v3"):
+        platform.repository.commit(version)
+        run = await platform.run("Staging", f"staging {version}")
+        assert run.status is RunStatus.SUCCESS, await platform.failure(run)
+        runs.append(run)
+    assert await platform.serves("deployment-staging", "v3") == "v3"
+    image_v1 = response_data((await platform.nodes(runs[0]))["build"])["image"]
+
+    rollbacks = Rollbacks(platform.engine, DriverRegistry({"docker": platform.driver}))
+    preview = await rollbacks.preview(runs[0].id)
+    assert preview.missing == ()  # the docker driver finds both images on the host
+    started = await rollbacks.start(runs[0].id, by="tester")
+    done = await wait_for_run(platform.db, started.run.id, timeout=120)
+
+    assert done.status is RunStatus.SUCCESS, await platform.failure(done)
+    assert await platform.serves("deployment-staging", "v1") == "v1"
+    state = await platform.state("Staging")
+    assert {resource: view.artifact["image"] for (_, resource), view in state.items()} == {
+        "deployment-staging": image_v1,
+        "job-staging": image_v1,
+    }
+    outcome = await rollback_outcome(platform.db, done.id)
+    assert {item.resource_id: item.where for item in outcome} == {
+        "deployment-staging": "rolled back",
+        "job-staging": "rolled back",
+    }

@@ -20,6 +20,7 @@ from tests.integration.local_project import (
     STAGING_FLOW,
     AppRepository,
     answer,
+    build_main,
     configuration,
     eventually_answers,
     free_port,
@@ -266,14 +267,6 @@ async def test_local__abort_stops_a_running_job_on_the_host(platform: Platform) 
     assert stopped.status.value == "failed" and "aborted" in stopped.error
 
 
-BUILD_MAIN = {
-    "kind": "Build",
-    "ref": "build",
-    "spec": {"id": "builder", "type": "service", "branch": "main"},
-    "condition": "success",
-}
-
-
 def custom_job(ref: str, command: str, **extra: Any) -> dict[str, Any]:
     """A JobRun of job-prod running ``command`` in the folder of the build of node ``build``."""
     return {
@@ -298,7 +291,7 @@ async def test_local__values_in_a_job_command_are_data_not_code(platform: Platfo
     say = custom_job(
         "say", "printf '%s\\n' ${args.WHO} \"branch ${refs.build.branch}, v${args.VERSION}\" >> ${args.OUT}"
     )
-    flow = sequence(BUILD_MAIN, say)
+    flow = sequence(build_main(), say)
     flow["arguments"] = {"WHO": f"$(touch {marker}); touch {marker}", "VERSION": "1.2", "OUT": str(said)}
     await platform.apply(flow)
     platform.start_worker()
@@ -316,7 +309,7 @@ async def test_local__resume_runs_the_failed_node_again_and_not_what_succeeded(p
     platform.repository.commit("v1")
     counted, ready = platform.root / "counted.txt", platform.root / "ready"
     flow = sequence(
-        BUILD_MAIN,
+        build_main(),
         custom_job("count", "echo counted >> ${args.COUNT}"),
         custom_job("check", "test -f ${args.READY}", settings={"maxAttempts": 1}),
     )

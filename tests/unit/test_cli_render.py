@@ -90,6 +90,9 @@ def test_runs_table__shows_name_status_kind_start_origin_end_duration_and_first_
         status=RunStatus.FAILED,
         kind="rollback",
         triggered_by="cli",
+        origin_kind="rollback",
+        origin_by="alice",
+        rollback_of="99999999-2222-3333-4444-555555555555",
     )
 
     header, unnamed, named = render.runs_table(
@@ -105,7 +108,7 @@ def test_runs_table__shows_name_status_kind_start_origin_end_duration_and_first_
         "success",
         "release",
         local(T0),
-        "demo",
+        "person",  # started by a person whose name was not recorded
         local(T0 + timedelta(seconds=75)),
         "1m15s",
     ]
@@ -114,7 +117,7 @@ def test_runs_table__shows_name_status_kind_start_origin_end_duration_and_first_
         "failed",
         "rollback",
         local(T0),
-        "cli",
+        "rollback by alice to 99999999",
         local(T0 + timedelta(seconds=75)),
         "1m15s",
         "migrate: exit code 3 …",  # the first line of the first error

@@ -10,6 +10,7 @@ from tests.integration.support import deploy, job_run, template, workflow
 from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
 
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.domain.template import NodeKind
 from releaseflow.engine.executors.base import ExecutionContext, Outcome
 from releaseflow.engine.outcomes import MAX_LOST_CLAIMS
 from releaseflow.store import runs as run_store
@@ -234,3 +235,51 @@ async def test_wait__ends_at_the_node_timeout(clocked: ClockedEngine) -> None:
     assert node.status is NodeStatus.FAILED
     assert node.error is not None and node.error["message"].startswith("timed out")
     assert node.attempts[-1]["noRetry"] == "attempts used up (1 of 1)"
+
+
+async def test_answer__that_cannot_be_recorded_fails_the_node_once(clocked: ClockedEngine) -> None:
+    # Data that holds itself is no JSON: recording it fails for a reason no retry or worker can change.
+    looped: dict[str, object] = {"exitCode": 0}
+    looped["self"] = looped
+    clocked.driver.script("migrate", Succeed(looped))
+    await clocked.seed(template(workflow(job_run("migration"))))
+    run = await clocked.start()
+
+    assert await clocked.step() == 1
+
+    node = (await clocked.nodes(run.id))["migration"]
+    assert node.status is NodeStatus.FAILED
+    assert node.error is not None
+    message = node.error["message"]
+    assert "its answer could not be recorded: ValueError: Circular reference detected" in message
+    assert "\\n" not in message and "ValueError(" not in message  # read as text, not as a repr
+    assert [entry["status"] for entry in node.attempts] == ["failed"]
+    assert (await clocked.run(run.id)).status is RunStatus.FAILED
+    assert len(clocked.driver.calls) == 1
+    assert await clocked.reap(restart=True) == 0  # nothing left leased to be reclaimed
+
+
+class Crashing:
+    """An executor with a bug: it raises what no executor should."""
+
+    async def start(self, context: ExecutionContext) -> Outcome:
+        raise RuntimeError("the first line\nand 'the second'")
+
+    poll = start
+
+    async def cancel(self, context: ExecutionContext) -> str:
+        return ""
+
+
+async def test_executor_crash__is_told_as_text_not_as_a_repr(clocked: ClockedEngine) -> None:
+    clocked.executors[NodeKind.JOB_RUN].inner = Crashing()
+    await clocked.seed(template(workflow(job_run("migration", settings={"maxAttempts": 1}))))
+    run = await clocked.start()
+
+    await clocked.step()
+
+    node = (await clocked.nodes(run.id))["migration"]
+    assert node.status is NodeStatus.FAILED and node.error is not None
+    assert node.error["message"] == (
+        "the JobRun executor crashed: RuntimeError: the first line\nand 'the second'"
+    )

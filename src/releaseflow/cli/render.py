@@ -116,13 +116,23 @@ def runs_table(runs: Sequence[RunSummary], first_errors: Mapping[str, str] | Non
                 str(run.status),
                 run.kind,
                 moment(run.started_at),
-                run.triggered_by,
+                untrusted(origin_text(run)),
                 moment(run.concluded_at),
                 duration(run.started_at, run.concluded_at),
                 first_line(error),
             ]
         )
     return table(["ID", "NAME", "STATUS", "KIND", "STARTED", "BY", "COMPLETED", "DURATION", "ERROR"], rows)
+
+
+def origin_text(run: RunSummary) -> str:
+    """By what a run was started: "person alice", "git push main", "rollback by bob to 1a2b3c4d"."""
+    if run.origin_kind == "rollback":
+        by = f" by {run.origin_by}" if run.origin_by else ""
+        return f"rollback{by} to {short_id(run.rollback_of or '')}"
+    from releaseflow.domain.run_origin import RunOrigin
+
+    return RunOrigin.parse(run.origin_kind, run.origin_by).label()
 
 
 def first_line(text: str) -> str:
@@ -151,7 +161,7 @@ def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
     lines = [
         f"{title}  {status_text(run.status, colour)}",
         f"  {run.project_id}/{run.pipeline_id}/{run.stage} · {run.kind} #{run.seq} · release flow version "
-        f"{run.flow_version} · triggered by {run.triggered_by}",
+        f"{run.flow_version} · started by {untrusted(origin_text(run))}",
         f"  created {clock(run.created_at)} · started {clock(run.started_at)}"
         f" · concluded {clock(run.concluded_at)}"
         + (f" · took {duration(run.started_at, run.concluded_at)}" if run.started_at else ""),

@@ -36,6 +36,15 @@ def register(commands: Subparsers) -> None:
     _stage_arguments(runs)
     runs.add_argument("--status", action="append", default=[], choices=[str(status) for status in RunStatus])
     runs.add_argument("--kind", choices=["release", "rollback"])
+    runs.add_argument(
+        "--origin", choices=["person", "token", "git", "webhook", "rollback"], help="started by"
+    )
+    ended = runs.add_mutually_exclusive_group()
+    ended.add_argument("--concluded", action="store_true", default=None, help="only runs that ended")
+    ended.add_argument("--unfinished", dest="concluded", action="store_false", help="only runs not ended")
+    runs.add_argument(
+        "--before", type=int, metavar="CURSOR", help="the next page (the cursor a page printed)"
+    )
     runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
     runs.set_defaults(handler=list_runs)
@@ -87,7 +96,9 @@ def _engine(db: Database) -> Engine:
 
 
 def run_request(args: argparse.Namespace) -> RunRequest:
-    """The run request the flags of ``run`` (or ``resume``, ``plan``) ask for."""
+    """The run request the flags of ``run`` (or ``resume``, ``plan``) ask for: a run by hand."""
+    from releaseflow.cli.rollback import current_user
+    from releaseflow.domain.run_origin import RunOrigin
     from releaseflow.engine.commands import RunRequest
 
     arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
@@ -97,15 +108,18 @@ def run_request(args: argparse.Namespace) -> RunRequest:
         arguments=arguments,
         overrides=overrides,
         release_node_overrides=release_overrides,
-        triggered_by="cli",
+        origin=RunOrigin(by=current_user()),
     )
 
 
 async def report_started(db: Database, run: RunRecord, message: str, *, follow: bool) -> int:
     """Say that ``run`` started, then follow it or say how to; the exit code says how it went."""
     from releaseflow.cli.follow import follow_run
+    from releaseflow.cli.rollback import cleared_pin_lines
 
     print(f"{message}: {run.status}", flush=True)
+    for line in await cleared_pin_lines(db, run.id):
+        print(line)
     if follow:
         final = await follow_run(db, run.id)
         return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
@@ -144,15 +158,26 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
+    from releaseflow.engine.history import runs_page
     from releaseflow.wire import runs as wire
 
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            runs = await queries.list_runs(
-                db, project, args.pipeline, stage, statuses=args.status, kind=args.kind, limit=args.limit
+            page = await runs_page(
+                db,
+                project,
+                args.pipeline,
+                stage,
+                statuses=args.status,
+                kind=args.kind,
+                origin=args.origin,
+                concluded=args.concluded,
+                cursor=args.before,
+                limit=args.limit,
             )
+            runs = page.runs
             first_errors: dict[str, str] = {}
             if not args.json:
                 # A failed run records no error of its own when a node failed: show that node's.
@@ -163,20 +188,30 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
         where = f"{project}/{args.pipeline}/{stage}"
         if args.json:
             print(json.dumps([wire.run_summary(run) for run in runs], indent=2))
-        elif not runs and (args.status or args.kind):
-            wanted = [f"--status {status}" for status in args.status]
-            wanted += [f"--kind {args.kind}"] if args.kind else []
+        elif not runs and (wanted := _filters(args)):
             print(f"no run of {where} matches {' '.join(wanted)}")
         elif not runs:
             print(f"no runs of {where} yet")
         else:
             print("\n".join(render.runs_table(runs, first_errors)))
+            if page.next_cursor is not None:
+                print(f"older runs: add --before {page.next_cursor}")
         return EXIT_OK
 
     return run_async(go())
 
 
+def _filters(args: argparse.Namespace) -> list[str]:
+    """The filters of a runs list, as they were typed."""
+    wanted = [f"--status {status}" for status in args.status]
+    wanted += [f"--kind {args.kind}"] if args.kind else []
+    wanted += [f"--origin {args.origin}"] if args.origin else []
+    wanted += [] if args.concluded is None else ["--concluded" if args.concluded else "--unfinished"]
+    return wanted
+
+
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.cli.rollback import rollback_lines
     from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
 
@@ -189,11 +224,12 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
             detail = await queries.run_detail(db, run_id)
+            where = await rollback_lines(db, run_id) if detail.run.kind == "rollback" else []
         if args.json:
             print(json.dumps(wire.run_detail(detail), indent=2))
             return EXIT_OK
         colour = sys.stdout.isatty()
-        print("\n".join([*render.run_header(detail, colour), "", *render.run_tree(detail, colour)]))
+        print("\n".join([*render.run_header(detail, colour), *where, "", *render.run_tree(detail, colour)]))
         if args.events:
             print("\nevents:")
             for event in detail.events:

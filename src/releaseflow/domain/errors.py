@@ -14,6 +14,18 @@ class ReleaseflowError(Exception):
     """Root of every error releaseflow raises on purpose."""
 
 
+def describe_error(error: BaseException) -> str:
+    """An exception as users should read it: its type name and its message, as written.
+
+    Not ``repr``: that quotes the message, so a newline shows as ``\\n`` and quotes are escaped.
+    A releaseflow error is its message alone (it already says what went wrong).
+    """
+    message = str(error).strip()
+    if isinstance(error, ReleaseflowError):
+        return message or type(error).__name__
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 @dataclass(frozen=True)
 class Issue:
     """One problem in a document, at a JSON path such as ``spec.spec.steps[2].spec.target.id``."""

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from releaseflow.domain.concurrency import AdmissionAction
 from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
+from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.domain.statuses import (
     NodeStatus,
     RunStatus,
 )
 from releaseflow.domain.text import unsafe_characters
+from releaseflow.engine import pins
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import initial_max_attempts
-from releaseflow.engine.plan import PreparedRun, describe_plan, prepare_run, queueing
+from releaseflow.engine.plan import PreparedRun, describe_plan, prepare_document, prepare_run, queueing
 from releaseflow.engine.plan import current_flow as _flow
 from releaseflow.engine.resume import carried_fields, carried_nodes, resumption
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
@@ -25,7 +27,7 @@ from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_run
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import NodeRecord, RunRecord
+from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 
 NAME_MIN = 3
 NAME_LIMIT = 39
@@ -39,7 +41,18 @@ class RunRequest:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     release_node_overrides: Mapping[str, Any] = field(default_factory=dict)
-    triggered_by: str = "manual"
+    # What started the run, structured (shown in lists; a pinned stage refuses automatic origins).
+    origin: RunOrigin = field(default_factory=RunOrigin)
+    # A free label for the run's creator ("benchmark", "demo"); empty: the origin's own words.
+    triggered_by: str = ""
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """What kind of run is created, and the run a rollback returns to."""
+
+    kind: str = "release"
+    rollback_of: str | None = None
 
 
 # The columns of a node row that a resume may fill from the run it resumes (carried_fields): every
@@ -66,6 +79,7 @@ class _NewRun:
     id: str
     prepared: PreparedRun
     request: RunRequest
+    labels: _Labels
     resumed_from: str | None
     carried: Mapping[str, NodeRecord]
 
@@ -85,30 +99,84 @@ class Engine:
 
         A request that cannot make a run (bad overrides, a template that no longer fits the stage)
         raises ValidationError and creates nothing. A run whose expressions cannot resolve is
-        recorded as failed before any node starts, with every unresolvable expression named.
+        recorded as failed before any node starts, with every unresolvable expression named. A
+        pinned stage refuses automatic origins (PinnedError, the refusal recorded); a run by hand
+        clears the pin.
         """
         _check_run_labels(request.name, request.description)
-        now = self.clock.now()
         async with self.db.transaction() as tx:
             flow = await _flow(tx, project_id, pipeline_id, stage)
-            prepared = await prepare_run(tx, flow, flow.current_version, request, now=now)
-            return await self._create_run(tx, prepared, request)
+
+            async def create() -> RunRecord:
+                now = self.clock.now()
+                prepared = await prepare_run(tx, flow, flow.current_version, request, now=now)
+                return await self._create_run(tx, prepared, request)
+
+            made = await self._unless_pinned(tx, flow, request.origin, create)
+        if isinstance(made, RunRecord):
+            return made
+        # Raised once the refusal is committed: it stays recorded as a skipped trigger.
+        raise pins.PinnedError(made)
 
     async def resume_run(self, run_id: str, edits: RunRequest) -> RunRecord:
         """A new run, linked to the failed run ``run_id``, that keeps the nodes that succeeded there and
         runs the rest again (``engine/resume.py``); ``edits`` change its arguments and overrides.
 
         Refused (ConflictError) unless the run failed and no other resume of it is under way or done.
+        A resume is a run like any other under the stage's pin: by hand it clears the pin.
         """
         _check_run_labels(edits.name, edits.description)
-        now = self.clock.now()
         async with self.db.transaction() as tx:
             wanted = await resumption(
                 tx, run_id, edits.arguments, edits.overrides, edits.release_node_overrides
             )
-            prepared = await prepare_run(tx, wanted.flow, wanted.failed.flow_version, wanted, now=now)
-            carried = await carried_nodes(tx, wanted.failed, prepared.template)
-            return await self._create_run(tx, prepared, edits, resumed_from=wanted.failed.id, carried=carried)
+
+            async def create() -> RunRecord:
+                now = self.clock.now()
+                prepared = await prepare_run(tx, wanted.flow, wanted.failed.flow_version, wanted, now=now)
+                carried = await carried_nodes(tx, wanted.failed, prepared.template)
+                return await self._create_run(
+                    tx, prepared, edits, resumed_from=wanted.failed.id, carried=carried
+                )
+
+            made = await self._unless_pinned(tx, wanted.flow, edits.origin, create)
+        if isinstance(made, RunRecord):
+            return made
+        raise pins.PinnedError(made)
+
+    async def _unless_pinned(
+        self, tx: Transaction, flow: FlowRecord, origin: RunOrigin, create: Callable[[], Awaitable[RunRecord]]
+    ) -> RunRecord | str:
+        """The run ``create`` makes, if the stage's pin lets a run of this origin in (a run by hand
+        clears the pin, and says so); otherwise why not (the refusal is recorded in ``tx``)."""
+        admission = await pins.admit_origin(tx, flow.id, origin, self.clock.now())
+        if admission.refusal is not None:
+            return admission.refusal
+        run = await create()
+        if admission.cleared is not None:
+            status = str(run.status)
+            cause = f"cleared the stage's pin ({admission.cleared.describe()})"
+            run_store.append_event(tx, run.id, None, self.clock.now(), status, status, cause)
+        return run
+
+    async def create_run(
+        self,
+        tx: Transaction,
+        flow: FlowRecord,
+        document: Mapping[str, Any],
+        request: RunRequest,
+        *,
+        kind: str = "release",
+        rollback_of: str | None = None,
+    ) -> RunRecord:
+        """Check ``document`` against the stage, dry-run it and admit the new run under its policy.
+
+        Shared by releases and rollbacks (whose document is derived from recorded state), so both
+        run through the same checks, admission, drivers, statuses and retries.
+        """
+        now = self.clock.now()
+        prepared = await prepare_document(tx, flow, flow.current_version, dict(document), request, now=now)
+        return await self._create_run(tx, prepared, request, labels=_Labels(kind, rollback_of))
 
     async def _create_run(
         self,
@@ -116,6 +184,7 @@ class Engine:
         prepared: PreparedRun,
         request: RunRequest,
         *,
+        labels: _Labels = _Labels(),
         resumed_from: str | None = None,
         carried: Mapping[str, NodeRecord] | None = None,
     ) -> RunRecord:
@@ -123,12 +192,12 @@ class Engine:
         now = self.clock.now()
         carried = carried or {}
         run_id = str(uuid.uuid4())
-        new = _NewRun(run_id, prepared, request, resumed_from, carried)
+        new = _NewRun(run_id, prepared, request, labels, resumed_from, carried)
         if prepared.problems:
             plan = await describe_plan(tx, prepared, None, now)
             await self._insert_run(tx, new, RunStatus.PENDING, "", plan, with_nodes=False)
             return await self._fail_before_start(tx, run_id, prepared.problems)
-        queue = await queueing(tx, prepared)
+        queue = await queueing(tx, prepared, labels.kind)
         decision = queue.admission
         if decision.action is AdmissionAction.REJECT:
             raise ConflictError(f"run refused: {decision.reason}")
@@ -160,6 +229,7 @@ class Engine:
     ) -> None:
         now = self.clock.now()
         prepared, request, run_id = new.prepared, new.request, new.id
+        triggered_by = request.triggered_by or request.origin.label()
         await run_store.insert_run(
             tx,
             {
@@ -167,8 +237,11 @@ class Engine:
                 "flow_id": prepared.flow.id,
                 "flow_version": prepared.version,
                 "seq": await run_store.next_run_seq(tx, prepared.flow.id),
-                "kind": "release",
-                "triggered_by": request.triggered_by,
+                "kind": new.labels.kind,
+                "rollback_of": new.labels.rollback_of,
+                "triggered_by": triggered_by,
+                "origin_kind": str(request.origin.kind),
+                "origin_by": request.origin.by,
                 "name": request.name or None,
                 "description": request.description,
                 "status": str(status),
@@ -184,9 +257,7 @@ class Engine:
             },
         )
         resumes = f"; resumes run {new.resumed_from}" if new.resumed_from else ""
-        cause = f"created ({request.triggered_by}){resumes}" + (
-            f"; {waiting_reason}" if waiting_reason else ""
-        )
+        cause = f"created ({triggered_by}){resumes}" + (f"; {waiting_reason}" if waiting_reason else "")
         run_store.append_event(tx, run_id, None, now, None, str(status), cause)
         if not with_nodes:
             return
@@ -234,10 +305,21 @@ class Engine:
         if description is not None:
             fields["description"] = description
         async with self.db.transaction() as tx:
-            await _run(tx, run_id)
+            before = await _run(tx, run_id)
             await run_store.update_run(tx, run_id, None, fields)
             run = await run_store.get_run(tx, run_id)
             assert run is not None
+            changes = []
+            if run.name != before.name:
+                changes.append(f"name {before.display_name!r} -> {run.display_name!r}")
+            if run.description != before.description:
+                changes.append(f"description {before.description!r} -> {run.description!r}")
+            if changes:
+                # The run's status does not change: the event says so by repeating it.
+                status = str(run.status)
+                run_store.append_event(
+                    tx, run_id, None, fields["updated_at"], status, status, "; ".join(changes)
+                )
             return run
 
     async def approve(self, run_id: str, node_ref_or_path: str, approver: str, comment: str = "") -> None:

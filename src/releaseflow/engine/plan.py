@@ -16,6 +16,7 @@ from releaseflow.domain import expressions
 from releaseflow.domain.concurrency import Admission, admit
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
 from releaseflow.domain.overrides import apply_run_overrides
+from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_plan import admission_plan, release_plan, run_plan
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
@@ -81,6 +82,20 @@ async def prepare_run(
     assert row is not None, (flow.id, version)
     overrides, release_node_overrides = inputs.overrides, inputs.release_node_overrides
     document = apply_run_overrides(row["document"], overrides or None, release_node_overrides or None)
+    return await prepare_document(tx, flow, version, document, inputs, now=now)
+
+
+async def prepare_document(
+    tx: Transaction,
+    flow: FlowRecord,
+    version: int,
+    document: dict[str, Any],
+    inputs: RunInputs,
+    *,
+    now: datetime,
+) -> PreparedRun:
+    """Check a run's document (a flow version with its overrides, or a rollback's document derived
+    from recorded state) against the stage; resolve the arguments; dry-run it."""
     template = parse_template(document)
     scope = await stage_scope(tx, flow.project_id, flow.pipeline_id, flow.stage)
     issues = check_template(template, scope) + check_refs(template)
@@ -93,8 +108,8 @@ async def prepare_run(
         document=document,
         template=template,
         arguments=resolved_arguments,
-        overrides=overrides,
-        release_node_overrides=release_node_overrides,
+        overrides=inputs.overrides,
+        release_node_overrides=inputs.release_node_overrides,
         problems=dry_run(template, resolved_arguments, now=now, secret_seed=flow.secret_seed),
     )
 
@@ -108,10 +123,15 @@ class Queueing:
     queued: list[str]
 
 
-async def queueing(tx: Transaction, prepared: PreparedRun) -> Queueing:
-    active = [run.id for run in await run_store.runs_holding_slot(tx, prepared.flow.id)]
-    queued = [run.id for run in await run_store.queued_runs(tx, prepared.flow.id)]
-    return Queueing(admit(prepared.template.concurrency_policy, active, queued), active, queued)
+async def queueing(tx: Transaction, prepared: PreparedRun, kind: str = "release") -> Queueing:
+    """How a new run of ``kind`` would be admitted now: a release and a rollback never run side by
+    side (``domain.rollback.admission_policy``)."""
+    holding = await run_store.runs_holding_slot(tx, prepared.flow.id)
+    waiting = await run_store.queued_runs(tx, prepared.flow.id)
+    kinds = [run.kind for run in [*holding, *waiting]]
+    policy = admission_policy(prepared.template.concurrency_policy, kind, kinds)
+    active, queued = [run.id for run in holding], [run.id for run in waiting]
+    return Queueing(admit(policy, active, queued), active, queued)
 
 
 async def describe_plan(

@@ -20,7 +20,7 @@ from releaseflow.domain.progress import roll_up
 from releaseflow.domain.statuses import TERMINAL_NODE_STATUSES, TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import Node
 from releaseflow.engine.templates import TemplateCache, node_code
-from releaseflow.store import catalog
+from releaseflow.store import catalog, history
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
@@ -53,6 +53,9 @@ class RunSummary:
     stage: str
     flow_version: int
     seq: int
+    origin_kind: str = "person"
+    origin_by: str = ""
+    rollback_of: str | None = None
     resumed_from: str | None = None  # the failed run this one resumes
 
     @property
@@ -230,8 +233,8 @@ async def list_runs(
     """Runs of a stage's release flow, newest first."""
     async with db.read() as tx:
         flow = await _stage_flow(tx, project_id, pipeline_id, stage)
-        records = await run_store.list_runs(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
-    return [_summary(record, project_id, pipeline_id, stage) for record in records]
+        records = await history.runs_page(tx, flow.id, statuses=statuses, kind=kind, limit=limit)
+    return [summary_of(record, project_id, pipeline_id, stage) for record in records]
 
 
 async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> RunDetail:
@@ -265,10 +268,10 @@ async def _load_summary(tx: Transaction, run_id: str) -> RunSummary:
         raise NotFoundError(f"no run '{run_id}'")
     flow = await catalog.get_flow_by_id(tx, record.flow_id)
     assert flow is not None, record.flow_id
-    return _summary(record, flow.project_id, flow.pipeline_id, flow.stage)
+    return summary_of(record, flow.project_id, flow.pipeline_id, flow.stage)
 
 
-def _summary(record: RunRecord, project_id: str, pipeline_id: str, stage: str) -> RunSummary:
+def summary_of(record: RunRecord, project_id: str, pipeline_id: str, stage: str) -> RunSummary:
     return RunSummary(
         id=record.id,
         display_name=record.display_name,
@@ -287,6 +290,9 @@ def _summary(record: RunRecord, project_id: str, pipeline_id: str, stage: str) -
         stage=stage,
         flow_version=record.flow_version,
         seq=record.seq,
+        origin_kind=record.origin_kind,
+        origin_by=record.origin_by,
+        rollback_of=record.rollback_of,
         resumed_from=record.resumed_from,
     )
 

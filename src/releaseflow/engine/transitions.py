@@ -19,6 +19,7 @@ from releaseflow.domain.statuses import (
     node_transition_allowed,
     run_transition_allowed,
 )
+from releaseflow.store import history
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
 from releaseflow.store.records import NodeRecord
@@ -46,6 +47,9 @@ async def transition_run(
     if not await run_store.update_run(tx, run_id, current, values):
         raise ConflictError(f"run {run_id} is no longer {current}")
     run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
+    if new in TERMINAL_RUN_STATUSES:
+        # What the stage runs right after this run, kept with it: what a rollback to it restores.
+        await history.snapshot_stage_state(tx, run_id)
 
 
 class NodeRef(Protocol):

@@ -7,7 +7,8 @@ a lease that is no longer ours is refused.
 
 Database outages are ridden out (docs/engine.md, "Database outages"): every loop retries transient
 failures with a bounded, jittered backoff; a task that cannot record its answer retries while its
-lease lasts and then releases the lease. Any other error ends ``run`` with that error: a worker that
+lease lasts and then releases the lease (an answer refused for another reason fails the node once
+instead). Any other error ends ``run`` with that error: a worker that
 cannot carry on stops, so that its supervisor restarts it.
 """
 
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from releaseflow.domain.errors import StaleLeaseError
+from releaseflow.domain.errors import StaleLeaseError, describe_error
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock
@@ -231,10 +232,16 @@ class Worker:
             # A slot is free: the claim loop may take more work at once.
             self.db.wake_local()
 
-    async def _record(self, claim: Claim, answer: Answer) -> list[tuple[Claim, ExecutionContext]] | None:
+    async def _record(
+        self, claim: Claim, answer: Answer, *, instead: bool = False
+    ) -> list[tuple[Claim, ExecutionContext]] | None:
         """Record the answer, retrying through an outage while the lease lasts (the answer may be a
         finished deploy: worth keeping). Returns the nodes it let begin (see ``_write_answer``);
-        ``[]`` when the node is someone else's now; None when it could not be recorded."""
+        ``[]`` when the node is someone else's now; None when it could not be recorded.
+
+        An answer refused for another reason (a bug, data the database cannot hold) would be refused
+        again on every reclaim: the node is failed instead, once, with that reason (``instead``: this
+        is that failure being recorded)."""
 
         def lease_lasts(delay: float) -> bool:
             until = self._lease_until.get(claim.node_id)
@@ -254,17 +261,27 @@ class Worker:
             log.warning("%s", error)  # the node is someone else's now: nothing of ours to release
             return []
         except Exception as error:
-            # An outage that outlasted the lease is expected and already logged by the retries; only
-            # another error (a bug) deserves its traceback.
-            log.log(
-                logging.WARNING if self.db.is_transient(error) else logging.ERROR,
-                "worker %s could not record the answer for %s of run %s; releasing its lease",
+            if self.db.is_transient(error) or instead:
+                # An outage that outlasted the lease is expected and already logged by the retries.
+                log.log(
+                    logging.ERROR if instead else logging.WARNING,
+                    "worker %s could not record the answer for %s of run %s; releasing its lease",
+                    self.id,
+                    claim.path,
+                    claim.run_id,
+                    exc_info=instead,
+                )
+                return None
+            log.exception(
+                "worker %s could not record the answer for %s of run %s; failing the node instead",
                 self.id,
                 claim.path,
                 claim.run_id,
-                exc_info=not self.db.is_transient(error),
             )
-            return None
+            unrecordable = Failed(
+                f"its answer could not be recorded: {describe_error(error)}", retryable=False
+            )
+            return await self._record(claim, unrecordable, instead=True)
 
     async def _release(self, claim: Claim) -> None:
         try:
@@ -293,7 +310,7 @@ class Worker:
             raise
         except Exception as error:  # an executor bug must fail the node visibly, not kill the worker
             log.exception("executor for %s crashed", claim.kind)
-            return Failed(f"the {claim.kind} executor crashed: {error!r}")
+            return Failed(f"the {claim.kind} executor crashed: {describe_error(error)}")
         return outcome
 
     @staticmethod
@@ -303,7 +320,7 @@ class Worker:
             stopped = await asyncio.wait_for(executor.cancel(context), timeout=CANCEL_TIMEOUT_SECONDS)
         except Exception as error:  # the node ends aborted either way; say what happened
             log.exception("stopping %s of run %s failed", context.node_path, context.run_id)
-            stopped = f"could not ask the platform to stop it: {error!r}"
+            stopped = f"could not ask the platform to stop it: {describe_error(error)}"
         return Aborted(f"stopped: the run was aborted; {stopped}" if stopped else Aborted.message)
 
     async def _run_chain(self, claim: Claim, context: ExecutionContext) -> None:

@@ -10,6 +10,14 @@ a handle ``follow`` accepts, or DONE / FAILED with its outcome), whether or not 
 and across a restart of the releaseflow process. A driver records an operation durably *before* its
 effect starts, so that a kill -9 at any instant leaves it either "never started" (a later request with
 the key starts it) or "started and findable" (adopted). ``start`` reconciles records left in flight.
+
+How each action keeps it (both drivers; tested per driver): builds, deploys, restarts of a service,
+job runs (``run_job``, ``execute_in_job``), backups and restores derive the id of what they make from
+the key and record it before acting, so a repeat adopts it. ``execute_in_service`` and
+``restart_addon`` leave nothing to adopt (a command run inside a service, a restart): they are recorded
+before they act (``platform/once.py``), and a repeat answers the first answer, or, if the process
+acting died meanwhile, FAILED saying that whether it took effect is unknown -- at most once, never
+"exactly once": acting again could do it twice. Checks only look, and are asked again on purpose.
 """
 
 from __future__ import annotations
@@ -192,6 +200,19 @@ class LogReader(Protocol):
 
         Raise NotFoundError when there is no such log, DriverError when ``key`` cannot name one.
         """
+        ...
+
+
+@runtime_checkable
+class ArtifactChecker(Protocol):
+    """A capability of drivers that keep what they deploy: whether an artifact can still be deployed.
+
+    A rollback asks it of every artifact it will put back before it starts, and is refused with the
+    list of what is missing (a deleted build, an image gone from the host and its registry).
+    """
+
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """True when ``artifact`` (as recorded in release state) can be deployed again as it is."""
         ...
 
 

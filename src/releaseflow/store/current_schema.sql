@@ -100,6 +100,9 @@ CREATE TABLE runs (
     started_at @TIME@,
     concluded_at @TIME@,
     updated_at @TIME@ NOT NULL,
+    -- What started the run: person, token, git, webhook or rollback, and who or what.
+    origin_kind TEXT NOT NULL DEFAULT 'person',
+    origin_by TEXT NOT NULL DEFAULT '',
     -- The failed run this one resumes (its succeeded nodes are carried over), and the plan the run
     -- was started with (JSON; NULL for runs made before plans were kept).
     resumed_from TEXT REFERENCES runs (id),
@@ -107,6 +110,9 @@ CREATE TABLE runs (
     UNIQUE (flow_id, seq)
 );
 CREATE INDEX runs_by_flow_status ON runs (flow_id, status);
+CREATE INDEX runs_by_flow_kind_seq ON runs (flow_id, kind, seq);
+CREATE INDEX runs_by_flow_status_seq ON runs (flow_id, status, seq);
+CREATE INDEX runs_by_rollback_of ON runs (rollback_of) WHERE rollback_of IS NOT NULL;
 
 CREATE TABLE node_runs (
     id TEXT PRIMARY KEY,
@@ -191,4 +197,44 @@ CREATE TABLE release_history (
 );
 CREATE INDEX release_history_by_resource ON release_history (project_id, resource_id, id);
 CREATE INDEX release_history_by_run ON release_history (run_id);
+
+-- The release state of a run's stage right after the run concluded (written when it concludes).
+CREATE TABLE run_release_states (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    resource_id TEXT NOT NULL,
+    artifact TEXT NOT NULL,
+    set_by_run TEXT NOT NULL,
+    deployed_at @TIME@ NOT NULL,
+    PRIMARY KEY (run_id, resource_id)
+);
+
+-- A pinned stage: automatic triggers (git push, webhook) do not deploy over it.
+CREATE TABLE stage_pins (
+    flow_id TEXT PRIMARY KEY REFERENCES release_flows (id),
+    pinned_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    run_id TEXT REFERENCES runs (id),
+    pinned_at @TIME@ NOT NULL
+);
+
+-- Runs an automatic trigger asked for while the stage was pinned: refused, kept with the reason.
+CREATE TABLE skipped_triggers (
+    id @SERIAL_PK@,
+    flow_id TEXT NOT NULL REFERENCES release_flows (id),
+    origin_kind TEXT NOT NULL,
+    origin_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at @TIME@ NOT NULL
+);
+CREATE INDEX skipped_triggers_by_flow ON skipped_triggers (flow_id, id);
+
+-- What a rollback run changes, per target: the artifact before and the one rolled back to.
+CREATE TABLE rollback_targets (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    resource_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    from_artifact TEXT,
+    to_artifact TEXT NOT NULL,
+    PRIMARY KEY (run_id, resource_id)
+);
 CREATE INDEX release_history_by_stage ON release_history (project_id, pipeline_id, stage, id);

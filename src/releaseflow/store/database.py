@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from releaseflow.domain.errors import describe_error
+
 Row = dict[str, Any]
 Params = Sequence[Any]
 Dialect = Literal["sqlite", "postgresql"]
@@ -81,9 +83,8 @@ class Transaction(abc.ABC):
 
 
 def describe(error: BaseException) -> str:
-    """One line saying what went wrong, for logs and /healthz."""
-    text = " ".join(str(error).split()) or "no message"
-    return f"{type(error).__name__}: {text}"
+    """``describe_error`` on one line, for logs and /healthz (a server's message spans lines)."""
+    return " ".join(describe_error(error).split())
 
 
 @dataclass(frozen=True)

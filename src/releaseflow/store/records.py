@@ -68,6 +68,9 @@ class RunRecord:
     started_at: datetime | None
     concluded_at: datetime | None
     updated_at: datetime
+    # What started the run (``domain.run_origin``): its kind and who or what.
+    origin_kind: str = "person"
+    origin_by: str = ""
     resumed_from: str | None = None  # the failed run this one resumes
 
     @property
@@ -103,6 +106,8 @@ class RunRecord:
             started_at=from_epoch(row["started_at"]),
             concluded_at=from_epoch(row["concluded_at"]),
             updated_at=_time(row["updated_at"]),
+            origin_kind=row["origin_kind"],
+            origin_by=row["origin_by"],
             resumed_from=row["resumed_from"],
         )
 

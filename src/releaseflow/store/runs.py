@@ -160,28 +160,6 @@ async def get_run(tx: Transaction, run_id: str) -> RunRecord | None:
     return None if row is None else RunRecord.from_row(row)
 
 
-async def list_runs(
-    tx: Transaction,
-    flow_id: str,
-    *,
-    statuses: Sequence[str] = (),
-    kind: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[RunRecord]:
-    sql = "SELECT * FROM runs WHERE flow_id = ?"
-    params: list[Any] = [flow_id]
-    if statuses:
-        sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
-        params.extend(statuses)
-    if kind:
-        sql += " AND kind = ?"
-        params.append(kind)
-    sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
-    params.extend([limit, offset])
-    return [RunRecord.from_row(row) for row in await tx.fetchall(sql, params)]
-
-
 # "+seq", not "seq": ordered by seq, SQLite reads the runs of a flow through the (flow_id, seq) index,
 # every run the flow ever had, to skip a sort; the unary plus makes it look the few active or queued
 # runs up by (flow_id, status) and sort those. Starting a run of a flow with 100,000 runs took 50 ms

@@ -49,6 +49,8 @@ def run_summary(run: RunSummary) -> dict[str, Any]:
         "status": str(run.status),
         "concluded": run.concluded,
         "triggeredBy": run.triggered_by,
+        "origin": {"kind": run.origin_kind, "by": run.origin_by},
+        "rollbackOf": run.rollback_of,
         "createdAt": iso(run.created_at),
         "startedAt": iso(run.started_at),
         "concludedAt": iso(run.concluded_at),

@@ -129,6 +129,12 @@ class Harness:
         assert answer.state is AnswerState.DONE, answer.message
         return answer
 
+    async def deployed_web(self) -> None:
+        """Service 'web' added and running version v1."""
+        self.add("web", "service", web_spec())
+        build = await self.build(self.repo.commit("v1"))
+        assert (await self.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+
     async def deploy_build(self, service: str, build: str) -> DriverAnswer:
         origin = {"id": "web-builder", "branch": "main", "build": build}
         return await self.settle(self.request(Operation.DEPLOY_BUILD, service, origin))
@@ -354,9 +360,7 @@ async def test_docker_driver__cancel_stops_a_running_job_container(harness: Harn
 
 
 async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Harness) -> None:
-    harness.add("web", "service", web_spec())
-    build = await harness.build(harness.repo.commit("v1"))
-    assert (await harness.deploy_build("web", build.data["id"])).state is AnswerState.DONE
+    await harness.deployed_web()
 
     cat = await harness.settle(
         harness.request(
@@ -387,6 +391,85 @@ async def test_docker_driver__executes_restarts_and_checks_a_service(harness: Ha
     )
     assert running.state is AnswerState.DONE, running.message
     assert await harness.page("web") == "v1"
+
+
+async def test_docker_driver__execute_in_service_with_a_seen_key_runs_once(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    await harness.deployed_web()
+    count = "echo ran >> /www/count && /bin/busybox wc -l < /www/count"
+    params = {"serviceId": "web", "command": count, "shell": "/bin/busybox sh"}
+    request = harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/1")
+
+    first = await harness.driver.perform(request)
+    again = await harness.driver.perform(request)
+    await harness.driver.stop()
+    successor = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
+    await successor.start()
+    harness.driver = successor
+    after_restart = await successor.perform(request)
+    another_key = await successor.perform(
+        harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/2")
+    )
+
+    assert first.state is AnswerState.DONE, first.message
+    assert first.data["output"].strip() == "1"
+    assert again.data == after_restart.data == first.data
+    assert another_key.data["output"].strip() == "2"  # the first key's command ran once, not three times
+
+
+# Executes one command in service 'web' through a DockerDriver of its own, to be killed while it runs.
+EXECUTE = """\
+import asyncio, json, sys
+from pathlib import Path
+from releaseflow.platform.docker import DockerDriver
+from releaseflow.platform.driver import DriverRequest, Operation, Resource
+
+root, base_url, web_json, project, command = sys.argv[1:6]
+web = Resource(**json.loads(web_json))
+params = {"serviceId": "web", "command": command, "shell": "/bin/busybox sh"}
+
+async def main():
+    driver = DockerDriver(Path(root), base_url)
+    await driver.perform(DriverRequest(Operation.EXECUTE_IN_SERVICE, web, params, "run-1/exec/1",
+                                       project_id=project, stage="development"))
+
+asyncio.run(main())
+"""
+
+
+async def test_docker_driver__execute_in_service_killed_mid_command__the_same_key_does_not_run_it_again(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    await harness.deployed_web()
+    web = {"id": "web", "kind": "service", "driver": "docker", "spec": dict(harness.resources["web"].spec)}
+    look = {"serviceId": "web", "command": "/bin/busybox cat /www/count || true", "shell": "/bin/busybox sh"}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", EXECUTE, str(tmp_path / "driver"), docker_env.base_url, json.dumps(web),
+        harness.project, "echo ran >> /www/count; sleep 3",
+    )  # fmt: skip
+
+    async def written() -> str:
+        """What the commands wrote so far (looked at under a new key each time)."""
+        answer = await harness.driver.perform(harness.request(Operation.EXECUTE_IN_SERVICE, "web", look))
+        return str(answer.data["output"])
+
+    deadline = time.monotonic() + 30
+    while "ran" not in await written():
+        assert time.monotonic() < deadline and worker.returncode is None, "the command never ran"
+        await asyncio.sleep(0.1)
+    worker.kill()
+    await worker.wait()
+    params = {"serviceId": "web", "command": "echo ran >> /www/count", "shell": "/bin/busybox sh"}
+
+    answer = await harness.driver.perform(
+        harness.request(Operation.EXECUTE_IN_SERVICE, "web", params, key="run-1/exec/1")
+    )
+    await asyncio.sleep(3.5)  # the first command's sleep ends: nothing more may be written
+
+    assert answer.state is AnswerState.FAILED
+    assert "whether it took effect is unknown" in answer.message
+    assert (await written()).split() == ["ran"]
 
 
 async def test_docker_driver__a_new_driver_adopts_the_running_containers(
@@ -454,7 +537,9 @@ def test_docker_env__the_engine_answers(docker_env: DockerEnvironment) -> None:
 
 # Runs one RUN_JOB through a DockerDriver in a process of its own, held at an exact instant so that
 # the test can kill -9 it there: ``before-start`` (the run recorded and its container made, not
-# started) or ``after-start`` (the container started; the driver has not answered yet).
+# started) or ``after-start`` (the container started; the driver has not answered yet); or
+# ``before-record``: held after it found no run for the key, until ``<root>/release`` exists, then it
+# goes on and prints its answer.
 PERFORM_JOB = """\
 import asyncio, json, sys
 from pathlib import Path
@@ -467,6 +552,13 @@ async def main():
     driver = DockerDriver(Path(root), base_url)
     await driver.start()
     real_start = driver.client.start_container
+    real_ensure_image = driver.client.ensure_image
+
+    async def held_before_record(*args, **kwargs):
+        print("held", flush=True)
+        while not (Path(root) / "release").exists():
+            await asyncio.sleep(0.05)
+        await real_ensure_image(*args, **kwargs)
 
     async def held(container):
         if mode == "before-start":
@@ -476,12 +568,16 @@ async def main():
         print("held", flush=True)
         await asyncio.sleep(3600)
 
-    driver.client.start_container = held
+    if mode == "before-record":
+        driver.client.ensure_image = held_before_record
+    else:
+        driver.client.start_container = held
     job = Resource(**json.loads(job_json))
     request = DriverRequest(Operation.RUN_JOB, job, {"jobId": job.id}, key,
                             artifact=Artifact(kind="image", image=image), project_id=project,
                             stage="development")
-    await driver.perform(request)
+    answer = await driver.perform(request)
+    print(answer.state.value, answer.data.get("id"), flush=True)
 
 asyncio.run(main())
 """
@@ -564,6 +660,39 @@ async def test_docker_driver__run_job_killed_mid_perform__the_same_key_runs_it_e
     assert answer.state is AnswerState.DONE, answer.message
     assert answer.data["id"] == record["id"]
     assert await container_starts(docker_env, since, record["id"]) == 1
+
+
+async def test_docker_driver__run_job_two_processes_one_key__one_container_started(
+    docker_env: DockerEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    """Two workers adopt the same lost attempt: the second looked for the run before the first made
+    it, and goes on only once the first one's container has run and been removed."""
+    image = await job_image(harness, "raced")
+    since = time.time() - 1
+    job = {"id": "raced", "kind": "job", "driver": "docker", "spec": dict(harness.resources["raced"].spec)}
+    other = subprocess.Popen(  # noqa: ASYNC220 - read from a thread, killed at the end
+        [sys.executable, "-c", PERFORM_JOB, str(tmp_path / "driver"), docker_env.base_url, json.dumps(job),
+         str(image.image), "run-1/raced/1", "before-record", harness.project],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert other.stdout is not None
+        assert (await asyncio.to_thread(other.stdout.readline)).strip() == "held"
+        request = harness.request(
+            Operation.RUN_JOB, "raced", {"jobId": "raced"}, key="run-1/raced/1", artifact=image
+        )
+        first = await harness.settle(request)
+        await asyncio.to_thread((tmp_path / "driver" / "release").touch)
+        answered = await asyncio.wait_for(asyncio.to_thread(other.stdout.readline), 60)
+    finally:
+        other.kill()
+        other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
+
+    assert first.state is AnswerState.DONE, first.message
+    assert answered.split() == ["done", first.data["id"]]
+    assert await container_starts(docker_env, since, first.data["id"]) == 1
 
 
 async def test_docker_driver__start_build_with_a_seen_key_adopts_the_build(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -398,3 +401,87 @@ async def test_deploy_build__a_version_that_exits_at_start_is_not_retryable(
 
     assert answer.state is AnswerState.FAILED and answer.retryable is False
     assert "exited with code 7" in answer.message and "Not retried" in answer.message
+
+
+# -- each action at most once per idempotency key (the driver contract) ------------------------------
+
+
+async def deployed_api(driver: LocalDriver, project: Project) -> None:
+    build = await built(driver, project, "k1")
+    deploy = project.request(Operation.DEPLOY_BUILD, project.api, {"build": build.data["id"]}, key="k2")
+    assert (await settle(driver, deploy, await driver.perform(deploy))).state is AnswerState.DONE
+
+
+async def test_execute_in_service__same_key_runs_the_command_once(
+    driver: LocalDriver, project: Project, tmp_path: Path
+) -> None:
+    await deployed_api(driver, project)
+    count = tmp_path / "count"
+    command = f"echo ran >> {count}; sleep 0.3; wc -l < {count}"
+    request = project.request(
+        Operation.EXECUTE_IN_SERVICE, project.api, {"command": command, "shell": True}, key="run/exec/1"
+    )
+
+    first, concurrent = await asyncio.gather(driver.perform(request), driver.perform(request))
+    concurrent = await settle(driver, request, concurrent)
+    again = await driver.perform(request)
+    successor = LocalDriver(tmp_path / "local")
+    await successor.start()
+    after_restart = await successor.perform(request)
+    another_key = await driver.perform(replace(request, idempotency_key="run/exec/2"))
+
+    assert first.state is AnswerState.DONE, first.message
+    assert first.data["output"] == "1"
+    assert concurrent.data == again.data == after_restart.data == first.data
+    assert another_key.data["output"] == "2"
+    assert read(count) == "ran\nran\n"
+
+
+# Executes one command in service 'api' through a LocalDriver of its own, to be killed while it runs.
+EXECUTE = """\
+import asyncio, json, sys
+from pathlib import Path
+from releaseflow.platform.driver import DriverRequest, Operation, Resource
+from releaseflow.platform.local.driver import LocalDriver
+
+root, api_json, command = sys.argv[1:4]
+api = Resource(**json.loads(api_json))
+
+async def main():
+    driver = LocalDriver(Path(root))
+    await driver.perform(DriverRequest(Operation.EXECUTE_IN_SERVICE, api,
+                                       {"command": command, "shell": True}, "run/exec/1"))
+
+asyncio.run(main())
+"""
+
+
+async def test_execute_in_service__killed_mid_command__the_same_key_does_not_run_it_again(
+    driver: LocalDriver, project: Project, tmp_path: Path
+) -> None:
+    await deployed_api(driver, project)
+    count = tmp_path / "count"
+    api = {"id": "api", "kind": "service", "driver": "local", "spec": dict(project.api.spec)}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        EXECUTE,
+        str(tmp_path / "local"),
+        json.dumps(api),
+        f"echo ran >> {count}; sleep 2",
+    )
+    deadline = time.monotonic() + 15
+    while not await asyncio.to_thread(count.exists):
+        assert time.monotonic() < deadline and worker.returncode is None, "the command never ran"
+        await asyncio.sleep(0.05)
+    worker.kill()
+    await worker.wait()
+    request = project.request(
+        Operation.EXECUTE_IN_SERVICE, project.api, {"command": "true", "shell": True}, key="run/exec/1"
+    )
+
+    answer = await driver.perform(request)
+
+    assert answer.state is AnswerState.FAILED
+    assert "stopped before it finished; whether it took effect is unknown" in answer.message
+    assert read(count) == "ran\n"

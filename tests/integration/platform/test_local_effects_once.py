@@ -5,6 +5,7 @@ at any instant of ``perform``."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -233,3 +234,19 @@ async def test_run_job__kill_9_at_any_instant_of_perform__one_run_per_key(setup:
     # Every key's run ended DONE, so each ran at least once; as many lines as keys: none twice.
     assert len(setup.lines()) == len(keys)
     assert all(record["status"] == "succeeded" for record in run_records(setup.root))
+
+
+async def test_start__a_run_folder_without_its_record_is_a_run_that_never_started(setup: Setup) -> None:
+    # What a kill -9 between taking a run's launch lock and recording the run leaves.
+    run_id = "run-" + hashlib.sha256(f"{setup.job.id}\0run-1/step/1".encode()).hexdigest()[:12]
+    folder = setup.root / "jobs" / run_id
+    folder.mkdir(parents=True)
+    (folder / "launch.lock").touch()
+
+    driver = await restarted(setup.root)
+    answer = await settle(
+        driver, setup.request("run-1/step/1"), await driver.perform(setup.request("run-1/step/1"))
+    )
+
+    assert answer.state is AnswerState.DONE and answer.data["id"] == run_id, answer.message
+    assert len(setup.lines()) == 1

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from releaseflow.domain.errors import describe_error
 from releaseflow.engine.executors.base import ExecutionContext, Failed, Outcome, Succeeded
 
 RESPONSE_BODY_LIMIT = 4096
@@ -37,7 +38,7 @@ class MessageExecutor:
         try:
             response = await self._post(url, body, headers)
         except httpx.HTTPError as error:
-            return Failed(f"could not deliver the message to {url}: {error!r}")
+            return Failed(f"could not deliver the message to {url}: {describe_error(error)}")
         data = {
             "url": url,
             "statusCode": response.status_code,

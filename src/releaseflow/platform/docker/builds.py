@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from releaseflow.domain.errors import describe_error
 from releaseflow.platform.docker.client import DockerClient, DockerError, RegistryCredentials, registry_of
 from releaseflow.platform.docker.records import Records, Supervisor, new_id, safe_name, utc_now
 from releaseflow.platform.driver import (
@@ -332,9 +333,11 @@ class Builder:
                 log(f"FAILED: {error}")
                 record.update(status=FAILED, message=str(error), finishedAt=utc_now())
             except Exception as error:  # a bug or an odd engine answer: the build must still end
-                log(f"FAILED: {error!r}")
+                log(f"FAILED: {describe_error(error)}")
                 record.update(
-                    status=FAILED, message=f"build failed unexpectedly: {error!r}", finishedAt=utc_now()
+                    status=FAILED,
+                    message=f"build failed unexpectedly: {describe_error(error)}",
+                    finishedAt=utc_now(),
                 )
             else:
                 record.update(status=SUCCEEDED, finishedAt=utc_now())

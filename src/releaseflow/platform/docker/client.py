@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from releaseflow.domain.errors import describe_error
 from releaseflow.platform.driver import DriverError
 
 # The newest API version this client was written against; older engines are talked to in their own
@@ -139,7 +140,7 @@ class DockerClient:
 
     def _unreachable(self, error: Exception) -> DockerError:
         return DockerError(
-            f"cannot reach the Docker Engine API at {self.base_url} ({type(error).__name__}: {error});"
+            f"cannot reach the Docker Engine API at {self.base_url} ({describe_error(error)});"
             " check that the daemon (or `podman system service`) runs and that DOCKER_HOST /"
             " RELEASEFLOW_DOCKER_HOST points at it"
         )

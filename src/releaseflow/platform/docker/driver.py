@@ -25,7 +25,9 @@ from releaseflow.platform.driver import (
     DriverError,
     DriverRequest,
     Operation,
+    Resource,
 )
+from releaseflow.platform.once import HANDLE_KEY, KeyedActions
 
 _ADDON_OPERATIONS = {
     Operation.BACKUP_ADDON,
@@ -66,6 +68,8 @@ class DockerDriver:
         self.client = DockerClient(base_url)
         self._supervisor = Supervisor()
         self._keys = KeyIndex(self.root / "keys")
+        # An exec leaves nothing to adopt: recorded before it runs (KeyIndex records answers after).
+        self._keyed = KeyedActions(self.root / "actions")
         self.builds = Builder(
             self.client, self.root, self._supervisor, registry=registry, credentials=self._credentials
         )
@@ -125,6 +129,8 @@ class DockerDriver:
             return DriverAnswer(
                 AnswerState(saved["state"]), dict(_mapping(saved.get("data"))), str(saved["message"])
             )
+        if HANDLE_KEY in handle:
+            return self._keyed.follow(str(handle[HANDLE_KEY]))
         kind, record_id = handle.get("kind"), str(handle.get("id", ""))
         if kind == "build":
             return self.builds.follow(record_id)
@@ -173,7 +179,10 @@ class DockerDriver:
         if operation is Operation.RESTART_SERVICE:
             return await self.services.restart(request)
         if operation is Operation.EXECUTE_IN_SERVICE:
-            return await self.services.execute(request)
+            what = f"executing a command in service '{resource.id}'"
+            return await self._keyed.run(
+                request.idempotency_key, what, lambda: self.services.execute(request)
+            )
         raise DriverError(f"the docker driver does not know operation {operation.value}", retryable=False)
 
     async def _deploy(self, request: DriverRequest) -> DriverAnswer:
@@ -302,6 +311,28 @@ class DockerDriver:
         )
 
     # -- checks ---------------------------------------------------------------------------------------
+
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """A build: its record and its image on the Docker host. An external image: on the host, or
+        pullable from its registry (deploying it pulls it anyway)."""
+        image = artifact.image
+        if artifact.build_id:
+            record = self.builds.get(artifact.build_id)
+            if record is None or record.get("status") != SUCCEEDED:
+                return False
+            image = record.get("image") or image
+        if not image:
+            return False
+        if await self.client.inspect_image(image) is not None:
+            return True
+        if artifact.build_id:
+            return False  # a build's image lives on this host (or was pushed, and is then pulled by tag)
+        try:
+            credentials = self._credentials_for(artifact.credentials, image)
+            await self.client.pull_image(image, credentials=credentials, on_log=lambda _: None)
+        except DriverError:
+            return False
+        return True
 
     def _build_status(self, request: DriverRequest) -> DriverAnswer:
         build_id = _text(request.params.get("buildId")) or _text(request.params.get("id"))

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from releaseflow.domain.errors import describe_error
 from releaseflow.platform.docker.client import DockerClient
 from releaseflow.platform.driver import DriverError
 
@@ -140,7 +141,7 @@ async def probe(
         async with httpx.AsyncClient(timeout=check.probe_timeout, verify=False) as http:
             response = await http.get(url)
     except httpx.HTTPError as error:
-        return f"GET {url} failed ({type(error).__name__}: {error})"
+        return f"GET {url} failed ({describe_error(error)})"
     if response.status_code >= 400:
         return f"GET {url} answered HTTP {response.status_code}"
     return None

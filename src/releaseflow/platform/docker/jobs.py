@@ -8,6 +8,7 @@ container is removed once its logs are kept, so runs do not pile up in the engin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,9 +32,15 @@ from releaseflow.platform.docker.records import (
 )
 from releaseflow.platform.docker.services import container_config
 from releaseflow.platform.driver import AnswerState, DriverAnswer, DriverError
+from releaseflow.platform.file_lock import file_lock
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 LOG_TAIL_CHARS = 4000
+LAUNCH_TIMEOUT_SECONDS = 60.0  # how long a request waits for another one starting the same run
+
+
+class RunBeingStarted(DriverError):
+    """The run's lock is held: another request (maybe of another process) is starting it."""
 
 
 def run_answer(record: Mapping[str, Any]) -> DriverAnswer:
@@ -87,11 +94,9 @@ class Jobs:
         before that, starts it if it was made but never started, and otherwise only follows it.
         """
         run_id = run_id_for(self._runs.directory, project, job, key)
-        earlier = self._runs.load(run_id)
-        if earlier is not None and not earlier.get("neverRan"):
-            if earlier["status"] != RUNNING:
-                return run_answer(earlier)
-            return await self._adopt(earlier)
+        if (adopted := await self._adopt_earlier(run_id)) is not None:
+            return adopted
+        # Outside the run's lock (a pull may take minutes); pulling twice does no harm.
         await self._client.ensure_image(image, credentials=credentials, pull=pull, on_log=lambda _: None)
         merged = {**(spec.get("env") or {}), **{str(k): str(v) for k, v in env.items()}}
         run_spec: dict[str, Any] = {"env": merged}
@@ -127,9 +132,37 @@ class Jobs:
             "createdAt": utc_now(),
             "finishedAt": None,
         }
-        # Recorded before the container exists: a request with the same key finds it by its name.
-        self._runs.save(run_id, record)
-        return await self._adopt(record)
+        async with self._launching(run_id):
+            # Looked at again under the lock: another process may have started the run meanwhile.
+            if (adopted := await self._adopt_earlier(run_id, locked=True)) is not None:
+                return adopted
+            # Recorded before the container exists: a request with the same key finds it by its name.
+            self._runs.save(run_id, record)
+            return await self._adopt(record)
+
+    def _launching(
+        self, run_id: str, timeout: float = LAUNCH_TIMEOUT_SECONDS
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The run's lock, shared by every releaseflow process on this root: held from the decision
+        to start the run until its container was started, so two requests with one key (two workers
+        adopting the same lost attempt) never both make or start a container, and a driver starting
+        meanwhile never settles the run as "never ran" while it is being started."""
+        stuck = RunBeingStarted(f"job run {run_id} stayed locked for {timeout:g} s: a start hangs")
+        path = self._runs.directory / f"{run_id}.lock"
+        return file_lock(path, mode=0o600, timeout=timeout, stuck=stuck)
+
+    async def _adopt_earlier(self, run_id: str, *, locked: bool = False) -> DriverAnswer | None:
+        """The answer of the run an earlier request with the key started (adopting it), or None when
+        there is none, or it never ran (then it is started anew)."""
+        earlier = self._runs.load(run_id)
+        if earlier is None or earlier.get("neverRan"):
+            return None
+        if earlier["status"] != RUNNING:
+            return run_answer(earlier)
+        if locked:
+            return await self._adopt(earlier)
+        async with self._launching(run_id):
+            return await self._adopt_earlier(run_id, locked=True)
 
     async def _adopt(self, record: dict[str, Any]) -> DriverAnswer:
         """Bring a recorded run to "started" (its container made and started once) and watch it."""
@@ -186,6 +219,15 @@ class Jobs:
                 LOGGER.warning("docker driver: job run %s: %s", record["id"], error)
 
     async def _settle(self, record: dict[str, Any]) -> None:
+        try:
+            async with self._launching(str(record["id"]), timeout=0):
+                record = self._runs.load(str(record["id"])) or record
+                if record["status"] == RUNNING:
+                    await self._settle_unlocked(record)
+        except RunBeingStarted:
+            pass  # another process is starting it right now: it is in good hands
+
+    async def _settle_unlocked(self, record: dict[str, Any]) -> None:
         name = str(record.get("containerName") or "")
         container = await self._client.inspect_container(str(record.get("containerId") or name))
         if (container is not None and _state(container) != "created") or (

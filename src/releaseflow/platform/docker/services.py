@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from releaseflow.domain.errors import describe_error
 from releaseflow.platform.docker import health
 from releaseflow.platform.docker.builds import SUCCEEDED as BUILD_SUCCEEDED
 from releaseflow.platform.docker.builds import Builder
@@ -251,7 +252,9 @@ class Services:
                 except DriverError as error:
                     record.update(status=FAILED, message=str(error), retryable=error.retryable)
                 except Exception as error:  # an odd engine answer must still end the deployment
-                    record.update(status=FAILED, message=f"deployment failed unexpectedly: {error!r}")
+                    record.update(
+                        status=FAILED, message=f"deployment failed unexpectedly: {describe_error(error)}"
+                    )
                 else:
                     record["status"] = SUCCEEDED
                 record["finishedAt"] = utc_now()

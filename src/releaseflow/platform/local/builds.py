@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from releaseflow.platform.driver import Resource
+from releaseflow.platform.file_lock import file_lock
 from releaseflow.platform.local.artifacts import (
     ArtifactStore,
     BuildError,
@@ -36,7 +37,6 @@ from releaseflow.platform.local.artifacts import (
 from releaseflow.platform.local.git_mirror import GIT_TIMEOUT_SECONDS, checkout, commit_time, resolve
 from releaseflow.platform.local.processes import child_environment, is_alive, read_start_time
 from releaseflow.platform.local.specs import BuildServiceSpec
-from releaseflow.platform.local.state_files import file_lock
 
 LOG_TAIL_LINES = 20
 INTERRUPTED = "interrupted: the releaseflow process running this build stopped before it finished"

@@ -10,6 +10,7 @@ engine stores them with the waiting node and any worker may follow them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -43,6 +44,7 @@ from releaseflow.platform.local.processes import tail
 from releaseflow.platform.local.service_records import ServiceState
 from releaseflow.platform.local.services import ServiceManager
 from releaseflow.platform.local.specs import BuildServiceSpec, JobSpec, ServiceSpec
+from releaseflow.platform.once import HANDLE_KEY, KeyedActions
 
 NAME = "local"
 EXECUTE_OUTPUT_LINES = 20
@@ -73,6 +75,8 @@ class LocalDriver:
         # Addons live in a folder of their own: their layout (<project>/<addon>/) would otherwise
         # share names with the other managers' folders.
         self.addons = PostgresAddons(addons_root or root / "postgres", server_settings=postgres_settings)
+        # Commands run in a service and addon restarts leave nothing to adopt: recorded before they act.
+        self.keyed = KeyedActions(root / "actions")
         self._background: set[asyncio.Task[Any]] = set()
         self._perform: dict[Operation, Handler] = {
             Operation.START_BUILD: self._start_build,
@@ -130,6 +134,8 @@ class LocalDriver:
             return backup_answer(await self.addons.get_backup(str(state["backupId"])))
         if "restoreId" in state:
             return restore_answer(await self.addons.get_restore(str(state["restoreId"])))
+        if HANDLE_KEY in state:
+            return self.keyed.follow(str(state[HANDLE_KEY]))
         if "deploymentId" in state:
             deployment = self.services.deployment(str(state["deploymentId"]))
             return deployment_answer(deployment, str(state.get("target", request.resource.id)))
@@ -262,6 +268,19 @@ class LocalDriver:
             )
         return build
 
+    async def artifact_exists(self, artifact: Artifact, resources: Mapping[str, Resource]) -> bool:
+        """A build whose record says it succeeded and whose artifact folder is still there (the
+        local driver deploys builds only)."""
+        if artifact.kind != "build" or not artifact.build_id:
+            return False
+        try:
+            build = await self.builds.get_build(artifact.build_id)
+        except DriverError:
+            return False
+        if build.status is not BuildStatus.SUCCESS:
+            return False
+        return await asyncio.to_thread(self.builds.artifact_path(build).is_dir)
+
     async def _current(self, target: Resource, artifact: Artifact | None) -> tuple[Artifact, Path]:
         """The build release state says ``target`` runs now, and its folder."""
         if artifact is None:
@@ -364,6 +383,11 @@ class LocalDriver:
             raise DriverError("an execute action needs data.command", retryable=False)
         # Northflank's `shell` names a shell; locally any value means "through sh -c".
         shell = request.params.get("shell") not in (None, "", False, "false")
+        what = f"executing '{command}' in service '{request.resource.id}'"
+        act = functools.partial(self._executed_in_service, request, command, shell)
+        return await self.keyed.run(request.idempotency_key, what, act)
+
+    async def _executed_in_service(self, request: DriverRequest, command: str, shell: bool) -> DriverAnswer:
         options = request.params.get("options")
         if isinstance(options, Mapping) and options.get("dispatchOnly"):
             task = asyncio.create_task(self.services.execute(request.resource, command, shell))
@@ -460,8 +484,12 @@ class LocalDriver:
         return DriverAnswer(AnswerState.DONE, data=status.to_data())
 
     async def _restart_addon(self, request: DriverRequest) -> DriverAnswer:
-        status = await self.addons.restart(request.resource, request.project_id)
-        return DriverAnswer(AnswerState.DONE, data=status.to_data())
+        async def restarted() -> DriverAnswer:
+            status = await self.addons.restart(request.resource, request.project_id)
+            return DriverAnswer(AnswerState.DONE, data=status.to_data())
+
+        what = f"restarting addon '{request.resource.id}'"
+        return await self.keyed.run(request.idempotency_key, what, restarted)
 
     async def _backup_addon(self, request: DriverRequest) -> DriverAnswer:
         params = request.params

@@ -30,18 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
+from releaseflow.platform.file_lock import open_lock, try_lock
 from releaseflow.platform.local.processes import (
     ProcessHandle,
     child_environment,
     launch_lock,
     now_utc,
-    open_lock,
     read_exit_code,
     read_marker,
     spawn,
     stop_process,
     tail,
-    try_lock,
 )
 from releaseflow.platform.local.specs import JobSpec
 from releaseflow.platform.local.state_files import optional_time, read_json, write_json
@@ -104,7 +103,10 @@ class JobManager:
         jobs = self.root / "jobs"
         names = await asyncio.to_thread(lambda: sorted(os.listdir(jobs)) if jobs.is_dir() else [])
         for name in names:
-            if _RUN_ID.match(name):
+            # A folder without its record: the request died between taking the launch lock and
+            # recording the run, so nothing ran (the next request with the key starts it).
+            recorded = await asyncio.to_thread((jobs / name / "run.json").exists)
+            if _RUN_ID.match(name) and recorded:
                 await self.get(name)
 
     async def run(

@@ -20,16 +20,16 @@ the password) plus ``MAIN_DB_PGHOST``, ``MAIN_DB_PGPORT``, ``MAIN_DB_PGDATABASE`
 ``MAIN_DB_PGPASSWORD``. When a job uses exactly one addon, also giving it plain ``DATABASE_URL`` is the
 convention most frameworks read.
 
-Backups and restores run in the background (postgres_backups.py says what each type and compression
-writes); ``backup``/``restore`` answer at once with a ``running`` record and the same idempotency key
-always answers with the same record.
+Backups and restores run in processes of their own (postgres_backups.py says what each type and
+compression writes; postgres_runs.py how they are started once and adopted); ``backup``/``restore``
+answer at once with a ``running`` record and the same idempotency key always answers with the same
+record, across restarts and kill -9 of releaseflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import re
@@ -46,6 +46,7 @@ from releaseflow.platform.local import postgres_backups as backups
 from releaseflow.platform.local.postgres_backups import BACKUP_TYPES, COMPRESSIONS
 from releaseflow.platform.local.postgres_cluster import ClusterState, ManagedCluster, utcnow
 from releaseflow.platform.local.postgres_connection import ConnectionTarget, probe
+from releaseflow.platform.local.postgres_operation import target_data
 from releaseflow.platform.local.postgres_records import Backup, BackupStatus, Records, Restore, key_digest
 from releaseflow.platform.local.postgres_runs import RecordRuns
 from releaseflow.platform.local.postgres_tools import find_client_tool
@@ -115,6 +116,11 @@ class AddonStatus:
         }
 
 
+def _of(addon: Resource, project_id: str, spec: PostgresAddonSpec, run_id: str) -> dict[str, str]:
+    """The fields that say whose a backup or restore record is."""
+    return {"project_id": project_id, "addon_id": addon.id, "database": spec.database, "run_id": run_id}
+
+
 # -- the manager ---------------------------------------------------------------------------------------
 
 
@@ -144,7 +150,7 @@ class PostgresAddons:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Fail records left running by a dead process; start managed clusters that should run.
+        """Settle records left in flight by a dead process; start managed clusters that should run.
 
         A running postmaster is simply adopted. One that is gone although nobody stopped it (the host
         restarted) is started again, so that addons keep running across reboots like services do.
@@ -172,8 +178,8 @@ class PostgresAddons:
                 log.exception("could not bring back PostgreSQL addon in %s", state_file.parent)
 
     async def stop(self) -> None:
-        """Leave clusters running; cancel the backups and restores of this process (recorded failed)."""
-        await asyncio.gather(self._backups.stop(), self._restores.stop())
+        """Leave clusters, backups and restores running: each runs in a process of its own, and the
+        next releaseflow process on this root adopts it (postgres_runs.py)."""
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -357,7 +363,7 @@ class PostgresAddons:
                     f"backup {backup_id} of addon '{found.addon_id}' in project '{found.project_id}'"
                 ),
             )
-            if existing is not None:
+            if existing is not None and not self._backups.restartable(existing):
                 return existing
             pg_dump = find_client_tool("pg_dump", self._client_bin_dir(addon, project_id))
             layout = backups.choose_layout(
@@ -366,9 +372,7 @@ class PostgresAddons:
             if backups.needs_zstd(layout.name):
                 backups.require_program("zstd", "for zstd compression")
             directory = self._addon_dir(addon, project_id) / "backups"
-            fields = self._backups.fresh(
-                backup_id, project_id=project_id, addon_id=addon.id, database=spec.database, run_id=run_id
-            )
+            fields = self._backups.fresh(backup_id, after=existing, **_of(addon, project_id, spec, run_id))
             record = Backup(
                 **fields,
                 key_digest=digest,
@@ -377,8 +381,15 @@ class PostgresAddons:
                 layout=layout.name,
                 path=str(directory / f"{backup_id}{layout.suffix}"),
             )
-            work = functools.partial(self._backed_up, record, spec, addon, pg_dump, layout)
-            return await self._backups.launch(record, work)
+            target, _ = await self._admin_target(spec, addon, project_id)
+            operation = {
+                "kind": "backup",
+                "tool": pg_dump,
+                "target": target_data(target),
+                "layout": {"name": layout.name, "suffix": layout.suffix, "dumpArgs": list(layout.dump_args)},
+                "output": record.path,
+            }
+            return await self._backups.launch(record, operation, target.password, again=existing)
 
     async def get_backup(self, backup_id: str) -> Backup:
         return await self._backups.get(backup_id)
@@ -415,7 +426,7 @@ class PostgresAddons:
                     f"restore {restore_id} of backup {found.backup_id} into addon '{found.addon_id}'"
                 ),
             )
-            if existing is not None:
+            if existing is not None and not self._restores.restartable(existing):
                 return existing
             source = await self.get_backup(backup_id)
             if (source.addon_id, source.project_id) != (addon.id, project_id):
@@ -434,12 +445,18 @@ class PostgresAddons:
             pg_restore = find_client_tool("pg_restore", self._client_bin_dir(addon, project_id))
             if backups.needs_zstd(source.layout):
                 backups.require_program("zstd", "to read a zstd backup")
-            fields = self._restores.fresh(
-                restore_id, project_id=project_id, addon_id=addon.id, database=spec.database, run_id=run_id
-            )
+            fields = self._restores.fresh(restore_id, after=existing, **_of(addon, project_id, spec, run_id))
             record = Restore(**fields, key_digest=digest, backup_id=backup_id)
-            work = functools.partial(self._restored, record, source, spec, addon, pg_restore)
-            return await self._restores.launch(record, work)
+            target, managed = await self._admin_target(spec, addon, project_id)
+            operation = {
+                "kind": "restore",
+                "tool": pg_restore,
+                "target": target_data(target),
+                "layout": {"name": source.layout},
+                "source": source.path,
+                "keepOwners": managed,
+            }
+            return await self._restores.launch(record, operation, target.password, again=existing)
 
     async def get_restore(self, restore_id: str) -> Restore:
         return await self._restores.get(restore_id)
@@ -447,30 +464,14 @@ class PostgresAddons:
     async def wait_restore(self, restore_id: str, timeout: float) -> Restore:
         return await self._restores.wait(restore_id, timeout)
 
-    # -- background work -------------------------------------------------------------------------------
-
-    async def _backed_up(
-        self, record: Backup, spec: PostgresAddonSpec, addon: Resource, pg_dump: str, layout: backups.Layout
-    ) -> Backup:
-        target, _ = await self._admin_target(spec, addon, record.project_id)
-        output = Path(record.path)
-        await asyncio.to_thread(output.parent.mkdir, parents=True, exist_ok=True)
-        await backups.dump(pg_dump, target, layout, output)
-        size = await asyncio.to_thread(backups.path_size, output)
-        return replace(record, status=BackupStatus.SUCCEEDED, size_bytes=size, ended_at=utcnow())
-
-    async def _restored(
-        self, record: Restore, source: Backup, spec: PostgresAddonSpec, addon: Resource, pg_restore: str
-    ) -> Restore:
-        target, managed = await self._admin_target(spec, addon, record.project_id)
-        await backups.restore(pg_restore, target, source.layout, Path(source.path), keep_owners=managed)
-        return replace(record, status=BackupStatus.SUCCEEDED, ended_at=utcnow())
+    # -- connections ---------------------------------------------------------------------------------
 
     async def _admin_target(
         self, spec: PostgresAddonSpec, addon: Resource, project_id: str
     ) -> tuple[ConnectionTarget, bool]:
         """Whom pg_dump/pg_restore connect as: the superuser of a managed cluster (owners are kept),
-        the URL's role of an external one; checked with a real connection first for a clear error."""
+        the URL's role of an external one. The operation's process checks the connection first, for a
+        clear error in its record (postgres_operation.py)."""
         if spec.external_url is not None:
             target, managed = ConnectionTarget.from_url(spec.external_url), False
         else:
@@ -487,9 +488,6 @@ class PostgresAddons:
                     "start it (ensure_running, or an Addon running condition) before a backup or restore"
                 )
             target, managed = cluster.admin_target(state, spec.database), True
-        checked = await probe(target)
-        if not checked.ok:
-            raise DriverError(checked.error)
         return target, managed
 
     # -- helpers ---------------------------------------------------------------------------------------

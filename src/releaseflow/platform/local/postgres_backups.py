@@ -199,11 +199,25 @@ async def run_pipeline(
     )
 
 
+def _partial(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def _staging(output: Path) -> Path:
+    return output.with_name(output.name + ".staging")
+
+
+def remove_leftovers(output: Path) -> None:
+    """Remove what a dump to ``output`` whose process was killed left beside it."""
+    remove_path(_partial(output))
+    remove_path(_staging(output))
+
+
 async def dump(
     pg_dump: str, target: ConnectionTarget, layout: Layout, output: Path, *, timeout: float = BACKUP_TIMEOUT
 ) -> None:
     """Write the backup to ``output``; a partial result never sits at ``output`` (it is renamed there)."""
-    partial = output.with_name(output.name + ".partial")
+    partial = _partial(output)
     remove_path(partial)
     env = target.client_env({"PGAPPNAME": "releaseflow-backup"})
     base = [pg_dump, f"--dbname={target.conninfo(with_password=False)}", "--lock-wait-timeout=120s"]
@@ -222,7 +236,7 @@ async def dump(
         elif layout.name == "directory+tar+zstd":
             zstd = require_program("zstd", "for zstd compression with pg_dump 15")
             tar = require_program("tar", "to pack a zstd snapshot")
-            staging = output.with_name(output.name + ".staging")
+            staging = _staging(output)
             remove_path(staging)
             try:
                 result = await run_command(

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.platform.file_lock import file_lock
 from releaseflow.platform.local.postgres_connection import (
     CONNECT_TIMEOUT,
     ConnectionTarget,
@@ -51,7 +52,7 @@ from releaseflow.platform.local.postgres_tools import (
     process_alive,
     run_command,
 )
-from releaseflow.platform.local.state_files import file_lock, read_json, write_json
+from releaseflow.platform.local.state_files import read_json, write_json
 
 SERVER_USER = "postgres"  # the Debian package creates it; PostgreSQL refuses to run as root
 SUPERUSER = "postgres"

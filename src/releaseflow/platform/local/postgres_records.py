@@ -70,6 +70,10 @@ class _Record:
     error: str = ""
     owner_pid: int = 0  # the process running it, to notice when that process is gone
     owner_token: str | None = None
+    # Which start of the operation this is (1, or 2 after an interrupted one was started again); 0 in
+    # records of older releaseflow versions, whose operation ran inside the owner process.
+    launch: int = 0
+    interrupted: bool = False  # failed because its process died: a request with the key starts it again
 
     @property
     def finished(self) -> bool:
@@ -104,6 +108,8 @@ class _Record:
             "error": str(data.get("error", "")),
             "owner_pid": int(data.get("ownerPid", 0)),
             "owner_token": data.get("ownerToken"),
+            "launch": int(data.get("launch", 0)),
+            "interrupted": bool(data.get("interrupted", False)),
         }
 
     def _common_data(self) -> dict[str, Any]:
@@ -195,6 +201,10 @@ class RecordFolder(Generic[RecordT]):
                 found.append(self._kind.from_json(data))
         return found
 
+    def launch_dir(self, record_id: str, launch: int) -> Path:
+        """The folder of one start of a record's operation (its lock, marker, log and result)."""
+        return self.folder / f"{record_id}.launch-{launch}"
+
     def _path(self, record_id: str) -> Path:
         return self.folder / f"{record_id}.json"
 
@@ -212,7 +222,11 @@ def orphaned(owner_pid: int, owner_token: str | None) -> bool:
     return owner_pid <= 0 or not process_alive(owner_pid, owner_token)
 
 
-def mark_interrupted(record: RecordT, now: datetime) -> RecordT:
+def mark_interrupted(record: RecordT, now: datetime, error: str | None = None) -> RecordT:
     return replace(
-        record, status=BackupStatus.FAILED, ended_at=now, error=INTERRUPTED.format(pid=record.owner_pid)
+        record,
+        status=BackupStatus.FAILED,
+        ended_at=now,
+        error=error or INTERRUPTED.format(pid=record.owner_pid),
+        interrupted=True,
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.platform.file_lock import open_lock, try_lock
 
 # Variables of releaseflow itself (database URL, data dir, ...) are not the business of what it runs.
 OWN_VARIABLE_PREFIX = "RELEASEFLOW_"
@@ -235,19 +235,6 @@ async def launch_lock(path: Path, *, timeout: float) -> AsyncIterator[int]:
         yield fd
     finally:
         os.close(fd)  # closing our descriptor releases the lock unless a launcher still holds it
-
-
-def open_lock(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-
-def try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

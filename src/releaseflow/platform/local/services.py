@@ -93,6 +93,9 @@ class ServiceManager:
         self._backoff_max = backoff_max
         self._locks: dict[str, asyncio.Lock] = {}
         self._begin_lock = asyncio.Lock()
+        # Routes are computed from the services' state and applied as one set, under this lock: two
+        # services switching at once must not apply a set that predates the other's switch.
+        self._routes_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # deployment id -> its task in this process
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -391,7 +394,8 @@ class ServiceManager:
     async def _apply_routes(
         self, overrides: Mapping[str, tuple[int | None, int | None]] | None = None
     ) -> None:
-        await self.ingress.apply(self._routes(overrides or {}))
+        async with self._routes_lock:
+            await self.ingress.apply(self._routes(overrides or {}))
 
     # -- processes -------------------------------------------------------------------------------
 

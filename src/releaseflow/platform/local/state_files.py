@@ -2,20 +2,18 @@
 
 Every record the local managers keep (builds, job runs, services, deployments, addons, backups) goes
 through ``write_json``/``read_json``, so a reader in any releaseflow process sharing the root sees a
-whole old file or a whole new one, never half of one; ``file_lock`` serialises work across them.
+whole old file or a whole new one, never half of one; ``platform.file_lock`` serialises work across
+them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import secrets
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,26 +67,3 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def optional_time(value: Any) -> datetime | None:
     """A timestamp a record keeps as ISO text, or None where it has none yet (``endedAt``)."""
     return datetime.fromisoformat(str(value)) if value else None
-
-
-@contextlib.asynccontextmanager
-async def file_lock(path: Path, *, mode: int, timeout: float, stuck: DriverError) -> AsyncIterator[None]:
-    """Hold an exclusive ``flock`` on ``path``; raise ``stuck`` if it is not ours within ``timeout``.
-
-    The lock is polled, so the event loop never blocks on it while another process holds it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise stuck from None
-                await asyncio.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
