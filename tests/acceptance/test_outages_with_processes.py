@@ -1,24 +1,23 @@
-"""Real processes ride out PostgreSQL restarts: ``serve`` and two ``worker`` processes, four in a row."""
+"""Real processes ride out PostgreSQL restarts: ``serve`` and two ``worker`` processes, four in a row.
+
+Each restart strikes a chain of job runs mid-run (``tests/chaos``); every job's effect is counted once.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from tests.acceptance.config import write_config
 from tests.acceptance.support import Releaseflow, started_run_id, wait_until
+from tests.chaos.faults import restart_postgres
+from tests.chaos.project import CHAIN_LENGTH, ChaosProject
 from tests.conftest import FreshPostgresDatabase
 from tests.postgres_cluster import PostgresCluster
 
 RESTARTS = 4
-
-
-def health(releaseflow: Releaseflow) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(f"{releaseflow.url}/healthz", timeout=10).json()
-    return answer
 
 
 def test_postgres_restarts__serve_and_workers_ride_them_out_and_runs_complete(
@@ -30,30 +29,28 @@ def test_postgres_restarts__serve_and_workers_ride_them_out_and_runs_complete(
     server = releaseflow.serve()
     workers = [releaseflow.spawn("worker"), releaseflow.spawn("worker")]
     processes = [server, *workers]
+    chain = ChaosProject(releaseflow)
+    chain.set_up()
     releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)
-    gated = started_run_id(releaseflow.cli("run", "main", "Production", check=True).stdout)
+    gated = started_run_id(
+        releaseflow.cli("run", "--project", "acme", "main", "Production", check=True).stdout
+    )
     releaseflow.wait_for_node(gated, "gate", "waiting")
-    busy = started_run_id(releaseflow.cli("run", "main", "Development", check=True).stdout)
+    busy = started_run_id(
+        releaseflow.cli("run", "--project", "acme", "main", "Development", check=True).stdout
+    )
 
-    for restart in range(1, RESTARTS + 1):
-        postgres_cluster.stop_server()
-        try:
-            away = wait_until(
-                lambda: (answer := health(releaseflow))["status"] == "degraded" and answer,
-                timeout=20,
-                what=f"/healthz to report degraded during outage {restart}",
-            )
-        finally:
-            postgres_cluster.start_server()
-        assert away["database"].startswith("unreachable"), away
-        wait_until(
-            lambda: health(releaseflow)["status"] == "ok",
-            timeout=30,
-            what=f"/healthz ok after outage {restart}",
+    for _ in range(RESTARTS):
+        chain.start_run()  # the restart strikes it mid-chain
+        restart_postgres(postgres_cluster, releaseflow, processes)
+
+    for run_id in chain.runs:
+        assert (
+            releaseflow.wait_for_run(run_id, ("success", "failed", "aborted"), timeout=60)["status"]
+            == "success"
         )
-        exited = [process.args for process in processes if process.poll() is not None]
-        assert not exited, f"exited during outage {restart}: {exited}\n{releaseflow.logs()}"
-
+    effects = chain.effects()
+    assert effects.exact and effects.done == CHAIN_LENGTH * RESTARTS, effects
     assert releaseflow.wait_for_run(busy, ("success", "failed", "aborted"), timeout=60)["status"] == "success"
     releaseflow.cli("approve", gated[:8], "gate", "--as", "alice", check=True)
     assert (

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
 from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.processes import is_alive
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -84,21 +85,11 @@ async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None
 
     since = datetime.now(UTC) - timedelta(seconds=settings.worker.lease_seconds)
     for worker in await queries.workers_seen_since(db, since):
-        if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and _alive(worker.pid):
+        if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and is_alive(worker.pid):
             raise ReleaseflowError(
                 f"another releaseflow process (pid {worker.pid}) serves {redact_url(settings.database_url)};"
                 " SQLite serves one process: stop it first, or use PostgreSQL for several"
             )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(settings: Settings, *, with_worker: bool = True) -> int:

@@ -23,7 +23,7 @@ from releaseflow.engine.templates import TemplateCache, node_code
 from releaseflow.store import catalog, history
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
-from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
+from releaseflow.store.database import Database, Row, Transaction, from_epoch, to_epoch
 from releaseflow.store.records import EventRecord, FlowRecord, NodeRecord, RunRecord
 
 # A workflow whose roll-up says one of these while it is running still shows "running".
@@ -166,15 +166,24 @@ async def resolve_project(db: Database, project_id: str | None) -> str:
 async def resolve_stage(db: Database, project_id: str, pipeline_id: str, stage: str) -> str:
     """The stage's exact name; stage names are unique ignoring case, so any case finds it."""
     async with db.read() as tx:
-        if await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
-            names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
-            raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
+        await _require_pipeline(tx, project_id, pipeline_id)
         # Archived stages too: their runs and flow versions stay readable by name.
         stages = await catalog.list_stages(tx, project_id, pipeline_id, include_archived=True)
+        live = await catalog.list_stages(tx, project_id, pipeline_id)
     for name in stages:
         if name.lower() == stage.lower():
             return name
-    raise NotFoundError(f"no stage '{stage}' in pipeline '{project_id}/{pipeline_id}'" + _choices(stages))
+    # The choices are a list: archived stages are not offered.
+    raise NotFoundError(f"no stage '{stage}' in pipeline '{project_id}/{pipeline_id}'" + _choices(live))
+
+
+async def _require_pipeline(tx: Transaction, project_id: str, pipeline_id: str) -> Row:
+    """The pipeline (archived ones too: they are read by name); offers the live ones when it is unknown."""
+    pipeline = await catalog.get_pipeline(tx, project_id, pipeline_id)
+    if pipeline is None:
+        names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
+        raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
+    return pipeline
 
 
 async def resolve_run_id(db: Database, key: str) -> str:
@@ -417,17 +426,28 @@ async def release_state(
     history: bool = False,
     limit: int = 50,
 ) -> list[ReleaseView]:
-    """The release state of a pipeline (or one stage); with ``history``, every deploy, newest first."""
+    """The release state of a pipeline (or one stage); with ``history``, every deploy, newest first.
+
+    The state is a list: archived stages and resources are not in it, unless the archived stage or
+    pipeline is the one asked for by name (what it ran stays readable). ``history`` keeps everything.
+    """
     async with db.read() as tx:
+        pipeline = await _require_pipeline(tx, project_id, pipeline_id)
         if history:
             rows = await state_store.history(tx, project_id, pipeline_id, stage, limit)
         else:
             rows = await state_store.stage_state(tx, project_id, pipeline_id, stage)
+            archived_stages = set(await catalog.archived_stages(tx, project_id, pipeline_id))
+            if pipeline["archived_at"] is None and stage not in archived_stages:
+                archived_resources = await catalog.archived_resources(tx, project_id)
+                rows = [
+                    row
+                    for row in rows
+                    if row["stage"] not in archived_stages and row["resource_id"] not in archived_resources
+                ]
             # Stages in pipeline order (Development before Production), not by name.
-            order = {
-                name: index
-                for index, name in enumerate(await catalog.list_stages(tx, project_id, pipeline_id))
-            }
+            stages = await catalog.list_stages(tx, project_id, pipeline_id, include_archived=True)
+            order = {name: index for index, name in enumerate(stages)}
             rows = sorted(rows, key=lambda row: order.get(row["stage"], len(order)))
     return [
         ReleaseView(

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.integration.platform.local_support import Repo, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import Repo
 
 from releaseflow.platform.driver import (
     AnswerState,
@@ -32,16 +33,25 @@ from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.state_files import read_json
 
 # Runs one RUN_JOB through a LocalDriver in a process of its own, so the test can kill -9 it. ``mode``
-# holds that process at an exact instant (``before-launch``: the run is recorded, the launcher not yet
-# started; ``after-launch``: the job was started, the record does not say so yet) or lets it run.
+# holds that process at an exact instant (``before-record``: the run's launch lock is taken, nothing
+# is recorded yet; ``before-launch``: the run is recorded, the launcher not yet started;
+# ``after-launch``: the job was started, the record does not say so yet) or lets it run.
 PERFORM = """\
-import asyncio, json, sys
+import asyncio, json, sys, time
 from releaseflow.platform.driver import Artifact, DriverRequest, Operation, Resource
 from releaseflow.platform.local import jobs
 from releaseflow.platform.local.driver import LocalDriver
 
 root, job_json, artifact_json, key, mode = sys.argv[1:6]
-real_spawn = jobs.spawn
+real_spawn, real_write_json = jobs.spawn, jobs.write_json
+
+def write_json(*args, **kwargs):
+    if mode == "before-record":
+        print("held", flush=True)
+        time.sleep(3600)
+    return real_write_json(*args, **kwargs)
+
+jobs.write_json = write_json
 
 async def held(*args, **kwargs):
     if mode == "before-launch":
@@ -136,13 +146,15 @@ async def restarted(root: Path) -> LocalDriver:
 
 def held_at(setup: Setup, key: str, mode: str) -> None:
     """Run ``perform`` in a process of its own, hold it at ``mode``'s instant and kill -9 it there."""
-    process = setup.perform_in_process(key, mode)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.strip() == "held":
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # As a context manager, Popen closes its pipe and reaps the process (killed in any case).
+    with setup.perform_in_process(key, mode) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.strip() == "held":
+                    break
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_records(root: Path) -> list[dict[str, object]]:
@@ -168,6 +180,23 @@ async def test_run_job__a_new_driver_with_the_same_key_adopts_the_run(setup: Set
     done = await settle(driver, setup.request("run-1/step/1"), adopted)
 
     assert adopted.data["id"] == first.data["id"] and done.state is AnswerState.DONE
+    assert len(setup.lines()) == 1
+
+
+async def test_run_job__killed_before_recording_the_run__a_new_driver_starts_and_the_key_runs_once(
+    setup: Setup,
+) -> None:
+    """Found by the chaos soak: a worker killed here left a run folder without a record, and every
+    releaseflow process started on that host afterwards exited ("job run ... does not exist")."""
+    held_at(setup, "run-1/step/1", "before-record")
+    assert [path.name for path in (setup.root / "jobs").iterdir()] and run_records(setup.root) == []
+
+    driver = await restarted(setup.root)
+    answer = await settle(
+        driver, setup.request("run-1/step/1"), await driver.perform(setup.request("run-1/step/1"))
+    )
+
+    assert answer.state is AnswerState.DONE, answer.message
     assert len(setup.lines()) == 1
 
 
@@ -219,14 +248,15 @@ async def test_run_job__kill_9_at_any_instant_of_perform__one_run_per_key(setup:
     chance = random.Random(7)
     keys = [f"run-{index}/step/1" for index in range(6)]
     for key in keys:
-        process = setup.perform_in_process(key)
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        await asyncio.sleep(chance.uniform(0, 0.08))  # somewhere in perform: before, in or after the launch
-        if kill == "group":
-            os.killpg(process.pid, signal.SIGKILL)  # releaseflow and a launcher it may be running
-        else:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        with setup.perform_in_process(key) as process:
+            try:
+                assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+                await asyncio.sleep(chance.uniform(0, 0.08))  # somewhere in perform: before, in or after
+            finally:
+                if kill == "group":
+                    os.killpg(process.pid, signal.SIGKILL)  # releaseflow and a launcher it may be running
+                else:
+                    os.kill(process.pid, signal.SIGKILL)
         driver = await restarted(setup.root)
         answer = await settle(driver, setup.request(key), await driver.perform(setup.request(key)))
         assert answer.state is AnswerState.DONE, answer.message

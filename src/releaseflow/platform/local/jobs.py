@@ -104,7 +104,8 @@ class JobManager:
         names = await asyncio.to_thread(lambda: sorted(os.listdir(jobs)) if jobs.is_dir() else [])
         for name in names:
             # A folder without its record: the request died between taking the launch lock and
-            # recording the run, so nothing ran (the next request with the key starts it).
+            # recording the run, so nothing ran (the next request with the key starts it), or it is
+            # recording it right now.
             recorded = await asyncio.to_thread((jobs / name / "run.json").exists)
             if _RUN_ID.match(name) and recorded:
                 await self.get(name)
