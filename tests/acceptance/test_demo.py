@@ -55,7 +55,9 @@ def test_demo__builds_deploys_promotes_and_releases_then_keeps_it_all_until_rese
     assert "migration exit code 0" in message["body"]["message"]
     state = releaseflow.cli("state", "web", check=True).stdout
     assert "web-dev" in state and "web-staging" in state and "migrate" in state
-    stages = [line.split()[0] for line in state.splitlines()[1:]]
+    side_by_side, detail = state.split("\n\n", 1)
+    assert "Development → Staging: same" in side_by_side and "Staging → Production: same" in side_by_side
+    stages = [line.split()[0] for line in detail.splitlines()[1:]]
     assert stages == sorted(stages, key=["Development", "Staging", "Production"].index)  # pipeline order
 
     repository = releaseflow.cwd / "data" / "demo" / "app"

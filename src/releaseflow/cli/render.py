@@ -168,6 +168,8 @@ def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
     ]
     if run.description:
         lines.append(f"  {untrusted(run.description)}")
+    if run.resumed_from:
+        lines.append(f"  resumes failed run {run.resumed_from} (nodes that succeeded there are carried over)")
     if run.queued_reason:
         lines.append(f"  queued: {untrusted(run.queued_reason)}")
     if detail.arguments:
@@ -249,6 +251,8 @@ def _node_facts(node: NodeView) -> str:
         facts.append(f"{clock(node.started_at)} {duration(node.started_at, node.ended_at)}")
     if not node.is_workflow and node.attempts:
         facts.append(f"attempt {node.attempts}/{node.max_attempts}")
+    if node.carried_from:
+        facts.append(f"carried over from run {short_id(node.carried_from)}")
     return "  " + " · ".join(facts) if facts else ""
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.parsing import parse_run_inputs
+from releaseflow.cli.parsing import add_run_inputs, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
 if TYPE_CHECKING:
-    from releaseflow.engine.commands import Engine
+    from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
+    from releaseflow.store.records import RunRecord
 
 # The engine is imported by the commands that change runs, not by those that only read them.
 
@@ -26,23 +28,7 @@ def register(commands: Subparsers) -> None:
     _stage_arguments(run)
     run.add_argument("--name", help="display name of the run (up to 39 characters)")
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
-    run.add_argument(
-        "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
-    )
-    run.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="REF.FIELD=VALUE",
-        help="set one spec field of the node with that ref, for this run (repeatable; VALUE may be JSON)",
-    )
-    run.add_argument(
-        "--release-override",
-        action="append",
-        default=[],
-        metavar="TARGET=JSON",
-        help="replace the spec of the Release nodes deploying to TARGET, for this run (repeatable)",
-    )
+    add_run_inputs(run)
     run.add_argument("--follow", action="store_true", help="show the run live until it ends")
     run.set_defaults(handler=start)
 
@@ -69,6 +55,7 @@ def register(commands: Subparsers) -> None:
         "--json", action="store_true", help="print the run detail as JSON (with node responses)"
     )
     show.add_argument("--events", action="store_true", help="also print the run's event log")
+    show.add_argument("--plan", action="store_true", help="print the plan the run was started with")
     show.set_defaults(handler=show_run)
 
     abort = commands.add_parser("abort", help="abort a run")
@@ -108,46 +95,65 @@ def _engine(db: Database) -> Engine:
     return Engine(db, SystemClock())
 
 
-def start(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.rollback import cleared_pin_lines, current_user
+def run_request(args: argparse.Namespace) -> RunRequest:
+    """The run request the flags of ``run`` (or ``resume``, ``plan``) ask for: a run by hand."""
+    from releaseflow.cli.rollback import current_user
     from releaseflow.domain.run_origin import RunOrigin
-    from releaseflow.engine import queries
     from releaseflow.engine.commands import RunRequest
 
     arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
-    request = RunRequest(
-        name=args.name,
-        description=args.description,
+    return RunRequest(
+        name=getattr(args, "name", None),
+        description=getattr(args, "description", ""),
         arguments=arguments,
         overrides=overrides,
         release_node_overrides=release_overrides,
         origin=RunOrigin(by=current_user()),
     )
 
+
+async def report_started(db: Database, run: RunRecord, message: str, *, follow: bool) -> int:
+    """Say that ``run`` started, then follow it or say how to; the exit code says how it went."""
+    from releaseflow.cli.follow import follow_run
+    from releaseflow.cli.rollback import cleared_pin_lines
+
+    print(f"{message}: {run.status}", flush=True)
+    for line in await cleared_pin_lines(db, run.id):
+        print(line)
+    if follow:
+        final = await follow_run(db, run.id)
+        return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
+    if run.status is RunStatus.FAILED:
+        for line in render.untrusted(run.error or "", multiline=True).splitlines():
+            print(line)
+        return EXIT_FAILED
+    print(f"follow it with: releaseflow show {render.short_id(run.id)}")
+    return EXIT_OK
+
+
+def following(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a command that may follow a run: Ctrl-C stops following, not the run."""
+    try:
+        return run_async(coroutine)
+    except KeyboardInterrupt:
+        print("\nstopped following; the run goes on (releaseflow abort RUN stops it)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def start(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
+    request = run_request(args)
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
             run = await _engine(db).start_run(project, args.pipeline, stage, request)
-            print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
-            for line in await cleared_pin_lines(db, run.id):
-                print(line)
-            if args.follow:
-                final = await follow_run(db, run.id)
-                return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
-            if run.status is RunStatus.FAILED:
-                for line in render.untrusted(run.error or "", multiline=True).splitlines():
-                    print(line)
-                return EXIT_FAILED
-            print(f"follow it with: releaseflow show {render.short_id(run.id)}")
-            return EXIT_OK
+            where = f"{project}/{args.pipeline}/{stage}"
+            return await report_started(db, run, f"started run {run.id} ({where})", follow=args.follow)
 
-    try:
-        return run_async(go())
-    except KeyboardInterrupt:
-        print("\nstopped following; the run goes on (releaseflow abort RUN stops it)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return following(go())
 
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,6 +214,11 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.rollback import rollback_lines
     from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
+
+    if args.plan:
+        from releaseflow.cli.plan import show_stored_plan
+
+        return show_stored_plan(args, settings)
 
     async def go() -> int:
         async with database(settings) as db:

@@ -56,6 +56,7 @@ class RunSummary:
     origin_kind: str = "person"
     origin_by: str = ""
     rollback_of: str | None = None
+    resumed_from: str | None = None  # the failed run this one resumes
 
     @property
     def concluded(self) -> bool:
@@ -83,6 +84,7 @@ class NodeView:
     cause: str | None
     attempt_log: tuple[Mapping[str, Any], ...]
     children: tuple[NodeView, ...] = ()
+    carried_from: str | None = None  # a resume kept this node's response from that run
 
     @property
     def is_workflow(self) -> bool:
@@ -300,6 +302,7 @@ def summary_of(record: RunRecord, project_id: str, pipeline_id: str, stage: str)
         origin_kind=record.origin_kind,
         origin_by=record.origin_by,
         rollback_of=record.rollback_of,
+        resumed_from=record.resumed_from,
     )
 
 
@@ -329,6 +332,7 @@ def _view(node: Node, records: Mapping[str, NodeRecord]) -> NodeView:
         cause=record.cause,
         attempt_log=tuple(record.attempts),
         children=children,
+        carried_from=record.carried_from,
     )
 
 

@@ -103,6 +103,10 @@ CREATE TABLE runs (
     -- What started the run: person, token, git, webhook or rollback, and who or what.
     origin_kind TEXT NOT NULL DEFAULT 'person',
     origin_by TEXT NOT NULL DEFAULT '',
+    -- The failed run this one resumes (its succeeded nodes are carried over), and the plan the run
+    -- was started with (JSON; NULL for runs made before plans were kept).
+    resumed_from TEXT REFERENCES runs (id),
+    plan TEXT,
     UNIQUE (flow_id, seq)
 );
 CREATE INDEX runs_by_flow_status ON runs (flow_id, status);
@@ -141,6 +145,8 @@ CREATE TABLE node_runs (
     -- timeoutDuration (NULL: the engine's default for its kind).
     backoff_seconds DOUBLE PRECISION,
     timeout_seconds DOUBLE PRECISION,
+    -- Set on a node carried over by a resume: the run whose response it keeps (it did not run again).
+    carried_from TEXT,
     UNIQUE (run_id, path)
 );
 CREATE INDEX node_runs_due ON node_runs (due_at) WHERE due_at IS NOT NULL;
@@ -231,3 +237,4 @@ CREATE TABLE rollback_targets (
     to_artifact TEXT NOT NULL,
     PRIMARY KEY (run_id, resource_id)
 );
+CREATE INDEX release_history_by_stage ON release_history (project_id, pipeline_id, stage, id);

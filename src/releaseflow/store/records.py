@@ -71,6 +71,7 @@ class RunRecord:
     # What started the run (``domain.run_origin``): its kind and who or what.
     origin_kind: str = "person"
     origin_by: str = ""
+    resumed_from: str | None = None  # the failed run this one resumes
 
     @property
     def display_name(self) -> str:
@@ -107,6 +108,7 @@ class RunRecord:
             updated_at=_time(row["updated_at"]),
             origin_kind=row["origin_kind"],
             origin_by=row["origin_by"],
+            resumed_from=row["resumed_from"],
         )
 
 
@@ -139,6 +141,8 @@ class NodeRecord:
     # Resolved when an attempt begins (None before, and the engine's defaults apply).
     backoff_seconds: float | None = None
     timeout_seconds: float | None = None
+    # Set when a resume carried this node over: the run whose response it keeps (it did not run again).
+    carried_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> NodeRecord:
@@ -169,6 +173,7 @@ class NodeRecord:
             cause=row["cause"],
             backoff_seconds=row["backoff_seconds"],
             timeout_seconds=row["timeout_seconds"],
+            carried_from=row["carried_from"],
         )
 
 

@@ -61,6 +61,7 @@ def run_summary(run: RunSummary) -> dict[str, Any]:
         "stage": run.stage,
         "flowVersion": run.flow_version,
         "number": run.seq,
+        "resumedFrom": run.resumed_from,
     }
 
 
@@ -99,6 +100,7 @@ def node(view: NodeView) -> dict[str, Any]:
             code=view.code,
             codeResolved=view.code_resolved,
             attemptLog=[attempt_entry(entry) for entry in view.attempt_log],
+            carriedFrom=view.carried_from,
         )
     document["response"] = response(view)
     return document

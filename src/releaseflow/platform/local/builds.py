@@ -34,7 +34,7 @@ from releaseflow.platform.local.artifacts import (
     now_utc,
     remove_tree,
 )
-from releaseflow.platform.local.git_mirror import GIT_TIMEOUT_SECONDS, checkout, resolve
+from releaseflow.platform.local.git_mirror import GIT_TIMEOUT_SECONDS, checkout, commit_time, resolve
 from releaseflow.platform.local.processes import child_environment
 from releaseflow.platform.local.specs import BuildServiceSpec
 from releaseflow.processes import is_alive, read_start_time
@@ -165,6 +165,7 @@ class BuildManager:
         mirror = self._mirrors / f"{build_service.id}.git"
         async with self._mirror_lock(build_service.id):
             commit, branch = await resolve(build_service.id, spec, mirror, branch, sha)
+            committed_at = await commit_time(mirror, commit)
         if reuse:
             existing = await asyncio.to_thread(self._find_reusable, build_service.id, commit, recipe)
             if existing is not None and existing.status is BuildStatus.RUNNING:
@@ -187,6 +188,7 @@ class BuildManager:
             artifact_path=str(folder / "artifact"),
             owner_pid=self._identity[0],
             owner_start_time=self._identity[1],
+            committed_at=committed_at,
         )
         await asyncio.to_thread(self.store.create, record)
         # The record exists before the key names it, so whoever reads the key finds the build.
