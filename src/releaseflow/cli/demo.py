@@ -230,6 +230,8 @@ def _next_steps(
         (f"git -C {repository} commit -qam v2", "... committed on main"),
         (f"{command} run {PIPELINE} Development --follow", "build and deploy it; then Staging, Production"),
         (f"{command} runs {PIPELINE} Production", "every run is kept"),
+        (f"{command} rollback <run-id-prefix>", "preview, confirm: Production back to what it ran then"),
+        (f"{command} pipelines", "per stage: the last run, the pin, what to do next"),
         (f"curl {settings.base_url}/inbox/production", "the message Production's flow sent"),
         (f"{command} apply -f {config_path}", f"after editing {config_path.parent}/*.yaml"),
     ]

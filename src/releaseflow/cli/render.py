@@ -53,6 +53,12 @@ def short_id(run_id: str) -> str:
     return run_id[:SHORT_ID]
 
 
+def run_label(run_id: str, display_name: str) -> str:
+    """A run's short id, and its name in quotes when it has one (an unnamed run's name is its id)."""
+    name = f" “{untrusted(display_name)}”" if display_name != run_id else ""
+    return short_id(run_id) + name
+
+
 def paint(status: str, text: str, colour: bool) -> str:
     code = _COLOURS.get(status)
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text

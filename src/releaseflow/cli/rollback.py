@@ -92,8 +92,8 @@ def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
     ended = render.moment(run.concluded_at)
     stage = f"{preview.project_id}/{preview.pipeline_id}/{preview.stage}"
     lines = [
-        f"Rollback of {stage} to run {render.short_id(run.id)}"
-        f" “{render.untrusted(run.display_name)}” ({run.status}, ended {ended})",
+        f"Rollback of {stage} to run {render.run_label(run.id, run.display_name)}"
+        f" ({run.status}, ended {ended})",
         "Each service and job goes back to what it ran right after that run:",
     ]
     for change in preview.plan.changes:
