@@ -8,7 +8,15 @@ import sys
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Subparsers,
+    database,
+    run_async,
+    stage_arguments,
+)
 from releaseflow.cli.parsing import parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
@@ -23,7 +31,7 @@ if TYPE_CHECKING:
 
 def register(commands: Subparsers) -> None:
     run = commands.add_parser("run", help="start a run of a stage's release flow")
-    _stage_arguments(run)
+    stage_arguments(run)
     run.add_argument("--name", help="display name of the run (up to 39 characters)")
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
     run.add_argument(
@@ -47,7 +55,7 @@ def register(commands: Subparsers) -> None:
     run.set_defaults(handler=start)
 
     runs = commands.add_parser("runs", help="list the runs of a stage, newest first")
-    _stage_arguments(runs)
+    stage_arguments(runs)
     runs.add_argument("--status", action="append", default=[], choices=[str(status) for status in RunStatus])
     runs.add_argument("--kind", choices=["release", "rollback"])
     runs.add_argument(
@@ -93,12 +101,6 @@ def register(commands: Subparsers) -> None:
     reject.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who rejects")
     reject.add_argument("--reason", dest="comment", default="", help="why (the node's error says it)")
     reject.set_defaults(handler=approve_node, reject=True)
-
-
-def _stage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="pipeline id")
-    parser.add_argument("stage", help="stage name (any case)")
-    parser.add_argument("--project", help="project id (default: the only project)")
 
 
 def _engine(db: Database) -> Engine:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from releaseflow.domain.concurrency import AdmissionAction, admit
 from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
+from releaseflow.domain.git_rules import run_trigger_refs, split_trigger_overrides
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_origin import RunOrigin
@@ -38,6 +39,10 @@ NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
 
 
+class PausedError(ConflictError):
+    """A git push or webhook asked for a run of a paused release flow (``options.paused``)."""
+
+
 @dataclass(frozen=True)
 class RunRequest:
     name: str | None = None
@@ -49,6 +54,9 @@ class RunRequest:
     origin: RunOrigin = field(default_factory=RunOrigin)
     # A free label for the run's creator ("benchmark", "demo"); empty: the origin's own words.
     triggered_by: str = ""
+    # Values of ``${refs.<trigger>.*}`` by trigger ref (the event that started the run, a webhook's
+    # parameters); over ``overrides`` keyed by a trigger's ref and the trigger's own configuration.
+    trigger_refs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,13 @@ class Engine:
             if admission.refusal is None:
                 version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
                 assert version is not None
-                document = apply_run_overrides(
-                    version["document"], request.overrides or None, request.release_node_overrides or None
+                node_overrides, trigger_values = split_trigger_overrides(
+                    version["document"], request.overrides, request.trigger_refs
                 )
-                run = await self.create_run(tx, flow, document, request)
+                document = apply_run_overrides(
+                    version["document"], node_overrides or None, request.release_node_overrides or None
+                )
+                run = await self.create_run(tx, flow, document, replace(request, trigger_refs=trigger_values))
                 if admission.cleared is not None:
                     status = str(run.status)
                     cause = f"cleared the stage's pin ({admission.cleared.describe()})"
@@ -118,8 +129,14 @@ class Engine:
         issues = check_template(template, scope) + check_refs(template)
         if issues:
             raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
+        if template.paused and request.origin.automatic:
+            raise PausedError(
+                f"{request.origin.label()} did not start a run: the release flow is paused"
+                " (options.paused); runs by hand still start"
+            )
         arguments = {**template.arguments, **request.arguments}
-        problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
+        trigger_refs = run_trigger_refs(template.triggers, request.trigger_refs)
+        problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed, refs=trigger_refs)
         run_id = str(uuid.uuid4())
         labels = _Labels(kind, rollback_of)
         if problems:
@@ -134,6 +151,7 @@ class Engine:
                 labels,
                 RunStatus.PENDING,
                 "",
+                trigger_refs,
                 with_nodes=False,
             )
             return await self._fail_before_start(tx, run_id, problems)
@@ -148,8 +166,21 @@ class Engine:
         waits = decision.action is AdmissionAction.QUEUE
         status = RunStatus.QUEUED if waits else RunStatus.PENDING
         await self._insert_run(
-            tx, run_id, flow, template, document, arguments, request, labels, status, decision.reason
+            tx,
+            run_id,
+            flow,
+            template,
+            document,
+            arguments,
+            request,
+            labels,
+            status,
+            decision.reason,
+            trigger_refs,
         )
+        if template.paused and not request.origin.automatic:
+            cause = "the release flow is paused: its triggers start no run; this one was started by hand"
+            run_store.append_event(tx, run_id, None, now, str(status), str(status), cause)
         for superseded in decision.drop_queued:
             await transition_run(
                 tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
@@ -174,6 +205,7 @@ class Engine:
         labels: _Labels,
         status: RunStatus,
         waiting_reason: str,
+        trigger_refs: Mapping[str, Any],
         *,
         with_nodes: bool = True,
     ) -> None:
@@ -199,6 +231,7 @@ class Engine:
                 "overrides": dict(request.overrides),
                 "release_node_overrides": dict(request.release_node_overrides),
                 "document": dict(document),
+                "trigger_refs": dict(trigger_refs),
                 "created_at": now,
                 "updated_at": now,
             },

@@ -71,6 +71,8 @@ class RunRecord:
     # What started the run (``domain.run_origin``): its kind and who or what.
     origin_kind: str = "person"
     origin_by: str = ""
+    # The values of ``${refs.<trigger>.*}`` by trigger ref, fixed when the run was created.
+    trigger_refs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -107,6 +109,7 @@ class RunRecord:
             updated_at=_time(row["updated_at"]),
             origin_kind=row["origin_kind"],
             origin_by=row["origin_by"],
+            trigger_refs=load_json(row["trigger_refs"]),
         )
 
 
