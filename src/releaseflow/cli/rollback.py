@@ -67,15 +67,19 @@ def current_user() -> str:
         return ""
 
 
-async def cleared_pin_lines(db: Database, run_id: str) -> list[str]:
-    """What a run by hand says when it cleared its stage's pin (from its events)."""
+async def run_notice_lines(db: Database, run_id: str) -> list[str]:
+    """What a run by hand says when it cleared its stage's pin, or its flow is paused (from its events)."""
     from releaseflow.engine import queries
+    from releaseflow.engine.commands import PAUSED_BY_HAND
 
     detail = await queries.run_detail(db, run_id)
     return [
         f"this run {render.untrusted(event.cause)}"
+        if event.cause.startswith("cleared")
+        else f"note: {event.cause}"
         for event in detail.events
-        if event.node_path is None and event.cause.startswith("cleared the stage's pin")
+        if event.node_path is None
+        and (event.cause.startswith("cleared the stage's pin") or event.cause == PAUSED_BY_HAND)
     ]
 
 

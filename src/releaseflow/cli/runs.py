@@ -112,7 +112,7 @@ def _engine(db: Database) -> Engine:
 
 def start(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.rollback import cleared_pin_lines, current_user
+    from releaseflow.cli.rollback import run_notice_lines, current_user
     from releaseflow.domain.run_origin import RunOrigin
     from releaseflow.engine import queries
     from releaseflow.engine.commands import RunRequest
@@ -133,7 +133,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
             run = await _engine(db).start_run(project, args.pipeline, stage, request)
             print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
-            for line in await cleared_pin_lines(db, run.id):
+            for line in await run_notice_lines(db, run.id):
                 print(line)
             if args.follow:
                 final = await follow_run(db, run.id)

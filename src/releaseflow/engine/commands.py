@@ -37,6 +37,8 @@ from releaseflow.store.records import FlowRecord, RunRecord
 NAME_MIN = 3
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
+# The event of a run started by hand (or by rollback) while its flow is paused.
+PAUSED_BY_HAND = "the release flow is paused: its triggers start no run; this one was started by hand"
 
 
 class PausedError(ConflictError):
@@ -179,8 +181,7 @@ class Engine:
             trigger_refs,
         )
         if template.paused and not request.origin.automatic:
-            cause = "the release flow is paused: its triggers start no run; this one was started by hand"
-            run_store.append_event(tx, run_id, None, now, str(status), str(status), cause)
+            run_store.append_event(tx, run_id, None, now, str(status), str(status), PAUSED_BY_HAND)
         for superseded in decision.drop_queued:
             await transition_run(
                 tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
