@@ -112,7 +112,7 @@ def _engine(db: Database) -> Engine:
 
 def start(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.rollback import run_notice_lines, current_user
+    from releaseflow.cli.rollback import current_user, run_notice_lines
     from releaseflow.domain.run_origin import RunOrigin
     from releaseflow.engine import queries
     from releaseflow.engine.commands import RunRequest
