@@ -3,6 +3,8 @@ pins, concurrency, and the refs a run reads of its triggers."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from tests.integration.support import PIPELINE, PROJECT, EngineHarness, template
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.domain.git_rules import EventKind, GitEvent
 from releaseflow.domain.statuses import RunStatus
+from releaseflow.engine.git_watch import poll_once
 from releaseflow.engine.pins import pin_stage
 from releaseflow.engine.triggers import Decision, Triggers
 from releaseflow.store import catalog
@@ -198,3 +201,45 @@ async def test_deliveries__a_replayed_delivery_id_is_refused(harness: EngineHarn
     assert await triggers.accept_delivery("github", "d-1")
     assert not await triggers.accept_delivery("github", "d-1")
     assert await triggers.accept_delivery("gitlab", "d-1")
+
+
+def git(repo: Path, *args: str) -> str:
+    command = ["git", "-C", str(repo), "-c", "user.name=Tests", "-c", "user.email=tests@example.com", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+async def test_git_watch__a_commit_on_a_watched_branch_is_decided_once(
+    harness: EngineHarness, tmp_path: Path
+) -> None:
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text("v1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "First")
+    document = flow(build="${refs.git.sha}")
+    document["triggers"][0]["repoUrl"] = f"file://{repo}"
+    document["triggers"][0]["pathIgnoreRules"] = ["docs/"]
+    await harness.seed(document)
+    harness.start_worker()
+    triggers = Triggers(harness.engine)
+    assert await poll_once(triggers) == []  # the first look only notes the heads
+
+    (repo / "app.py").write_text("v2\n")
+    git(repo, "commit", "-q", "-am", "Second")
+    sha = git(repo, "rev-parse", "HEAD")
+    [started] = await poll_once(triggers)
+    assert await poll_once(triggers) == []  # seen: not decided again
+    assert started.decision is Decision.STARTED and started.run_id is not None
+    assert (await deployed_origin(harness, started.run_id))["build"] == sha
+
+    (repo / "docs").mkdir()
+    (repo / "docs" / "guide.md").write_text("read me\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "Docs only")
+    git(repo, "branch", "feature")
+    outcomes = await poll_once(triggers)
+    assert sorted(outcome.reason for outcome in outcomes) == [
+        "branch feature matches no branch rule (main)",
+        "every changed file is ignored by the path rules (1 changed)",
+    ]

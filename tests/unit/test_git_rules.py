@@ -301,3 +301,26 @@ def test_gitlab_event__push_and_merge_request() -> None:
         },
     )
     assert merge is not None and (merge.pull_request_id, merge.branch, merge.open) == ("3", "f", True)
+
+
+def test_check_refs__validation_names_a_trigger_field_no_run_can_have() -> None:
+    from releaseflow.domain.template_parser import parse_template
+    from releaseflow.domain.template_rules import check_refs
+
+    command = {"jobId": "m", "command": "deploy ${refs.git.branch} ${fn.toUpper(refs.git.tag)}"}
+    step = {
+        "kind": "Action",
+        "ref": "run",
+        "spec": {"kind": "Job", "spec": {"type": "execute", "data": command}},
+    }
+    document = {
+        "apiVersion": "v1.2",
+        "triggers": [trigger()],
+        "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [step]}},
+    }
+    assert [(issue.path, issue.message) for issue in check_refs(parse_template(document))] == [
+        (
+            "spec.spec.steps[0].spec.spec.data.command",
+            "trigger 'git' has no field 'tag' (a run can read branch, sha, repoUrl, pullRequestId)",
+        )
+    ]

@@ -3,8 +3,9 @@
 A git trigger whose ``repoUrl`` is a path on this host (``/srv/git/app`` or ``file:///srv/git/app``) is
 watched by polling, in the server process, every ``RELEASEFLOW_GIT_POLL_SECONDS``: no outside service
 is needed to react to a commit. The heads seen last are kept in the database, so a restarted server
-reacts to the commits made while it was down, once. The first look at a repository only notes its
-heads: branches that existed before anyone watched them start nothing.
+reacts to the commits made while it was down, once; of several servers watching one database, one
+decides each move. The first look at a repository only notes its heads: branches that existed before
+anyone watched them start nothing.
 """
 
 from __future__ import annotations
@@ -76,13 +77,17 @@ async def poll_once(triggers: Triggers) -> list[Outcome]:
             known = await trigger_store.git_heads(tx, repository)
         first_look = not known
         for branch, sha in sorted(heads.items()):
-            if known.get(branch) == sha:
+            old = known.get(branch)
+            if old == sha:
                 continue
-            if not first_look:
-                event = await push_event(repository, branch, known.get(branch), sha)
-                outcomes.extend(await triggers.on_git_event(event, "git poll"))
+            # Claimed before it is decided: of several servers watching, one decides each move.
             async with db.transaction() as tx:
-                await trigger_store.set_git_head(tx, repository, branch, sha, triggers.engine.clock.now())
+                claimed = await trigger_store.move_git_head(
+                    tx, repository, branch, old, sha, triggers.engine.clock.now()
+                )
+            if claimed and not first_look:
+                event = await push_event(repository, branch, old, sha)
+                outcomes.extend(await triggers.on_git_event(event, "git poll"))
     return outcomes
 
 

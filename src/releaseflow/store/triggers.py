@@ -76,9 +76,16 @@ async def git_heads(tx: Transaction, repository: str) -> dict[str, str]:
     return {row["branch"]: row["sha"] for row in rows}
 
 
-async def set_git_head(tx: Transaction, repository: str, branch: str, sha: str, at: datetime) -> None:
-    await tx.execute("DELETE FROM git_watch_heads WHERE repository = ? AND branch = ?", (repository, branch))
-    await tx.execute(
-        "INSERT INTO git_watch_heads (repository, branch, sha, seen_at) VALUES (?, ?, ?, ?)",
-        (repository, branch, sha, to_epoch(at)),
-    )
+async def move_git_head(
+    tx: Transaction, repository: str, branch: str, old: str | None, new: str, at: datetime
+) -> bool:
+    """Record that the branch moved from ``old`` (None: it was not known) to ``new``; False when
+    another process recorded a move first (so each move is decided once, whoever polls)."""
+    if old is None:
+        sql = (
+            "INSERT INTO git_watch_heads (repository, branch, sha, seen_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (repository, branch) DO NOTHING"
+        )
+        return await tx.execute(sql, (repository, branch, new, to_epoch(at))) > 0
+    sql = "UPDATE git_watch_heads SET sha = ?, seen_at = ? WHERE repository = ? AND branch = ? AND sha = ?"
+    return await tx.execute(sql, (new, to_epoch(at), repository, branch, old)) > 0
