@@ -218,3 +218,5 @@ def test_local_repository__a_commit_starts_a_run_with_its_sha(releaseflow: Relea
     detail = releaseflow.run_detail(runs[0]["id"])
     say = find_node(detail["spec"], "say")
     assert say is not None and say["code"]["spec"]["spec"]["message"] == f"main@{sha}"
+    assert detail["triggerRefs"] == {"git": {"branch": "main", "sha": sha, "repoUrl": str(repo)}}
+    assert detail["origin"] == {"kind": "git", "by": f"main@{sha[:7]}"}
