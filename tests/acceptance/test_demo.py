@@ -77,8 +77,18 @@ def test_demo__builds_deploys_promotes_and_releases_then_keeps_it_all_until_rese
         ],
         check=True,
     )
-    result = releaseflow.cli("run", "web", "Development", "--follow", timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # The server watches the demo's repository: the commit starts a Development run by itself.
+    pushed = wait_until(
+        lambda: (
+            (runs := releaseflow.cli_json("runs", "web", "Development", "--json"))
+            and len(runs) == 2
+            and runs[0]["concluded"]
+            and runs[0]
+        ),
+        timeout=120,
+        what="the Development run the commit started",
+    )
+    assert (pushed["status"], pushed["origin"]["kind"]) == ("success", "git"), pushed
     assert answer(ports["Development"]) == "demo web v2 (development)"
     assert answer(ports["Production"]) == "demo web v1 (production)"
     service_log = releaseflow.cli("logs", "service", "web-dev", "--lines", "50", check=True).stdout

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from releaseflow.api.inbox import Inbox, inbox_routes
+from releaseflow.api.triggers import trigger_routes
 from releaseflow.application import Application, open_application
 from releaseflow.engine import queries
 from releaseflow.engine.worker import Worker
@@ -151,6 +152,7 @@ def create_app(
 
     app = FastAPI(title="releaseflow", lifespan=lifespan)
     app.include_router(inbox_routes(Inbox()))
+    app.include_router(trigger_routes(lambda: runtime.application, settings))
 
     @app.get("/healthz")
     async def health() -> JSONResponse:

@@ -27,6 +27,7 @@ from releaseflow.cli import (
     runs,
     server,
     state,
+    triggers,
 )
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from releaseflow.cli.render import error_lines
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///PATH or postgresql://... (default: RELEASEFLOW_DATABASE_URL or SQLite in data dir)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups = (server, configuration, flows, pipelines, runs, rollback, state, logs, db, demo)
+    groups = (server, configuration, flows, pipelines, runs, rollback, triggers, state, logs, db, demo)
     for group in (*groups, insights, plan, resume):
         group.register(commands)
     return parser

@@ -9,7 +9,15 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Subparsers,
+    database,
+    run_async,
+    stage_arguments,
+)
 from releaseflow.cli.parsing import add_run_inputs, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
@@ -25,7 +33,7 @@ if TYPE_CHECKING:
 
 def register(commands: Subparsers) -> None:
     run = commands.add_parser("run", help="start a run of a stage's release flow")
-    _stage_arguments(run)
+    stage_arguments(run)
     run.add_argument("--name", help="display name of the run (up to 39 characters)")
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
     add_run_inputs(run)
@@ -33,7 +41,7 @@ def register(commands: Subparsers) -> None:
     run.set_defaults(handler=start)
 
     runs = commands.add_parser("runs", help="list the runs of a stage, newest first")
-    _stage_arguments(runs)
+    stage_arguments(runs)
     runs.add_argument("--status", action="append", default=[], choices=[str(status) for status in RunStatus])
     runs.add_argument("--kind", choices=["release", "rollback"])
     runs.add_argument(
@@ -82,12 +90,6 @@ def register(commands: Subparsers) -> None:
     reject.set_defaults(handler=approve_node, reject=True)
 
 
-def _stage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="pipeline id")
-    parser.add_argument("stage", help="stage name (any case)")
-    parser.add_argument("--project", help="project id (default: the only project)")
-
-
 def _engine(db: Database) -> Engine:
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import Engine
@@ -115,10 +117,10 @@ def run_request(args: argparse.Namespace) -> RunRequest:
 async def report_started(db: Database, run: RunRecord, message: str, *, follow: bool) -> int:
     """Say that ``run`` started, then follow it or say how to; the exit code says how it went."""
     from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.rollback import cleared_pin_lines
+    from releaseflow.cli.rollback import run_notice_lines
 
     print(f"{message}: {run.status}", flush=True)
-    for line in await cleared_pin_lines(db, run.id):
+    for line in await run_notice_lines(db, run.id):
         print(line)
     if follow:
         final = await follow_run(db, run.id)

@@ -144,7 +144,10 @@ async def _skip_scope(
     # Only skip expressions read node outputs, and no output changes while a run is advanced.
     outputs = await run_store.node_outputs(tx, run.id, skip_refs(template))
     return expressions.Scope(
-        args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
+        args=run.arguments,
+        refs={**run.trigger_refs, **outputs},
+        now=now,
+        secret_seed=flow.secret_seed if flow else "",
     )
 
 

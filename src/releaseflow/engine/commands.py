@@ -32,6 +32,12 @@ from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 NAME_MIN = 3
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
+# The event of a run started by hand (or by rollback) while its flow is paused.
+PAUSED_BY_HAND = "the release flow is paused: its triggers start no run; this one was started by hand"
+
+
+class PausedError(ConflictError):
+    """A git push or webhook asked for a run of a paused release flow (``options.paused``)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class RunRequest:
     origin: RunOrigin = field(default_factory=RunOrigin)
     # A free label for the run's creator ("benchmark", "demo"); empty: the origin's own words.
     triggered_by: str = ""
+    # Values of ``${refs.<trigger>.*}`` by trigger ref (the event that started the run, a webhook's
+    # parameters); over ``overrides`` keyed by a trigger's ref and the trigger's own configuration.
+    trigger_refs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,11 @@ class Engine:
         carried = carried or {}
         run_id = str(uuid.uuid4())
         new = _NewRun(run_id, prepared, request, labels, resumed_from, carried)
+        if prepared.template.paused and request.origin.automatic:
+            raise PausedError(
+                f"{request.origin.label()} did not start a run: the release flow is paused"
+                " (options.paused); runs by hand still start"
+            )
         if prepared.problems:
             plan = await describe_plan(tx, prepared, None, now)
             await self._insert_run(tx, new, RunStatus.PENDING, "", plan, with_nodes=False)
@@ -205,6 +219,8 @@ class Engine:
         status = RunStatus.QUEUED if waits else RunStatus.PENDING
         plan = await describe_plan(tx, prepared, queue, now, carried_over=sorted(carried))
         await self._insert_run(tx, new, status, decision.reason, plan)
+        if prepared.template.paused:
+            run_store.append_event(tx, run_id, None, now, str(status), str(status), PAUSED_BY_HAND)
         for superseded in decision.drop_queued:
             await transition_run(
                 tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
@@ -250,6 +266,7 @@ class Engine:
                 "overrides": dict(prepared.overrides),
                 "release_node_overrides": dict(prepared.release_node_overrides),
                 "document": dict(prepared.document),
+                "trigger_refs": dict(prepared.trigger_refs),
                 "created_at": now,
                 "updated_at": now,
                 "resumed_from": new.resumed_from,

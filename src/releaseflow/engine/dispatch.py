@@ -117,7 +117,9 @@ async def begin(
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
     outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
-    scope = expressions.Scope(args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed)
+    scope = expressions.Scope(
+        args=run.arguments, refs={**run.trigger_refs, **outputs}, now=now, secret_seed=flow.secret_seed
+    )
     attempt = node.attempt + 1
     attempts = [*node.attempts, {"attempt": attempt, "startTime": now.timestamp(), "worker": worker_id}]
     resolved: Any = None

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from releaseflow.domain import expressions
 from releaseflow.domain.concurrency import Admission, admit
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
+from releaseflow.domain.git_rules import run_trigger_refs, split_trigger_overrides
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_plan import admission_plan, release_plan, run_plan
@@ -54,6 +55,9 @@ class PreparedRun:
     arguments: dict[str, Any]
     overrides: Mapping[str, Any]
     release_node_overrides: Mapping[str, Any]
+    # ``${refs.<trigger>.*}`` by trigger ref: the event's values over the overrides keyed by the
+    # trigger's ref, over the trigger's own configuration (``domain.git_rules.run_trigger_refs``).
+    trigger_refs: Mapping[str, Mapping[str, Any]]
     problems: list[Issue]  # what the dry run cannot resolve: the run fails before any node starts
 
 
@@ -65,6 +69,9 @@ class RunInputs(Protocol):
 
     @property
     def overrides(self) -> Mapping[str, Any]: ...
+
+    @property
+    def trigger_refs(self) -> Mapping[str, Mapping[str, Any]]: ...
 
     @property
     def release_node_overrides(self) -> Mapping[str, Any]: ...
@@ -80,9 +87,14 @@ async def prepare_run(
     """
     row = await catalog.get_flow_version(tx, flow.id, version)
     assert row is not None, (flow.id, version)
-    overrides, release_node_overrides = inputs.overrides, inputs.release_node_overrides
-    document = apply_run_overrides(row["document"], overrides or None, release_node_overrides or None)
-    return await prepare_document(tx, flow, version, document, inputs, now=now)
+    # Overrides keyed by a trigger's ref set that trigger's values; the others override nodes.
+    node_overrides, trigger_values = split_trigger_overrides(
+        row["document"], inputs.overrides, inputs.trigger_refs
+    )
+    document = apply_run_overrides(
+        row["document"], node_overrides or None, inputs.release_node_overrides or None
+    )
+    return await prepare_document(tx, flow, version, document, inputs, now=now, trigger_values=trigger_values)
 
 
 async def prepare_document(
@@ -93,15 +105,17 @@ async def prepare_document(
     inputs: RunInputs,
     *,
     now: datetime,
+    trigger_values: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PreparedRun:
     """Check a run's document (a flow version with its overrides, or a rollback's document derived
-    from recorded state) against the stage; resolve the arguments; dry-run it."""
+    from recorded state) against the stage; resolve the arguments and trigger values; dry-run it."""
     template = parse_template(document)
     scope = await stage_scope(tx, flow.project_id, flow.pipeline_id, flow.stage)
     issues = check_template(template, scope) + check_refs(template)
     if issues:
         raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
     resolved_arguments = {**template.arguments, **inputs.arguments}
+    trigger_refs = run_trigger_refs(template.triggers, trigger_values or {})
     return PreparedRun(
         flow=flow,
         version=version,
@@ -110,7 +124,10 @@ async def prepare_document(
         arguments=resolved_arguments,
         overrides=inputs.overrides,
         release_node_overrides=inputs.release_node_overrides,
-        problems=dry_run(template, resolved_arguments, now=now, secret_seed=flow.secret_seed),
+        trigger_refs=trigger_refs,
+        problems=dry_run(
+            template, resolved_arguments, now=now, secret_seed=flow.secret_seed, refs=trigger_refs
+        ),
     )
 
 
@@ -145,7 +162,10 @@ async def describe_plan(
     queues."""
     deployed = await state_store.current_artifacts(tx, prepared.flow.project_id)
     scope = expressions.Scope(
-        args=prepared.arguments, refs={}, now=now, secret_seed=prepared.flow.secret_seed
+        args=prepared.arguments,
+        refs=dict(prepared.trigger_refs),
+        now=now,
+        secret_seed=prepared.flow.secret_seed,
     )
 
     def resolve(node: Node) -> Mapping[str, Any]:

@@ -11,7 +11,7 @@ Northflank's ``response`` object) is ``releaseflow.wire``'s business, shared by 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -127,6 +127,8 @@ class RunDetail:
     root: NodeView | None  # None when the run never got nodes (its dry run failed)
     progress: Progress
     events: tuple[EventView, ...]
+    # What ${refs.<trigger>.*} read in this run, by trigger ref.
+    trigger_refs: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, key: str) -> NodeView | None:
         """The node with this ref or path."""
@@ -268,6 +270,7 @@ async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> 
         root=root,
         progress=progress,
         events=tuple(_event(event, refs) for event in events),
+        trigger_refs=record.trigger_refs,
     )
 
 

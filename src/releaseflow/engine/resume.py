@@ -35,6 +35,8 @@ class Resumption:
     arguments: dict[str, Any]
     overrides: dict[str, Any]
     release_node_overrides: dict[str, Any]
+    # The failed run's trigger values: a resume repeats the event that started it.
+    trigger_refs: dict[str, Any]
 
 
 async def resumption(
@@ -75,6 +77,7 @@ async def resumption(
         arguments={**failed.arguments, **arguments},
         overrides=merged_overrides,
         release_node_overrides={**failed.release_node_overrides, **release_node_overrides},
+        trigger_refs=dict(failed.trigger_refs),
     )
 
 

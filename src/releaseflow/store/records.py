@@ -72,6 +72,8 @@ class RunRecord:
     origin_kind: str = "person"
     origin_by: str = ""
     resumed_from: str | None = None  # the failed run this one resumes
+    # The values of ``${refs.<trigger>.*}`` by trigger ref, fixed when the run was created.
+    trigger_refs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -109,6 +111,7 @@ class RunRecord:
             origin_kind=row["origin_kind"],
             origin_by=row["origin_by"],
             resumed_from=row["resumed_from"],
+            trigger_refs=load_json(row["trigger_refs"]),
         )
 
 

@@ -27,6 +27,7 @@ _JSON_COLUMNS = frozenset(
         "attempts",
         "wait_state",
         "plan",
+        "trigger_refs",
     }
 )
 

@@ -70,6 +70,7 @@ def run_detail(detail: RunDetail) -> dict[str, Any]:
     return {
         **run_summary(detail.run),
         "arguments": dict(detail.arguments),
+        "triggerRefs": dict(detail.trigger_refs),
         "progress": {"done": detail.progress.done, "total": detail.progress.total},
         "spec": node(detail.root) if detail.root else None,
         "events": [event(item) for item in detail.events],
