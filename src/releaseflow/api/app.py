@@ -1,4 +1,9 @@
-"""The HTTP application. For now: health and the webhook inbox; the /v1 API joins later.
+"""The HTTP application: the Northflank-compatible ``/v1`` API, health, and the message inbox.
+
+Its structure, for whoever adds routes: one router module per area (``api/northflank.py``,
+``api/inbox.py``), every route guarded by the one access dependency (``api/auth.py``), every refusal
+in the one error envelope (``api/errors.py``), lists paged by ``api/pagination.py``, request bodies
+bounded by ``api/limits.py``.
 
 The app owns the process's parts, built by ``releaseflow.application`` from the settings it is given:
 the database connection and, unless told otherwise, a worker that runs in the same event loop
@@ -23,9 +28,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
+from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.inbox import Inbox, inbox_routes
+from releaseflow.api.limits import BodyLimit
+from releaseflow.api.northflank import northflank_routes
 from releaseflow.application import Application, open_application
 from releaseflow.engine import queries
 from releaseflow.engine.worker import Worker
@@ -150,7 +158,16 @@ def create_app(
                 exit_process()
 
     app = FastAPI(title="releaseflow", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(northflank_routes())
     app.include_router(inbox_routes(Inbox()))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        """No web interface yet: the root leads to the API's interactive documentation."""
+        return RedirectResponse(app.docs_url or "/openapi.json")
 
     @app.get("/healthz")
     async def health() -> JSONResponse:

@@ -15,9 +15,9 @@ stretch:
 * bodies are stored as the bytes received (parsed objects cost many times their size in memory) and
   parsed when read; JSON nested deeper than the document limit is refused (400), never a 500.
 
-Anyone who can reach the server can post to and read the inbox: it has no access control yet. The
-access control of the HTTP API (a later step) will cover it; until then, bind the server to loopback
-(the default) or a trusted network.
+Reading an inbox needs a token with the viewer role, deleting one the deployer role. Posting needs
+no token yet (``Message`` nodes cannot send one): bind the server to loopback (the default) or a
+trusted network.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from releaseflow.api.auth import requires
+from releaseflow.domain.access import Role
 from releaseflow.domain.documents import check_document_shape
 from releaseflow.domain.errors import ValidationError
 
@@ -183,10 +185,14 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"Connection": "close"})
 
 
-def inbox_routes(inbox: Inbox) -> APIRouter:
+def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
+    """The inbox's routes; ``guarded=False`` leaves out access control (an app without tokens: the
+    inbox's own tests and benchmark)."""
     router = APIRouter(prefix="/inbox", tags=["inbox"])
+    readers = [Depends(requires(Role.VIEWER))] if guarded else []
+    deleters = [Depends(requires(Role.DEPLOYER))] if guarded else []
 
-    @router.get("")
+    @router.get("", dependencies=readers)
     async def list_inboxes() -> dict[str, Any]:
         return {"inboxes": inbox.names()}
 
@@ -209,11 +215,11 @@ def inbox_routes(inbox: Inbox) -> APIRouter:
             return JSONResponse({"error": str(full)}, status_code=429)
         return JSONResponse({"inbox": name, "stored": count})
 
-    @router.get("/{name}")
+    @router.get("/{name}", dependencies=readers)
     async def read(name: str) -> dict[str, Any]:
         return {"inbox": name, "messages": inbox.messages(name)}
 
-    @router.delete("/{name}")
+    @router.delete("/{name}", dependencies=deleters)
     async def delete(name: str) -> JSONResponse:
         if not inbox.delete(name):
             return JSONResponse({"error": f"no inbox '{name}'"}, status_code=404)

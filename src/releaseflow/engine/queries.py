@@ -11,7 +11,7 @@ Northflank's ``response`` object) is ``releaseflow.wire``'s business, shared by 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -125,6 +125,8 @@ class RunDetail:
     root: NodeView | None  # None when the run never got nodes (its dry run failed)
     progress: Progress
     events: tuple[EventView, ...]
+    # The template the run executes (its overrides applied): the API shows it with each node's state.
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, key: str) -> NodeView | None:
         """The node with this ref or path."""
@@ -257,6 +259,7 @@ async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> 
         root=root,
         progress=progress,
         events=tuple(_event(event, refs) for event in events),
+        document=record.document,
     )
 
 
