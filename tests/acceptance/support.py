@@ -58,6 +58,8 @@ class Releaseflow:
     cwd: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    # The admin token the first ``serve`` printed (only the first start of a fresh database prints one).
+    admin_token: str | None = None
 
     @property
     def url(self) -> str:
@@ -106,6 +108,7 @@ class Releaseflow:
         wait_until(
             lambda: self._healthy(process), timeout=20, what=f"{' '.join(args or ('serve',))} to be healthy"
         )
+        self.admin_token = self.admin_token or printed_token(self.logs())
         return process
 
     def _healthy(self, process: subprocess.Popen[str]) -> bool:
@@ -117,8 +120,15 @@ class Releaseflow:
         return "\n".join(path.read_text() for path in sorted(self.cwd.glob("releaseflow-*.log")))
 
     def inbox(self, name: str) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = httpx.get(f"{self.url}/inbox/{name}", timeout=5).json()["messages"]
+        answer = httpx.get(f"{self.url}/inbox/{name}", headers=self.auth(), timeout=5)
+        messages: list[dict[str, Any]] = answer.raise_for_status().json()["messages"]
         return messages
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        """The Authorization header of ``token`` (default: the admin token ``serve`` printed)."""
+        secret = token or self.admin_token
+        assert secret, "no token: serve() a fresh installation first"
+        return {"Authorization": f"Bearer {secret}"}
 
     def run_detail(self, run_id: str) -> Any:
         return self.cli_json("show", run_id, "--json")
@@ -148,6 +158,15 @@ class Releaseflow:
     def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> int:
         process.send_signal(signal.SIGTERM)
         return process.wait(timeout=timeout)
+
+
+def printed_token(output: str) -> str | None:
+    """The secret of the first admin token in ``serve``'s output, if it printed one."""
+    lines = output.splitlines()
+    for number, line in enumerate(lines[:-1]):
+        if line.startswith("created the first API token"):
+            return lines[number + 1].strip()
+    return None
 
 
 def find_node(tree: Mapping[str, Any] | None, ref: str) -> Mapping[str, Any] | None:

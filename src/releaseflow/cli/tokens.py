@@ -14,8 +14,8 @@ from releaseflow.domain.access import ALL_PROJECTS, AccessError, Role
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
 
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(commands: Subparsers) -> None:
@@ -29,7 +29,7 @@ def register(commands: Subparsers) -> None:
     create.add_argument("--role", required=True, help="viewer, deployer or admin")
     create.add_argument("--name", help="what it is for (default: ROLE for PROJECT)")
     create.add_argument(
-        "--expires", help="a duration (30d, 12h, 90m, 2w) or an ISO date/time; default: never"
+        "--expires", help="a duration (30d, 12h, 90m, 2w, 45s) or an ISO date/time; default: never"
     )
     create.set_defaults(handler=create_token)
 
@@ -50,7 +50,7 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise AccessError(
-            f"--expires '{text}' is neither a duration (30d, 12h, 90m, 2w) nor an ISO date/time"
+            f"--expires '{text}' is neither a duration (30d, 12h, 90m, 2w, 45s) nor an ISO date/time"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -1,0 +1,117 @@
+"""Every route of the app against a real ``releaseflow serve``: no token, an expired and a revoked
+token are refused (401); each role gets exactly the routes its table entry allows (403 below it).
+
+The routes come from the app itself (``app.routes``), so a new route is walked at once, and one
+missing from ``REQUIRED`` fails the test: whoever adds a route decides here who may call it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+from tests.acceptance.api_support import ROLES, Api, served_api
+from tests.acceptance.config import PROJECT
+from tests.acceptance.support import Releaseflow
+
+from releaseflow.api.app import create_app
+from releaseflow.settings import Settings
+
+PUBLIC = None
+_NF = "/projects/{projectId}/pipelines"
+_FLOW = _NF + "/{pipelineId}/release-flows/{stage}"
+# (method, path) -> the least role that may call it (PUBLIC: no token needed).
+REQUIRED: dict[tuple[str, str], str | None] = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/inbox"): "viewer",
+    ("GET", "/inbox/{name}"): "viewer",
+    ("POST", "/inbox/{name}"): PUBLIC,  # Message nodes cannot send a token (docs/api.md)
+    ("DELETE", "/inbox/{name}"): "deployer",
+}
+for _prefix in ("/v1", "/v1/teams/{teamId}"):
+    REQUIRED.update(
+        {
+            ("GET", f"{_prefix}/login"): "viewer",
+            ("GET", f"{_prefix}{_NF}"): "viewer",
+            ("GET", f"{_prefix}{_NF}/{{pipelineId}}"): "viewer",
+            ("GET", f"{_prefix}{_FLOW}"): "viewer",
+            ("POST", f"{_prefix}{_FLOW}"): "admin",
+            ("POST", f"{_prefix}{_FLOW}/runs"): "deployer",
+            ("GET", f"{_prefix}{_FLOW}/runs"): "viewer",
+            ("GET", f"{_prefix}{_FLOW}/runs/{{runId}}"): "viewer",
+            ("POST", f"{_prefix}{_FLOW}/runs/{{runId}}/abort"): "deployer",
+        }
+    )
+
+
+def app_routes() -> list[tuple[str, str]]:
+    app = create_app(Settings.from_env({}), with_worker=False)
+    found = []
+    for route in app.routes:
+        if isinstance(route, APIRoute | Route):
+            found.extend((method, route.path) for method in sorted(route.methods or ()) if method != "HEAD")
+    return found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, releaseflow: Releaseflow) -> Api:
+    if request.param == "postgresql":
+        releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = request.getfixturevalue(
+            "fresh_postgres_database"
+        )()
+    return served_api(releaseflow)
+
+
+def test_every_route_is_in_the_table() -> None:
+    missing = [f"{method} {path}" for method, path in app_routes() if (method, path) not in REQUIRED]
+    assert not missing, f"routes without an entry in REQUIRED: {missing}"
+
+
+def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
+    values = {"projectId": PROJECT, "teamId": "team1", "pipelineId": "main", "stage": "development"}
+    values |= {"runId": api.run_id, "name": "dev"}
+    failures = []
+    for method, path in app_routes():
+        needed = REQUIRED[(method, path)]
+        url = re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
+        cases: list[tuple[str | None, set[int] | None]] = []
+        if needed is PUBLIC:
+            cases.append((None, None))
+        else:
+            cases += [(None, {401}), ("expired", {401}), ("revoked", {401})]
+            rank = ROLES.index(needed)
+            cases += [(role, {403} if ROLES.index(role) < rank else None) for role in ROLES]
+        for token, expected in cases:
+            answer = api.call(method, url, token, follow_redirects=False)
+            allowed = answer.status_code not in (401, 403) and answer.status_code < 500
+            if (expected is None and not allowed) or (
+                expected is not None and answer.status_code not in expected
+            ):
+                failures.append(f"{method} {url} as {token}: {answer.status_code} {answer.text[:200]}")
+            if answer.status_code in (401, 403):
+                assert answer.json()["error"]["message"], answer.text
+    assert not failures, "\n".join(failures)
+
+
+def test_refusals__say_why(api: Api) -> None:
+    login = "/v1/login"
+    assert "no token" in api.call("GET", login, None).json()["error"]["message"]
+    assert "expired" in api.call("GET", login, "expired").json()["error"]["message"]
+    assert "revoked" in api.call("GET", login, "revoked").json()["error"]["message"]
+    refused = api.call(
+        "POST", f"/v1/projects/{PROJECT}/pipelines/main/release-flows/development", "deployer", json={}
+    )
+    assert refused.status_code == 403
+    assert "needs the admin role" in refused.json()["error"]["message"]
+    other = api.call("GET", "/v1/projects/elsewhere/pipelines", "viewer")
+    assert other.status_code == 403 and "is for project 'acme'" in other.json()["error"]["message"]
+    bogus = httpx.get(api.url + login, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert bogus.status_code == 401 and "not known" in bogus.json()["error"]["message"]
