@@ -5,10 +5,14 @@ clients' fetch-all helpers over several pages."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from northflank import ApiClient
 from tests.acceptance.api_support import Api, served_api
 from tests.acceptance.config import PROJECT
+from tests.acceptance.northflank_cli import NorthflankCli
 from tests.acceptance.support import Releaseflow, wait_until
 
 WHERE = {"project_id": PROJECT, "pipeline_id": "main"}
@@ -90,3 +94,34 @@ def test_python_sdk__errors_arrive_in_its_error_type(api: Api) -> None:
         and "no run 'no-such-run'" in missing.error.message
     )
     assert forbidden.status == 403 and forbidden.error is not None and "deployer" in forbidden.error.message
+
+
+def test_northflank_cli__every_endpoint_after_login_with_host(
+    releaseflow: Releaseflow, tmp_path: Path
+) -> None:
+    api = served_api(releaseflow)
+    cli = NorthflankCli(tmp_path)
+    where = ["--projectId", PROJECT, "--pipelineId", "main"]
+    development = [*where, "--stage", "development"]
+
+    login = cli.run("login", "--host", api.url, "-t", api.tokens["admin"], "-n", "releaseflow")
+    pipelines = cli.json("list", "pipelines", "--projectId", PROJECT)
+    pipeline = cli.json("get", "pipeline", *where)
+    flow = cli.json("get", "release-flow", *development)
+    updated = cli.json("update", "release-flow", *development, "-i", json.dumps(flow))
+    started = [
+        cli.json("run", "release-flow", *development, "-i", json.dumps({"name": f"cli-{n}"}))
+        for n in range(3)
+    ]
+    every = cli.json("list", "release-flow-runs", *development, "--per_page", "2", "--loadAll")
+    detail = cli.json("get", "release-flow-run", *development, "--runId", started[0]["id"])
+    gated = cli.json("run", "release-flow", *where, "--stage", "production", "-i", "{}")
+    aborted = cli.json("abort", "release-flow-run", *where, "--stage", "production", "--runId", gated["id"])
+
+    assert login.returncode == 0 and "logged in" in login.stdout, login.stdout + login.stderr
+    assert [item["id"] for item in pipelines["pipelines"]] == ["main", "relay"]
+    assert pipeline["name"] == "main"
+    assert updated["version"] == flow["version"] + 1
+    assert len(every["runs"]) == 4
+    assert detail["name"] == "cli-0" and detail["spec"]["kind"] == "Workflow"
+    assert aborted["status"] in ("aborting", "aborted")
