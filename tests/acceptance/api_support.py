@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from tests.acceptance.config import PROJECT, write_config
@@ -17,16 +18,27 @@ FLOW = f"/v1/projects/{PROJECT}/pipelines/main/release-flows/development"
 @dataclass
 class Api:
     releaseflow: Releaseflow
-    tokens: dict[str, str]  # role (and "expired", "revoked") -> secret
+    tokens: dict[str, str]  # role in acme, "root" (admin everywhere), "expired", "revoked" -> secret
     run_id: str  # a finished run of Development
 
     @property
     def url(self) -> str:
         return self.releaseflow.url
 
-    def call(self, method: str, path: str, token: str | None = "admin", **kwargs: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
-        return httpx.request(method, self.url + path, headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = "admin",
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """A request as ``token`` (a role, "root", "expired" or "revoked"; None: no token)."""
+        sent = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        return httpx.request(
+            method, self.url + path, headers={**sent, **(headers or {})}, timeout=10, **kwargs
+        )
 
 
 def secret_of(output: str) -> str:
@@ -65,6 +77,8 @@ def served_api(releaseflow: Releaseflow) -> Api:
         ).stdout
     )
     releaseflow.cli("token", "revoke", "gone", check=True)
+    assert releaseflow.admin_token, "serve printed no admin token on its first start"
+    tokens["root"] = releaseflow.admin_token
     started = httpx.post(
         f"{releaseflow.url}{FLOW}/runs",
         json={"name": "first", "arguments": {"who": "api"}},
@@ -78,5 +92,5 @@ def served_api(releaseflow: Releaseflow) -> Api:
         lambda: api.call("GET", f"{FLOW}/runs/{run_id}").json()["data"]["concluded"] or None,
         what="the first run to end",
     )
-    time.sleep(max(0.0, 1.1))  # the "expired" token's second has passed
+    time.sleep(1.1)  # the "expired" token's second has passed (runs end sooner)
     return api
