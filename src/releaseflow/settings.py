@@ -14,10 +14,12 @@
 | ``RELEASEFLOW_DOCKER_HOST`` (or ``DOCKER_HOST``) | unset: the docker driver is off |
 | ``RELEASEFLOW_DOCKER_REGISTRY`` | unset: docker builds are not pushed |
 | ``RELEASEFLOW_DOCKER_CREDENTIALS_FILE`` | unset: no saved registry logins |
+| ``RELEASEFLOW_INBOX_KEY`` | unset: the server makes one (kept in the database) |
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     pass
 
 PREFIX = "RELEASEFLOW_"
+_INBOX_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # Worker setting field -> environment variable suffix.
@@ -58,6 +61,9 @@ class Settings:
     docker_registry: str | None = None
     # A JSON file of saved registry logins by id (see platform/available.py).
     docker_credentials_file: Path | None = None
+    # The key that lets anyone post to the message inbox (/inbox/KEY/NAME); without it the server
+    # makes one and keeps it in the database.
+    inbox_key: str | None = None
 
     @classmethod
     def from_env(
@@ -113,6 +119,9 @@ class Settings:
                 _WORKER_VARIABLES["idle_poll_seconds"], float, defaults.idle_poll_seconds, 0.01
             ),
         )
+        inbox_key = get("INBOX_KEY")
+        if inbox_key is not None and not _INBOX_KEY.match(inbox_key):
+            issues.append(Issue(PREFIX + "INBOX_KEY", "must be 16 to 128 letters, digits, '-' or '_'"))
         if issues:
             raise ValidationError(issues, subject="settings")
         return cls(
@@ -125,6 +134,7 @@ class Settings:
             docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
             docker_registry=get("DOCKER_REGISTRY"),
             docker_credentials_file=Path(file) if (file := get("DOCKER_CREDENTIALS_FILE")) else None,
+            inbox_key=inbox_key,
         )
 
     @property

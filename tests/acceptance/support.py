@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from tests.acceptance.config import INBOX_KEY
 
 T = TypeVar("T")
 
@@ -73,6 +74,7 @@ class Releaseflow:
             # Runs started by another process (the CLI) are noticed by polling: keep it brisk.
             RELEASEFLOW_WORKER_IDLE_POLL_SECONDS="0.1",
             PYTHONUNBUFFERED="1",
+            RELEASEFLOW_INBOX_KEY=INBOX_KEY,
         )
         env.update(self.extra_env)
         return env

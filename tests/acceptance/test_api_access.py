@@ -14,7 +14,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 from tests.acceptance.api_support import ROLES, Api, served_api
-from tests.acceptance.config import PROJECT
+from tests.acceptance.config import INBOX_KEY, PROJECT
 from tests.acceptance.support import Releaseflow
 
 from releaseflow.api.app import create_app
@@ -33,7 +33,8 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/inbox"): "viewer",
     ("GET", "/inbox/{name}"): "viewer",
-    ("POST", "/inbox/{name}"): PUBLIC,  # Message nodes cannot send a token (docs/api.md)
+    ("POST", "/inbox/{name}"): "viewer",
+    ("POST", "/inbox/{key}/{name}"): PUBLIC,  # the key in the path instead (Message nodes send no token)
     ("DELETE", "/inbox/{name}"): "deployer",
 }
 for _prefix in ("/v1", "/v1/teams/{teamId}"):
@@ -77,7 +78,7 @@ def test_every_route_is_in_the_table() -> None:
 
 def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
     values = {"projectId": PROJECT, "teamId": "team1", "pipelineId": "main", "stage": "development"}
-    values |= {"runId": api.run_id, "name": "dev"}
+    values |= {"runId": api.run_id, "name": "dev", "key": INBOX_KEY}
     failures = []
     for method, path in app_routes():
         needed = REQUIRED[(method, path)]
@@ -113,5 +114,7 @@ def test_refusals__say_why(api: Api) -> None:
     assert "needs the admin role" in refused.json()["error"]["message"]
     other = api.call("GET", "/v1/projects/elsewhere/pipelines", "viewer")
     assert other.status_code == 403 and "is for project 'acme'" in other.json()["error"]["message"]
+    wrong_key = api.call("POST", "/inbox/not-the-key-at-all/dev", None, json={"x": 1})
+    assert wrong_key.status_code == 401 and "wrong inbox key" in wrong_key.text
     bogus = httpx.get(api.url + login, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert bogus.status_code == 401 and "not known" in bogus.json()["error"]["message"]

@@ -35,7 +35,7 @@ from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
 from releaseflow.application import Application, open_application
-from releaseflow.engine import queries
+from releaseflow.engine import queries, tokens
 from releaseflow.engine.worker import Worker
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database, describe
@@ -82,6 +82,7 @@ class _Runtime:
         self.worker_task: asyncio.Task[None] | None = None
         self.stop = asyncio.Event()
         self.worker_died = False
+        self.inbox_key = ""
         self._on_worker_died = on_worker_died
 
     @property
@@ -90,6 +91,9 @@ class _Runtime:
 
     async def start(self) -> None:
         self.application = await self._exit.enter_async_context(open_application(self.settings))
+        self.inbox_key = await tokens.inbox_key(
+            self.application.db, self.application.clock, self.settings.inbox_key
+        )
         if self.with_worker:
             self.worker = self.application.worker()
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")

@@ -30,6 +30,12 @@ def application(request: Request) -> Application:
     return found
 
 
+def inbox_key(request: Request) -> str:
+    """The key that lets a sender post to the message inbox without a token."""
+    key: str = request.app.state.runtime.inbox_key
+    return key
+
+
 def bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:

@@ -77,15 +77,18 @@ async def _releaseflow_error(request: Request, error: Exception) -> JSONResponse
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = [_problem(item) for item in error.errors()]
-    return error_response(400, "the request is invalid: " + "; ".join(problems), problems)
+    message = "; ".join(f"{where}: {what}" if where else what for where, what in problems)
+    details = [{"path": where, "message": what} for where, what in problems]
+    return error_response(400, f"the request is invalid: {message}", details)
 
 
-def _problem(item: Mapping[str, Any]) -> str:
+def _problem(item: Mapping[str, Any]) -> tuple[str, str]:
+    """Where a problem is (``name``, ``query.per_page``; empty for the body as a whole) and what it is."""
     location: Sequence[Any] = item.get("loc", ())
-    where = ".".join(str(part) for part in location if part not in ("body",)) or "body"
+    where = ".".join(str(part) for part in location if part != "body")
     if item.get("type") == "json_invalid":
-        return f"the body is not valid JSON ({item.get('ctx', {}).get('error', 'malformed')})"
-    return f"{where}: {item.get('msg', 'invalid')}"
+        return "", f"the body is not valid JSON ({item.get('ctx', {}).get('error', 'malformed')})"
+    return where, str(item.get("msg", "invalid"))
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:

@@ -16,13 +16,15 @@ stretch:
   parsed when read; JSON nested deeper than the document limit is refused (400), never a 500.
 
 Reading an inbox needs a token with the viewer role, deleting one the deployer role. Posting needs
-no token yet (``Message`` nodes cannot send one): bind the server to loopback (the default) or a
-trusted network.
+a token of any role (``POST /inbox/NAME``) or the server's inbox key in the path
+(``POST /inbox/KEY/NAME``): a ``Message`` node cannot send a token, so its ``webhookUrl`` carries the
+key (``releaseflow serve`` prints the address at start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import re
 from collections import deque
@@ -33,7 +35,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from releaseflow.api.auth import requires
+from releaseflow.api.auth import inbox_key, requires
 from releaseflow.domain.access import Role
 from releaseflow.domain.documents import check_document_shape
 from releaseflow.domain.errors import ValidationError
@@ -196,7 +198,6 @@ def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
     async def list_inboxes() -> dict[str, Any]:
         return {"inboxes": inbox.names()}
 
-    @router.post("/{name}")
     async def receive(name: str, request: Request) -> JSONResponse:
         if not _NAME.match(name):
             return _error(400, "an inbox name is 1-64 letters, digits, '.', '_' or '-'")
@@ -214,6 +215,17 @@ def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
         except InboxFull as full:
             return JSONResponse({"error": str(full)}, status_code=429)
         return JSONResponse({"inbox": name, "stored": count})
+
+    # With a token of any role (viewer is the least).
+    router.add_api_route("/{name}", receive, methods=["POST"], dependencies=readers, summary="Post a message")
+
+    if guarded:
+
+        @router.post("/{key}/{name}", summary="Post a message with the inbox key (no token)")
+        async def receive_with_key(key: str, name: str, request: Request) -> JSONResponse:
+            if not hmac.compare_digest(key.encode(), inbox_key(request).encode()):
+                return _error(401, "wrong inbox key: use the address releaseflow serve printed at start")
+            return await receive(name, request)
 
     @router.get("/{name}", dependencies=readers)
     async def read(name: str) -> dict[str, Any]:

@@ -76,6 +76,15 @@ async def migrate_database(settings: Settings) -> None:
         if db.dialect == "sqlite":
             await _refuse_second_sqlite_server(db, settings)
         await _first_admin_token(db)
+        print(f"message inbox: Message nodes post to {await inbox_address(settings, db)}/NAME", flush=True)
+
+
+async def inbox_address(settings: Settings, db: Database) -> str:
+    """The inbox address with the server's key in it: ``Message`` nodes post there without a token."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.tokens import inbox_key
+
+    return f"{settings.base_url}/inbox/{await inbox_key(db, SystemClock(), settings.inbox_key)}"
 
 
 async def _first_admin_token(db: Database) -> None:

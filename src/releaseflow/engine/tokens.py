@@ -25,6 +25,7 @@ NAME_LIMIT = 64
 # A token's last use is written at most this often, so that reads do not each write a row.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 BOOTSTRAP_NAME = "initial admin"
+INBOX_KEY = "inbox key"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,19 @@ async def create_first_admin_token(db: Database, clock: Clock) -> CreatedToken |
         role=Role.ADMIN,
         created_by="releaseflow serve",
     )
+
+
+async def inbox_key(db: Database, clock: Clock, preset: str | None = None) -> str:
+    """The key that lets a sender post to the message inbox without a token: ``preset`` (from the
+    settings) when given, else the one this database keeps (made on first use)."""
+    if preset:
+        return preset
+    async with db.transaction() as tx:
+        await token_store.add_server_secret(tx, INBOX_KEY, secrets.token_urlsafe(24), clock.now())
+    async with db.read() as tx:
+        found = await token_store.server_secret(tx, INBOX_KEY)
+    assert found is not None
+    return found
 
 
 async def list_tokens(db: Database) -> list[TokenView]:

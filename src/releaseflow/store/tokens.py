@@ -50,5 +50,18 @@ async def revoke(tx: Transaction, token_id: str, now: datetime) -> int:
     )
 
 
+async def server_secret(tx: Transaction, name: str) -> str | None:
+    value = await tx.fetchvalue("SELECT value FROM server_secrets WHERE name = ?", (name,))
+    return None if value is None else str(value)
+
+
+async def add_server_secret(tx: Transaction, name: str, value: str, now: datetime) -> None:
+    """Keep ``value`` unless the secret exists already (two servers starting together keep one)."""
+    await tx.execute(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, value, to_epoch(now)),
+    )
+
+
 async def note_use(tx: Transaction, token_id: str, now: datetime) -> None:
     await tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (to_epoch(now), token_id))

@@ -12,3 +12,10 @@ CREATE TABLE api_tokens (
     revoked_at @TIME@,
     last_used_at @TIME@
 );
+
+-- Secrets of the server itself, created once: the key that lets Message nodes post to the inbox.
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at @TIME@ NOT NULL
+);
