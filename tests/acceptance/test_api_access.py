@@ -118,3 +118,35 @@ def test_refusals__say_why(api: Api) -> None:
     assert wrong_key.status_code == 401 and "wrong inbox key" in wrong_key.text
     bogus = httpx.get(api.url + login, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert bogus.status_code == 401 and "not known" in bogus.json()["error"]["message"]
+
+
+def test_serve__prints_the_first_admin_token_once(releaseflow: Releaseflow) -> None:
+    first = releaseflow.serve()
+    token = releaseflow.admin_token
+    assert (
+        token
+        and httpx.get(f"{releaseflow.url}/v1/login", headers=releaseflow.auth(), timeout=5).status_code == 200
+    )
+    assert releaseflow.stop(first) == 0
+    releaseflow.serve()
+
+    assert releaseflow.logs().count(token) == 1  # the second start printed no token
+    assert releaseflow.logs().count("created the first API token") == 1
+    assert f"/inbox/{INBOX_KEY}/NAME" in releaseflow.logs()
+
+
+def test_token_list__shows_state_role_and_project_but_never_secrets(api: Api) -> None:
+    listed = api.releaseflow.cli("token", "list", check=True).stdout
+    lines = {line.split()[-1]: line for line in listed.splitlines()}
+
+    assert "revoked" in lines["gone"] and "expired" in lines["brief"]
+    assert "active" in lines["admin"] and "*" in lines["admin"]  # the initial admin token
+    assert all(secret not in listed for secret in api.tokens.values())
+    unknown = api.releaseflow.cli("token", "revoke", "nobody")
+    bad_role = api.releaseflow.cli("token", "create", "--project", PROJECT, "--role", "owner")
+    bad_expiry = api.releaseflow.cli(
+        "token", "create", "--project", PROJECT, "--role", "viewer", "--expires", "soon"
+    )
+    assert unknown.returncode != 0 and "no token with the id or name 'nobody'" in unknown.stderr
+    assert bad_role.returncode != 0 and "unknown role 'owner'" in bad_role.stderr
+    assert bad_expiry.returncode != 0 and "--expires 'soon'" in bad_expiry.stderr
