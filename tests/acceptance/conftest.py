@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.acceptance.api_support import Api, served_api
 from tests.acceptance.support import Releaseflow, free_port
 from tests.cleanup import stop_everything_under
 
@@ -25,3 +26,13 @@ def releaseflow() -> Iterator[Releaseflow]:
         installation.kill_all()
         stop_everything_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, releaseflow: Releaseflow) -> Api:
+    """A served installation with tokens and a finished run (api_support.py), on each database."""
+    if request.param == "postgresql":
+        releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = request.getfixturevalue(
+            "fresh_postgres_database"
+        )()
+    return served_api(releaseflow)

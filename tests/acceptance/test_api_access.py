@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
-from tests.acceptance.api_support import ROLES, Api, served_api
+from tests.acceptance.api_support import ROLES, Api
 from tests.acceptance.config import INBOX_KEY, PROJECT
 from tests.acceptance.support import Releaseflow
 
@@ -60,15 +59,6 @@ def app_routes() -> list[tuple[str, str]]:
         if isinstance(route, APIRoute | Route):
             found.extend((method, route.path) for method in sorted(route.methods or ()) if method != "HEAD")
     return found
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def api(request: pytest.FixtureRequest, releaseflow: Releaseflow) -> Api:
-    if request.param == "postgresql":
-        releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = request.getfixturevalue(
-            "fresh_postgres_database"
-        )()
-    return served_api(releaseflow)
 
 
 def test_every_route_is_in_the_table() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from northflank import ApiClient
 from tests.acceptance.api_support import Api, served_api
 from tests.acceptance.config import PROJECT
@@ -16,15 +15,6 @@ from tests.acceptance.northflank_cli import NorthflankCli
 from tests.acceptance.support import Releaseflow, wait_until
 
 WHERE = {"project_id": PROJECT, "pipeline_id": "main"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def api(request: pytest.FixtureRequest, releaseflow: Releaseflow) -> Api:
-    if request.param == "postgresql":
-        releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = request.getfixturevalue(
-            "fresh_postgres_database"
-        )()
-    return served_api(releaseflow)
 
 
 def test_python_sdk__every_endpoint(api: Api) -> None:
