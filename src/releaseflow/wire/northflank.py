@@ -101,7 +101,7 @@ def run_detail(detail: RunDetail) -> dict[str, Any]:
     for view in detail.root.walk() if detail.root else []:
         answer = response(view)
         if answer is not None:
-            node = _at(document, view.path)
+            node = node_at(document, view.path)
             if isinstance(node, dict):
                 node["response"] = answer
         if view.ref and view.data is not None:
@@ -115,7 +115,7 @@ def run_detail(detail: RunDetail) -> dict[str, Any]:
     }
 
 
-def _at(document: Mapping[str, Any], path: str) -> Any:
+def node_at(document: Mapping[str, Any], path: str) -> Any:
     """The value at a node path such as ``spec.spec.steps[2]``; None when the path leads nowhere."""
     value: Any = document
     for key, index in _PATH_PART.findall(path):
