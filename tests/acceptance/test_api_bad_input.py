@@ -14,6 +14,8 @@ from tests.acceptance.support import Releaseflow
 
 from releaseflow.api.limits import MAX_BODY_BYTES
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture
 def api(releaseflow: Releaseflow) -> Api:
@@ -38,12 +40,15 @@ def test_bodies__oversize_malformed_and_wrong_types(api: Api) -> None:
 
     assert "larger than" in refusal(api.call("POST", runs, content=huge), 413)
     assert "larger than" in refusal(api.call("POST", runs, content=chunks()), 413)
-    assert "not valid JSON" in refusal(
-        api.call("POST", runs, content=b'{"name": ', headers={"Content-Type": "application/json"}), 400
-    )
+    assert "not valid JSON" in refusal(api.call("POST", runs, content=b'{"name": ', headers=JSON), 400)
     assert "name" in refusal(api.call("POST", runs, json={"name": 5}), 400)
     assert "arguments" in refusal(api.call("POST", runs, json={"arguments": "who=me"}), 400)
     assert "nmae" in refusal(api.call("POST", runs, json={"nmae": "typo"}), 400)
+    assert "body: Input should be a valid dictionary" in refusal(api.call("POST", runs, json=42), 400)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert "cannot be read as JSON" in refusal(api.call("POST", runs, content=deep, headers=JSON), 400)
+    assert "not valid JSON" in refusal(api.call("POST", runs, content=b"\xff\xfe", headers=JSON), 400)
+    assert "a JSON body is required" in refusal(api.call("POST", FLOW, content=b"", headers=JSON), 400)
     assert "name" in refusal(api.call("POST", runs, json={"name": "x" * 60}), 400)
     invalid = api.call("POST", FLOW, json={"apiVersion": "v1.2", "spec": {"kind": "Workflow"}})
     assert "invalid" in refusal(invalid, 400) and invalid.json()["error"]["details"]
@@ -61,6 +66,7 @@ def test_unknown_ids__404_naming_them(api: Api) -> None:
     assert "no run" in refusal(api.call("GET", other_stage), 404)
     assert "/v1" in refusal(api.call("GET", "/v2/anything"), 404)
     assert "not allowed" in refusal(api.call("DELETE", f"{FLOW}/runs"), 405)
+    assert "no inbox 'never'" in refusal(api.call("DELETE", "/inbox/never"), 404)
 
 
 def test_query_values__checked_and_accepted_unencoded(api: Api) -> None:
@@ -69,6 +75,8 @@ def test_query_values__checked_and_accepted_unencoded(api: Api) -> None:
     assert "per_page" in refusal(api.call("GET", runs, params={"per_page": 1000}), 400)
     assert "page" in refusal(api.call("GET", runs, params={"page": "two"}), 400)
     assert "cursor 'zz'" in refusal(api.call("GET", runs, params={"cursor": "zz"}), 400)
+    assert "cursor '9999" in refusal(api.call("GET", runs, params={"cursor": "9" * 30}), 400)
+    assert "cursor '²'" in refusal(api.call("GET", runs, params={"cursor": "²"}), 400)
     assert "failure" in refusal(api.call("GET", runs, params={"status": "bogus"}), 400)
     # Northflank's JS client does not URL-encode query values: a raw request line must work.
     raw = api.call("GET", runs + "?per_page=1&status=success&concluded=true")

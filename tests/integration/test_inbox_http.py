@@ -75,7 +75,7 @@ def test_inbox__a_deeply_nested_body_is_refused_with_400(server: Server) -> None
         f"{server.url}/inbox/deep", content=deep, headers={"Content-Type": "application/json"}
     )
 
-    assert answer.status_code == 400 and "nest" in answer.json()["error"]
+    assert answer.status_code == 400 and "nest" in answer.json()["error"]["message"]
     assert server.inbox.names() == {}
 
 

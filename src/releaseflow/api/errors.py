@@ -33,6 +33,10 @@ _STATUS: tuple[tuple[type[ReleaseflowError], int], ...] = (
 )
 
 
+# FastAPI's words for a body its JSON parser gave up on (not UTF-8, nested too deeply).
+_FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
+
+
 class ApiError(Exception):
     """A refusal decided in the API layer itself (a bad query value, a body too large)."""
 
@@ -83,18 +87,23 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 
 def _problem(item: Mapping[str, Any]) -> tuple[str, str]:
-    """Where a problem is (``name``, ``query.per_page``; empty for the body as a whole) and what it is."""
+    """Where a problem is (``name``, ``query.per_page``, ``body``; empty when the message says it) and
+    what it is."""
     location: Sequence[Any] = item.get("loc", ())
     where = ".".join(str(part) for part in location if part != "body")
     if item.get("type") == "json_invalid":
         return "", f"the body is not valid JSON ({item.get('ctx', {}).get('error', 'malformed')})"
-    return where, str(item.get("msg", "invalid"))
+    if item.get("type") == "missing" and not where:
+        return "", "a JSON body is required"
+    return where or "body", str(item.get("msg", "invalid"))
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     message = error.detail if isinstance(error.detail, str) else "request refused"
-    if error.status_code == 404 and message == "Not Found":
+    if message == _FASTAPI_UNREADABLE_BODY:
+        message = "the body cannot be read as JSON (malformed, not UTF-8, or nested too deeply)"
+    elif error.status_code == 404 and message == "Not Found":
         message = f"no such path: {request.url.path} (the API is under /v1; see /docs)"
     elif error.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"

@@ -36,6 +36,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from releaseflow.api.auth import inbox_key, requires
+from releaseflow.api.errors import error_response
 from releaseflow.domain.access import Role
 from releaseflow.domain.documents import check_document_shape
 from releaseflow.domain.errors import ValidationError
@@ -184,7 +185,7 @@ async def _read_body(request: Request, limits: Limits) -> bytes:
 
 def _error(status: int, message: str) -> JSONResponse:
     # The connection is closed after a refusal: its unread body must not be taken for the next request.
-    return JSONResponse({"error": message}, status_code=status, headers={"Connection": "close"})
+    return error_response(status, message, headers={"Connection": "close"})
 
 
 def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
@@ -206,14 +207,14 @@ def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
         except _Refused as refused:
             return _error(refused.status, refused.message)
         if (problem := _check_json(raw)) is not None:
-            return JSONResponse({"error": problem}, status_code=400)
+            return error_response(400, problem)
         headers = {
             key: value[:_MAX_HEADER_CHARS] for key, value in request.headers.items() if key in _SHOWN_HEADERS
         }
         try:
             count = inbox.add(name, headers, raw)
         except InboxFull as full:
-            return JSONResponse({"error": str(full)}, status_code=429)
+            return error_response(429, str(full))
         return JSONResponse({"inbox": name, "stored": count})
 
     # With a token of any role (viewer is the least).
@@ -234,7 +235,7 @@ def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
     @router.delete("/{name}", dependencies=deleters)
     async def delete(name: str) -> JSONResponse:
         if not inbox.delete(name):
-            return JSONResponse({"error": f"no inbox '{name}'"}, status_code=404)
+            return error_response(404, f"no inbox '{name}'")
         return JSONResponse({"inbox": name, "deleted": True})
 
     return router

@@ -44,6 +44,7 @@ _READ_ONLY_FLOW_FIELDS = (
     "updatedAt",
 )
 
+_CURSOR_DIGITS = 18
 VIEWER = Depends(requires(Role.VIEWER))
 DEPLOYER = Depends(requires(Role.DEPLOYER))
 ADMIN = Depends(requires(Role.ADMIN))
@@ -184,8 +185,6 @@ async def list_runs(
     statuses = [] if status is None else [_run_status(status)]
 
     async def fetch(cursor: str | None, limit: int) -> Page[RunSummary]:
-        if cursor is not None and not cursor.isdigit():
-            raise ApiError(400, f"cursor '{cursor}' is not one this server gave")
         found = await history.runs_page(
             app.db,
             projectId,
@@ -193,7 +192,7 @@ async def list_runs(
             exact,
             statuses=statuses,
             concluded=concluded,
-            cursor=int(cursor) if cursor is not None else None,
+            cursor=_run_cursor(cursor),
             limit=limit,
         )
         return Page(found.runs, None if found.next_cursor is None else str(found.next_cursor))
@@ -243,6 +242,15 @@ async def _run_of_stage(
     ):
         raise NotFoundError(f"no run '{run_id}' in stage {exact} of pipeline '{project_id}/{pipeline_id}'")
     return detail
+
+
+def _run_cursor(cursor: str | None) -> int | None:
+    """A runs cursor is the number of the last run of the previous page (a run number fits 63 bits)."""
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > _CURSOR_DIGITS:
+        raise ApiError(400, f"cursor '{cursor}' is not one this server gave")
+    return int(cursor)
 
 
 def _run_status(word: str) -> str:

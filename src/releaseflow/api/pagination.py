@@ -65,7 +65,7 @@ def list_page(items: Sequence[T], cursor: str | None, limit: int) -> Page[T]:
     """A page of a list held whole in memory; its cursor is the offset of the next item."""
     offset = 0
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):
             raise ApiError(400, f"cursor '{cursor}' is not one this server gave")
         offset = int(cursor)
     rest = items[offset : offset + limit]
