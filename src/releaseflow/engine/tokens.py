@@ -18,7 +18,7 @@ from releaseflow.domain.errors import NotFoundError
 from releaseflow.engine.clock import Clock
 from releaseflow.store import catalog
 from releaseflow.store import tokens as token_store
-from releaseflow.store.database import Database, Row
+from releaseflow.store.database import Database, Row, Transaction
 
 SECRET_PREFIX = "rf_"
 NAME_LIMIT = 64
@@ -26,6 +26,7 @@ NAME_LIMIT = 64
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 BOOTSTRAP_NAME = "initial admin"
 INBOX_KEY = "inbox key"
+FIRST_ADMIN_MARKER = "first admin token"
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,29 @@ async def create_token(
     created_by: str,
     expires_at: datetime | None = None,
 ) -> CreatedToken:
+    async with db.transaction() as tx:
+        return await _create(tx, clock, name, project_id, role, created_by, expires_at)
+
+
+async def _create(
+    tx: Transaction,
+    clock: Clock,
+    name: str,
+    project_id: str,
+    role: Role,
+    created_by: str,
+    expires_at: datetime | None,
+) -> CreatedToken:
     name = name.strip()
     if not 1 <= len(name) <= NAME_LIMIT or not name.isprintable():
         raise AccessError(f"a token name is 1 to {NAME_LIMIT} printable characters")
     now = clock.now()
     if expires_at is not None and expires_at <= now:
         raise AccessError(f"the expiry {expires_at.isoformat()} is already past")
+    if project_id != ALL_PROJECTS:
+        projects = [project["id"] for project in await catalog.list_projects(tx)]
+        if project_id not in projects:
+            raise NotFoundError(f"no project '{project_id}' (projects: {', '.join(projects) or 'none'})")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     row: Row = {
         "id": uuid.uuid4().hex[:12],
@@ -117,29 +135,21 @@ async def create_token(
         "created_at": now,
         "expires_at": expires_at,
     }
-    async with db.transaction() as tx:
-        if project_id != ALL_PROJECTS:
-            projects = [project["id"] for project in await catalog.list_projects(tx)]
-            if project_id not in projects:
-                raise NotFoundError(f"no project '{project_id}' (projects: {', '.join(projects) or 'none'})")
-        await token_store.insert_token(tx, row)
+    await token_store.insert_token(tx, row)
     view = TokenView.from_row({**row, "revoked_at": None, "last_used_at": None})
     return CreatedToken(view, secret)
 
 
 async def create_first_admin_token(db: Database, clock: Clock) -> CreatedToken | None:
-    """An admin token for every project when no token exists yet (a fresh server); else None."""
-    async with db.read() as tx:
-        if await token_store.count_tokens(tx):
+    """An admin token for every project on the first start of a database; None ever after.
+
+    A marker among the server's secrets records that it was made, so that servers starting together
+    on one database make one, and a database whose tokens were all revoked gets none by itself.
+    """
+    async with db.transaction() as tx:
+        if not await token_store.add_server_secret(tx, FIRST_ADMIN_MARKER, "created", clock.now()):
             return None
-    return await create_token(
-        db,
-        clock,
-        name=BOOTSTRAP_NAME,
-        project_id=ALL_PROJECTS,
-        role=Role.ADMIN,
-        created_by="releaseflow serve",
-    )
+        return await _create(tx, clock, BOOTSTRAP_NAME, ALL_PROJECTS, Role.ADMIN, "releaseflow serve", None)
 
 
 async def inbox_key(db: Database, clock: Clock, preset: str | None = None) -> str:

@@ -39,10 +39,6 @@ async def list_tokens(tx: Transaction) -> list[Row]:
     return [_row(row) for row in await tx.fetchall("SELECT * FROM api_tokens ORDER BY created_at, id")]
 
 
-async def count_tokens(tx: Transaction) -> int:
-    return int(await tx.fetchvalue("SELECT COUNT(*) FROM api_tokens"))
-
-
 async def revoke(tx: Transaction, token_id: str, now: datetime) -> int:
     """Revoke the token (a revoked one keeps its first revocation time); the rows changed."""
     return await tx.execute(
@@ -55,11 +51,15 @@ async def server_secret(tx: Transaction, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-async def add_server_secret(tx: Transaction, name: str, value: str, now: datetime) -> None:
-    """Keep ``value`` unless the secret exists already (two servers starting together keep one)."""
-    await tx.execute(
-        "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-        (name, value, to_epoch(now)),
+async def add_server_secret(tx: Transaction, name: str, value: str, now: datetime) -> bool:
+    """Keep ``value`` unless the secret exists already (two servers starting together keep one);
+    whether this call stored it."""
+    return (
+        await tx.execute(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, value, to_epoch(now)),
+        )
+        > 0
     )
 
 

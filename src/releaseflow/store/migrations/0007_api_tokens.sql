@@ -13,7 +13,8 @@ CREATE TABLE api_tokens (
     last_used_at @TIME@
 );
 
--- Secrets of the server itself, created once: the key that lets Message nodes post to the inbox.
+-- Secrets and markers of the server itself, each made once: the key that lets Message nodes post to
+-- the inbox, and the record that the first admin token was made (so it never is again).
 CREATE TABLE server_secrets (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,
