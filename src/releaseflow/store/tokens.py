@@ -54,13 +54,11 @@ async def server_secret(tx: Transaction, name: str) -> str | None:
 async def add_server_secret(tx: Transaction, name: str, value: str, now: datetime) -> bool:
     """Keep ``value`` unless the secret exists already (two servers starting together keep one);
     whether this call stored it."""
-    return (
-        await tx.execute(
-            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            (name, value, to_epoch(now)),
-        )
-        > 0
+    stored = await tx.execute(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, value, to_epoch(now)),
     )
+    return stored > 0
 
 
 async def note_use(tx: Transaction, token_id: str, now: datetime) -> None:
