@@ -230,17 +230,13 @@ async def _run_of_stage(
 ) -> RunDetail:
     """The run, when it is a run of this stage (a run of another stage is not found here)."""
     exact = await queries.resolve_stage(app.db, project_id, pipeline_id, stage)
+    missing = NotFoundError(f"no run '{run_id}' in stage {exact} of pipeline '{project_id}/{pipeline_id}'")
     try:
         detail = await queries.run_detail(app.db, run_id, with_events=False)
     except NotFoundError:
-        detail = None
-    run = detail.run if detail else None
-    if (
-        detail is None
-        or run is None
-        or (run.project_id, run.pipeline_id, run.stage) != (project_id, pipeline_id, exact)
-    ):
-        raise NotFoundError(f"no run '{run_id}' in stage {exact} of pipeline '{project_id}/{pipeline_id}'")
+        raise missing from None
+    if (detail.run.project_id, detail.run.pipeline_id, detail.run.stage) != (project_id, pipeline_id, exact):
+        raise missing
     return detail
 
 
