@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 from tests.acceptance.config import INBOX_KEY
+from tests.cleanup import stop_everything_under
 
 T = TypeVar("T")
 
@@ -160,6 +164,22 @@ class Releaseflow:
     def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> int:
         process.send_signal(signal.SIGTERM)
         return process.wait(timeout=timeout)
+
+
+@contextmanager
+def temporary_installation(prefix: str) -> Iterator[Releaseflow]:
+    """An installation in a new temporary folder; its processes and the folder go when it ends."""
+    # Not pytest's tmp_path: a managed PostgreSQL addon runs as the `postgres` user (tests run as
+    # root in CI), which must be able to enter the installation's folders.
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    installation = Releaseflow(data_dir=folder / "data", port=free_port(), cwd=folder)
+    try:
+        yield installation
+    finally:
+        installation.kill_all()
+        stop_everything_under(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def printed_token(output: str) -> str | None:

@@ -14,33 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 from tests.acceptance.api_support import FLOW, Api, served_api
-from tests.acceptance.support import Releaseflow, free_port, wait_until
-from tests.cleanup import stop_everything_under
+from tests.acceptance.support import temporary_installation, wait_until
 from tests.postgres_cluster import FreshDatabases, PostgresCluster
-
-
-@contextmanager
-def installation(database_url: str | None) -> Iterator[Releaseflow]:
-    folder = Path(tempfile.mkdtemp(prefix="rf-api-bench-"))
-    folder.chmod(0o755)
-    releaseflow = Releaseflow(data_dir=folder / "data", port=free_port(), cwd=folder)
-    if database_url:
-        releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = database_url
-    try:
-        yield releaseflow
-    finally:
-        releaseflow.kill_all()
-        stop_everything_under(folder)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_runs(api: Api, count: int) -> str:
@@ -84,7 +63,9 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def bench(database: str, url: str | None, args: argparse.Namespace) -> list[str]:
-    with installation(url) as releaseflow:
+    with temporary_installation("rf-api-bench-") as releaseflow:
+        if url:
+            releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = url
         api = served_api(releaseflow)
         run_id = start_runs(api, args.runs)
         rows = []
