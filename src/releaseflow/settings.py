@@ -17,10 +17,12 @@
 | ``RELEASEFLOW_GIT_POLL_SECONDS`` | 5 (0: local git repositories are not watched) |
 | ``RELEASEFLOW_GITHUB_WEBHOOK_SECRET`` | unset: GitHub deliveries are refused |
 | ``RELEASEFLOW_GITLAB_WEBHOOK_TOKEN`` | unset: GitLab deliveries are refused |
+| ``RELEASEFLOW_INBOX_KEY`` | unset: the server makes one (kept in the database) |
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     pass
 
 PREFIX = "RELEASEFLOW_"
+_INBOX_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # Worker setting field -> environment variable suffix.
@@ -66,6 +69,9 @@ class Settings:
     # The shared secrets of GitHub (HMAC of each delivery) and GitLab (sent as is) webhooks.
     github_webhook_secret: str | None = None
     gitlab_webhook_token: str | None = None
+    # The key that lets anyone post to the message inbox (/inbox/KEY/NAME); without it the server
+    # makes one and keeps it in the database.
+    inbox_key: str | None = None
 
     @classmethod
     def from_env(
@@ -122,6 +128,9 @@ class Settings:
             ),
         )
         git_poll_seconds = number("GIT_POLL_SECONDS", float, 5.0, 0.0)
+        inbox_key = get("INBOX_KEY")
+        if inbox_key is not None and not _INBOX_KEY.match(inbox_key):
+            issues.append(Issue(PREFIX + "INBOX_KEY", "must be 16 to 128 letters, digits, '-' or '_'"))
         if issues:
             raise ValidationError(issues, subject="settings")
         return cls(
@@ -137,6 +146,7 @@ class Settings:
             git_poll_seconds=git_poll_seconds,
             github_webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
             gitlab_webhook_token=get("GITLAB_WEBHOOK_TOKEN"),
+            inbox_key=inbox_key,
         )
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.acceptance.config import write_config
+from tests.acceptance.config import INBOX_KEY, write_config
 from tests.acceptance.support import Releaseflow, find_node, started_run_id
 
 
@@ -23,7 +23,7 @@ def test_plan_resume_and_history__from_the_command_line(releaseflow: Releaseflow
     failed = releaseflow.cli("run", "main", "Staging", "--follow")
     assert failed.returncode == 1
     failed_id = started_run_id(failed.stdout)
-    fixed = {"webhookUrl": f"{releaseflow.url}/inbox/stg", "message": "fixed"}
+    fixed = {"webhookUrl": f"{releaseflow.url}/inbox/{INBOX_KEY}/stg", "message": "fixed"}
     resumed = releaseflow.cli(
         "resume", failed_id[:8], "--override", f"broken.spec={json.dumps(fixed)}", "--follow"
     )

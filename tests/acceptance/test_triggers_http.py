@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import yaml
-from tests.acceptance.config import message, workflow
+from tests.acceptance.config import INBOX_KEY, message, workflow
 from tests.acceptance.support import Releaseflow, find_node, wait_until
 
 GITHUB_SECRET = "gh-shared-secret"
@@ -35,7 +35,9 @@ def write_config(folder: Path, server_url: str, repo: str, *, production_paused:
                     {"ref": "git", "vcsService": "github", "repoUrl": repo, "branchRestrictions": ["main"]}
                 ],
                 "options": {"paused": paused},
-                "spec": workflow("sequential", message("say", f"{server_url}/inbox/{inbox}", text)),
+                "spec": workflow(
+                    "sequential", message("say", f"{server_url}/inbox/{INBOX_KEY}/{inbox}", text)
+                ),
             },
         }
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import yaml
+from tests.acceptance.config import INBOX_KEY
 from tests.acceptance.support import Releaseflow, free_port
 from tests.benchmarks.engine_bench import percentile
 
@@ -50,7 +51,7 @@ def _config(folder: Path, server_url: str, flows: int, *, paused: bool) -> Path:
                             "spec": {
                                 "kind": "RAW_WEBHOOK",
                                 "spec": {
-                                    "webhookUrl": f"{server_url}/inbox/bench",
+                                    "webhookUrl": f"{server_url}/inbox/{INBOX_KEY}/bench",
                                     "message": "${refs.git.sha}",
                                 },
                             },

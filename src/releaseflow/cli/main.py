@@ -27,6 +27,7 @@ from releaseflow.cli import (
     runs,
     server,
     state,
+    tokens,
     triggers,
 )
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups = (server, configuration, flows, pipelines, runs, rollback, triggers, state, logs, db, demo)
-    for group in (*groups, insights, plan, resume):
+    for group in (*groups, insights, plan, resume, tokens):
         group.register(commands)
     return parser
 

@@ -76,6 +76,31 @@ async def migrate_database(settings: Settings) -> None:
             print(f"applied migration {migration.version:04d}_{migration.name}", flush=True)
         if db.dialect == "sqlite":
             await _refuse_second_sqlite_server(db, settings)
+        await _first_admin_token(db)
+        print(f"message inbox: Message nodes post to {await inbox_address(settings, db)}/NAME", flush=True)
+
+
+async def inbox_address(settings: Settings, db: Database) -> str:
+    """The inbox address with the server's key in it: ``Message`` nodes post there without a token."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.tokens import inbox_key
+
+    return f"{settings.base_url}/inbox/{await inbox_key(db, SystemClock(), settings.inbox_key)}"
+
+
+async def _first_admin_token(db: Database) -> None:
+    """On a fresh database, an admin token for every project, printed this once (only its hash is
+    kept: a lost one is replaced with `releaseflow token create`)."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.tokens import create_first_admin_token
+
+    created = await create_first_admin_token(db, SystemClock())
+    if created is not None:
+        print(
+            "created the first API token (admin, every project); it is shown only now, keep it:\n"
+            f"  {created.secret}",
+            flush=True,
+        )
 
 
 async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None:

@@ -129,6 +129,8 @@ class RunDetail:
     events: tuple[EventView, ...]
     # What ${refs.<trigger>.*} read in this run, by trigger ref.
     trigger_refs: Mapping[str, Any] = field(default_factory=dict)
+    # The template the run executes (its overrides applied): the API shows it with each node's state.
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, key: str) -> NodeView | None:
         """The node with this ref or path."""
@@ -271,6 +273,7 @@ async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> 
         progress=progress,
         events=tuple(_event(event, refs) for event in events),
         trigger_refs=record.trigger_refs,
+        document=record.document,
     )
 
 
