@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from tests.integration.http_receiver import Receiver
 from tests.integration.support import EngineHarness, template, wait_for_run, workflow
+from tests.integration.worker_process import worker_processes
 
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine.clock import SystemClock
@@ -22,7 +20,6 @@ from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import open_database
 from releaseflow.testing import FakeDriver
 
-ROOT = Path(__file__).resolve().parents[2]
 BRANCHES, CHAIN = 4, 10
 
 
@@ -46,28 +43,8 @@ def workers(
     fresh_postgres_database: Callable[..., str], migrated_postgres_template: str
 ) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
     url = fresh_postgres_database(template=migrated_postgres_template)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.worker_process", url],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    with worker_processes(url, 2) as processes:
         yield url, processes
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=15)
-            if process.stdout is not None:
-                process.stdout.close()  # else its pipe is left to the garbage collector (ResourceWarning)
 
 
 async def test_many_workers__each_node_runs_exactly_once_per_attempt(
