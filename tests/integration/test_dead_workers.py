@@ -10,7 +10,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 from tests.integration.http_receiver import Receiver
@@ -25,7 +26,7 @@ from releaseflow.engine.commands import Engine
 from releaseflow.engine.executors import default_executors
 from releaseflow.engine.worker import Worker
 from releaseflow.platform.driver import DriverRegistry
-from releaseflow.store.database import Database, open_database
+from releaseflow.store.database import open_database
 from releaseflow.store.outages import retry_transient
 from releaseflow.store.records import NodeRecord
 from releaseflow.testing import FakeDriver
@@ -57,19 +58,38 @@ def workers(
         yield url, processes
 
 
-async def start_delivery(db: Database, inbox: Receiver) -> tuple[EngineHarness, str]:
-    """Start a run of one Message node and wait until a worker process is mid-delivery."""
-    clock = SystemClock()
-    # Only seeds and starts the run: this process runs no worker.
-    idle = Worker(db, default_executors(DriverRegistry()), clock)
-    harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
-    await harness.seed(template(workflow(message("notify", inbox.url))))
-    run = await harness.start(name="held")
-    deadline = time.monotonic() + 20
-    while not inbox.deliveries:
-        assert time.monotonic() < deadline, "no worker delivered the message"
-        await asyncio.sleep(0.05)
-    return harness, run.id
+@dataclass(frozen=True)
+class Delivering:
+    """A run of one Message node, leased to ``owner`` (one of ``processes``), mid-delivery."""
+
+    harness: EngineHarness
+    run_id: str
+    owner: str
+    processes: list[subprocess.Popen[str]]
+
+
+@pytest.fixture
+async def delivering(
+    workers: tuple[str, list[subprocess.Popen[str]]], inbox: Receiver
+) -> AsyncIterator[Delivering]:
+    url, processes = workers
+    db = await open_database(url)
+    try:
+        clock = SystemClock()
+        # Only seeds and starts the run: this process runs no worker.
+        idle = Worker(db, default_executors(DriverRegistry()), clock)
+        harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+        await harness.seed(template(workflow(message("notify", inbox.url))))
+        run = await harness.start(name="held")
+        deadline = time.monotonic() + 20
+        while not inbox.deliveries:
+            assert time.monotonic() < deadline, "no worker delivered the message"
+            await asyncio.sleep(0.05)
+        owner = (await holder_of(harness, run.id)).lease_owner
+        assert owner is not None
+        yield Delivering(harness, run.id, owner, processes)
+    finally:
+        await db.close()
 
 
 async def holder_of(harness: EngineHarness, run_id: str) -> NodeRecord:
@@ -83,22 +103,20 @@ async def holder_of(harness: EngineHarness, run_id: str) -> NodeRecord:
 
 
 async def test_dead_worker__its_node_runs_again_well_within_the_lease(
-    workers: tuple[str, list[subprocess.Popen[str]]], inbox: Receiver, hold: threading.Event
+    delivering: Delivering, inbox: Receiver, hold: threading.Event
 ) -> None:
-    url, processes = workers
-    db = await open_database(url)
-    try:
-        harness, run_id = await start_delivery(db, inbox)
-        owner = (await holder_of(harness, run_id)).lease_owner
-        assert owner is not None
-        victim = next(process for process in processes if f"worker-{process.pid}-" in owner)
-        os.kill(victim.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        hold.set()  # the next delivery is answered at once
-        done = await wait_for_run(db, run_id, timeout=LEASE_SECONDS / 2)
-        node = (await harness.nodes(run_id))["notify"]
-    finally:
-        await db.close()
+    harness, run_id, owner, processes = (
+        delivering.harness,
+        delivering.run_id,
+        delivering.owner,
+        delivering.processes,
+    )
+    victim = next(process for process in processes if f"worker-{process.pid}-" in owner)
+    os.kill(victim.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    hold.set()  # the next delivery is answered at once
+    done = await wait_for_run(harness.db, run_id, timeout=LEASE_SECONDS / 2)
+    node = (await harness.nodes(run_id))["notify"]
 
     assert done.status is RunStatus.SUCCESS
     assert [entry["status"] for entry in node.attempts] == ["lost", "success"]
@@ -114,32 +132,23 @@ async def test_dead_worker__its_node_runs_again_well_within_the_lease(
 
 
 async def test_live_worker__is_never_taken_for_dead_across_restarts_and_cut_connections(
-    workers: tuple[str, list[subprocess.Popen[str]]],
-    inbox: Receiver,
-    hold: threading.Event,
-    postgres_cluster: PostgresCluster,
+    delivering: Delivering, inbox: Receiver, hold: threading.Event, postgres_cluster: PostgresCluster
 ) -> None:
-    url, processes = workers
-    db = await open_database(url)
-    try:
-        harness, run_id = await start_delivery(db, inbox)
-        owner = (await holder_of(harness, run_id)).lease_owner
-        # While the holder waits on its delivery: every lock is released twice by a restart and once
-        # by cutting every connection. Each time the other worker's reaper may look first.
-        await asyncio.to_thread(postgres_cluster.restart)
-        await asyncio.sleep(1.0)
-        assert await asyncio.to_thread(postgres_cluster.terminate_backends) > 0
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(postgres_cluster.restart)
-        # Longer than the grace (2 s) and a reaper pass (0.5 s): a false death would be reaped by now.
-        await asyncio.sleep(3.5)
-        assert (await holder_of(harness, run_id)).lease_owner == owner, "the live holder's lease was taken"
-        hold.set()
-        done = await wait_for_run(db, run_id, timeout=30)
-        node = (await harness.nodes(run_id))["notify"]
-        events = await harness.events(run_id)
-    finally:
-        await db.close()
+    harness, run_id, owner = delivering.harness, delivering.run_id, delivering.owner
+    # While the holder waits on its delivery: every lock is released twice by a restart and once
+    # by cutting every connection. Each time the other worker's reaper may look first.
+    await asyncio.to_thread(postgres_cluster.restart)
+    await asyncio.sleep(1.0)
+    assert await asyncio.to_thread(postgres_cluster.terminate_backends) > 0
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(postgres_cluster.restart)
+    # Longer than the grace (2 s) and a reaper pass (0.5 s): a false death would be reaped by now.
+    await asyncio.sleep(3.5)
+    assert (await holder_of(harness, run_id)).lease_owner == owner, "the live holder's lease was taken"
+    hold.set()
+    done = await wait_for_run(harness.db, run_id, timeout=30)
+    node = (await harness.nodes(run_id))["notify"]
+    events = await harness.events(run_id)
 
     assert done.status is RunStatus.SUCCESS
     assert [(entry["status"], entry["worker"]) for entry in node.attempts] == [("success", owner)]
@@ -148,4 +157,4 @@ async def test_live_worker__is_never_taken_for_dead_across_restarts_and_cut_conn
         (node.path, "pending", "running"),
         (node.path, "running", "success"),
     ]
-    assert all(process.poll() is None for process in processes)
+    assert all(process.poll() is None for process in delivering.processes)
