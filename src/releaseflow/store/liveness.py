@@ -98,8 +98,12 @@ class LivenessLock:
             # Waits on the socket: a closed connection (a restart, a terminated backend) raises at once.
             async for _ in connection.notifies(timeout=self.check_seconds):
                 pass
-            async with asyncio.timeout(self.check_seconds + CONNECT_TIMEOUT_SECONDS):
-                await connection.execute("SELECT 1")
+            try:
+                async with asyncio.timeout(self.check_seconds + CONNECT_TIMEOUT_SECONDS):
+                    await connection.execute("SELECT 1")
+            except TimeoutError:
+                # A silent network path: as good as lost (and as transient), so connect again.
+                raise psycopg.OperationalError("the liveness lock's connection stopped answering") from None
 
 
 async def server_started_at(tx: Transaction) -> datetime:
