@@ -16,20 +16,14 @@ from dataclasses import dataclass
 import pytest
 from tests.integration.http_receiver import Receiver
 from tests.integration.support import EngineHarness, template, wait_for_run, workflow
-from tests.integration.test_many_workers import message
+from tests.integration.test_many_workers import idle_harness, message
 from tests.integration.worker_process import worker_processes
 from tests.postgres_cluster import PostgresCluster
 
 from releaseflow.domain.statuses import RunStatus
-from releaseflow.engine.clock import SystemClock
-from releaseflow.engine.commands import Engine
-from releaseflow.engine.executors import default_executors
-from releaseflow.engine.worker import Worker
-from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store.database import open_database
 from releaseflow.store.outages import retry_transient
 from releaseflow.store.records import NodeRecord
-from releaseflow.testing import FakeDriver
 
 # Far longer than any reclaim the liveness lock allows: a node taken back sooner was not taken back
 # by its lease running out.
@@ -75,10 +69,7 @@ async def delivering(
     url, processes = workers
     db = await open_database(url)
     try:
-        clock = SystemClock()
-        # Only seeds and starts the run: this process runs no worker.
-        idle = Worker(db, default_executors(DriverRegistry()), clock)
-        harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+        harness = idle_harness(db)
         await harness.seed(template(workflow(message("notify", inbox.url))))
         run = await harness.start(name="held")
         deadline = time.monotonic() + 20

@@ -17,7 +17,7 @@ from releaseflow.engine.commands import Engine
 from releaseflow.engine.executors import default_executors
 from releaseflow.engine.worker import Worker
 from releaseflow.platform.driver import DriverRegistry
-from releaseflow.store.database import open_database
+from releaseflow.store.database import Database, open_database
 from releaseflow.testing import FakeDriver
 
 BRANCHES, CHAIN = 4, 10
@@ -38,6 +38,13 @@ def message(ref: str, url: str) -> dict[str, object]:
     }
 
 
+def idle_harness(db: Database) -> EngineHarness:
+    """A harness to seed and start runs with, for worker processes to run: this process runs no worker."""
+    clock = SystemClock()
+    idle = Worker(db, default_executors(DriverRegistry()), clock)
+    return EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+
+
 @pytest.fixture
 def workers(
     fresh_postgres_database: Callable[..., str], migrated_postgres_template: str
@@ -53,10 +60,7 @@ async def test_many_workers__each_node_runs_exactly_once_per_attempt(
     url, processes = workers
     db = await open_database(url)
     try:
-        clock = SystemClock()
-        # Only used to seed and to start the run: this process runs no worker.
-        idle = Worker(db, default_executors(DriverRegistry()), clock)
-        harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+        harness = idle_harness(db)
         branches = [
             workflow(*(message(f"b{branch}-n{step}", inbox.url) for step in range(CHAIN)))
             for branch in range(BRANCHES)

@@ -148,7 +148,7 @@ class Worker:
         streak = FailureStreak(self.db, f"claiming work for worker {self.id}")
         while not stop.is_set():
             if not self._proven_alive():
-                await self._retake_liveness_lock()
+                await self._await_liveness_lock()
                 continue
             capacity = self.settings.max_concurrency - len(self._tasks)
             try:
@@ -172,7 +172,7 @@ class Worker:
         the work of a dead worker."""
         return self._holding is None or self._liveness is None or self._liveness.held.is_set()
 
-    async def _retake_liveness_lock(self) -> None:
+    async def _await_liveness_lock(self) -> None:
         assert self._liveness is not None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._liveness.held.wait(), timeout=self.settings.idle_poll_seconds)
