@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -13,12 +14,16 @@ from typing import Any
 class Delivery:
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class Receiver:
-    """Answers every POST with ``status``; ``deliveries`` keeps each request, in arrival order."""
+    """Answers every POST with ``status``; ``deliveries`` keeps each request, in arrival order.
 
-    def __init__(self, status: int = 200) -> None:
+    With ``hold``, each answer waits (up to a minute) until that event is set: the sender stays
+    mid-delivery meanwhile."""
+
+    def __init__(self, status: int = 200, hold: threading.Event | None = None) -> None:
         self.deliveries: list[Delivery] = []
         lock = threading.Lock()
         deliveries = self.deliveries
@@ -28,6 +33,8 @@ class Receiver:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with lock:
                     deliveries.append(Delivery(dict(self.headers.items()), json.loads(raw or b"null")))
+                if hold is not None:
+                    hold.wait(timeout=60)
                 self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"received")
