@@ -1,0 +1,108 @@
+"""The web interface in a real browser (chromium, headless) against a real ``releaseflow serve`` with
+the local driver: sign in with a token, start a run from the dialog with an override and watch its
+nodes turn to success live, read a node's response, rename the run, roll back from a run and hear the
+stage's service answer with that run's version again."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from tests.acceptance.browser import chromium, screenshot, sign_in
+from tests.acceptance.support import Releaseflow, find_node, free_port, started_run_id, wait_until
+from tests.acceptance.test_cli_rollback import write_project
+from tests.integration.local_project import AppRepository, answer
+
+pytestmark = pytest.mark.slow
+
+
+def release(releaseflow: Releaseflow, name: str) -> str:
+    started = releaseflow.cli("run", "main", "Development", "--name", name, "--follow", timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    return started_run_id(started.stdout)
+
+
+def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflow: Releaseflow) -> None:
+    repository = AppRepository(releaseflow.cwd / "app")
+    port = free_port()
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    releaseflow.serve()
+    repository.commit("v1")
+    first = release(releaseflow, "release v1")
+    v1_build = find_node(releaseflow.run_detail(first)["spec"], "build")
+    assert v1_build is not None
+    repository.commit("v2")
+    second = release(releaseflow, "release v2")
+    assert answer(port) == "v2"
+    assert releaseflow.admin_token
+    web = f"{releaseflow.url}/web"
+
+    # Signed out, a page leads to the sign-in form; a bad token is refused there.
+    refused = httpx.get(f"{web}/p/shop/main", timeout=5)
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/web/signin")
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{releaseflow.url}/")
+        page.fill("#token", "not-a-token")
+        page.click("button[type=submit]")
+        assert page.locator("[role=alert]").is_visible()
+        sign_in(page, releaseflow.url, releaseflow.admin_token)
+
+        page.click("a:has-text('main')")
+        page.wait_for_selector("h2:has-text('Development')")
+        assert page.locator(".run-link").inner_text().strip().endswith("release v2")
+        screenshot(page, "pipeline-overview")
+
+        # The run dialog: a name and an override that deploys v1's build instead of the new one.
+        page.click("a:has-text('Run')")
+        page.fill("#run-name", "from the browser")
+        page.click("summary:has-text('Override')")
+        page.fill(
+            "#release-web",
+            '{"type": "build", "origin": {"id": "builder", "build": "%s"}}' % v1_artifact(v1_build),
+        )
+        page.click("button:has-text('Preview the plan')")
+        page.wait_for_selector("#plan-preview h2:has-text('Plan')")
+        assert v1_artifact(v1_build) in page.locator("#plan-preview").inner_text()
+        page.click("button:has-text('Start run')")
+        page.wait_for_selector("h1:has-text('from the browser')")
+        run_url = page.url
+        # Live: the nodes reach success without a reload (the page's own document stays the same).
+        page.evaluate("window.__notReloaded = true")
+        page.wait_for_selector("button[data-node=web] .status-success", timeout=60_000)
+        assert page.evaluate("window.__notReloaded") is True
+        assert page.url == run_url
+        screenshot(page, "live-run")
+        assert answer(port) == "v1"
+
+        page.click("button[data-node=web]")
+        page.wait_for_selector("#node-response")
+        assert "buildId" in page.locator("#node-response").inner_text()
+        screenshot(page, "node-detail")
+
+        page.click("summary:has-text('Rename')")
+        page.fill("#rename-name", "renamed in the browser")
+        page.fill("#rename-description", "it said hello")
+        page.click("form[action$='/rename'] button")
+        page.wait_for_selector("h1:has-text('renamed in the browser')")
+        assert page.locator("#run-description").inner_text() == "it said hello"
+
+        # Roll back to the v2 release: the dialog says what changes, then the service answers v2.
+        page.goto(f"{web}/runs/{second}/rollback")
+        dialog = page.locator("#rollback-dialog")
+        assert "web" in dialog.inner_text() and "not undone" in dialog.inner_text()
+        screenshot(page, "rollback-dialog")
+        page.click("#rollback-dialog button[type=submit]")
+        page.wait_for_selector("#run-live .run-status .status-success", timeout=60_000)
+        wait_until(lambda: answer(port) == "v2" or None, what="the service to answer v2 again")
+        screenshot(page, "rolled-back")
+        page.goto(f"{web}/runs/{second}/rollbacks")
+        assert page.locator("li a").count() == 1
+        browser.close()
+
+
+def v1_artifact(node: dict[str, object]) -> str:
+    data = node.get("data")
+    assert isinstance(data, dict), node
+    return str(data["id"])
