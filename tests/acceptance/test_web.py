@@ -14,6 +14,23 @@ from tests.integration.local_project import AppRepository, answer
 
 pytestmark = pytest.mark.slow
 
+# Builds take a second and a half, so that the browser sees the run's nodes pending and running before
+# they succeed (every build of a new commit runs this; a commit built before is reused at once).
+BUILD_COMMAND = "sleep 1.5"
+# Records every status the "web" node showed in this document, from its first paint on.
+WATCH_STATUSES = """
+window.__statuses = [];
+const seen = () => {
+  const badge = document.querySelector("button[data-node=web] .status");
+  const text = badge && badge.textContent.trim();
+  if (text && window.__statuses[window.__statuses.length - 1] !== text) window.__statuses.push(text);
+};
+document.addEventListener("DOMContentLoaded", () => {
+  seen();
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true});
+});
+"""
+
 
 def release(releaseflow: Releaseflow, name: str) -> str:
     started = releaseflow.cli("run", "main", "Development", "--name", name, "--follow", timeout=120)
@@ -25,7 +42,7 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
     repository = AppRepository(releaseflow.cwd / "app")
     port = free_port()
     releaseflow.cli("db", "migrate", check=True)
-    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port, BUILD_COMMAND)), check=True)
     releaseflow.serve()
     repository.commit("v1")
     first = release(releaseflow, "release v1")
@@ -34,6 +51,7 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
     repository.commit("v2")
     second = release(releaseflow, "release v2")
     assert answer(port) == "v2"
+    repository.commit("v3")  # the dialog's run builds it (slowly), and deploys v1's build instead
     assert releaseflow.admin_token
     web = f"{releaseflow.url}/web"
 
@@ -43,6 +61,7 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
 
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.add_init_script(WATCH_STATUSES)
         page.goto(f"{releaseflow.url}/")
         page.fill("#token", "not-a-token")
         page.click("button[type=submit]")
@@ -73,6 +92,8 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.wait_for_selector("button[data-node=web] .status-success", timeout=60_000)
         assert page.evaluate("window.__notReloaded") is True
         assert page.url == run_url
+        statuses = page.evaluate("window.__statuses")
+        assert statuses[0].endswith("pending") and statuses[-1].endswith("success"), statuses
         screenshot(page, "live-run")
         assert answer(port) == "v1"
 

@@ -180,36 +180,38 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         run = await core.engine.start_run(project_id, pipeline_id, stage, wanted)
         return RedirectResponse(f"/web/runs/{run.id}", status_code=303)
 
-    async def viewable_run(request: Request, run_id: str, role: Role) -> tuple[Application, queries.RunDetail]:
+    async def viewable_run(request: Request, run_id: str, role: Role) -> views.RunContext:
+        """The run, once the request's principal holds ``role`` in the run's project."""
         core = current()
-        await session.principal(core, request)
+        await session.principal(core, request)  # signed out: the sign-in form, before any lookup
         detail = await queries.run_detail(core.db, run_id, with_events=False)
-        await session.allowed(core, request, role, detail.run.project_id)
-        return core, detail
+        who = await session.allowed(core, request, role, detail.run.project_id)
+        return views.RunContext(core, who, detail)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     async def run_view(request: Request, run_id: str) -> HTMLResponse:
-        core, detail = await viewable_run(request, run_id, Role.VIEWER)
-        last = await live.last_event_id(core.db, run_id)
-        return page(request, "run.html", detail=detail, last_event=last)
+        seen = await viewable_run(request, run_id, Role.VIEWER)
+        last = await live.last_event_id(seen.core.db, run_id)
+        return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last)
 
     @app.get("/runs/{run_id}/live")
     async def run_events(request: Request, run_id: str) -> StreamingResponse:
-        core, _ = await viewable_run(request, run_id, Role.VIEWER)
+        seen = await viewable_run(request, run_id, Role.VIEWER)
         after = views.event_id(request.headers.get("last-event-id"), request.query_params.get("after"))
+        csrf = session.csrf_token(request.cookies.get(session.COOKIE, ""))
 
         async def render(detail: queries.RunDetail) -> str:
-            return templates.get_template("_run_live.html").render(detail=detail)
+            return templates.get_template("_run_live.html").render(detail=detail, csrf=csrf)
 
         return StreamingResponse(
-            live.run_stream(core.db, run_id, after, render, request.is_disconnected),
+            live.run_stream(seen.core.db, run_id, after, render, request.is_disconnected),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     @app.get("/runs/{run_id}/nodes/{path:path}", response_class=HTMLResponse)
     async def node_detail(request: Request, run_id: str, path: str) -> HTMLResponse:
-        _, detail = await viewable_run(request, run_id, Role.VIEWER)
+        detail = (await viewable_run(request, run_id, Role.VIEWER)).detail
         node = detail.node(path)
         if node is None:
             raise NotFoundError(f"run {detail.run.display_name} has no node '{path}'")
@@ -217,7 +219,7 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
 
     @app.post("/runs/{run_id}/abort")
     async def abort(request: Request, run_id: str, csrf: str = Form("")) -> Response:
-        core, _ = await viewable_run(request, run_id, Role.DEPLOYER)
+        core = (await viewable_run(request, run_id, Role.DEPLOYER)).core
         session.check_csrf(request, csrf)
         await core.engine.abort_run(run_id, "aborted in the web interface")
         return RedirectResponse(f"/web/runs/{run_id}", status_code=303)
@@ -226,33 +228,32 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
     async def rename(
         request: Request, run_id: str, csrf: str = Form(""), name: str = Form(""), description: str = Form("")
     ) -> Response:
-        core, _ = await viewable_run(request, run_id, Role.DEPLOYER)
+        core = (await viewable_run(request, run_id, Role.DEPLOYER)).core
         session.check_csrf(request, csrf)
         await core.engine.rename_run(run_id, name=name.strip(), description=description.strip())
         return RedirectResponse(f"/web/runs/{run_id}", status_code=303)
 
     @app.get("/runs/{run_id}/rollback", response_class=HTMLResponse)
     async def rollback_dialog(request: Request, run_id: str) -> HTMLResponse:
-        core, detail = await viewable_run(request, run_id, Role.DEPLOYER)
-        preview = await Rollbacks(core.engine, core.drivers).preview(run_id)
-        return page(request, "rollback.html", detail=detail, preview=preview)
+        seen = await viewable_run(request, run_id, Role.DEPLOYER)
+        preview = await Rollbacks(seen.core.engine, seen.core.drivers).preview(run_id)
+        return page(request, "rollback.html", who=seen.who, detail=seen.detail, preview=preview)
 
     @app.post("/runs/{run_id}/rollback")
     async def rollback(
         request: Request, run_id: str, csrf: str = Form(""), config: str = Form("")
     ) -> Response:
-        core, _ = await viewable_run(request, run_id, Role.DEPLOYER)
-        who = await session.principal(core, request)
+        seen = await viewable_run(request, run_id, Role.DEPLOYER)
         session.check_csrf(request, csrf)
-        started = await Rollbacks(core.engine, core.drivers).start(
-            run_id, by=who.name, restore_config=config == "yes"
+        started = await Rollbacks(seen.core.engine, seen.core.drivers).start(
+            run_id, by=seen.who.name, restore_config=config == "yes"
         )
         return RedirectResponse(f"/web/runs/{started.run.id}", status_code=303)
 
     @app.get("/runs/{run_id}/rollbacks", response_class=HTMLResponse)
     async def rollbacks(request: Request, run_id: str) -> HTMLResponse:
-        core, detail = await viewable_run(request, run_id, Role.VIEWER)
-        made = await history.rollbacks_of(core.db, run_id)
-        return page(request, "rollbacks.html", detail=detail, rollbacks=made)
+        seen = await viewable_run(request, run_id, Role.VIEWER)
+        made = await history.rollbacks_of(seen.core.db, run_id)
+        return page(request, "rollbacks.html", who=seen.who, detail=seen.detail, rollbacks=made)
 
     return app

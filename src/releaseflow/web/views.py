@@ -4,18 +4,30 @@ of statuses (each status has its own colour, icon and word: never colour alone).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import FormData
 
+from releaseflow.application import Application
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.engine.commands import RunRequest
-from releaseflow.engine.queries import NodeView, ReleaseView
+from releaseflow.engine.queries import NodeView, ReleaseView, RunDetail
+from releaseflow.engine.tokens import Principal
 from releaseflow.store import catalog
 from releaseflow.store.database import Database
+
+@dataclass(frozen=True)
+class RunContext:
+    """A run a request may see: the application, who asks, and the run."""
+
+    core: Application
+    who: Principal
+    detail: RunDetail
+
 
 # The icon beside each status word (the colour comes from the style sheet's .status-<name>).
 STATUS_ICONS: Mapping[str, str] = {
