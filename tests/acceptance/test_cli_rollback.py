@@ -36,7 +36,10 @@ def write_project(folder: Path, repository: Path, port: int, build_command: str 
                 "id": "shop",
                 "resources": {
                     "buildServices": [
-                        {"id": "builder", "spec": {"repository": str(repository), "buildCommand": build_command}}
+                        {
+                            "id": "builder",
+                            "spec": {"repository": str(repository), "buildCommand": build_command},
+                        }
                     ],
                     "services": [{"id": "web", "spec": web}],
                 },

@@ -5,6 +5,8 @@ stage's service answer with that run's version again."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from tests.acceptance.browser import chromium, screenshot, sign_in
@@ -42,7 +44,9 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
     repository = AppRepository(releaseflow.cwd / "app")
     port = free_port()
     releaseflow.cli("db", "migrate", check=True)
-    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port, BUILD_COMMAND)), check=True)
+    releaseflow.cli(
+        "apply", "-f", str(write_project(releaseflow.cwd, repository.path, port, BUILD_COMMAND)), check=True
+    )
     releaseflow.serve()
     repository.commit("v1")
     first = release(releaseflow, "release v1")
@@ -79,7 +83,7 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.click("summary:has-text('Override')")
         page.fill(
             "#release-web",
-            '{"type": "build", "origin": {"id": "builder", "build": "%s"}}' % v1_artifact(v1_build),
+            json.dumps({"type": "build", "origin": {"id": "builder", "build": v1_artifact(v1_build)}}),
         )
         page.click("button:has-text('Preview the plan')")
         page.wait_for_selector("#plan-preview h2:has-text('Plan')")

@@ -39,8 +39,8 @@ from releaseflow.application import Application, open_application
 from releaseflow.engine import queries, tokens
 from releaseflow.engine.worker import Worker
 from releaseflow.settings import Settings
-from releaseflow.web.pages import web_app
 from releaseflow.store.database import Database, describe
+from releaseflow.web.pages import web_app
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from releaseflow.application import Application
-from releaseflow.domain.access import ALL_PROJECTS, Forbidden, Role
+from releaseflow.domain.access import ALL_PROJECTS, Forbidden, Role, Unauthenticated
 from releaseflow.domain.errors import ConflictError, NotFoundError, ReleaseflowError, ValidationError
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
-from releaseflow.engine import history, plan, queries
+from releaseflow.engine import history, plan, queries, tokens
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.web import live, session, views
@@ -65,18 +65,15 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
 
     @app.post("/signin")
     async def signin(request: Request, token: str = Form(""), next: str = Form("/web/")) -> Response:
-        from releaseflow.domain.access import Unauthenticated
-        from releaseflow.engine import tokens
-
         core = current()
         try:
             await tokens.authenticate(core.db, core.clock, token.strip())
         except Unauthenticated as error:
-            return page(request, "signin.html", status_code=401, next=views.local_path(next), error=str(error))
+            return page(
+                request, "signin.html", status_code=401, next=views.local_path(next), error=str(error)
+            )
         response = RedirectResponse(views.local_path(next), status_code=303)
-        response.set_cookie(
-            session.COOKIE, token.strip(), httponly=True, samesite="strict", path="/web"
-        )
+        response.set_cookie(session.COOKIE, token.strip(), httponly=True, samesite="strict", path="/web")
         return response
 
     @app.post("/signout")
@@ -101,9 +98,7 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         who = await session.allowed(core, request, Role.VIEWER, project_id)
         overview = await history.pipeline_status(core.db, project_id, pipeline_id)
         state = await queries.release_state(core.db, project_id, pipeline_id, None)
-        return page(
-            request, "pipeline.html", who=who, overview=overview, state=views.by_stage(state)
-        )
+        return page(request, "pipeline.html", who=who, overview=overview, state=views.by_stage(state))
 
     @app.get("/p/{project_id}/{pipeline_id}/{stage}/runs", response_class=HTMLResponse)
     async def runs(
@@ -167,10 +162,14 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         who = await session.allowed(core, request, Role.DEPLOYER, project_id)
         try:
             wanted = await run_request(request, who.name)
-            planned = await plan.plan_run(core.db, project_id, pipeline_id, stage, wanted, now=core.clock.now())
+            planned = await plan.plan_run(
+                core.db, project_id, pipeline_id, stage, wanted, now=core.clock.now()
+            )
         except ValidationError as error:
             return page(request, "_problems.html", status_code=200, message=str(error))
-        return page(request, "_plan.html", planned=planned, plan_json=json.dumps(planned, indent=2, default=str))
+        return page(
+            request, "_plan.html", planned=planned, plan_json=json.dumps(planned, indent=2, default=str)
+        )
 
     @app.post("/p/{project_id}/{pipeline_id}/{stage}/start")
     async def start(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:

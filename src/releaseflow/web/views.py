@@ -4,8 +4,8 @@ of statuses (each status has its own colour, icon and word: never colour alone).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from releaseflow.engine.queries import NodeView, ReleaseView, RunDetail
 from releaseflow.engine.tokens import Principal
 from releaseflow.store import catalog
 from releaseflow.store.database import Database
+
 
 @dataclass(frozen=True)
 class RunContext:
