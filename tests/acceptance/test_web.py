@@ -6,6 +6,8 @@ stage's service answer with that run's version again."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -131,3 +133,50 @@ def v1_artifact(node: dict[str, object]) -> str:
     data = node.get("data")
     assert isinstance(data, dict), node
     return str(data["id"])
+
+
+def test_web__every_action_checks_the_role_and_the_csrf_token(releaseflow: Releaseflow) -> None:
+    repository = AppRepository(releaseflow.cwd / "app")
+    port = free_port()
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    releaseflow.serve()
+    repository.commit("v1")
+    run_id = release(releaseflow, "release v1")
+    secrets = {
+        role: releaseflow.cli("token", "create", "--project", "shop", "--role", role, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+        for role in ("viewer", "deployer")
+    }
+    web = f"{releaseflow.url}/web"
+
+    @contextmanager
+    def client(role: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=web, timeout=10) as signed:
+            answer = signed.post("/signin", data={"token": secrets[role], "next": "/web/"})
+            assert answer.status_code == 303, answer.text
+            cookie = answer.headers["set-cookie"].lower()
+            assert "httponly" in cookie and "samesite=strict" in cookie
+            yield signed
+
+    with client("viewer") as viewer:
+        assert viewer.get(f"/runs/{run_id}").status_code == 200
+        assert viewer.get("/p/shop/main/Development/start").status_code == 403
+        csrf = session_csrf(viewer.get(f"/runs/{run_id}").text)
+        refused = viewer.post(f"/runs/{run_id}/rename", data={"csrf": csrf, "name": "nope"})
+        assert refused.status_code == 403 and "deployer" in refused.text
+    with client("deployer") as deployer:
+        missing = deployer.post(f"/runs/{run_id}/rename", data={"name": "no token"})
+        assert missing.status_code == 403 and "CSRF" in missing.text
+        csrf = session_csrf(deployer.get(f"/runs/{run_id}").text)
+        renamed = deployer.post(f"/runs/{run_id}/rename", data={"csrf": csrf, "name": "renamed"})
+        assert renamed.status_code == 303
+    assert releaseflow.run_detail(run_id)["name"] == "renamed"
+
+
+def session_csrf(page: str) -> str:
+    """The CSRF token a page's forms carry."""
+    marker = 'name="csrf" value="'
+    assert marker in page, "the page has no form with a CSRF token"
+    return page.split(marker, 1)[1].split('"', 1)[0]
