@@ -78,6 +78,9 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.wait_for_selector("h2:has-text('Development')")
         assert page.locator(".run-link").inner_text().strip().endswith("release v2")
         screenshot(page, "pipeline-overview")
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        screenshot(page, "pipeline-overview-phone")
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         # The run dialog: a name and an override that deploys v1's build instead of the new one.
         page.click("a:has-text('Run')")
@@ -93,14 +96,16 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.click("button:has-text('Start run')")
         page.wait_for_selector("h1:has-text('from the browser')")
         run_url = page.url
+        page.wait_for_selector("button[data-node=build] .status-running", timeout=30_000)
+        screenshot(page, "live-run")
         # Live: the nodes reach success without a reload (the page's own document stays the same).
         page.evaluate("window.__notReloaded = true")
         page.wait_for_selector("button[data-node=web] .status-success", timeout=60_000)
         assert page.evaluate("window.__notReloaded") is True
         assert page.url == run_url
+        screenshot(page, "run-succeeded")
         statuses = page.evaluate("window.__statuses")
         assert statuses[0].endswith("pending") and statuses[-1].endswith("success"), statuses
-        screenshot(page, "live-run")
         assert answer(port) == "v1"
 
         page.click("button[data-node=web]")

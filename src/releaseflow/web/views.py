@@ -35,11 +35,11 @@ STATUS_ICONS: Mapping[str, str] = {
     "queued": "⋯",
     "pending": "○",
     "running": "▶",
-    "waiting": "⏸",
+    "waiting": "‖",
     "retrying": "↻",
     "success": "✓",
     "failed": "✗",
-    "skipped": "⤼",
+    "skipped": "↷",
     "aborted": "■",
 }
 
