@@ -131,6 +131,16 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         screenshot(page, "rolled-back")
         page.goto(f"{web}/runs/{second}/rollbacks")
         assert page.locator("li a").count() == 1
+
+        # The stage's runs: all four, newest first; filtered to rollbacks, the one.
+        page.goto(f"{web}/p/shop/main/Development/runs")
+        names = page.locator("table.runs tbody tr td:nth-child(2)").all_inner_texts()
+        assert names[1:] == ["renamed in the browser", "release v2", "release v1"], names
+        page.select_option("#filter-kind", "rollback")
+        page.click("form.filters button")
+        page.wait_for_url("**kind=rollback**")
+        assert page.locator("table.runs tbody tr").count() == 1
+        screenshot(page, "runs-list")
         browser.close()
 
 
