@@ -13,6 +13,7 @@ from starlette.datastructures import FormData
 
 from releaseflow.application import Application
 from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.overrides import parse_release_spec
 from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.queries import NodeView, ReleaseView, RunDetail
@@ -112,14 +113,8 @@ def run_request_of(form: FormData, origin: RunOrigin) -> RunRequest:
         if key.startswith("arg.") and key[4:]:
             arguments[key[4:]] = value
         elif key.startswith("release.") and value:
-            try:
-                spec = json.loads(value)
-            except json.JSONDecodeError as error:
-                issues.append(Issue(key, f"not JSON: {error.msg} at column {error.colno}"))
-                continue
-            if not isinstance(spec, dict):
-                issues.append(Issue(key, "must be a JSON object (a Release node spec)"))
-            else:
+            spec = parse_release_spec(value, key, issues)
+            if spec is not None:
                 releases[key[8:]] = spec
     for extra in str(form.get("args", "")).splitlines():
         name, equals, value = extra.partition("=")
