@@ -96,7 +96,9 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.click("button:has-text('Start run')")
         page.wait_for_selector("h1:has-text('from the browser')")
         run_url = page.url
-        page.wait_for_selector("button[data-node=build] .status-running", timeout=30_000)
+        page.wait_for_selector(
+            "button[data-node=build] :is(.status-running, .status-waiting)", timeout=30_000
+        )
         screenshot(page, "live-run")
         # Live: the nodes reach success without a reload (the page's own document stays the same).
         page.evaluate("window.__notReloaded = true")
@@ -177,6 +179,13 @@ def test_web__every_action_checks_the_role_and_the_csrf_token(releaseflow: Relea
 
     with client("viewer") as viewer:
         assert viewer.get(f"/runs/{run_id}").status_code == 200
+        # The ended run's stream: from the start, its last state once, then the stream ends; from
+        # its last event on, 204 (the browser stops reconnecting).
+        streamed = viewer.get(f"/runs/{run_id}/live", headers={"Last-Event-ID": "0"})
+        assert streamed.status_code == 200
+        assert streamed.text.count("event: run\n") == 1 and "status-success" in streamed.text
+        last = [line for line in streamed.text.splitlines() if line.startswith("id: ")][-1][4:]
+        assert viewer.get(f"/runs/{run_id}/live", headers={"Last-Event-ID": last}).status_code == 204
         assert viewer.get("/p/shop/main/Development/start").status_code == 403
         csrf = session_csrf(viewer.get(f"/runs/{run_id}").text)
         refused = viewer.post(f"/runs/{run_id}/rename", data={"csrf": csrf, "name": "nope"})

@@ -16,8 +16,17 @@ from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database
 
 POLL_SECONDS = 0.2
-# A comment line this often keeps proxies and the browser from dropping a quiet stream.
-KEEPALIVE_SECONDS = 15.0
+# A stream ends after this long and the browser reconnects (after ``RECONNECT_MS``, with its
+# Last-Event-ID): a stopping server waits for open responses to end, so none may stay open for long.
+STREAM_SECONDS = 10.0
+RECONNECT_MS = 500
+
+
+async def caught_up(db: Database, run_id: str, after: int) -> bool:
+    """Whether the run has ended and the browser has shown its every event: nothing more will come
+    (the endpoint answers 204, which tells the browser to stop reconnecting)."""
+    summary = (await queries.run_detail(db, run_id, with_events=False)).run
+    return summary.concluded and await last_event_id(db, run_id, after) == after
 
 
 async def last_event_id(db: Database, run_id: str, after: int = 0) -> int:
@@ -38,19 +47,17 @@ async def run_stream(
     render: Callable[[queries.RunDetail], Awaitable[str]],
     disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
-    """``run`` events, one per batch of new events of the run, until the browser goes away."""
-    yield "retry: 1000\n\n"
+    """``run`` events, one per batch of new events of the run, for ``STREAM_SECONDS`` at most; sooner
+    when the browser goes away or the run has ended and its last state was sent."""
+    yield f"retry: {RECONNECT_MS}\n\n"
     seen = after
-    quiet = 0.0
-    while not await disconnected():
+    deadline = asyncio.get_running_loop().time() + STREAM_SECONDS
+    while asyncio.get_running_loop().time() < deadline and not await disconnected():
         latest = await last_event_id(db, run_id, seen)
         if latest > seen:
             seen = latest
-            quiet = 0.0
             detail = await queries.run_detail(db, run_id, with_events=False)
             yield sse_event("run", seen, await render(detail))
-        elif quiet >= KEEPALIVE_SECONDS:
-            quiet = 0.0
-            yield ": keepalive\n\n"
+            if detail.run.concluded and await last_event_id(db, run_id, seen) == seen:
+                return
         await asyncio.sleep(POLL_SECONDS)
-        quiet += POLL_SECONDS

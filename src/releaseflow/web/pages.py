@@ -194,9 +194,11 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last)
 
     @app.get("/runs/{run_id}/live")
-    async def run_events(request: Request, run_id: str) -> StreamingResponse:
+    async def run_events(request: Request, run_id: str) -> Response:
         seen = await viewable_run(request, run_id, Role.VIEWER)
         after = views.event_id(request.headers.get("last-event-id"), request.query_params.get("after"))
+        if await live.caught_up(seen.core.db, run_id, after):
+            return Response(status_code=204)
         csrf = session.csrf_token(request.cookies.get(session.COOKIE, ""))
 
         async def render(detail: queries.RunDetail) -> str:
