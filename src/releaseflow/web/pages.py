@@ -98,7 +98,9 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         who = await session.allowed(core, request, Role.VIEWER, project_id)
         overview = await history.pipeline_status(core.db, project_id, pipeline_id)
         state = await queries.release_state(core.db, project_id, pipeline_id, None)
-        return page(request, "pipeline.html", who=who, overview=overview, state=views.by_stage(state))
+        stages = [header.stage for header in overview.stages]
+        columns = await views.stage_resources(core.db, project_id, pipeline_id, stages, state)
+        return page(request, "pipeline.html", who=who, overview=overview, columns=columns)
 
     @app.get("/p/{project_id}/{pipeline_id}/{stage}/runs", response_class=HTMLResponse)
     async def runs(

@@ -50,11 +50,29 @@ async def projects(db: Database) -> list[str]:
         return [row["id"] for row in await catalog.list_projects(tx)]
 
 
-def by_stage(state: Sequence[ReleaseView]) -> dict[str, list[ReleaseView]]:
-    grouped: dict[str, list[ReleaseView]] = {}
-    for view in state:
-        grouped.setdefault(view.stage, []).append(view)
-    return grouped
+@dataclass(frozen=True)
+class StageResource:
+    """A service, job or addon of a stage, and what it runs (None: nothing deployed, or an addon)."""
+
+    id: str
+    kind: str
+    release: ReleaseView | None
+
+
+async def stage_resources(
+    db: Database, project_id: str, pipeline_id: str, stages: Sequence[str], state: Sequence[ReleaseView]
+) -> dict[str, list[StageResource]]:
+    """Per stage, its resources with their release state; a deployed resource the stage no longer
+    lists still shows (what it runs is still true)."""
+    columns: dict[str, list[StageResource]] = {}
+    async with db.read() as tx:
+        for stage in stages:
+            releases = {view.resource_id: view for view in state if view.stage == stage}
+            listed = await catalog.stage_resources(tx, project_id, pipeline_id, stage)
+            column = [StageResource(row["id"], row["kind"], releases.pop(row["id"], None)) for row in listed]
+            column += [StageResource(view.resource_id, "deployed", view) for view in releases.values()]
+            columns[stage] = column
+    return columns
 
 
 def local_path(path: str) -> str:
