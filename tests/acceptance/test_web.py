@@ -112,7 +112,12 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
 
         page.click("button[data-node=web]")
         page.wait_for_selector("#node-response")
-        assert "buildId" in page.locator("#node-response").inner_text()
+        response = page.locator("#node-response").inner_text()
+        assert "buildId" in response
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page.click("button[data-copy=node-response]")
+        page.wait_for_selector("button[data-copy=node-response]:has-text('Copied')")
+        assert page.evaluate("navigator.clipboard.readText()") == response
         screenshot(page, "node-detail")
 
         page.click("summary:has-text('Rename')")

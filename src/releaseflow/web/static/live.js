@@ -30,6 +30,13 @@
       })
       .catch(function () { window.setTimeout(function () { probe(holder, after); }, 2000); });
   }
+  // "Copy" beside a node's response, code and attempts: the text of the element it names.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var text = document.getElementById(button.dataset.copy).textContent;
+    navigator.clipboard.writeText(text).then(function () { button.textContent = "Copied"; });
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live]").forEach(function (holder) {
       follow(holder, holder.dataset.after || "0");
