@@ -101,7 +101,8 @@ def test_abort__with_no_body_or_an_empty_json_one(api: Api) -> None:
     assert empty.status_code == 200 and empty.json()["data"]["id"] == second
 
 
-def test_root__leads_to_the_api_documentation(api: Api) -> None:
+def test_root__leads_to_the_web_interface_and_the_api_documentation_stays(api: Api) -> None:
     answer = api.call("GET", "/", None, follow_redirects=False)
-    assert answer.status_code in (302, 307) and answer.headers["location"] == "/docs"
+    assert answer.status_code in (302, 307) and answer.headers["location"] == "/web/"
+    assert api.call("GET", "/docs", None).status_code == 200
     assert api.call("GET", "/openapi.json", None).json()["info"]["title"] == "releaseflow"

@@ -12,7 +12,7 @@ from tests.acceptance.support import COMMAND, Releaseflow, free_port, started_ru
 from tests.integration.local_project import AppRepository, answer, build_main
 
 
-def write_project(folder: Path, repository: Path, port: int) -> Path:
+def write_project(folder: Path, repository: Path, port: int, build_command: str = "true") -> Path:
     release = {
         "kind": "Release",
         "ref": "web",
@@ -36,7 +36,10 @@ def write_project(folder: Path, repository: Path, port: int) -> Path:
                 "id": "shop",
                 "resources": {
                     "buildServices": [
-                        {"id": "builder", "spec": {"repository": str(repository), "buildCommand": "true"}}
+                        {
+                            "id": "builder",
+                            "spec": {"repository": str(repository), "buildCommand": build_command},
+                        }
                     ],
                     "services": [{"id": "web", "spec": web}],
                 },

@@ -40,6 +40,7 @@ from releaseflow.engine import queries, tokens
 from releaseflow.engine.worker import Worker
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database, describe
+from releaseflow.web.pages import web_app
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +171,12 @@ def create_app(
     app.include_router(inbox_routes(Inbox()))
     app.include_router(trigger_routes(lambda: runtime.application, settings))
 
+    app.mount("/web", web_app(lambda: runtime.application))
+
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
-        """No web interface yet: the root leads to the API's interactive documentation."""
-        return RedirectResponse(app.docs_url or "/openapi.json")
+        """The root leads to the web interface: projects and pipelines."""
+        return RedirectResponse("/web/")
 
     @app.get("/healthz")
     async def health() -> JSONResponse:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.overrides import parse_release_spec
 
 SUBJECT = "command line"
 
@@ -119,14 +120,10 @@ def _release_overrides(values: Sequence[str], issues: list[Issue]) -> dict[str, 
         if not equals or not target:
             issues.append(Issue(flag, 'expected TARGET=JSON, e.g. api=\'{"type":"registry",...}\''))
             continue
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as error:
-            issues.append(Issue(flag, f"the value is not JSON: {error.msg} at column {error.colno}"))
+        spec = parse_release_spec(text, flag, issues)
+        if spec is None:
             continue
-        if not isinstance(spec, dict):
-            issues.append(Issue(flag, "the value must be a JSON object (a Release node spec)"))
-        elif target in overrides:
+        if target in overrides:
             issues.append(Issue(flag, f"target '{target}' is given twice"))
         else:
             overrides[target] = spec

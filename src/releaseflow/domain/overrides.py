@@ -17,6 +17,7 @@ its ref refines a replacement aimed at a target. The result is a new document; c
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -98,3 +99,17 @@ def _nodes(root: object) -> Iterator[dict[str, Any]]:
             and isinstance(spec.get("steps"), list)
         ):
             stack.extend(reversed(spec["steps"]))
+
+
+def parse_release_spec(text: str, where: str, issues: list[Issue]) -> dict[str, Any] | None:
+    """A Release node spec given as JSON text (a run's release override from a flag or a form);
+    None, with the problem added to ``issues`` at ``where``, when it is not a JSON object."""
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        issues.append(Issue(where, f"the value is not JSON: {error.msg} at column {error.colno}"))
+        return None
+    if not isinstance(spec, dict):
+        issues.append(Issue(where, "the value must be a JSON object (a Release node spec)"))
+        return None
+    return spec
