@@ -400,7 +400,14 @@ _MESSAGE = Tagged(
     unsupported={"VCS": "message kind 'VCS' (pull request comments) is not supported by releaseflow"},
 )
 
-_APPROVAL = Obj(fields={"amount": Int(minimum=1, description="Approvals required.")}, required=("amount",))
+_APPROVAL = Obj(
+    fields={
+        "amount": Int(minimum=1, description="Approvals required."),
+        # releaseflow's own: who may decide (empty or absent: anyone but the run's starter).
+        "approvers": Arr(items=Str(max_length=100), description="Who may approve or reject (releaseflow)."),
+    },
+    required=("amount",),
+)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from releaseflow.domain.text import unsafe_characters
 from releaseflow.engine import pins
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import dry_run, initial_max_attempts
+from releaseflow.engine.notifications import Notifications
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
 from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.templates import TemplateCache
@@ -66,6 +67,8 @@ class Engine:
         self.db = db
         self.clock = clock
         self.templates = templates or TemplateCache()
+        # Subscriptions to run events and their delivery log (engine/notifications.py).
+        self.notifications = Notifications(db, clock)
 
     async def start_run(
         self, project_id: str, pipeline_id: str, stage: str, request: RunRequest

@@ -154,7 +154,10 @@ async def _decide(tx: Transaction, run: RunRecord, event: Decided, now: datetime
         raise NotFoundError(f"run {run.id} has no node with ref or path '{event.node}'")
     if node.kind is not NodeKind.APPROVAL or node.status is not NodeStatus.WAITING:
         raise ConflictError(f"node {event.node} is not an Approval awaiting a decision ({node.status})")
-    await approvals.decide(tx, node, approve=event.approve, by=event.by, comment=event.comment, now=now)
+    started_by = approvals.starter_of(run.origin_kind, run.origin_by)
+    await approvals.decide(
+        tx, node, approve=event.approve, by=event.by, comment=event.comment, now=now, started_by=started_by
+    )
 
 
 async def _abort(tx: Transaction, run: RunRecord, cause: str, now: datetime) -> RunRecord:

@@ -26,6 +26,8 @@ from releaseflow.domain.errors import StaleLeaseError, describe_error
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock
+from releaseflow.engine.deliverer import BATCH as DELIVERY_BATCH
+from releaseflow.engine.deliverer import Deliverer
 from releaseflow.engine.dispatch import BatchCache, Claim, begin, ready_record
 from releaseflow.engine.executors import PLATFORM_KINDS
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
@@ -80,6 +82,7 @@ class Worker:
         # Until when each live task's lease is known to hold (its claim, then each heartbeat).
         self._lease_until: dict[str, datetime] = {}
         self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
+        self.deliverer = Deliverer(db, clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set. Rides out database outages; raises on anything else (a bug)."""
@@ -92,6 +95,7 @@ class Worker:
                 asyncio.create_task(self._claim_loop(stop), name="claim loop"),
                 asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat loop"),
                 asyncio.create_task(self._reaper_loop(stop), name="reaper loop"),
+                asyncio.create_task(self._delivery_loop(stop), name="delivery loop"),
             ]
             listener = self.db.listener()
             watched = [*loops, listener] if listener is not None else loops
@@ -108,6 +112,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._stop_tasks()
+            await self.deliverer.close()
             await self.drivers.stop_all()
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as tx:
@@ -430,3 +435,17 @@ class Worker:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        """Send the notifications that are due; a full batch is followed at once by the next."""
+        streak = FailureStreak(self.db, f"the deliverer of worker {self.id}")
+        interval = self.settings.deliver_seconds
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            try:
+                sent = await self.deliverer.deliver_due()
+            except Exception as error:  # transient: look again later; else re-raised (a bug)
+                interval = max(streak.failed(error), self.settings.deliver_seconds)
+                continue
+            streak.succeeded()
+            interval = 0 if sent >= DELIVERY_BATCH else self.settings.deliver_seconds

@@ -19,3 +19,5 @@ class WorkerSettings:
     # Sleep between looks for due work when no wake-up arrives (work made due by another
     # process on SQLite, or a missed notification).
     idle_poll_seconds: float = 0.5
+    # Look for due notification deliveries this often (the outbox is read with one indexed query).
+    deliver_seconds: float = 1.0
