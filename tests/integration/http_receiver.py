@@ -1,33 +1,78 @@
-"""A real HTTP endpoint on loopback that records what Message nodes deliver to it."""
+"""A real HTTP endpoint on loopback that records what Message nodes and notifications deliver to it."""
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from releaseflow.domain.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+# How long a held request waits for release() at most: a test never hangs on it.
+HOLD_LIMIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class Delivery:
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
+    # What the receiver answered (None: it held the request and never answered).
+    status: int | None = None
+    # With a secret: whether the signature matched the body (a mismatch is answered 401).
+    signed: bool | None = None
+
+
+@dataclass
+class Behaviour:
+    """How the receiver answers, in arrival order: the first ``hold`` requests are held without an
+    answer until ``release()``; the next ``fail`` are answered 500; the rest ``status``."""
+
+    status: int = 200
+    fail: int = 0
+    hold: int = 0
+    secret: str | None = None
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class Receiver:
-    """Answers every POST with ``status``; ``deliveries`` keeps each request, in arrival order."""
+    """Answers every POST as its behaviour says; ``deliveries`` keeps each request, in arrival order."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, *, fail: int = 0, hold: int = 0, secret: str | None = None) -> None:
         self.deliveries: list[Delivery] = []
-        lock = threading.Lock()
-        deliveries = self.deliveries
+        self.behaviour = Behaviour(status, fail, hold, secret)
+        self.arrived = threading.Condition()
+        deliveries, behaviour, arrived = self.deliveries, self.behaviour, self.arrived
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with lock:
-                    deliveries.append(Delivery(dict(self.headers.items()), json.loads(raw or b"null")))
+                headers = dict(self.headers.items())
+                signed = None
+                if behaviour.secret is not None:
+                    signed = verify(
+                        behaviour.secret,
+                        headers.get(TIMESTAMP_HEADER, ""),
+                        raw,
+                        headers.get(SIGNATURE_HEADER, ""),
+                    )
+                with arrived:
+                    order = len(deliveries)
+                    held = order < behaviour.hold
+                    if held:
+                        status = None
+                    elif signed is False:
+                        status = 401
+                    else:
+                        status = 500 if order < behaviour.hold + behaviour.fail else behaviour.status
+                    deliveries.append(Delivery(headers, json.loads(raw or b"null"), raw, status, signed))
+                    arrived.notify_all()
+                if status is None:
+                    behaviour.released.wait(HOLD_LIMIT_SECONDS)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"received")
@@ -43,6 +88,17 @@ class Receiver:
     def bodies(self) -> list[Any]:
         return [delivery.body for delivery in self.deliveries]
 
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
+        """Block until ``count`` requests arrived (AssertionError after ``timeout`` seconds)."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.deliveries) >= count, timeout):
+                raise AssertionError(f"{len(self.deliveries)} request(s) arrived, not {count}, in {timeout}s")
+            return list(self.deliveries)
+
+    def release(self) -> None:
+        self.behaviour.released.set()
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()

@@ -13,7 +13,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 # Each command module imports what its handlers need inside them: these imports are cheap.
-from releaseflow.cli import configuration, db, demo, flows, logs, pipelines, rollback, runs, server, state
+from releaseflow.cli import (
+    approvals,
+    configuration,
+    db,
+    demo,
+    flows,
+    logs,
+    notifications,
+    pipelines,
+    rollback,
+    runs,
+    server,
+    state,
+)
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from releaseflow.cli.render import error_lines
 from releaseflow.domain.errors import NotFoundError, ReleaseflowError, ValidationError
@@ -36,7 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///PATH or postgresql://... (default: RELEASEFLOW_DATABASE_URL or SQLite in data dir)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (server, configuration, flows, pipelines, runs, rollback, state, logs, db, demo):
+    groups = (
+        server,
+        configuration,
+        flows,
+        pipelines,
+        runs,
+        approvals,
+        rollback,
+        state,
+        logs,
+        notifications,
+        db,
+        demo,
+    )
+    for group in groups:
         group.register(commands)
     return parser
 

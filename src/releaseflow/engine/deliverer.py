@@ -14,27 +14,35 @@ from datetime import timedelta
 
 from releaseflow.domain.notifications import ChannelKind, RunEventFacts, body, headers, next_attempt
 from releaseflow.engine.clock import Clock
-from releaseflow.platform.webhooks import SendResult, WebhookSender
+from releaseflow.platform.webhooks import TIMEOUT_SECONDS, SendResult, WebhookSender
 from releaseflow.store import notifications as store
 from releaseflow.store.database import Database
 from releaseflow.store.notifications import DeliveryRecord, SubscriptionRecord
 
 BATCH = 50
-# How long a claimed delivery is held for its sender: past the sender's own timeout.
-HOLD_SECONDS = 60.0
+# How long a claimed delivery is held for its sender by default: twice the sender's own timeout.
+HOLD_SECONDS = 2 * TIMEOUT_SECONDS
 
 
 class Deliverer:
-    def __init__(self, db: Database, clock: Clock, sender: WebhookSender | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        hold_seconds: float = HOLD_SECONDS,
+        sender: WebhookSender | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
-        self.sender = sender or WebhookSender()
+        self.hold_seconds = hold_seconds
+        self.sender = sender or WebhookSender(timeout=min(TIMEOUT_SECONDS, hold_seconds / 2))
 
     async def deliver_due(self) -> int:
         """One pass: send what is due now; returns how many attempts were made."""
         now = self.clock.now()
         async with self.db.transaction() as tx:
-            claimed = await store.claim_due(tx, now, now + timedelta(seconds=HOLD_SECONDS), BATCH)
+            claimed = await store.claim_due(tx, now, now + timedelta(seconds=self.hold_seconds), BATCH)
             if not claimed:
                 return 0
             subscriptions = await store.subscriptions_by_id(tx, sorted({d.subscription_id for d in claimed}))

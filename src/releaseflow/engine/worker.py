@@ -82,7 +82,7 @@ class Worker:
         # Until when each live task's lease is known to hold (its claim, then each heartbeat).
         self._lease_until: dict[str, datetime] = {}
         self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
-        self.deliverer = Deliverer(db, clock)
+        self.deliverer = Deliverer(db, clock, hold_seconds=self.settings.delivery_hold_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set. Rides out database outages; raises on anything else (a bug)."""
