@@ -131,6 +131,8 @@ class Worker:
                 await reap_expired_leases(
                     self.db, now, self.templates, expired_before=now + timedelta(days=3650)
                 )
+                # And any notification it was sending: sent again now (at least once).
+                await self.deliverer.release_held()
 
             await retry_transient(self.db, reclaim, what="reclaiming leases left behind", stop=stop)
 

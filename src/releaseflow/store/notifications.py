@@ -192,6 +192,13 @@ async def claim_due(tx: Transaction, now: datetime, hold_until: datetime, limit:
     return sorted((DeliveryRecord.from_row(row) for row in claimed), key=lambda record: record.at)
 
 
+async def make_all_due(tx: Transaction, now: datetime) -> None:
+    await tx.execute(
+        "UPDATE notification_deliveries SET due_at = ? WHERE state = 'pending' AND due_at > ?",
+        (to_epoch(now), to_epoch(now)),
+    )
+
+
 async def record_attempt(
     tx: Transaction,
     delivery: DeliveryRecord,
