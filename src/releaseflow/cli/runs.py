@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.parsing import parse_run_inputs
+from releaseflow.cli.parsing import parse_arguments, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
@@ -28,6 +28,13 @@ def register(commands: Subparsers) -> None:
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
     run.add_argument(
         "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
+    )
+    run.add_argument(
+        "--secret-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a secret run argument: stored encrypted, shown masked (repeatable)",
     )
     run.add_argument(
         "--override",
@@ -101,11 +108,13 @@ def _stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="project id (default: the only project)")
 
 
-def _engine(db: Database) -> Engine:
+def _engine(db: Database, settings: Settings) -> Engine:
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import Engine
+    from releaseflow.engine.secrets import data_dir_box
+    from releaseflow.engine.templates import TemplateCache
 
-    return Engine(db, SystemClock())
+    return Engine(db, SystemClock(), TemplateCache(secrets=data_dir_box(settings.data_dir)))
 
 
 def start(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,6 +129,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
         name=args.name,
         description=args.description,
         arguments=arguments,
+        secret_arguments=parse_arguments(args.secret_arg),
         overrides=overrides,
         release_node_overrides=release_overrides,
         origin=RunOrigin(by=current_user()),
@@ -129,7 +139,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            run = await _engine(db).start_run(project, args.pipeline, stage, request)
+            run = await _engine(db, settings).start_run(project, args.pipeline, stage, request)
             print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
             for line in await cleared_pin_lines(db, run.id):
                 print(line)
@@ -236,7 +246,7 @@ def abort_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db).abort_run(run_id, "aborted from the command line")
+            run = await _engine(db, settings).abort_run(run_id, "aborted from the command line")
         print(f"run {run.id}: {run.status}")
         return EXIT_OK
 
@@ -253,7 +263,7 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db).rename_run(run_id, name=args.name, description=args.description)
+            run = await _engine(db, settings).rename_run(run_id, name=args.name, description=args.description)
         print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
         return EXIT_OK
 
@@ -266,7 +276,7 @@ def approve_node(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            engine = _engine(db)
+            engine = _engine(db, settings)
             decide = engine.reject if getattr(args, "reject", False) else engine.approve
             await decide(run_id, args.node, args.approver, args.comment)
         verb = "rejected" if getattr(args, "reject", False) else "approved"

@@ -571,6 +571,12 @@ DOCUMENT = Obj(
             expr=False, description=f"Accepted: {NORTHFLANK_SCHEMA_URL} or {RELEASEFLOW_SCHEMA_URL}."
         ),
         "arguments": Map(description="Default arguments, read as ${args.<key>}."),
+        # releaseflow's own: arguments whose values are stored encrypted and shown masked.
+        "secretArguments": Arr(
+            items=Str(max_length=100),
+            expr=False,
+            description="Keys of arguments that are secret (releaseflow).",
+        ),
         "triggers": Arr(items=TRIGGER),
         "options": OPTIONS,
         "richInputs": Arr(items=RICH_INPUT),

@@ -69,7 +69,7 @@ async def advance_run(
         return Advanced(run)
     nodes = await run_store.load_node_states(tx, run_id, node_ids)
     made_due: list[str] = []
-    scope = await _skip_scope(tx, run, template, now)
+    scope = await _skip_scope(tx, run, template, templates, now)
     statuses = nodes.statuses
 
     def should_skip(node: Node) -> bool:
@@ -135,7 +135,7 @@ async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus,
 
 
 async def _skip_scope(
-    tx: Transaction, run: RunRecord, template: Template, now: datetime
+    tx: Transaction, run: RunRecord, template: Template, templates: TemplateCache, now: datetime
 ) -> expressions.Scope | None:
     """What skipNodeExecution expressions are evaluated against; None when the template has none."""
     if not template.has_skip_expressions:
@@ -144,7 +144,7 @@ async def _skip_scope(
     # Only skip expressions read node outputs, and no output changes while a run is advanced.
     outputs = await run_store.node_outputs(tx, run.id, skip_refs(template))
     return expressions.Scope(
-        args=run.arguments, refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
+        args=templates.arguments(run), refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
     )
 
 

@@ -27,6 +27,7 @@ from releaseflow.engine.dry_run import dry_run, initial_max_attempts
 from releaseflow.engine.notifications import Notifications
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
 from releaseflow.engine.scope import stage_scope
+from releaseflow.engine.secrets import SecretKeyError, seal_arguments
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_run
 from releaseflow.store import catalog
@@ -44,6 +45,8 @@ class RunRequest:
     name: str | None = None
     description: str = ""
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    # Arguments stored encrypted and shown masked (with the template's ``secretArguments``).
+    secret_arguments: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     release_node_overrides: Mapping[str, Any] = field(default_factory=dict)
     # What started the run, structured (shown in lists; a pinned stage refuses automatic origins).
@@ -121,8 +124,12 @@ class Engine:
         issues = check_template(template, scope) + check_refs(template)
         if issues:
             raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
-        arguments = {**template.arguments, **request.arguments}
+        arguments = {**template.arguments, **request.arguments, **request.secret_arguments}
         problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
+        secret_keys = tuple(
+            sorted({*template.secret_arguments, *request.secret_arguments} & arguments.keys())
+        )
+        arguments = self._sealed(arguments, secret_keys)
         run_id = str(uuid.uuid4())
         labels = _Labels(kind, rollback_of)
         if problems:
@@ -137,6 +144,7 @@ class Engine:
                 labels,
                 RunStatus.PENDING,
                 "",
+                secret_keys=secret_keys,
                 with_nodes=False,
             )
             return await self._fail_before_start(tx, run_id, problems)
@@ -151,7 +159,17 @@ class Engine:
         waits = decision.action is AdmissionAction.QUEUE
         status = RunStatus.QUEUED if waits else RunStatus.PENDING
         await self._insert_run(
-            tx, run_id, flow, template, document, arguments, request, labels, status, decision.reason
+            tx,
+            run_id,
+            flow,
+            template,
+            document,
+            arguments,
+            request,
+            labels,
+            status,
+            decision.reason,
+            secret_keys=secret_keys,
         )
         for superseded in decision.drop_queued:
             await transition_run(
@@ -164,6 +182,14 @@ class Engine:
             # The first nodes become due now, after the run and its nodes were written.
             await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
         return await _run(tx, run_id)
+
+    def _sealed(self, arguments: dict[str, Any], secret_keys: tuple[str, ...]) -> dict[str, Any]:
+        """The arguments as stored: secret ones encrypted (the dry run saw them in the clear)."""
+        if not secret_keys:
+            return arguments
+        if self.templates.secrets is None:
+            raise SecretKeyError("secret arguments need the secret key: this process was started without one")
+        return seal_arguments(arguments, secret_keys, self.templates.secrets)
 
     async def _insert_run(
         self,
@@ -178,6 +204,7 @@ class Engine:
         status: RunStatus,
         waiting_reason: str,
         *,
+        secret_keys: tuple[str, ...] = (),
         with_nodes: bool = True,
     ) -> None:
         now = self.clock.now()
@@ -199,6 +226,7 @@ class Engine:
                 "status": str(status),
                 "waiting_reason": waiting_reason or None,
                 "arguments": dict(arguments),
+                "secret_arguments": list(secret_keys),
                 "overrides": dict(request.overrides),
                 "release_node_overrides": dict(request.release_node_overrides),
                 "document": dict(document),

@@ -103,6 +103,8 @@ CREATE TABLE runs (
     -- What started the run: person, token, git, webhook or rollback, and who or what.
     origin_kind TEXT NOT NULL DEFAULT 'person',
     origin_by TEXT NOT NULL DEFAULT '',
+    -- Keys of the arguments whose values are stored encrypted (JSON list).
+    secret_arguments TEXT NOT NULL DEFAULT '[]',
     UNIQUE (flow_id, seq)
 );
 CREATE INDEX runs_by_flow_status ON runs (flow_id, status);

@@ -71,6 +71,8 @@ class RunRecord:
     # What started the run (``domain.run_origin``): its kind and who or what.
     origin_kind: str = "person"
     origin_by: str = ""
+    # Keys of ``arguments`` whose values are encrypted tokens (``engine.secrets``).
+    secret_arguments: tuple[str, ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -107,6 +109,7 @@ class RunRecord:
             updated_at=_time(row["updated_at"]),
             origin_kind=row["origin_kind"],
             origin_by=row["origin_by"],
+            secret_arguments=tuple(load_json(row.get("secret_arguments") or "[]")),
         )
 
 

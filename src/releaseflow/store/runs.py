@@ -26,6 +26,7 @@ _JSON_COLUMNS = frozenset(
         "error",
         "attempts",
         "wait_state",
+        "secret_arguments",
     }
 )
 

@@ -1,4 +1,8 @@
--- Approvals waiting for people, and notifications of run events: subscriptions, the outbox, its log.
+-- Approvals waiting for people; notifications of run events (subscriptions, the outbox, its log);
+-- secret run arguments.
+
+-- Keys of the arguments whose values are stored encrypted (JSON list).
+ALTER TABLE runs ADD COLUMN secret_arguments TEXT NOT NULL DEFAULT '[]';
 
 -- Approval nodes waiting for a person: what `releaseflow approvals` lists, without a scan of every node.
 CREATE INDEX node_runs_waiting_approvals ON node_runs (run_id) WHERE kind = 'Approval' AND status = 'waiting';
