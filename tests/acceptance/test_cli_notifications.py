@@ -98,3 +98,21 @@ def test_cli__approvals_and_notifications(releaseflow: Releaseflow) -> None:
     )
     gone = releaseflow.cli("notifications", "remove", subscription)
     assert gone.returncode == 2 and f"no notification subscription '{subscription}'" in gone.stderr
+
+
+def test_cli__secret_arguments_are_masked_in_every_output(releaseflow: Releaseflow) -> None:
+    secret = "s3cret-token-value"
+    releaseflow.serve()
+    releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)
+    started = releaseflow.cli("run", "main", "Production", "--secret-arg", f"TOKEN={secret}", check=True)
+    run_id = started_run_id(started.stdout)
+    releaseflow.wait_for_node(run_id, "gate", "waiting")
+
+    shown = releaseflow.cli("show", run_id[:8], "--events", check=True).stdout
+    as_json = releaseflow.cli("show", run_id[:8], "--json", check=True).stdout
+    assert "TOKEN=••••" in shown
+    assert releaseflow.cli_json("show", run_id[:8], "--json")["arguments"]["TOKEN"] == "••••"
+    for output in (started.stdout, shown, as_json):
+        assert secret not in output
+    key_file = releaseflow.data_dir / "secret.key"
+    assert key_file.exists() and key_file.stat().st_mode & 0o077 == 0

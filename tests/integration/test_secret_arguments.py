@@ -12,6 +12,7 @@ from tests.integration.support import EngineHarness, job_run, template, workflow
 from releaseflow.domain.secret_values import MASK
 from releaseflow.engine import queries
 from releaseflow.engine.secrets import KEY_FILE_NAME, SecretBox, SecretKeyError
+from releaseflow.testing import Fail, Succeed
 from releaseflow.wire.runs import run_detail as run_detail_document
 
 SECRET = "hunter2-very-secret"
@@ -65,6 +66,34 @@ async def test_secret_arguments__are_encrypted_at_rest_and_masked_on_the_way_out
     # The key was made on first use, readable by its owner only.
     key_file = tmp_path / KEY_FILE_NAME
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+async def test_secret_arguments__echoed_by_a_node_stay_hidden_and_reach_the_next(
+    harness: EngineHarness,
+) -> None:
+    harness.driver.script(
+        "migrate", Fail(f"refused token {SECRET}"), Succeed({"echo": f"got {SECRET}"}), Succeed()
+    )
+    first = job_run("first", settings={"maxAttempts": 2, "backoff": {"type": "fixed", "delay": 0.01}})
+    second = job_run(
+        "second", spec={"jobId": "migrate", "runtimeEnvironment": {"SEEN": "${refs.first.echo}"}}
+    )
+    await harness.seed(template(workflow(first, second)))
+    run = await harness.start(secret_arguments={"API_KEY": SECRET})
+    harness.start_worker()
+    assert (await harness.run(run.id)).status == "success"
+
+    assert harness.driver.calls[-1].params["runtimeEnvironment"] == {"SEEN": f"got {SECRET}"}
+    async with harness.db.read() as tx:
+        rows = await tx.fetchall(
+            "SELECT code, data, error, attempts, cause FROM node_runs WHERE run_id = ?", (run.id,)
+        )
+        events = await tx.fetchall("SELECT cause FROM events WHERE run_id = ?", (run.id,))
+    assert SECRET not in json.dumps([*rows, *events])
+    detail = await queries.run_detail(harness.db, run.id)
+    shown = detail.node("first")
+    assert shown is not None and shown.data == {"echo": f"got {MASK}"}
+    assert any(f"refused token {MASK}" in (event.cause or "") for event in detail.events)
 
 
 def test_secret_arguments__need_their_key(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from releaseflow.domain import expressions
 from releaseflow.domain.progress import ChangeKind, RunView, plan_progress
+from releaseflow.domain.secret_values import reveal
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import Node, Template
 from releaseflow.engine.templates import TemplateCache
@@ -142,7 +143,9 @@ async def _skip_scope(
         return None
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     # Only skip expressions read node outputs, and no output changes while a run is advanced.
-    outputs = await run_store.node_outputs(tx, run.id, skip_refs(template))
+    outputs = reveal(
+        await run_store.node_outputs(tx, run.id, skip_refs(template)), templates.secret_values(run)
+    )
     return expressions.Scope(
         args=templates.arguments(run), refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
     )

@@ -124,7 +124,9 @@ async def begin(
         return await _resume(tx, node, run, flow, worker_id, now, templates)
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
-    outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
+    secrets = templates.secret_values(run)
+    # Outputs of earlier nodes keep secret values hidden: revealed for this node's own code.
+    outputs = reveal(await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code)), secrets)
     scope = expressions.Scope(
         args=templates.arguments(run), refs=outputs, now=now, secret_seed=flow.secret_seed
     )
@@ -163,7 +165,7 @@ async def begin(
         backoff_seconds=settings.backoff_seconds,
         timeout_seconds=settings.timeout_seconds,
         # Kept with its secret values hidden (markers): readers see them masked, the worker reveals them.
-        code=hide(resolved, templates.secret_values(run)) if resolved is not None else code,
+        code=hide(resolved, secrets) if resolved is not None else code,
         attempts=attempts,
         wait_state=None,
         wait_deadline=None,
