@@ -57,10 +57,11 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class _Labels:
-    """What kind of run is created, and the run a rollback returns to."""
+    """What kind of run is created, the run a rollback returns to, and which arguments are secret."""
 
     kind: str = "release"
     rollback_of: str | None = None
+    secret_keys: tuple[str, ...] = ()
 
 
 class Engine:
@@ -131,7 +132,7 @@ class Engine:
         )
         arguments = self._sealed(arguments, secret_keys)
         run_id = str(uuid.uuid4())
-        labels = _Labels(kind, rollback_of)
+        labels = _Labels(kind, rollback_of, secret_keys)
         if problems:
             await self._insert_run(
                 tx,
@@ -144,7 +145,6 @@ class Engine:
                 labels,
                 RunStatus.PENDING,
                 "",
-                secret_keys=secret_keys,
                 with_nodes=False,
             )
             return await self._fail_before_start(tx, run_id, problems)
@@ -159,17 +159,7 @@ class Engine:
         waits = decision.action is AdmissionAction.QUEUE
         status = RunStatus.QUEUED if waits else RunStatus.PENDING
         await self._insert_run(
-            tx,
-            run_id,
-            flow,
-            template,
-            document,
-            arguments,
-            request,
-            labels,
-            status,
-            decision.reason,
-            secret_keys=secret_keys,
+            tx, run_id, flow, template, document, arguments, request, labels, status, decision.reason
         )
         for superseded in decision.drop_queued:
             await transition_run(
@@ -204,7 +194,6 @@ class Engine:
         status: RunStatus,
         waiting_reason: str,
         *,
-        secret_keys: tuple[str, ...] = (),
         with_nodes: bool = True,
     ) -> None:
         now = self.clock.now()
@@ -226,7 +215,7 @@ class Engine:
                 "status": str(status),
                 "waiting_reason": waiting_reason or None,
                 "arguments": dict(arguments),
-                "secret_arguments": list(secret_keys),
+                "secret_arguments": list(labels.secret_keys),
                 "overrides": dict(request.overrides),
                 "release_node_overrides": dict(request.release_node_overrides),
                 "document": dict(document),

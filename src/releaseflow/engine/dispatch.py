@@ -107,16 +107,7 @@ async def begin(
         return None
     if node.status is NodeStatus.WAITING:
         aborting = run.status is RunStatus.ABORTING
-        return _claim(
-            node,
-            run,
-            flow.project_id,
-            flow.pipeline_id,
-            flow.stage,
-            reveal(node.code, templates.secret_values(run)),
-            poll=True,
-            cancel=aborting,
-        )
+        return _claim_kept(node, run, flow, templates, poll=True, cancel=aborting)
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
@@ -256,16 +247,15 @@ async def _resume(
         f"attempt {node.attempt} of {node.max_attempts} resumed by worker {worker_id}",
     )
     resumed = replace(node, attempts=attempts)
-    return _claim(
-        resumed,
-        run,
-        flow.project_id,
-        flow.pipeline_id,
-        flow.stage,
-        reveal(node.code, templates.secret_values(run)),
-        poll=False,
-        resumed=True,
-    )
+    return _claim_kept(resumed, run, flow, templates, poll=False, resumed=True)
+
+
+def _claim_kept(
+    node: NodeRecord, run: RunRecord, flow: FlowRecord, templates: TemplateCache, **flags: bool
+) -> Claim:
+    """A claim on the code the node resolved when its attempt began, its secret values put back."""
+    code = reveal(node.code, templates.secret_values(run))
+    return _claim(node, run, flow.project_id, flow.pipeline_id, flow.stage, code, **flags)
 
 
 def _claim(

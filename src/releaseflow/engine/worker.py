@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError, describe_error
@@ -420,34 +420,39 @@ class Worker:
                 task.cancel()
 
     async def _reaper_loop(self, stop: asyncio.Event) -> None:
-        streak = FailureStreak(self.db, f"the reaper of worker {self.id}")
-        interval = self.settings.reap_seconds
+        async def reap() -> bool:
+            await reap_expired_leases(self.db, self.clock.now(), self.templates)
+            return False
+
+        await self._every(self.settings.reap_seconds, f"the reaper of worker {self.id}", reap, stop)
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        """Send the notifications that are due; a full batch is followed at once by the next."""
+
+        async def deliver() -> bool:
+            return await self.deliverer.deliver_due() >= DELIVERY_BATCH
+
+        await self._every(self.settings.deliver_seconds, f"the deliverer of worker {self.id}", deliver, stop)
+
+    async def _every(
+        self, seconds: float, what: str, step: Callable[[], Awaitable[bool]], stop: asyncio.Event
+    ) -> None:
+        """Run ``step`` every ``seconds`` until stop (at once again when it says there is more), riding
+        out database outages with the outage backoff."""
+        streak = FailureStreak(self.db, what)
+        interval = seconds
         while not stop.is_set():
             await asyncio.sleep(interval)
             try:
-                await reap_expired_leases(self.db, self.clock.now(), self.templates)
+                more = await step()
             except Exception as error:  # transient: look again later; else re-raised (a bug)
-                interval = max(streak.failed(error), self.settings.reap_seconds)
+                interval = max(streak.failed(error), seconds)
                 continue
             streak.succeeded()
-            interval = self.settings.reap_seconds
+            interval = 0 if more else seconds
 
     async def _stop_tasks(self) -> None:
         # Each cancelled task releases its lease: the reaper hands the node back at once.
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-    async def _delivery_loop(self, stop: asyncio.Event) -> None:
-        """Send the notifications that are due; a full batch is followed at once by the next."""
-        streak = FailureStreak(self.db, f"the deliverer of worker {self.id}")
-        interval = self.settings.deliver_seconds
-        while not stop.is_set():
-            await asyncio.sleep(interval)
-            try:
-                sent = await self.deliverer.deliver_due()
-            except Exception as error:  # transient: look again later; else re-raised (a bug)
-                interval = max(streak.failed(error), self.settings.deliver_seconds)
-                continue
-            streak.succeeded()
-            interval = 0 if sent >= DELIVERY_BATCH else self.settings.deliver_seconds
