@@ -14,6 +14,12 @@ from releaseflow.domain.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER,
 HOLD_LIMIT_SECONDS = 30.0
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library's listen backlog is 5: a sender with more connections at once would see
+    # some dropped and retried by TCP a second later. Real servers keep a longer queue.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Delivery:
     headers: dict[str, str]
@@ -80,7 +86,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -74,7 +74,10 @@ async def test_notifications__a_run_is_told_to_its_subscribers_signed(
     # started and succeeded to the webhook; every change (pending -> running -> success) to Slack.
     arrived = await asyncio.to_thread(receiver.wait_for, 4)
     assert all(delivery.signed and delivery.status == 200 for delivery in arrived)
-    webhooks = [d for d in arrived if "deliveryId" in d.body]
+    # Sent concurrently: in no promised order (a receiver orders by "at").
+    webhooks = sorted(
+        (d for d in arrived if "deliveryId" in d.body), key=lambda d: datetime.fromisoformat(d.body["at"])
+    )
     assert [(d.body["event"], d.body["fromStatus"], d.body["toStatus"]) for d in webhooks] == [
         ("started", "pending", "running"),
         ("succeeded", "running", "success"),
@@ -91,7 +94,9 @@ async def test_notifications__a_run_is_told_to_its_subscribers_signed(
     }
     assert first["at"].endswith("Z") and webhooks[0].headers[DELIVERY_HEADER] == first["deliveryId"]
     assert webhooks[0].headers[EVENT_HEADER] == "started"
-    slack = [d.body for d in arrived if "text" in d.body]
+    slack = sorted(
+        (d.body for d in arrived if "text" in d.body), key=lambda body: "succeeded" in body["text"]
+    )
     assert [body["text"] for body in slack] == [
         "[shop/main Development] run first release started: pending -> running",
         "[shop/main Development] run first release succeeded: running -> success",

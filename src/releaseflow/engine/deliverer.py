@@ -19,7 +19,11 @@ from releaseflow.store import notifications as store
 from releaseflow.store.database import Database
 from releaseflow.store.notifications import DeliveryRecord, SubscriptionRecord
 
-BATCH = 50
+# Deliveries claimed, and sent at once, per pass: a batch aimed at one receiver must not look like a
+# flood (a small server's listen backlog refuses the excess, which would only come back as retries),
+# and the whole batch ends within its hold (each send within its timeout), so no other worker sends
+# it again meanwhile. A full batch is followed at once by the next.
+BATCH = 8
 # How long a claimed delivery is held for its sender by default: twice the sender's own timeout.
 HOLD_SECONDS = 2 * TIMEOUT_SECONDS
 
