@@ -12,6 +12,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from releaseflow.processes import processes_under
+
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
 
@@ -23,8 +25,13 @@ def stop_everything_under(folder: Path) -> None:
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, capture_output=True, timeout=30)
+    kill_processes_under(folder)
+
+
+def kill_processes_under(folder: Path) -> None:
+    """SIGKILL every process whose working directory lies under ``folder``, with its process group."""
     own_group = os.getpgrp()
-    for pid in _processes_in(folder):
+    for pid in processes_under([folder.resolve()]):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             group = os.getpgid(pid)
             # A process started by the test itself shares the test's group: kill it alone.
@@ -32,18 +39,3 @@ def stop_everything_under(folder: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             else:
                 os.killpg(group, signal.SIGKILL)
-
-
-def _processes_in(folder: Path) -> list[int]:
-    """Processes whose working directory is inside ``folder``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd == folder or folder in cwd.parents:
-            found.append(int(entry.name))
-    return found

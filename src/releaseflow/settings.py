@@ -14,10 +14,15 @@
 | ``RELEASEFLOW_DOCKER_HOST`` (or ``DOCKER_HOST``) | unset: the docker driver is off |
 | ``RELEASEFLOW_DOCKER_REGISTRY`` | unset: docker builds are not pushed |
 | ``RELEASEFLOW_DOCKER_CREDENTIALS_FILE`` | unset: no saved registry logins |
+| ``RELEASEFLOW_GIT_POLL_SECONDS`` | 5 (0: local git repositories are not watched) |
+| ``RELEASEFLOW_GITHUB_WEBHOOK_SECRET`` | unset: GitHub deliveries are refused |
+| ``RELEASEFLOW_GITLAB_WEBHOOK_TOKEN`` | unset: GitLab deliveries are refused |
+| ``RELEASEFLOW_INBOX_KEY`` | unset: the server makes one (kept in the database) |
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     pass
 
 PREFIX = "RELEASEFLOW_"
+_INBOX_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # Worker setting field -> environment variable suffix.
@@ -58,6 +64,14 @@ class Settings:
     docker_registry: str | None = None
     # A JSON file of saved registry logins by id (see platform/available.py).
     docker_credentials_file: Path | None = None
+    # How often the server looks at local git repositories of git triggers; 0: never.
+    git_poll_seconds: float = 5.0
+    # The shared secrets of GitHub (HMAC of each delivery) and GitLab (sent as is) webhooks.
+    github_webhook_secret: str | None = None
+    gitlab_webhook_token: str | None = None
+    # The key that lets anyone post to the message inbox (/inbox/KEY/NAME); without it the server
+    # makes one and keeps it in the database.
+    inbox_key: str | None = None
 
     @classmethod
     def from_env(
@@ -113,6 +127,10 @@ class Settings:
                 _WORKER_VARIABLES["idle_poll_seconds"], float, defaults.idle_poll_seconds, 0.01
             ),
         )
+        git_poll_seconds = number("GIT_POLL_SECONDS", float, 5.0, 0.0)
+        inbox_key = get("INBOX_KEY")
+        if inbox_key is not None and not _INBOX_KEY.match(inbox_key):
+            issues.append(Issue(PREFIX + "INBOX_KEY", "must be 16 to 128 letters, digits, '-' or '_'"))
         if issues:
             raise ValidationError(issues, subject="settings")
         return cls(
@@ -125,6 +143,10 @@ class Settings:
             docker_host=get("DOCKER_HOST") or environ.get("DOCKER_HOST") or None,
             docker_registry=get("DOCKER_REGISTRY"),
             docker_credentials_file=Path(file) if (file := get("DOCKER_CREDENTIALS_FILE")) else None,
+            git_poll_seconds=git_poll_seconds,
+            github_webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
+            gitlab_webhook_token=get("GITLAB_WEBHOOK_TOKEN"),
+            inbox_key=inbox_key,
         )
 
     @property

@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 PROJECT = "acme"
+# The inbox key of every test installation (Releaseflow.env sets it): Message nodes post with it.
+INBOX_KEY = "acceptance-inbox-key"
 
 
 def message(ref: str, url: str, text: str, **extra: Any) -> dict[str, Any]:
@@ -31,7 +33,7 @@ def write_config(folder: Path, server_url: str) -> Path:
     """``main``: Development succeeds, Staging fails (HTTP 404), Production waits for an approval.
     ``relay``: Development sends to ``${args.target}`` (a test's slow endpoint), then to the inbox.
     """
-    inbox = f"{server_url}/inbox"
+    inbox = f"{server_url}/inbox/{INBOX_KEY}"
     quick = {"settings": {"maxAttempts": 3, "backoff": {"type": "fixed", "delay": 0.2}}}
     development = flow(
         workflow(

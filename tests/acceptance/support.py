@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from tests.acceptance.config import INBOX_KEY
+from tests.cleanup import stop_everything_under
 
 T = TypeVar("T")
 
@@ -58,6 +63,8 @@ class Releaseflow:
     cwd: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    # The admin token the first ``serve`` printed (only the first start of a fresh database prints one).
+    admin_token: str | None = None
 
     @property
     def url(self) -> str:
@@ -71,6 +78,7 @@ class Releaseflow:
             # Runs started by another process (the CLI) are noticed by polling: keep it brisk.
             RELEASEFLOW_WORKER_IDLE_POLL_SECONDS="0.1",
             PYTHONUNBUFFERED="1",
+            RELEASEFLOW_INBOX_KEY=INBOX_KEY,
         )
         env.update(self.extra_env)
         return env
@@ -106,6 +114,7 @@ class Releaseflow:
         wait_until(
             lambda: self._healthy(process), timeout=20, what=f"{' '.join(args or ('serve',))} to be healthy"
         )
+        self.admin_token = self.admin_token or printed_token(self.logs())
         return process
 
     def _healthy(self, process: subprocess.Popen[str]) -> bool:
@@ -117,8 +126,15 @@ class Releaseflow:
         return "\n".join(path.read_text() for path in sorted(self.cwd.glob("releaseflow-*.log")))
 
     def inbox(self, name: str) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = httpx.get(f"{self.url}/inbox/{name}", timeout=5).json()["messages"]
+        answer = httpx.get(f"{self.url}/inbox/{name}", headers=self.auth(), timeout=5)
+        messages: list[dict[str, Any]] = answer.raise_for_status().json()["messages"]
         return messages
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        """The Authorization header of ``token`` (default: the admin token ``serve`` printed)."""
+        secret = token or self.admin_token
+        assert secret, "no token: serve() a fresh installation first"
+        return {"Authorization": f"Bearer {secret}"}
 
     def run_detail(self, run_id: str) -> Any:
         return self.cli_json("show", run_id, "--json")
@@ -148,6 +164,31 @@ class Releaseflow:
     def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> int:
         process.send_signal(signal.SIGTERM)
         return process.wait(timeout=timeout)
+
+
+@contextmanager
+def temporary_installation(prefix: str) -> Iterator[Releaseflow]:
+    """An installation in a new temporary folder; its processes and the folder go when it ends."""
+    # Not pytest's tmp_path: a managed PostgreSQL addon runs as the `postgres` user (tests run as
+    # root in CI), which must be able to enter the installation's folders.
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    installation = Releaseflow(data_dir=folder / "data", port=free_port(), cwd=folder)
+    try:
+        yield installation
+    finally:
+        installation.kill_all()
+        stop_everything_under(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def printed_token(output: str) -> str | None:
+    """The secret of the first admin token in ``serve``'s output, if it printed one."""
+    lines = output.splitlines()
+    for number, line in enumerate(lines[:-1]):
+        if line.startswith("created the first API token"):
+            return lines[number + 1].strip()
+    return None
 
 
 def find_node(tree: Mapping[str, Any] | None, ref: str) -> Mapping[str, Any] | None:

@@ -36,7 +36,7 @@ def test_chaos__postgres_workers_killed_mid_node_and_replaced(
 ) -> None:
     releaseflow.extra_env.update(
         RELEASEFLOW_DATABASE_URL=fresh_postgres_database(),
-        # A killed worker's lease runs out before its node is taken over: keep that wait short here.
+        # A killed worker is seen dead by its liveness lock; a short lease bounds what the lock misses.
         RELEASEFLOW_WORKER_LEASE_SECONDS="4",
         RELEASEFLOW_WORKER_HEARTBEAT_SECONDS="1",
     )

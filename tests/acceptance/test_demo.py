@@ -55,7 +55,9 @@ def test_demo__builds_deploys_promotes_and_releases_then_keeps_it_all_until_rese
     assert "migration exit code 0" in message["body"]["message"]
     state = releaseflow.cli("state", "web", check=True).stdout
     assert "web-dev" in state and "web-staging" in state and "migrate" in state
-    stages = [line.split()[0] for line in state.splitlines()[1:]]
+    side_by_side, detail = state.split("\n\n", 1)
+    assert "Development → Staging: same" in side_by_side and "Staging → Production: same" in side_by_side
+    stages = [line.split()[0] for line in detail.splitlines()[1:]]
     assert stages == sorted(stages, key=["Development", "Staging", "Production"].index)  # pipeline order
 
     repository = releaseflow.cwd / "data" / "demo" / "app"
@@ -75,8 +77,18 @@ def test_demo__builds_deploys_promotes_and_releases_then_keeps_it_all_until_rese
         ],
         check=True,
     )
-    result = releaseflow.cli("run", "web", "Development", "--follow", timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # The server watches the demo's repository: the commit starts a Development run by itself.
+    pushed = wait_until(
+        lambda: (
+            (runs := releaseflow.cli_json("runs", "web", "Development", "--json"))
+            and len(runs) == 2
+            and runs[0]["concluded"]
+            and runs[0]
+        ),
+        timeout=120,
+        what="the Development run the commit started",
+    )
+    assert (pushed["status"], pushed["origin"]["kind"]) == ("success", "git"), pushed
     assert answer(ports["Development"]) == "demo web v2 (development)"
     assert answer(ports["Production"]) == "demo web v1 (production)"
     service_log = releaseflow.cli("logs", "service", "web-dev", "--lines", "50", check=True).stdout

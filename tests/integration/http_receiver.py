@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,22 +21,29 @@ class _Server(ThreadingHTTPServer):
     # some dropped and retried by TCP a second later. Real servers keep a longer queue.
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A held request's sender may be gone (killed) when it is answered: nothing to report.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 @dataclass(frozen=True)
 class Delivery:
     headers: dict[str, str]
     body: Any
     raw: bytes = b""
-    # What the receiver answered (None: it held the request and never answered).
+    # What the receiver answered (None: it held the request until release(), answering only then).
     status: int | None = None
     # With a secret: whether the signature matched the body (a mismatch is answered 401).
     signed: bool | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
 class Behaviour:
-    """How the receiver answers, in arrival order: the first ``hold`` requests are held without an
-    answer until ``release()``; the next ``fail`` are answered 500; the rest ``status``."""
+    """How the receiver answers, in arrival order: the first ``hold`` requests wait for ``release()``
+    (their sender stays mid-delivery meanwhile) before they are answered; the ``fail`` requests after
+    those are answered 500; the rest ``status``."""
 
     status: int = 200
     fail: int = 0
@@ -67,18 +76,19 @@ class Receiver:
                 with arrived:
                     order = len(deliveries)
                     held = order < behaviour.hold
-                    if held:
-                        status = None
-                    elif signed is False:
+                    if signed is False:
                         status = 401
                     else:
-                        status = 500 if order < behaviour.hold + behaviour.fail else behaviour.status
-                    deliveries.append(Delivery(headers, json.loads(raw or b"null"), raw, status, signed))
+                        status = (
+                            500
+                            if behaviour.hold <= order < behaviour.hold + behaviour.fail
+                            else behaviour.status
+                        )
+                    answered = None if held else status
+                    deliveries.append(Delivery(headers, json.loads(raw or b"null"), raw, answered, signed))
                     arrived.notify_all()
-                if status is None:
+                if held:
                     behaviour.released.wait(HOLD_LIMIT_SECONDS)
-                    self.close_connection = True
-                    return
                 self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"received")

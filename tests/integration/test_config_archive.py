@@ -9,7 +9,7 @@ import pytest
 
 from releaseflow.domain.config import Configuration, parse_configuration
 from releaseflow.domain.config_plan import Plan
-from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
 from releaseflow.engine.clock import SystemClock
@@ -229,3 +229,50 @@ async def test_apply_prune__a_resource_with_deployments_is_archived_one_without_
         assert len(await release_state.history(tx, "shop", "main")) == 1
     restored = await apply_configuration(db, config(document()), clock)
     assert ("restore", "resource shop/api-dev") in shown(restored)
+
+
+async def test_release_state__lists_no_archived_stage_or_resource_unless_it_is_named(db: Database) -> None:
+    await apply_configuration(db, config(document()), SystemClock())
+    deployed = {}
+    for stage, resource in (("Development", "api-dev"), ("Old", "api-old")):
+        run_id = await start(db, "main", stage)
+        deployed[resource] = run_id
+        async with db.transaction() as tx:
+            await release_state.record_deploy(
+                tx,
+                project_id="shop",
+                resource_id=resource,
+                pipeline_id="main",
+                stage=stage,
+                artifact={"kind": "image", "image": f"{resource}:1"},
+                run_id=run_id,
+                node_path="spec.spec.steps[0]",
+                at=SystemClock().now(),
+            )
+
+    async def listed(stage: str | None = None, *, history: bool = False) -> list[tuple[str, str]]:
+        views = await queries.release_state(db, "shop", "main", stage, history=history)
+        return [(view.stage, view.resource_id) for view in views]
+
+    await apply_configuration(db, config(without(document(), stage="Old")), SystemClock(), prune=True)
+
+    assert await listed() == [("Development", "api-dev")]
+    # Named, an archived stage still shows what it ran; the history keeps every deploy.
+    assert await listed("Old") == [("Old", "api-old")]
+    assert sorted(await listed(history=True)) == [("Development", "api-dev"), ("Old", "api-old")]
+    with pytest.raises(NotFoundError) as caught:
+        await queries.resolve_stage(db, "shop", "main", "Olds")
+    assert str(caught.value).endswith("(there are: Development)")
+
+    await start(db, "side", "Only")  # history: pruning archives the pipeline
+    smaller = without(document(), stage="Old", pipeline="side")
+    project = smaller["projects"][0]
+    project["resources"]["services"] = [{"id": "spare", "spec": {"runCommand": "serve"}}]
+    project["pipelines"][0]["stages"][0]["resources"] = []
+    await apply_configuration(db, config(smaller), SystemClock(), prune=True)
+
+    assert await listed() == []
+    assert await listed("Development") == []
+    assert len(await listed(history=True)) == 2
+    with pytest.raises(NotFoundError, match=r"no pipeline 'mian' in project 'shop' \(there are: main\)$"):
+        await queries.release_state(db, "shop", "mian", None)

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from tests.integration.local_project import (
 from tests.integration.release_harness import ReleaseHarness
 from tests.integration.support import wait_for_node, wait_for_run
 
+from releaseflow.domain.errors import ConflictError
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import queries
 from releaseflow.engine.commands import RunRequest
+from releaseflow.engine.insights import pipeline_metrics
 from releaseflow.platform.driver import Resource
 from releaseflow.platform.local.driver import LocalDriver
 from releaseflow.platform.local.postgres_cluster import ManagedCluster
@@ -126,6 +129,11 @@ async def test_local__build_deploy_promote_migrate_back_up_and_survive_a_bad_rel
     assert state["deployment-prod"].artifact["commit"] == commit_v2
     assert state["deployment-prod"].run_id == second.id
     assert state["job-prod"].artifact["commit"] == commit_v2
+    # The build knows when its commit was made, so Production's lead time is known.
+    (production,) = await pipeline_metrics(platform.db, "shop", "main", "Production", now=datetime.now(UTC))
+    assert production.metrics.deploys_without_commit_time == 0
+    assert len(production.metrics.lead_times) == 4  # two deploys in each of two runs
+    assert all(timedelta(0) < lead < timedelta(minutes=10) for lead in production.metrics.lead_times)
 
     # A version that cannot start: the deploy fails and the previous release keeps answering.
     platform.repository.commit("broken")
@@ -259,28 +267,31 @@ async def test_local__abort_stops_a_running_job_on_the_host(platform: Platform) 
     assert stopped.status.value == "failed" and "aborted" in stopped.error
 
 
-async def test_local__values_in_a_job_command_are_data_not_code(platform: Platform) -> None:
-    """An argument holding shell code reaches the job's command as text; ordinary values as before."""
-    platform.repository.commit("v1")
-    marker, said = platform.root / "pwned", platform.root / "said.txt"
-    build = build_main()
-    say = {
+def custom_job(ref: str, command: str, **extra: Any) -> dict[str, Any]:
+    """A JobRun of job-prod running ``command`` in the folder of the build of node ``build``."""
+    return {
         "kind": "JobRun",
-        "ref": "say",
+        "ref": ref,
         "spec": {
             "jobId": "job-prod",
             "deployment": {
                 "internal": {"id": "builder", "buildId": "${refs.build.id}"},
-                "docker": {
-                    "configType": "customCommand",
-                    "customCommand": "printf '%s\\n' ${args.WHO}"
-                    ' "branch ${refs.build.branch}, v${args.VERSION}" >> ${args.OUT}',
-                },
+                "docker": {"configType": "customCommand", "customCommand": command},
             },
         },
         "condition": "success",
+        **extra,
     }
-    flow = sequence(build, say)
+
+
+async def test_local__values_in_a_job_command_are_data_not_code(platform: Platform) -> None:
+    """An argument holding shell code reaches the job's command as text; ordinary values as before."""
+    platform.repository.commit("v1")
+    marker, said = platform.root / "pwned", platform.root / "said.txt"
+    say = custom_job(
+        "say", "printf '%s\\n' ${args.WHO} \"branch ${refs.build.branch}, v${args.VERSION}\" >> ${args.OUT}"
+    )
+    flow = sequence(build_main(), say)
     flow["arguments"] = {"WHO": f"$(touch {marker}); touch {marker}", "VERSION": "1.2", "OUT": str(said)}
     await platform.apply(flow)
     platform.start_worker()
@@ -290,3 +301,41 @@ async def test_local__values_in_a_job_command_are_data_not_code(platform: Platfo
     assert run.status is RunStatus.SUCCESS, await platform.failure(run)
     assert said.read_text() == f"$(touch {marker}); touch {marker}\nbranch main, v1.2\n"
     assert not marker.exists()
+
+
+async def test_local__resume_runs_the_failed_node_again_and_not_what_succeeded(platform: Platform) -> None:
+    """A resumed run keeps the build and the first job (their effects happen once) and runs the job
+    that failed again, with an edited argument; the kept build's outputs still feed the later job."""
+    platform.repository.commit("v1")
+    counted, ready = platform.root / "counted.txt", platform.root / "ready"
+    flow = sequence(
+        build_main(),
+        custom_job("count", "echo counted >> ${args.COUNT}"),
+        custom_job("check", "test -f ${args.READY}", settings={"maxAttempts": 1}),
+    )
+    flow["arguments"] = {"COUNT": str(counted), "READY": str(platform.root / "missing")}
+    await platform.apply(flow)
+    platform.start_worker()
+    failed = await platform.run("Production", "not ready yet")
+    assert failed.status is RunStatus.FAILED
+    assert counted.read_text() == "counted\n"
+    builds = sorted((platform.root / "local").rglob("builds/*/manifest.json"))
+    assert len(builds) == 1
+
+    ready.touch()
+    resumed = await platform.engine.resume_run(failed.id, RunRequest(arguments={"READY": str(ready)}))
+    done = await wait_for_run(platform.db, resumed.id, timeout=120)
+
+    assert done.status is RunStatus.SUCCESS, await platform.failure(done)
+    assert counted.read_text() == "counted\n"  # the count job did not run again
+    assert sorted((platform.root / "local").rglob("builds/*/manifest.json")) == builds  # nor the build
+    detail = await queries.run_detail(platform.db, resumed.id, with_events=False)
+    nodes = {node.label: node for node in detail.root.walk()} if detail.root else {}
+    assert (nodes["build"].carried_from, nodes["count"].carried_from, nodes["check"].carried_from) == (
+        failed.id,
+        failed.id,
+        None,
+    )
+    assert nodes["check"].attempts == 1 and nodes["check"].status == "success"
+    with pytest.raises(ConflictError, match="already resumed"):
+        await platform.engine.resume_run(failed.id, RunRequest())

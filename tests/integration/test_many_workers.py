@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from tests.integration.http_receiver import Receiver
 from tests.integration.support import EngineHarness, template, wait_for_run, workflow
+from tests.integration.worker_process import worker_processes
 
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine.clock import SystemClock
@@ -19,10 +17,9 @@ from releaseflow.engine.commands import Engine
 from releaseflow.engine.executors import default_executors
 from releaseflow.engine.worker import Worker
 from releaseflow.platform.driver import DriverRegistry
-from releaseflow.store.database import open_database
+from releaseflow.store.database import Database, open_database
 from releaseflow.testing import FakeDriver
 
-ROOT = Path(__file__).resolve().parents[2]
 BRANCHES, CHAIN = 4, 10
 
 
@@ -41,33 +38,20 @@ def message(ref: str, url: str) -> dict[str, object]:
     }
 
 
+def idle_harness(db: Database) -> EngineHarness:
+    """A harness to seed and start runs with, for worker processes to run: this process runs no worker."""
+    clock = SystemClock()
+    idle = Worker(db, default_executors(DriverRegistry()), clock)
+    return EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+
+
 @pytest.fixture
 def workers(
     fresh_postgres_database: Callable[..., str], migrated_postgres_template: str
 ) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
     url = fresh_postgres_database(template=migrated_postgres_template)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.worker_process", url],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    with worker_processes(url, 2) as processes:
         yield url, processes
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=15)
-            if process.stdout is not None:
-                process.stdout.close()  # else its pipe is left to the garbage collector (ResourceWarning)
 
 
 async def test_many_workers__each_node_runs_exactly_once_per_attempt(
@@ -76,10 +60,7 @@ async def test_many_workers__each_node_runs_exactly_once_per_attempt(
     url, processes = workers
     db = await open_database(url)
     try:
-        clock = SystemClock()
-        # Only used to seed and to start the run: this process runs no worker.
-        idle = Worker(db, default_executors(DriverRegistry()), clock)
-        harness = EngineHarness(db=db, engine=Engine(db, clock), worker=idle, driver=FakeDriver())
+        harness = idle_harness(db)
         branches = [
             workflow(*(message(f"b{branch}-n{step}", inbox.url) for step in range(CHAIN)))
             for branch in range(BRANCHES)

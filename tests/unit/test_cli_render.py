@@ -233,3 +233,10 @@ def test_state_lines__keep_the_pipeline_order_and_show_local_dates() -> None:
         [stage, resource, "web:1", RUN_ID[:8], local(T0)]
         for stage, resource in (("Development", "web-dev"), ("Staging", "web-stg"), ("Production", "web"))
     ]
+
+
+def test_run_label__an_unnamed_run_is_its_short_id_a_named_one_adds_its_name_escaped() -> None:
+    run_id = "79fb234b-2eb6-451c-bb23-013cf8c0367f"
+
+    assert render.run_label(run_id, run_id) == "79fb234b"
+    assert render.run_label(run_id, "Hotfix\x1b[31m") == "79fb234b “Hotfix\\x1b[31m”"

@@ -12,17 +12,19 @@ import pytest
 from releaseflow.domain.config import parse_configuration
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.spec_schema import SpecSchema, check_spec, describe_schema, spec_json_schema
+from releaseflow.platform import spec_check
 from releaseflow.platform.available import spec_schemas
+from releaseflow.platform.docker import DockerDriver
 from releaseflow.platform.docker import specs as docker_specs
-from releaseflow.platform.driver import Resource
+from releaseflow.platform.driver import Artifact, DriverRequest, Operation, Resource
 from releaseflow.platform.local import specs as local_specs
 from releaseflow.platform.local.specs import (
     BuildServiceSpec,
     JobSpec,
     PostgresAddonSpec,
     ServiceSpec,
-    SpecError,
 )
+from releaseflow.platform.spec_check import SpecError
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "releaseflow" / "platform"
 
@@ -200,6 +202,51 @@ def test_local_parsers__refuse_what_the_schema_refuses_listing_every_problem() -
     assert "spec.runComand is not a known key; did you mean 'runCommand'?" in text
     assert "spec.port must be a whole number" in text
     assert caught.value.retryable is False
+
+
+# A loopback port nothing listens on: a driver that got as far as asking the engine would be refused
+# there, and call that retryable.
+NO_ENGINE = "http://127.0.0.1:9"
+INVALID_DOCKER_SPECS: dict[str, tuple[Operation, dict[str, Any], list[str]]] = {
+    "service": (
+        Operation.DEPLOY_IMAGE,
+        {"port": "eighty", "healthCheck": {"type": "http", "timeoutSecond": 5}},
+        ["spec.port must be a whole number", "spec.healthCheck.timeoutSecond is not a known key"],
+    ),
+    "job": (Operation.RUN_JOB, {"comand": ["true"]}, ["spec.comand is not a known key"]),
+    "build_service": (
+        Operation.START_BUILD,
+        {"dockerfile": 3},
+        ["spec.repository is required", "spec.dockerfile must be a string"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INVALID_DOCKER_SPECS))
+async def test_docker_driver__refuses_an_invalid_stored_spec_at_once_listing_every_problem(
+    kind: str, tmp_path: Path
+) -> None:
+    operation, spec, problems = INVALID_DOCKER_SPECS[kind]
+    resource = Resource(id="api", kind=kind, driver="docker", spec=spec)
+    request = DriverRequest(
+        operation,
+        resource,
+        {"deployment": {"external": {"imagePath": "busybox:1"}}},
+        "key-1",
+        artifact=Artifact(kind="image", image="busybox:1"),
+        project_id="shop",
+    )
+    driver = DockerDriver(tmp_path, NO_ENGINE)
+    try:
+        with pytest.raises(SpecError) as caught:
+            await driver.perform(request)
+    finally:
+        await driver.stop()
+
+    assert caught.value.retryable is False
+    assert str(caught.value).startswith(f"{spec_check.KIND_WORDS[kind]} 'api' (docker driver): ")
+    for problem in problems:
+        assert problem in str(caught.value)
 
 
 FULL_LOCAL_SPECS: dict[str, tuple[Any, dict[str, Any]]] = {

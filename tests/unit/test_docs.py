@@ -42,3 +42,23 @@ def test_documentation__nothing_refers_to_files_outside_the_repository() -> None
 def test_documentation__architecture_is_there_and_linked_from_the_readme() -> None:
     assert (ROOT / "docs" / "architecture.md").is_file()
     assert "docs/architecture.md" in (ROOT / "README.md").read_text()
+
+
+def test_repository__no_unresolved_merge_conflict_markers() -> None:
+    # A conflict marker once landed in README.md unnoticed: Markdown renders it as text, Python does not
+    # parse it, but documents and YAML would carry it silently.
+    marker = re.compile(r"^(<{7}|>{7})( |$)", re.MULTILINE)
+    suffixes = {".md", ".py", ".toml", ".yaml", ".yml", ".sql", ".sh", ".json", ".cfg", ""}
+    roots = [
+        ROOT / "README.md",
+        ROOT / "Makefile",
+        *(ROOT / name for name in ("docs", "src", "tests", "scripts", ".ci")),
+    ]
+    files = [path for root in roots for path in ([root] if root.is_file() else root.rglob("*"))]
+    marked = [
+        str(path.relative_to(ROOT))
+        for path in files
+        if path.is_file() and path.suffix in suffixes and marker.search(path.read_text(errors="replace"))
+    ]
+
+    assert marked == []

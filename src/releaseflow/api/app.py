@@ -1,4 +1,9 @@
-"""The HTTP application. For now: health and the webhook inbox; the /v1 API joins later.
+"""The HTTP application: the Northflank-compatible ``/v1`` API, health, and the message inbox.
+
+Its structure, for whoever adds routes: one router module per area (``api/northflank.py``,
+``api/inbox.py``), every route guarded by the one access dependency (``api/auth.py``), every refusal
+in the one error envelope (``api/errors.py``), lists paged by ``api/pagination.py``, request bodies
+bounded by ``api/limits.py``.
 
 The app owns the process's parts, built by ``releaseflow.application`` from the settings it is given:
 the database connection and, unless told otherwise, a worker that runs in the same event loop
@@ -23,11 +28,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
+from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.inbox import Inbox, inbox_routes
+from releaseflow.api.limits import BodyLimit
+from releaseflow.api.northflank import northflank_routes
+from releaseflow.api.triggers import trigger_routes
 from releaseflow.application import Application, open_application
-from releaseflow.engine import queries
+from releaseflow.engine import queries, tokens
 from releaseflow.engine.worker import Worker
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database, describe
@@ -74,6 +83,7 @@ class _Runtime:
         self.worker_task: asyncio.Task[None] | None = None
         self.stop = asyncio.Event()
         self.worker_died = False
+        self.inbox_key = ""
         self._on_worker_died = on_worker_died
 
     @property
@@ -82,6 +92,9 @@ class _Runtime:
 
     async def start(self) -> None:
         self.application = await self._exit.enter_async_context(open_application(self.settings))
+        self.inbox_key = await tokens.inbox_key(
+            self.application.db, self.application.clock, self.settings.inbox_key
+        )
         if self.with_worker:
             self.worker = self.application.worker()
             self.worker_task = asyncio.create_task(self.worker.run(self.stop), name="releaseflow-worker")
@@ -150,7 +163,17 @@ def create_app(
                 exit_process()
 
     app = FastAPI(title="releaseflow", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(northflank_routes())
     app.include_router(inbox_routes(Inbox()))
+    app.include_router(trigger_routes(lambda: runtime.application, settings))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        """No web interface yet: the root leads to the API's interactive documentation."""
+        return RedirectResponse(app.docs_url or "/openapi.json")
 
     @app.get("/healthz")
     async def health() -> JSONResponse:

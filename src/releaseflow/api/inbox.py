@@ -15,14 +15,16 @@ stretch:
 * bodies are stored as the bytes received (parsed objects cost many times their size in memory) and
   parsed when read; JSON nested deeper than the document limit is refused (400), never a 500.
 
-Anyone who can reach the server can post to and read the inbox: it has no access control yet. The
-access control of the HTTP API (a later step) will cover it; until then, bind the server to loopback
-(the default) or a trusted network.
+Reading an inbox needs a token with the viewer role, deleting one the deployer role. Posting needs
+a token of any role (``POST /inbox/NAME``) or the server's inbox key in the path
+(``POST /inbox/KEY/NAME``): a ``Message`` node cannot send a token, so its ``webhookUrl`` carries the
+key (``releaseflow serve`` prints the address at start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import re
 from collections import deque
@@ -30,9 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from releaseflow.api.auth import inbox_key, requires
+from releaseflow.api.errors import error_response
+from releaseflow.domain.access import Role
 from releaseflow.domain.documents import check_document_shape
 from releaseflow.domain.errors import ValidationError
 
@@ -180,17 +185,20 @@ async def _read_body(request: Request, limits: Limits) -> bytes:
 
 def _error(status: int, message: str) -> JSONResponse:
     # The connection is closed after a refusal: its unread body must not be taken for the next request.
-    return JSONResponse({"error": message}, status_code=status, headers={"Connection": "close"})
+    return error_response(status, message, headers={"Connection": "close"})
 
 
-def inbox_routes(inbox: Inbox) -> APIRouter:
+def inbox_routes(inbox: Inbox, *, guarded: bool = True) -> APIRouter:
+    """The inbox's routes; ``guarded=False`` leaves out access control (an app without tokens: the
+    inbox's own tests and benchmark)."""
     router = APIRouter(prefix="/inbox", tags=["inbox"])
+    readers = [Depends(requires(Role.VIEWER))] if guarded else []
+    deleters = [Depends(requires(Role.DEPLOYER))] if guarded else []
 
-    @router.get("")
+    @router.get("", dependencies=readers)
     async def list_inboxes() -> dict[str, Any]:
         return {"inboxes": inbox.names()}
 
-    @router.post("/{name}")
     async def receive(name: str, request: Request) -> JSONResponse:
         if not _NAME.match(name):
             return _error(400, "an inbox name is 1-64 letters, digits, '.', '_' or '-'")
@@ -199,24 +207,35 @@ def inbox_routes(inbox: Inbox) -> APIRouter:
         except _Refused as refused:
             return _error(refused.status, refused.message)
         if (problem := _check_json(raw)) is not None:
-            return JSONResponse({"error": problem}, status_code=400)
+            return error_response(400, problem)
         headers = {
             key: value[:_MAX_HEADER_CHARS] for key, value in request.headers.items() if key in _SHOWN_HEADERS
         }
         try:
             count = inbox.add(name, headers, raw)
         except InboxFull as full:
-            return JSONResponse({"error": str(full)}, status_code=429)
+            return error_response(429, str(full))
         return JSONResponse({"inbox": name, "stored": count})
 
-    @router.get("/{name}")
+    # With a token of any role (viewer is the least).
+    router.add_api_route("/{name}", receive, methods=["POST"], dependencies=readers, summary="Post a message")
+
+    if guarded:
+
+        @router.post("/{key}/{name}", summary="Post a message with the inbox key (no token)")
+        async def receive_with_key(key: str, name: str, request: Request) -> JSONResponse:
+            if not hmac.compare_digest(key.encode(), inbox_key(request).encode()):
+                return _error(401, "wrong inbox key: use the address releaseflow serve printed at start")
+            return await receive(name, request)
+
+    @router.get("/{name}", dependencies=readers)
     async def read(name: str) -> dict[str, Any]:
         return {"inbox": name, "messages": inbox.messages(name)}
 
-    @router.delete("/{name}")
+    @router.delete("/{name}", dependencies=deleters)
     async def delete(name: str) -> JSONResponse:
         if not inbox.delete(name):
-            return JSONResponse({"error": f"no inbox '{name}'"}, status_code=404)
+            return error_response(404, f"no inbox '{name}'")
         return JSONResponse({"inbox": name, "deleted": True})
 
     return router

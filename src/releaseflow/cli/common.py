@@ -97,3 +97,9 @@ def redact_url(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def stage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", help="pipeline id")
+    parser.add_argument("stage", help="stage name (any case)")
+    parser.add_argument("--project", help="project id (default: the only project)")

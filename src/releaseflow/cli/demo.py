@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import Subparsers, database, run_async, sqlite_path
 from releaseflow.cli.render import short_id
-from releaseflow.cli.server import configure_logging, migrate_database, serve
+from releaseflow.cli.server import configure_logging, inbox_address, migrate_database, serve
 from releaseflow.demo import CONFIG_FILE, app_files, demo_files, render, service_ports
 from releaseflow.domain.errors import NotFoundError, ReleaseflowError
 
@@ -43,11 +43,11 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     if args.reset:
         reset_demo(settings)
-    inbox = f"{settings.base_url}/inbox"
     ports = service_ports(settings.port)
     folder = settings.data_dir / "demo"
     repository = ensure_app_repository(folder / "app")
     run_async(migrate_database(settings))
+    inbox = run_async(_inbox(settings))
     if run_async(_is_set_up(settings)):
         print(run_async(_welcome_back(settings, folder)), flush=True)
         return serve(settings)
@@ -192,6 +192,11 @@ def write_demo_files(folder: Path, *, inbox: str, repository: Path, ports: dict[
     return folder / CONFIG_FILE
 
 
+async def _inbox(settings: Settings) -> str:
+    async with database(settings) as db:
+        return await inbox_address(settings, db)
+
+
 async def _prepare(settings: Settings, config_path: Path, inbox: str) -> str:
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import Engine, RunRequest
@@ -228,9 +233,15 @@ def _next_steps(
         (f"{command} state {PIPELINE}", "what each stage runs, and which run put it there"),
         (f"echo v2 > {repository}/VERSION", "a new version ..."),
         (f"git -C {repository} commit -qam v2", "... committed on main"),
-        (f"{command} run {PIPELINE} Development --follow", "build and deploy it; then Staging, Production"),
+        (f"{command} triggers {PIPELINE} Development", "the commit started a run: it builds and deploys v2"),
+        (f"{command} run {PIPELINE} Staging --follow", "then Staging and Production by hand"),
         (f"{command} runs {PIPELINE} Production", "every run is kept"),
-        (f"curl {settings.base_url}/inbox/production", "the message Production's flow sent"),
+        (f"{command} rollback <run-id-prefix>", "preview, confirm: Production back to what it ran then"),
+        (f"{command} pipelines", "per stage: the last run, the pin, what to do next"),
+        (
+            f'curl -H "Authorization: Bearer $TOKEN" {settings.base_url}/inbox/production',
+            "the message Production's flow sent (TOKEN: printed at the first start)",
+        ),
         (f"{command} apply -f {config_path}", f"after editing {config_path.parent}/*.yaml"),
     ]
     width = max(len(line) for line, _ in tries)

@@ -19,13 +19,18 @@ from releaseflow.cli import (
     db,
     demo,
     flows,
+    insights,
     logs,
     notifications,
     pipelines,
+    plan,
+    resume,
     rollback,
     runs,
     server,
     state,
+    tokens,
+    triggers,
 )
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from releaseflow.cli.render import error_lines
@@ -57,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         runs,
         approvals,
         rollback,
+        triggers,
         state,
         logs,
         notifications,
         db,
         demo,
     )
-    for group in groups:
+    for group in (*groups, insights, plan, resume, tokens):
         group.register(commands)
     return parser
 

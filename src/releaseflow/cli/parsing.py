@@ -5,6 +5,7 @@ Every malformed value is reported at once, each under the flag and value that ca
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,34 @@ from typing import Any
 from releaseflow.domain.errors import Issue, ValidationError
 
 SUBJECT = "command line"
+
+
+def add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """The flags that give a run its arguments and overrides (run, plan, resume)."""
+    parser.add_argument(
+        "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
+    )
+    parser.add_argument(
+        "--secret-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a secret run argument: stored encrypted, shown masked (repeatable)",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="REF.FIELD=VALUE",
+        help="set one spec field of the node with that ref, for this run (repeatable; VALUE may be JSON)",
+    )
+    parser.add_argument(
+        "--release-override",
+        action="append",
+        default=[],
+        metavar="TARGET=JSON",
+        help="replace the spec of the Release nodes deploying to TARGET, for this run (repeatable)",
+    )
 
 
 def parse_run_inputs(

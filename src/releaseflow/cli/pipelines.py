@@ -32,7 +32,7 @@ def header_lines(header: StageHeader) -> list[str]:
     else:
         which = "current" if header.active else "last"
         run = (
-            f"{which} run {render.short_id(header.run.id)} “{render.untrusted(header.run.display_name)}”"
+            f"{which} run {render.run_label(header.run.id, header.run.display_name)}"
             f" {header.run.kind} {header.run.status} ({render.untrusted(render.origin_text(header.run))},"
             f" {render.moment(header.run.created_at)})"
         )

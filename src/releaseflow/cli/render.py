@@ -53,6 +53,12 @@ def short_id(run_id: str) -> str:
     return run_id[:SHORT_ID]
 
 
+def run_label(run_id: str, display_name: str) -> str:
+    """A run's short id, and its name in quotes when it has one (an unnamed run's name is its id)."""
+    name = f" “{untrusted(display_name)}”" if display_name != run_id else ""
+    return short_id(run_id) + name
+
+
 def paint(status: str, text: str, colour: bool) -> str:
     code = _COLOURS.get(status)
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
@@ -168,6 +174,8 @@ def run_header(detail: RunDetail, colour: bool = False) -> list[str]:
     ]
     if run.description:
         lines.append(f"  {untrusted(run.description)}")
+    if run.resumed_from:
+        lines.append(f"  resumes failed run {run.resumed_from} (nodes that succeeded there are carried over)")
     if run.queued_reason:
         lines.append(f"  queued: {untrusted(run.queued_reason)}")
     if detail.arguments:
@@ -249,6 +257,8 @@ def _node_facts(node: NodeView) -> str:
         facts.append(f"{clock(node.started_at)} {duration(node.started_at, node.ended_at)}")
     if not node.is_workflow and node.attempts:
         facts.append(f"attempt {node.attempts}/{node.max_attempts}")
+    if node.carried_from:
+        facts.append(f"carried over from run {short_id(node.carried_from)}")
     return "  " + " · ".join(facts) if facts else ""
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async, stage_arguments
 from releaseflow.domain.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def register(commands: Subparsers) -> None:
     restore = commands.add_parser(
         "restore-backup", help="restore a backup a run of the stage took of one of its addons (asks first)"
     )
-    _stage_arguments(restore)
+    stage_arguments(restore)
     restore.add_argument("addon", help="the addon's id")
     restore.add_argument("backup", help="the backup's id (releaseflow rollback RUN lists them)")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -51,19 +51,13 @@ def register(commands: Subparsers) -> None:
     restore.set_defaults(handler=restore_backup)
 
     pin = commands.add_parser("pin", help="pin a stage: git and webhook triggers stop deploying to it")
-    _stage_arguments(pin)
+    stage_arguments(pin)
     pin.add_argument("--reason", required=True, help="why (shown with the pin)")
     pin.add_argument("--as", dest="by", help="who pins (default: the current user)")
     pin.set_defaults(handler=pin_stage)
     unpin = commands.add_parser("unpin", help="clear a stage's pin: triggers deploy to it again")
-    _stage_arguments(unpin)
+    stage_arguments(unpin)
     unpin.set_defaults(handler=unpin_stage)
-
-
-def _stage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="pipeline id")
-    parser.add_argument("stage", help="stage name (any case)")
-    parser.add_argument("--project", help="project id (default: the only project)")
 
 
 def current_user() -> str:
@@ -73,15 +67,19 @@ def current_user() -> str:
         return ""
 
 
-async def cleared_pin_lines(db: Database, run_id: str) -> list[str]:
-    """What a run by hand says when it cleared its stage's pin (from its events)."""
+async def run_notice_lines(db: Database, run_id: str) -> list[str]:
+    """What a run by hand says when it cleared its stage's pin, or its flow is paused (from its events)."""
     from releaseflow.engine import queries
+    from releaseflow.engine.commands import PAUSED_BY_HAND
 
     detail = await queries.run_detail(db, run_id)
     return [
         f"this run {render.untrusted(event.cause)}"
+        if event.cause.startswith("cleared")
+        else f"note: {event.cause}"
         for event in detail.events
-        if event.node_path is None and event.cause.startswith("cleared the stage's pin")
+        if event.node_path is None
+        and (event.cause.startswith("cleared the stage's pin") or event.cause == PAUSED_BY_HAND)
     ]
 
 
@@ -92,8 +90,8 @@ def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
     ended = render.moment(run.concluded_at)
     stage = f"{preview.project_id}/{preview.pipeline_id}/{preview.stage}"
     lines = [
-        f"Rollback of {stage} to run {render.short_id(run.id)}"
-        f" “{render.untrusted(run.display_name)}” ({run.status}, ended {ended})",
+        f"Rollback of {stage} to run {render.run_label(run.id, run.display_name)}"
+        f" ({run.status}, ended {ended})",
         "Each service and job goes back to what it ran right after that run:",
     ]
     for change in preview.plan.changes:

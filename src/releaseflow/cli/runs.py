@@ -5,56 +5,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Subparsers, database, run_async
-from releaseflow.cli.parsing import parse_arguments, parse_run_inputs
+from releaseflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Subparsers,
+    database,
+    run_async,
+    stage_arguments,
+)
+from releaseflow.cli.parsing import add_run_inputs, parse_arguments, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
 if TYPE_CHECKING:
-    from releaseflow.engine.commands import Engine
+    from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
+    from releaseflow.store.records import RunRecord
 
 # The engine is imported by the commands that change runs, not by those that only read them.
 
 
 def register(commands: Subparsers) -> None:
     run = commands.add_parser("run", help="start a run of a stage's release flow")
-    _stage_arguments(run)
+    stage_arguments(run)
     run.add_argument("--name", help="display name of the run (up to 39 characters)")
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
-    run.add_argument(
-        "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
-    )
-    run.add_argument(
-        "--secret-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a secret run argument: stored encrypted, shown masked (repeatable)",
-    )
-    run.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="REF.FIELD=VALUE",
-        help="set one spec field of the node with that ref, for this run (repeatable; VALUE may be JSON)",
-    )
-    run.add_argument(
-        "--release-override",
-        action="append",
-        default=[],
-        metavar="TARGET=JSON",
-        help="replace the spec of the Release nodes deploying to TARGET, for this run (repeatable)",
-    )
+    add_run_inputs(run)
     run.add_argument("--follow", action="store_true", help="show the run live until it ends")
     run.set_defaults(handler=start)
 
     runs = commands.add_parser("runs", help="list the runs of a stage, newest first")
-    _stage_arguments(runs)
+    stage_arguments(runs)
     runs.add_argument("--status", action="append", default=[], choices=[str(status) for status in RunStatus])
     runs.add_argument("--kind", choices=["release", "rollback"])
     runs.add_argument(
@@ -76,6 +63,7 @@ def register(commands: Subparsers) -> None:
         "--json", action="store_true", help="print the run detail as JSON (with node responses)"
     )
     show.add_argument("--events", action="store_true", help="also print the run's event log")
+    show.add_argument("--plan", action="store_true", help="print the plan the run was started with")
     show.set_defaults(handler=show_run)
 
     abort = commands.add_parser("abort", help="abort a run")
@@ -102,13 +90,8 @@ def register(commands: Subparsers) -> None:
     reject.set_defaults(handler=approve_node, reject=True)
 
 
-def _stage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="pipeline id")
-    parser.add_argument("stage", help="stage name (any case)")
-    parser.add_argument("--project", help="project id (default: the only project)")
-
-
-def _engine(db: Database, settings: Settings) -> Engine:
+def run_engine(db: Database, settings: Settings) -> Engine:
+    """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import Engine
     from releaseflow.engine.secrets import data_dir_box
@@ -117,17 +100,16 @@ def _engine(db: Database, settings: Settings) -> Engine:
     return Engine(db, SystemClock(), TemplateCache(secrets=data_dir_box(settings.data_dir)))
 
 
-def start(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.rollback import cleared_pin_lines, current_user
+def run_request(args: argparse.Namespace) -> RunRequest:
+    """The run request the flags of ``run`` (or ``resume``, ``plan``) ask for: a run by hand."""
+    from releaseflow.cli.rollback import current_user
     from releaseflow.domain.run_origin import RunOrigin
-    from releaseflow.engine import queries
     from releaseflow.engine.commands import RunRequest
 
     arguments, overrides, release_overrides = parse_run_inputs(args.arg, args.override, args.release_override)
-    request = RunRequest(
-        name=args.name,
-        description=args.description,
+    return RunRequest(
+        name=getattr(args, "name", None),
+        description=getattr(args, "description", ""),
         arguments=arguments,
         secret_arguments=parse_arguments(args.secret_arg),
         overrides=overrides,
@@ -135,29 +117,49 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
         origin=RunOrigin(by=current_user()),
     )
 
+
+async def report_started(db: Database, run: RunRecord, message: str, *, follow: bool) -> int:
+    """Say that ``run`` started, then follow it or say how to; the exit code says how it went."""
+    from releaseflow.cli.follow import follow_run
+    from releaseflow.cli.rollback import run_notice_lines
+
+    print(f"{message}: {run.status}", flush=True)
+    for line in await run_notice_lines(db, run.id):
+        print(line)
+    if follow:
+        final = await follow_run(db, run.id)
+        return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
+    if run.status is RunStatus.FAILED:
+        for line in render.untrusted(run.error or "", multiline=True).splitlines():
+            print(line)
+        return EXIT_FAILED
+    print(f"follow it with: releaseflow show {render.short_id(run.id)}")
+    return EXIT_OK
+
+
+def following(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a command that may follow a run: Ctrl-C stops following, not the run."""
+    try:
+        return run_async(coroutine)
+    except KeyboardInterrupt:
+        print("\nstopped following; the run goes on (releaseflow abort RUN stops it)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def start(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+
+    request = run_request(args)
+
     async def go() -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            run = await _engine(db, settings).start_run(project, args.pipeline, stage, request)
-            print(f"started run {run.id} ({project}/{args.pipeline}/{stage}): {run.status}", flush=True)
-            for line in await cleared_pin_lines(db, run.id):
-                print(line)
-            if args.follow:
-                final = await follow_run(db, run.id)
-                return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
-            if run.status is RunStatus.FAILED:
-                for line in render.untrusted(run.error or "", multiline=True).splitlines():
-                    print(line)
-                return EXIT_FAILED
-            print(f"follow it with: releaseflow show {render.short_id(run.id)}")
-            return EXIT_OK
+            run = await run_engine(db, settings).start_run(project, args.pipeline, stage, request)
+            where = f"{project}/{args.pipeline}/{stage}"
+            return await report_started(db, run, f"started run {run.id} ({where})", follow=args.follow)
 
-    try:
-        return run_async(go())
-    except KeyboardInterrupt:
-        print("\nstopped following; the run goes on (releaseflow abort RUN stops it)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return following(go())
 
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
@@ -219,6 +221,11 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
 
+    if args.plan:
+        from releaseflow.cli.plan import show_stored_plan
+
+        return show_stored_plan(args, settings)
+
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
@@ -246,7 +253,7 @@ def abort_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db, settings).abort_run(run_id, "aborted from the command line")
+            run = await run_engine(db, settings).abort_run(run_id, "aborted from the command line")
         print(f"run {run.id}: {run.status}")
         return EXIT_OK
 
@@ -263,7 +270,9 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db, settings).rename_run(run_id, name=args.name, description=args.description)
+            run = await run_engine(db, settings).rename_run(
+                run_id, name=args.name, description=args.description
+            )
         print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
         return EXIT_OK
 
@@ -276,7 +285,7 @@ def approve_node(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            engine = _engine(db, settings)
+            engine = run_engine(db, settings)
             decide = engine.reject if getattr(args, "reject", False) else engine.approve
             await decide(run_id, args.node, args.approver, args.comment)
         verb = "rejected" if getattr(args, "reject", False) else "approved"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, redact_url, run_async
 from releaseflow.domain.errors import ReleaseflowError
+from releaseflow.processes import is_alive
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -75,6 +76,31 @@ async def migrate_database(settings: Settings) -> None:
             print(f"applied migration {migration.version:04d}_{migration.name}", flush=True)
         if db.dialect == "sqlite":
             await _refuse_second_sqlite_server(db, settings)
+        await _first_admin_token(db)
+        print(f"message inbox: Message nodes post to {await inbox_address(settings, db)}/NAME", flush=True)
+
+
+async def inbox_address(settings: Settings, db: Database) -> str:
+    """The inbox address with the server's key in it: ``Message`` nodes post there without a token."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.tokens import inbox_key
+
+    return f"{settings.base_url}/inbox/{await inbox_key(db, SystemClock(), settings.inbox_key)}"
+
+
+async def _first_admin_token(db: Database) -> None:
+    """On a fresh database, an admin token for every project, printed this once (only its hash is
+    kept: a lost one is replaced with `releaseflow token create`)."""
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.tokens import create_first_admin_token
+
+    created = await create_first_admin_token(db, SystemClock())
+    if created is not None:
+        print(
+            "created the first API token (admin, every project); it is shown only now, keep it:\n"
+            f"  {created.secret}",
+            flush=True,
+        )
 
 
 async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None:
@@ -84,21 +110,11 @@ async def _refuse_second_sqlite_server(db: Database, settings: Settings) -> None
 
     since = datetime.now(UTC) - timedelta(seconds=settings.worker.lease_seconds)
     for worker in await queries.workers_seen_since(db, since):
-        if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and _alive(worker.pid):
+        if worker.hostname == socket.gethostname() and worker.pid != os.getpid() and is_alive(worker.pid):
             raise ReleaseflowError(
                 f"another releaseflow process (pid {worker.pid}) serves {redact_url(settings.database_url)};"
                 " SQLite serves one process: stop it first, or use PostgreSQL for several"
             )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(settings: Settings, *, with_worker: bool = True) -> int:

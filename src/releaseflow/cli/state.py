@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def register(commands: Subparsers) -> None:
-    state = commands.add_parser("state", help="what each service and job of a pipeline (or stage) runs now")
+    state = commands.add_parser(
+        "state", help="what each service and job of a pipeline runs now, stages side by side (or one stage)"
+    )
     state.add_argument("pipeline")
     state.add_argument("stage", nargs="?", help="one stage (default: every stage)")
     state.add_argument("--project", help="the project (default: the only one)")
@@ -52,6 +54,12 @@ def state_lines(views: Sequence[ReleaseView]) -> list[str]:
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
     from releaseflow.wire.state import release
+
+    if not (args.stage or args.history or args.json):
+        from releaseflow.cli.insights import print_comparison
+
+        run_async(print_comparison(settings, args.project, args.pipeline))
+        return EXIT_OK
 
     async def go() -> int:
         async with database(settings) as db:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from releaseflow.processes import is_alive, processes_under
+
 STOP_SECONDS = 10.0
 
 
@@ -27,15 +29,15 @@ def stop_processes_under(folders: Iterable[Path], *, timeout: float = STOP_SECON
     postmasters = [pid for root in roots for pid in _postmasters(root)]
     for pid in postmasters:
         _signal(pid, signal.SIGINT, group=False)
-    others = [pid for pid in _processes_in(roots) if pid not in postmasters]
+    others = [pid for pid in processes_under(roots) if pid not in postmasters]
     for pid in others:
         _signal(pid, signal.SIGTERM, group=True)
     stopped = [*postmasters, *others]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(pid) for pid in stopped):
+    while time.monotonic() < deadline and any(is_alive(pid) for pid in stopped):
         time.sleep(0.1)
     for pid in stopped:
-        if _alive(pid):
+        if is_alive(pid):
             _signal(pid, signal.SIGKILL, group=pid not in postmasters)
     return stopped
 
@@ -45,21 +47,7 @@ def _postmasters(root: Path) -> list[int]:
     for pid_file in root.rglob("postmaster.pid"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             found.append(int(pid_file.read_text().splitlines()[0]))
-    return [pid for pid in found if _alive(pid)]
-
-
-def _processes_in(roots: list[Path]) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if any(cwd == root or root in cwd.parents for root in roots):
-            found.append(int(entry.name))
-    return found
+    return [pid for pid in found if is_alive(pid)]
 
 
 def _signal(pid: int, signum: signal.Signals, *, group: bool) -> None:
@@ -69,16 +57,3 @@ def _signal(pid: int, signum: signal.Signals, *, group: bool) -> None:
             os.killpg(os.getpgid(pid), signum)
         else:
             os.kill(pid, signum)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (ended, not yet reaped by its parent) counts as stopped.
-    with contextlib.suppress(OSError):
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1][:4]
-    return True

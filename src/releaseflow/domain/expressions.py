@@ -447,6 +447,24 @@ def referenced_refs(value: Any) -> set[str]:
     return {ref for _, expr in _expressions(value, "") for ref in expr.refs}
 
 
+def referenced_ref_fields(value: Any, path: str = "") -> list[tuple[str, str, str | None]]:
+    """(JSON path of its string, ref, first field or None) of every ``refs.<ref>...`` in the value."""
+    found: list[tuple[str, str, str | None]] = []
+
+    def visit(where: str, node: Node | None) -> None:
+        if isinstance(node, Path) and node.root == "refs":
+            found.append((where, node.name, node.segments[0] if node.segments else None))
+        elif isinstance(node, Call):
+            for arg in node.args:
+                visit(where, arg)
+        elif isinstance(node, Lambda):
+            visit(where, node.body)
+
+    for where, expr in _expressions(value, path):
+        visit(where, expr.node)
+    return found
+
+
 def referenced_args(value: Any) -> set[str]:
     """The ``KEY`` of every ``args.KEY...`` in the value."""
     return {arg for _, expr in _expressions(value, "") for arg in expr.args}

@@ -8,6 +8,7 @@ the value back when it needs the code again (``reveal``), and every reader shows
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -37,6 +38,16 @@ def reveal(value: Any, secrets: Mapping[str, str]) -> Any:
 def mask(value: Any) -> Any:
     """Every marker shown as ``MASK``: what any reader sees of a secret."""
     return _map_strings(value, lambda text: _MARKER.sub(MASK, text) if "⟦secret:" in text else text)
+
+
+def secret_texts(arguments: Mapping[str, Any], secret_keys: Collection[str]) -> dict[str, str]:
+    """The secret values of ``arguments`` as text, by key: what ``hide`` looks for (empty values hide
+    nothing)."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key in secret_keys
+        if (value := arguments.get(key)) not in (None, "")
+    }
 
 
 def mask_arguments(arguments: Mapping[str, Any], secret_keys: Collection[str]) -> dict[str, Any]:

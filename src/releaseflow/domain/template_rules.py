@@ -15,6 +15,7 @@ from typing import Any
 
 from releaseflow.domain.errors import Issue
 from releaseflow.domain.expressions import referenced_refs
+from releaseflow.domain.git_rules import check_trigger_refs
 from releaseflow.domain.template import Node, Template, WorkflowType
 from releaseflow.domain.template_fields import FieldValue, Str, is_expression, iter_fields, join_path
 from releaseflow.domain.template_format import (
@@ -191,6 +192,7 @@ def check_refs(template: Template) -> list[Issue]:
             if node.ref is not None:
                 edges.setdefault(node.ref, []).append((ref, path))
             pending.append((node, target, ref, path))
+    issues.extend(check_trigger_refs(template.document.get("spec"), template.triggers, by_ref))
     cycles = _cycles(edges, [node.ref for node in template.nodes() if node.ref])
     # Within a cycle some reference necessarily points forward; the cycle says it better than each.
     group = {ref: number for number, cycle in enumerate(cycles) for ref in cycle[1]}

@@ -147,7 +147,10 @@ async def _skip_scope(
         await run_store.node_outputs(tx, run.id, skip_refs(template)), templates.secret_values(run)
     )
     return expressions.Scope(
-        args=templates.arguments(run), refs=outputs, now=now, secret_seed=flow.secret_seed if flow else ""
+        args=templates.arguments(run),
+        refs={**run.trigger_refs, **outputs},
+        now=now,
+        secret_seed=flow.secret_seed if flow else "",
     )
 
 

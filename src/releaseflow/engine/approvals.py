@@ -18,7 +18,7 @@ from typing import Any
 
 from releaseflow.domain.errors import ConflictError, ForbiddenError
 from releaseflow.domain.statuses import NodeStatus
-from releaseflow.engine.outcomes import finish_attempt
+from releaseflow.engine.outcomes import fail_for_good, finish_attempt
 from releaseflow.engine.transitions import transition_node, update_fenced
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
@@ -167,13 +167,5 @@ async def expire(tx: Transaction, node: NodeRecord, now: datetime) -> None:
 async def _refuse(tx: Transaction, node: NodeRecord, message: str, now: datetime, **fields: Any) -> None:
     """The approval ends failed (rejected or expired): never retried, as no attempt could change it."""
     error = {"code": REFUSED_CODE, "message": message}
-    await transition_node(
-        tx,
-        node,
-        NodeStatus.FAILED,
-        f"failed (not retried): {message}",
-        now,
-        error=error,
-        attempts=finish_attempt(node, now, status="failed", error=error),
-        **fields,
-    )
+    attempts = finish_attempt(node, now, status="failed", error=error)
+    await fail_for_good(tx, node, error, now, attempts=attempts, **fields)

@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from releaseflow.domain.concurrency import AdmissionAction, admit
+from releaseflow.domain.concurrency import AdmissionAction
 from releaseflow.domain.config_model import NAME_PATTERN
 from releaseflow.domain.errors import ConflictError, Issue, NotFoundError, ValidationError
-from releaseflow.domain.overrides import apply_run_overrides
-from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_origin import RunOrigin
 from releaseflow.domain.statuses import (
     NodeStatus,
     RunStatus,
 )
-from releaseflow.domain.template import Template
-from releaseflow.domain.template_parser import parse_template
-from releaseflow.domain.template_rules import check_refs, check_template
 from releaseflow.domain.text import unsafe_characters
 from releaseflow.engine import pins
 from releaseflow.engine.clock import Clock
-from releaseflow.engine.dry_run import dry_run, initial_max_attempts
+from releaseflow.engine.dry_run import initial_max_attempts
 from releaseflow.engine.notifications import Notifications
+from releaseflow.engine.plan import PreparedRun, describe_plan, prepare_document, prepare_run, queueing
+from releaseflow.engine.plan import current_flow as _flow
+from releaseflow.engine.resume import carried_fields, carried_nodes, resumption
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
-from releaseflow.engine.scope import stage_scope
 from releaseflow.engine.secrets import SecretKeyError, seal_arguments
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_run
-from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
-from releaseflow.store.records import FlowRecord, RunRecord
+from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 
 NAME_MIN = 3
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
+# The event of a run started by hand (or by rollback) while its flow is paused.
+PAUSED_BY_HAND = "the release flow is paused: its triggers start no run; this one was started by hand"
+
+
+class PausedError(ConflictError):
+    """A git push or webhook asked for a run of a paused release flow (``options.paused``)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,46 @@ class RunRequest:
     origin: RunOrigin = field(default_factory=RunOrigin)
     # A free label for the run's creator ("benchmark", "demo"); empty: the origin's own words.
     triggered_by: str = ""
+    # Values of ``${refs.<trigger>.*}`` by trigger ref (the event that started the run, a webhook's
+    # parameters); over ``overrides`` keyed by a trigger's ref and the trigger's own configuration.
+    trigger_refs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _Labels:
-    """What kind of run is created, the run a rollback returns to, and which arguments are secret."""
+    """What kind of run is created, and the run a rollback returns to."""
 
     kind: str = "release"
     rollback_of: str | None = None
-    secret_keys: tuple[str, ...] = ()
+
+
+# The columns of a node row that a resume may fill from the run it resumes (carried_fields): every
+# row of one insert has the same columns.
+_FRESH_NODE: dict[str, Any] = {
+    "status": str(NodeStatus.PENDING),
+    "attempt": 0,
+    "started_at": None,
+    "ended_at": None,
+    "code": None,
+    "data": None,
+    "attempts": [],
+    "backoff_seconds": None,
+    "timeout_seconds": None,
+    "cause": None,
+    "carried_from": None,
+}
+
+
+@dataclass(frozen=True)
+class _NewRun:
+    """What a run about to be written is made of."""
+
+    id: str
+    prepared: PreparedRun
+    request: RunRequest
+    labels: _Labels
+    resumed_from: str | None
+    carried: Mapping[str, NodeRecord]
 
 
 class Engine:
@@ -88,21 +121,56 @@ class Engine:
         _check_run_labels(request.name, request.description)
         async with self.db.transaction() as tx:
             flow = await _flow(tx, project_id, pipeline_id, stage)
-            admission = await pins.admit_origin(tx, flow.id, request.origin, self.clock.now())
-            if admission.refusal is None:
-                version = await catalog.get_flow_version(tx, flow.id, flow.current_version)
-                assert version is not None
-                document = apply_run_overrides(
-                    version["document"], request.overrides or None, request.release_node_overrides or None
-                )
-                run = await self.create_run(tx, flow, document, request)
-                if admission.cleared is not None:
-                    status = str(run.status)
-                    cause = f"cleared the stage's pin ({admission.cleared.describe()})"
-                    run_store.append_event(tx, run.id, None, self.clock.now(), status, status, cause)
-                return run
+
+            async def create() -> RunRecord:
+                now = self.clock.now()
+                prepared = await prepare_run(tx, flow, flow.current_version, request, now=now)
+                return await self._create_run(tx, prepared, request)
+
+            made = await self._unless_pinned(tx, flow, request.origin, create)
+        if isinstance(made, RunRecord):
+            return made
         # Raised once the refusal is committed: it stays recorded as a skipped trigger.
-        raise pins.PinnedError(admission.refusal)
+        raise pins.PinnedError(made)
+
+    async def resume_run(self, run_id: str, edits: RunRequest) -> RunRecord:
+        """A new run, linked to the failed run ``run_id``, that keeps the nodes that succeeded there and
+        runs the rest again (``engine/resume.py``); ``edits`` change its arguments and overrides.
+
+        Refused (ConflictError) unless the run failed and no other resume of it is under way or done.
+        A resume is a run like any other under the stage's pin: by hand it clears the pin.
+        """
+        _check_run_labels(edits.name, edits.description)
+        async with self.db.transaction() as tx:
+            wanted = await resumption(tx, run_id, edits, self.templates)
+
+            async def create() -> RunRecord:
+                now = self.clock.now()
+                prepared = await prepare_run(tx, wanted.flow, wanted.failed.flow_version, wanted, now=now)
+                carried = await carried_nodes(tx, wanted.failed, prepared.template)
+                return await self._create_run(
+                    tx, prepared, edits, resumed_from=wanted.failed.id, carried=carried
+                )
+
+            made = await self._unless_pinned(tx, wanted.flow, edits.origin, create)
+        if isinstance(made, RunRecord):
+            return made
+        raise pins.PinnedError(made)
+
+    async def _unless_pinned(
+        self, tx: Transaction, flow: FlowRecord, origin: RunOrigin, create: Callable[[], Awaitable[RunRecord]]
+    ) -> RunRecord | str:
+        """The run ``create`` makes, if the stage's pin lets a run of this origin in (a run by hand
+        clears the pin, and says so); otherwise why not (the refusal is recorded in ``tx``)."""
+        admission = await pins.admit_origin(tx, flow.id, origin, self.clock.now())
+        if admission.refusal is not None:
+            return admission.refusal
+        run = await create()
+        if admission.cleared is not None:
+            status = str(run.status)
+            cause = f"cleared the stage's pin ({admission.cleared.describe()})"
+            run_store.append_event(tx, run.id, None, self.clock.now(), status, status, cause)
+        return run
 
     async def create_run(
         self,
@@ -120,47 +188,43 @@ class Engine:
         run through the same checks, admission, drivers, statuses and retries.
         """
         now = self.clock.now()
-        template = parse_template(document)
-        scope = await stage_scope(tx, flow.project_id, flow.pipeline_id, flow.stage)
-        issues = check_template(template, scope) + check_refs(template)
-        if issues:
-            raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
-        arguments = {**template.arguments, **request.arguments, **request.secret_arguments}
-        problems = dry_run(template, arguments, now=now, secret_seed=flow.secret_seed)
-        secret_keys = tuple(
-            sorted({*template.secret_arguments, *request.secret_arguments} & arguments.keys())
-        )
-        arguments = self._sealed(arguments, secret_keys)
+        prepared = await prepare_document(tx, flow, flow.current_version, dict(document), request, now=now)
+        return await self._create_run(tx, prepared, request, labels=_Labels(kind, rollback_of))
+
+    async def _create_run(
+        self,
+        tx: Transaction,
+        prepared: PreparedRun,
+        request: RunRequest,
+        *,
+        labels: _Labels = _Labels(),
+        resumed_from: str | None = None,
+        carried: Mapping[str, NodeRecord] | None = None,
+    ) -> RunRecord:
+        """Admit a prepared run under its flow's policy and write it with its plan."""
+        now = self.clock.now()
+        carried = carried or {}
         run_id = str(uuid.uuid4())
-        labels = _Labels(kind, rollback_of, secret_keys)
-        if problems:
-            await self._insert_run(
-                tx,
-                run_id,
-                flow,
-                template,
-                document,
-                arguments,
-                request,
-                labels,
-                RunStatus.PENDING,
-                "",
-                with_nodes=False,
+        new = _NewRun(run_id, prepared, request, labels, resumed_from, carried)
+        if prepared.template.paused and request.origin.automatic:
+            raise PausedError(
+                f"{request.origin.label()} did not start a run: the release flow is paused"
+                " (options.paused); runs by hand still start"
             )
-            return await self._fail_before_start(tx, run_id, problems)
-        holding = await run_store.runs_holding_slot(tx, flow.id)
-        waiting = await run_store.queued_runs(tx, flow.id)
-        policy = admission_policy(
-            template.concurrency_policy, kind, [run.kind for run in [*holding, *waiting]]
-        )
-        decision = admit(policy, [run.id for run in holding], [run.id for run in waiting])
+        if prepared.problems:
+            plan = await describe_plan(tx, prepared, None, now)
+            await self._insert_run(tx, new, RunStatus.PENDING, "", plan, with_nodes=False)
+            return await self._fail_before_start(tx, run_id, prepared.problems)
+        queue = await queueing(tx, prepared, labels.kind)
+        decision = queue.admission
         if decision.action is AdmissionAction.REJECT:
             raise ConflictError(f"run refused: {decision.reason}")
         waits = decision.action is AdmissionAction.QUEUE
         status = RunStatus.QUEUED if waits else RunStatus.PENDING
-        await self._insert_run(
-            tx, run_id, flow, template, document, arguments, request, labels, status, decision.reason
-        )
+        plan = await describe_plan(tx, prepared, queue, now, carried_over=sorted(carried))
+        await self._insert_run(tx, new, status, decision.reason, plan)
+        if prepared.template.paused:
+            run_store.append_event(tx, run_id, None, now, str(status), str(status), PAUSED_BY_HAND)
         for superseded in decision.drop_queued:
             await transition_run(
                 tx, superseded, RunStatus.QUEUED, RunStatus.ABORTED, f"superseded by run {run_id}", now
@@ -173,40 +237,36 @@ class Engine:
             await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
         return await _run(tx, run_id)
 
-    def _sealed(self, arguments: dict[str, Any], secret_keys: tuple[str, ...]) -> dict[str, Any]:
+    def _sealed(self, prepared: PreparedRun) -> dict[str, Any]:
         """The arguments as stored: secret ones encrypted (the dry run saw them in the clear)."""
-        if not secret_keys:
-            return arguments
+        if not prepared.secret_keys:
+            return dict(prepared.arguments)
         if self.templates.secrets is None:
             raise SecretKeyError("secret arguments need the secret key: this process was started without one")
-        return seal_arguments(arguments, secret_keys, self.templates.secrets)
+        return seal_arguments(prepared.arguments, prepared.secret_keys, self.templates.secrets)
 
     async def _insert_run(
         self,
         tx: Transaction,
-        run_id: str,
-        flow: FlowRecord,
-        template: Template,
-        document: Mapping[str, Any],
-        arguments: Mapping[str, Any],
-        request: RunRequest,
-        labels: _Labels,
+        new: _NewRun,
         status: RunStatus,
         waiting_reason: str,
+        plan: Mapping[str, Any],
         *,
         with_nodes: bool = True,
     ) -> None:
         now = self.clock.now()
+        prepared, request, run_id = new.prepared, new.request, new.id
         triggered_by = request.triggered_by or request.origin.label()
         await run_store.insert_run(
             tx,
             {
                 "id": run_id,
-                "flow_id": flow.id,
-                "flow_version": flow.current_version,
-                "seq": await run_store.next_run_seq(tx, flow.id),
-                "kind": labels.kind,
-                "rollback_of": labels.rollback_of,
+                "flow_id": prepared.flow.id,
+                "flow_version": prepared.version,
+                "seq": await run_store.next_run_seq(tx, prepared.flow.id),
+                "kind": new.labels.kind,
+                "rollback_of": new.labels.rollback_of,
                 "triggered_by": triggered_by,
                 "origin_kind": str(request.origin.kind),
                 "origin_by": request.origin.by,
@@ -214,36 +274,42 @@ class Engine:
                 "description": request.description,
                 "status": str(status),
                 "waiting_reason": waiting_reason or None,
-                "arguments": dict(arguments),
-                "secret_arguments": list(labels.secret_keys),
-                "overrides": dict(request.overrides),
-                "release_node_overrides": dict(request.release_node_overrides),
-                "document": dict(document),
+                "arguments": self._sealed(prepared),
+                "secret_arguments": list(prepared.secret_keys),
+                "overrides": dict(prepared.overrides),
+                "release_node_overrides": dict(prepared.release_node_overrides),
+                "document": dict(prepared.document),
+                "trigger_refs": dict(prepared.trigger_refs),
                 "created_at": now,
                 "updated_at": now,
+                "resumed_from": new.resumed_from,
+                "plan": dict(plan),
             },
         )
-        cause = f"created ({triggered_by})" + (f"; {waiting_reason}" if waiting_reason else "")
+        resumes = f"; resumes run {new.resumed_from}" if new.resumed_from else ""
+        cause = f"created ({triggered_by}){resumes}" + (f"; {waiting_reason}" if waiting_reason else "")
         run_store.append_event(tx, run_id, None, now, None, str(status), cause)
         if not with_nodes:
             return
+        template = prepared.template
         parents = template.parents()
-        await run_store.insert_node_runs(
-            tx,
-            (
-                {
-                    "id": str(uuid.uuid4()),
-                    "run_id": run_id,
-                    "path": node.path,
-                    "parent_path": parents[node.path].path if node.path in parents else None,
-                    "kind": node.kind,
-                    "ref": node.ref,
-                    "status": str(NodeStatus.PENDING),
-                    "max_attempts": initial_max_attempts(node, arguments, now),
-                }
-                for node in template.nodes()
-            ),
-        )
+        rows = []
+        for node in template.nodes():
+            row = {
+                "id": str(uuid.uuid4()),
+                "run_id": run_id,
+                "path": node.path,
+                "parent_path": parents[node.path].path if node.path in parents else None,
+                "kind": node.kind,
+                "ref": node.ref,
+                **_FRESH_NODE,
+                "max_attempts": initial_max_attempts(node, prepared.arguments, now),
+            }
+            if node.path in new.carried:
+                row.update(carried_fields(new.carried[node.path]))
+                run_store.append_event(tx, run_id, node.path, now, None, row["status"], row["cause"])
+            rows.append(row)
+        await run_store.insert_node_runs(tx, rows)
 
     async def _fail_before_start(self, tx: Transaction, run_id: str, problems: list[Issue]) -> RunRecord:
         message = "dry run failed, no node was started:\n" + "\n".join(f"  {issue}" for issue in problems)
@@ -302,18 +368,6 @@ class Engine:
             # The decision, the planning it unblocks and the admission of a queued run: one transaction.
             decided = Decided(key, approve, by, comment)
             await apply_event(tx, run_id, decided, self.clock.now(), self.templates)
-
-
-async def _flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
-    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
-    if flow is None:
-        if await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True):
-            raise ConflictError(
-                f"the release flow of stage '{stage}' of pipeline '{project_id}/{pipeline_id}' is archived"
-                " (pruned from the configuration); declare it in the file again to restore it"
-            )
-        raise NotFoundError(f"no release flow for stage '{stage}' of pipeline '{project_id}/{pipeline_id}'")
-    return flow
 
 
 async def _run(tx: Transaction, run_id: str) -> RunRecord:

@@ -119,7 +119,10 @@ async def begin(
     # Outputs of earlier nodes keep secret values hidden: revealed for this node's own code.
     outputs = reveal(await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code)), secrets)
     scope = expressions.Scope(
-        args=templates.arguments(run), refs=outputs, now=now, secret_seed=flow.secret_seed
+        args=templates.arguments(run),
+        refs={**run.trigger_refs, **outputs},
+        now=now,
+        secret_seed=flow.secret_seed,
     )
     attempt = node.attempt + 1
     attempts = [*node.attempts, {"attempt": attempt, "startTime": now.timestamp(), "worker": worker_id}]

@@ -17,9 +17,16 @@ from releaseflow.engine.templates import node_code
 
 
 def dry_run(
-    template: Template, arguments: Mapping[str, Any], *, now: datetime, secret_seed: str
+    template: Template,
+    arguments: Mapping[str, Any],
+    *,
+    now: datetime,
+    secret_seed: str,
+    refs: Mapping[str, Any] | None = None,
 ) -> list[Issue]:
-    scope = expressions.Scope(args=arguments, refs={}, now=now, secret_seed=secret_seed)
+    """Issues of every expression that cannot resolve before the first node; ``refs`` holds the
+    values of the run's triggers (they are known from the start, so they are checked now)."""
+    scope = expressions.Scope(args=arguments, refs=refs or {}, now=now, secret_seed=secret_seed)
     issues: list[Issue] = []
     for node in template.nodes():
         _, found = expressions.resolve_partially(node_code(node), scope, path=node.path)

@@ -38,6 +38,28 @@ Answer = Outcome | Aborted
 _RELEASE_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
 
+async def fail_for_good(
+    tx: Transaction,
+    node: NodeRecord,
+    error: dict[str, Any],
+    now: datetime,
+    *,
+    attempts: list[dict[str, Any]],
+    **fields: Any,
+) -> None:
+    """The node fails at once, its cause saying that no retry was made: no attempt could change it."""
+    await transition_node(
+        tx,
+        node,
+        NodeStatus.FAILED,
+        f"failed (not retried): {error['message']}",
+        now,
+        error=error,
+        attempts=attempts,
+        **fields,
+    )
+
+
 def finish_attempt(node: NodeRecord, now: datetime, **details: Any) -> list[dict[str, Any]]:
     attempts = [dict(entry) for entry in node.attempts]
     if attempts and attempts[-1].get("attempt") == node.attempt and "endTime" not in attempts[-1]:
@@ -105,15 +127,7 @@ async def lose_claim(tx: Transaction, node: NodeRecord, cause: str, now: datetim
             f"attempt {node.attempt} lost its worker {lost} times in a row (the last time: {cause});"
             " the node is taken to be what stops its workers and is not run again"
         )
-        await transition_node(
-            tx,
-            node,
-            NodeStatus.FAILED,
-            f"failed (not retried): {message}",
-            now,
-            error={"code": 500, "message": message},
-            attempts=attempts,
-        )
+        await fail_for_good(tx, node, {"code": 500, "message": message}, now, attempts=attempts)
         return
     await update_fenced(
         tx, node, {"attempts": attempts, "due_at": now, "became_due_at": now, **_RELEASE_LEASE}

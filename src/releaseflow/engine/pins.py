@@ -76,7 +76,7 @@ async def pin_stage(
         raise ValidationError([Issue("pin", "say who pins the stage and why")], subject="pin")
     now = clock.now()
     async with db.transaction() as tx:
-        flow = await _stage_flow(tx, project_id, pipeline_id, stage)
+        flow = await stage_flow(tx, project_id, pipeline_id, stage)
         await history.set_pin(tx, flow.id, by=by, reason=reason, run_id=None, at=now)
     return Pin(by, reason, None, now)
 
@@ -84,13 +84,13 @@ async def pin_stage(
 async def unpin_stage(db: Database, project_id: str, pipeline_id: str, stage: str) -> Pin | None:
     """Clear a stage's pin; returns the pin that was cleared (None: it was not pinned)."""
     async with db.transaction() as tx:
-        flow = await _stage_flow(tx, project_id, pipeline_id, stage)
+        flow = await stage_flow(tx, project_id, pipeline_id, stage)
         pin = await read_pin(tx, flow.id)
         await history.clear_pin(tx, flow.id)
     return pin
 
 
-async def _stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
+async def stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
     flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
     if flow is None:
         raise NotFoundError(f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow")

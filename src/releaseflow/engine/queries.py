@@ -11,7 +11,7 @@ Northflank's ``response`` object) is ``releaseflow.wire``'s business, shared by 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from releaseflow.engine.templates import TemplateCache, node_code
 from releaseflow.store import catalog, history
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
-from releaseflow.store.database import Database, Transaction, from_epoch, to_epoch
+from releaseflow.store.database import Database, Row, Transaction, from_epoch, to_epoch
 from releaseflow.store.records import EventRecord, FlowRecord, NodeRecord, RunRecord
 
 # A workflow whose roll-up says one of these while it is running still shows "running".
@@ -57,6 +57,7 @@ class RunSummary:
     origin_kind: str = "person"
     origin_by: str = ""
     rollback_of: str | None = None
+    resumed_from: str | None = None  # the failed run this one resumes
 
     @property
     def concluded(self) -> bool:
@@ -84,6 +85,7 @@ class NodeView:
     cause: str | None
     attempt_log: tuple[Mapping[str, Any], ...]
     children: tuple[NodeView, ...] = ()
+    carried_from: str | None = None  # a resume kept this node's response from that run
 
     @property
     def is_workflow(self) -> bool:
@@ -126,6 +128,10 @@ class RunDetail:
     root: NodeView | None  # None when the run never got nodes (its dry run failed)
     progress: Progress
     events: tuple[EventView, ...]
+    # What ${refs.<trigger>.*} read in this run, by trigger ref.
+    trigger_refs: Mapping[str, Any] = field(default_factory=dict)
+    # The template the run executes (its overrides applied): the API shows it with each node's state.
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, key: str) -> NodeView | None:
         """The node with this ref or path."""
@@ -165,15 +171,24 @@ async def resolve_project(db: Database, project_id: str | None) -> str:
 async def resolve_stage(db: Database, project_id: str, pipeline_id: str, stage: str) -> str:
     """The stage's exact name; stage names are unique ignoring case, so any case finds it."""
     async with db.read() as tx:
-        if await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
-            names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
-            raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
+        await _require_pipeline(tx, project_id, pipeline_id)
         # Archived stages too: their runs and flow versions stay readable by name.
         stages = await catalog.list_stages(tx, project_id, pipeline_id, include_archived=True)
+        live = await catalog.list_stages(tx, project_id, pipeline_id)
     for name in stages:
         if name.lower() == stage.lower():
             return name
-    raise NotFoundError(f"no stage '{stage}' in pipeline '{project_id}/{pipeline_id}'" + _choices(stages))
+    # The choices are a list: archived stages are not offered.
+    raise NotFoundError(f"no stage '{stage}' in pipeline '{project_id}/{pipeline_id}'" + _choices(live))
+
+
+async def _require_pipeline(tx: Transaction, project_id: str, pipeline_id: str) -> Row:
+    """The pipeline (archived ones too: they are read by name); offers the live ones when it is unknown."""
+    pipeline = await catalog.get_pipeline(tx, project_id, pipeline_id)
+    if pipeline is None:
+        names = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
+        raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'" + _choices(names))
+    return pipeline
 
 
 async def resolve_run_id(db: Database, key: str) -> str:
@@ -258,6 +273,8 @@ async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> 
         root=root,
         progress=progress,
         events=tuple(_event(event, refs) for event in events),
+        trigger_refs=record.trigger_refs,
+        document=record.document,
     )
 
 
@@ -292,6 +309,7 @@ def summary_of(record: RunRecord, project_id: str, pipeline_id: str, stage: str)
         origin_kind=record.origin_kind,
         origin_by=record.origin_by,
         rollback_of=record.rollback_of,
+        resumed_from=record.resumed_from,
     )
 
 
@@ -322,6 +340,7 @@ def _view(node: Node, records: Mapping[str, NodeRecord]) -> NodeView:
         cause=record.cause,
         attempt_log=tuple(record.attempts),
         children=children,
+        carried_from=record.carried_from,
     )
 
 
@@ -415,17 +434,28 @@ async def release_state(
     history: bool = False,
     limit: int = 50,
 ) -> list[ReleaseView]:
-    """The release state of a pipeline (or one stage); with ``history``, every deploy, newest first."""
+    """The release state of a pipeline (or one stage); with ``history``, every deploy, newest first.
+
+    The state is a list: archived stages and resources are not in it, unless the archived stage or
+    pipeline is the one asked for by name (what it ran stays readable). ``history`` keeps everything.
+    """
     async with db.read() as tx:
+        pipeline = await _require_pipeline(tx, project_id, pipeline_id)
         if history:
             rows = await state_store.history(tx, project_id, pipeline_id, stage, limit)
         else:
             rows = await state_store.stage_state(tx, project_id, pipeline_id, stage)
+            archived_stages = set(await catalog.archived_stages(tx, project_id, pipeline_id))
+            if pipeline["archived_at"] is None and stage not in archived_stages:
+                archived_resources = await catalog.archived_resources(tx, project_id)
+                rows = [
+                    row
+                    for row in rows
+                    if row["stage"] not in archived_stages and row["resource_id"] not in archived_resources
+                ]
             # Stages in pipeline order (Development before Production), not by name.
-            order = {
-                name: index
-                for index, name in enumerate(await catalog.list_stages(tx, project_id, pipeline_id))
-            }
+            stages = await catalog.list_stages(tx, project_id, pipeline_id, include_archived=True)
+            order = {name: index for index, name in enumerate(stages)}
             rows = sorted(rows, key=lambda row: order.get(row["stage"], len(order)))
     return [
         ReleaseView(

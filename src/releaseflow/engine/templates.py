@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from releaseflow.domain.secret_values import secret_texts
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.engine.secrets import SecretBox, SecretKeyError, open_arguments
@@ -43,12 +43,7 @@ class TemplateCache:
         """The run's secret values as text, by key: what is hidden wherever resolved code is kept."""
         if not run.secret_arguments:
             return {}
-        arguments = self.arguments(run)
-        return {
-            key: value if isinstance(value, str) else json.dumps(value)
-            for key in run.secret_arguments
-            if (value := arguments.get(key)) not in (None, "")
-        }
+        return secret_texts(self.arguments(run), run.secret_arguments)
 
     def node_ids(self, run_id: str) -> dict[str, str] | None:
         """The ids of a run's node rows by path, if known."""

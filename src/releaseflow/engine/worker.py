@@ -2,8 +2,8 @@
 
 Durability rests on the database alone: a claim is a lease with a fencing token; the heartbeat
 extends the leases of the nodes this worker has a live task for, and no others; the reaper (every
-worker runs one) returns the work of a worker whose leases expired to the retry policy; an answer for
-a lease that is no longer ours is refused.
+worker runs one) returns the work of a worker whose leases expired, or (PostgreSQL) whose liveness
+lock stayed released, to the retry policy; an answer for a lease that is no longer ours is refused.
 
 Database outages are ridden out (docs/engine.md, "Database outages"): every loop retries transient
 failures with a bounded, jittered backoff; a task that cannot record its answer retries while its
@@ -36,7 +36,7 @@ from releaseflow.engine.outcomes import (
     Aborted,
     Answer,
 )
-from releaseflow.engine.reaper import reap_expired_leases
+from releaseflow.engine.reaper import LockWatch, reap_dead_workers, reap_expired_leases
 from releaseflow.engine.run_events import NodeAnswered, apply_event, settle
 from releaseflow.engine.scope import ActionScope, action_scope
 from releaseflow.engine.templates import TemplateCache
@@ -44,6 +44,7 @@ from releaseflow.engine.worker_settings import WorkerSettings as WorkerSettings 
 from releaseflow.platform.driver import DriverRegistry
 from releaseflow.store import queue
 from releaseflow.store.database import Database, Transaction
+from releaseflow.store.liveness import LivenessLock
 from releaseflow.store.outages import FailureStreak, pause, retry_transient
 from releaseflow.store.records import FlowRecord, NodeRecord
 
@@ -83,6 +84,10 @@ class Worker:
         self._lease_until: dict[str, datetime] = {}
         self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
         self.deliverer = Deliverer(db, clock, hold_seconds=self.settings.delivery_hold_seconds)
+        # PostgreSQL: held while this worker lives, so that others see at once when it dies.
+        self._liveness = LivenessLock.for_database(db, self.id, self.settings.heartbeat_seconds)
+        self._holding: asyncio.Task[None] | None = None
+        self._lock_watch = LockWatch(timedelta(seconds=self.settings.liveness_grace_seconds))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set. Rides out database outages; raises on anything else (a bug)."""
@@ -90,8 +95,11 @@ class Worker:
         await self.drivers.start_all()
         loops: list[asyncio.Task[None]] = []
         try:
+            if self._liveness is not None:
+                self._holding = asyncio.create_task(self._liveness.hold(), name="liveness lock")
+                loops.append(self._holding)
             await self._register(stop)
-            loops = [
+            loops += [
                 asyncio.create_task(self._claim_loop(stop), name="claim loop"),
                 asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat loop"),
                 asyncio.create_task(self._reaper_loop(stop), name="reaper loop"),
@@ -108,11 +116,18 @@ class Worker:
                 if not stop.is_set():
                     raise RuntimeError(f"the {task.get_name()} of worker {self.id} ended unexpectedly")
         finally:
-            for task in loops:
+            # The liveness lock goes last (closing its connection releases it): until the tasks have
+            # released their leases, the reapers must not take this worker for dead.
+            others = [task for task in loops if task is not self._holding]
+            for task in others:
                 task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*others, return_exceptions=True)
             await self._stop_tasks()
             await self.deliverer.close()
+            if self._holding is not None:
+                self._holding.cancel()
+                await asyncio.gather(self._holding, return_exceptions=True)
+                self._holding = None
             await self.drivers.stop_all()
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as tx:
@@ -139,6 +154,9 @@ class Worker:
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         streak = FailureStreak(self.db, f"claiming work for worker {self.id}")
         while not stop.is_set():
+            if not self._proven_alive():
+                await self._await_liveness_lock()
+                continue
             capacity = self.settings.max_concurrency - len(self._tasks)
             try:
                 claimed, next_due = await self._claim(capacity)
@@ -154,6 +172,17 @@ class Worker:
             if wait > 0:
                 # Woken early by a commit that made work due, or by one of our actions finishing.
                 await self.db.wait_for_wakeup(wait)
+
+    def _proven_alive(self) -> bool:
+        """Whether this worker may take more work: it holds its liveness lock, or has none to hold
+        (SQLite; a worker used without ``run``, in tests). Work taken without the lock would look like
+        the work of a dead worker."""
+        return self._holding is None or self._liveness is None or self._liveness.held.is_set()
+
+    async def _await_liveness_lock(self) -> None:
+        assert self._liveness is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._liveness.held.wait(), timeout=self.settings.idle_poll_seconds)
 
     async def claim_once(self) -> int:
         """Claim what is due (up to free capacity) and start executing it; returns how many."""
@@ -373,7 +402,7 @@ class Worker:
         """
         now = self.clock.now()
         # This task's own slot is free again, so one more than the free capacity.
-        room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0)
+        room = max(self.settings.max_concurrency - len(self._tasks) + 1, 0) if self._proven_alive() else 0
         lease = Lease(self.id, now + timedelta(seconds=self.settings.lease_seconds), room)
         async with self.db.transaction() as tx:
             # Written fenced by the lease: refused (StaleLeaseError) if the node was reaped or taken over.
@@ -421,7 +450,13 @@ class Worker:
 
     async def _reaper_loop(self, stop: asyncio.Event) -> None:
         async def reap() -> bool:
-            await reap_expired_leases(self.db, self.clock.now(), self.templates)
+            try:
+                await reap_expired_leases(self.db, self.clock.now(), self.templates)
+                if self._liveness is not None:
+                    await reap_dead_workers(self.db, self.clock.now(), self.templates, self._lock_watch)
+            except Exception:
+                self._lock_watch.forget()  # the database was away: nobody is reaped on what came before
+                raise
             return False
 
         await self._every(self.settings.reap_seconds, f"the reaper of worker {self.id}", reap, stop)

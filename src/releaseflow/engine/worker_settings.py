@@ -14,6 +14,10 @@ class WorkerSettings:
     lease_seconds: float = 15.0
     heartbeat_seconds: float = 2.0
     reap_seconds: float = 1.0
+    # PostgreSQL: how long a worker's liveness lock must stay released before the reapers take it
+    # for dead — time for a live worker whose connection dropped (or whose server restarted) to take
+    # its lock back (docs/engine.md, "Dead workers").
+    liveness_grace_seconds: float = 2.0
     # Actions are mostly waits on I/O, so many fit in one process.
     max_concurrency: int = 256
     # Sleep between looks for due work when no wake-up arrives (work made due by another

@@ -81,6 +81,7 @@ class Artifact:
     branch: str | None = None
     image: str | None = None  # the image reference (docker builds and registry images)
     credentials: str | None = None  # id of saved registry credentials, never the secret itself
+    committed_at: str | None = None  # ISO 8601 committer date of ``commit``, when the driver knows it
 
     def to_data(self) -> dict[str, Any]:
         fields = {
@@ -91,6 +92,7 @@ class Artifact:
             "branch": self.branch,
             "image": self.image,
             "credentials": self.credentials,
+            "committedAt": self.committed_at,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
@@ -104,6 +106,7 @@ class Artifact:
             branch=data.get("branch"),
             image=data.get("image"),
             credentials=data.get("credentials"),
+            committed_at=data.get("committedAt"),
         )
 
 

@@ -45,6 +45,13 @@ async def list_resources(tx: Transaction, project_id: str, *, include_archived: 
     return [{**row, "spec": load_json(row["spec"])} for row in rows]
 
 
+async def archived_resources(tx: Transaction, project_id: str) -> set[str]:
+    rows = await tx.fetchall(
+        "SELECT id FROM resources WHERE project_id = ? AND archived_at IS NOT NULL", (project_id,)
+    )
+    return {row["id"] for row in rows}
+
+
 async def save_resource(
     tx: Transaction, project_id: str, resource_id: str, kind: str, driver: str, spec: Any, now: datetime
 ) -> None:

@@ -103,6 +103,12 @@ CREATE TABLE runs (
     -- What started the run: person, token, git, webhook or rollback, and who or what.
     origin_kind TEXT NOT NULL DEFAULT 'person',
     origin_by TEXT NOT NULL DEFAULT '',
+    -- The failed run this one resumes (its succeeded nodes are carried over), and the plan the run
+    -- was started with (JSON; NULL for runs made before plans were kept).
+    resumed_from TEXT REFERENCES runs (id),
+    plan TEXT,
+    -- The values of the run's ${refs.<trigger>.*}: branch, sha, repoUrl, pullRequestId by trigger ref.
+    trigger_refs TEXT NOT NULL DEFAULT '{}',
     -- Keys of the arguments whose values are stored encrypted (JSON list).
     secret_arguments TEXT NOT NULL DEFAULT '[]',
     UNIQUE (flow_id, seq)
@@ -143,6 +149,8 @@ CREATE TABLE node_runs (
     -- timeoutDuration (NULL: the engine's default for its kind).
     backoff_seconds DOUBLE PRECISION,
     timeout_seconds DOUBLE PRECISION,
+    -- Set on a node carried over by a resume: the run whose response it keeps (it did not run again).
+    carried_from TEXT,
     UNIQUE (run_id, path)
 );
 CREATE INDEX node_runs_due ON node_runs (due_at) WHERE due_at IS NOT NULL;
@@ -232,6 +240,69 @@ CREATE TABLE rollback_targets (
     from_artifact TEXT,
     to_artifact TEXT NOT NULL,
     PRIMARY KEY (run_id, resource_id)
+);
+CREATE INDEX release_history_by_stage ON release_history (project_id, pipeline_id, stage, id);
+
+-- Every request a trigger received for a flow: what was asked, started/skipped/refused and why.
+CREATE TABLE trigger_log (
+    id @SERIAL_PK@,
+    flow_id TEXT NOT NULL REFERENCES release_flows (id),
+    source TEXT NOT NULL,
+    request TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    run_id TEXT REFERENCES runs (id),
+    at @TIME@ NOT NULL
+);
+CREATE INDEX trigger_log_by_flow ON trigger_log (flow_id, id);
+
+-- The secret of a flow's webhook URL. Found by the SHA-256 of the token (so the lookup leaks nothing
+-- about the token), then compared in constant time; the token is kept to show the URL again.
+CREATE TABLE webhook_tokens (
+    flow_id TEXT PRIMARY KEY REFERENCES release_flows (id),
+    token_hash TEXT NOT NULL UNIQUE,
+    token TEXT NOT NULL,
+    created_at @TIME@ NOT NULL
+);
+
+-- Deliveries of GitHub and GitLab webhooks already accepted: a replayed delivery id is refused.
+CREATE TABLE webhook_deliveries (
+    provider TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    at @TIME@ NOT NULL,
+    PRIMARY KEY (provider, delivery_id)
+);
+
+-- The head of each watched branch of a local repository, as the poller last saw it.
+CREATE TABLE git_watch_heads (
+    repository TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    seen_at @TIME@ NOT NULL,
+    PRIMARY KEY (repository, branch)
+);
+
+-- API tokens: the secret is shown once and only its SHA-256 is kept. A token holds one role in one
+-- project ('*': every project); it stops working when revoked or past its expiry.
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at @TIME@ NOT NULL,
+    expires_at @TIME@,
+    revoked_at @TIME@,
+    last_used_at @TIME@
+);
+
+-- Secrets and markers of the server itself, each made once: the key that lets Message nodes post to
+-- the inbox, and the record that the first admin token was made (so it never is again).
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at @TIME@ NOT NULL
 );
 
 -- Approval nodes waiting for a person: what `releaseflow approvals` lists, without a scan of every node.

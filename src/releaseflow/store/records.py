@@ -71,6 +71,9 @@ class RunRecord:
     # What started the run (``domain.run_origin``): its kind and who or what.
     origin_kind: str = "person"
     origin_by: str = ""
+    resumed_from: str | None = None  # the failed run this one resumes
+    # The values of ``${refs.<trigger>.*}`` by trigger ref, fixed when the run was created.
+    trigger_refs: dict[str, Any] = field(default_factory=dict)
     # Keys of ``arguments`` whose values are encrypted tokens (``engine.secrets``).
     secret_arguments: tuple[str, ...] = ()
 
@@ -109,7 +112,9 @@ class RunRecord:
             updated_at=_time(row["updated_at"]),
             origin_kind=row["origin_kind"],
             origin_by=row["origin_by"],
-            secret_arguments=tuple(load_json(row.get("secret_arguments") or "[]")),
+            resumed_from=row["resumed_from"],
+            trigger_refs=load_json(row["trigger_refs"]),
+            secret_arguments=tuple(load_json(row["secret_arguments"])),
         )
 
 
@@ -142,6 +147,8 @@ class NodeRecord:
     # Resolved when an attempt begins (None before, and the engine's defaults apply).
     backoff_seconds: float | None = None
     timeout_seconds: float | None = None
+    # Set when a resume carried this node over: the run whose response it keeps (it did not run again).
+    carried_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> NodeRecord:
@@ -172,6 +179,7 @@ class NodeRecord:
             cause=row["cause"],
             backoff_seconds=row["backoff_seconds"],
             timeout_seconds=row["timeout_seconds"],
+            carried_from=row["carried_from"],
         )
 
 

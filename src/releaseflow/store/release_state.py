@@ -75,3 +75,59 @@ async def history(
         sql += " AND stage = ?"
         params.append(stage)
     return _decoded(await tx.fetchall(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]))
+
+
+async def run_deploys(tx: Transaction, run_id: str) -> list[Row]:
+    """The deploys one run made, in order."""
+    return _decoded(
+        await tx.fetchall("SELECT * FROM release_history WHERE run_id = ? ORDER BY id", (run_id,))
+    )
+
+
+async def newest_changes(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, limit: int
+) -> list[Row]:
+    """The newest ``limit`` deploys of a stage, newest first, each with the artifact its target ran
+    before it (``previous``, None for a target's first deploy).
+
+    A deploy's previous one is usually among those read; for the oldest read deploy of each target it
+    is looked up by the (project, resource, id) index. A long history is never read whole.
+    """
+    rows = _decoded(
+        await tx.fetchall(
+            "SELECT * FROM release_history WHERE project_id = ? AND pipeline_id = ? AND stage = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (project_id, pipeline_id, stage, limit),
+        )
+    )
+    changes: list[Row] = []
+    newer: dict[str, Row] = {}  # per target, the deploy that waits to learn what came before it
+    for row in rows:
+        if row["resource_id"] in newer:
+            newer[row["resource_id"]]["previous"] = row["artifact"]
+        change = {**row, "previous": None}
+        newer[row["resource_id"]] = change
+        changes.append(change)
+    for resource_id, change in newer.items():
+        before = await tx.fetchvalue(
+            "SELECT artifact FROM release_history WHERE project_id = ? AND resource_id = ? AND id < ?"
+            " ORDER BY id DESC LIMIT 1",
+            (project_id, resource_id, change["id"]),
+        )
+        change["previous"] = load_json(before)
+    return changes
+
+
+async def deploy_outlines(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, since: datetime | None
+) -> list[Row]:
+    """The deploys of a stage from ``since`` on, oldest first, their artifacts left as JSON text."""
+    sql = (
+        "SELECT run_id, resource_id, artifact, deployed_at FROM release_history"
+        " WHERE project_id = ? AND pipeline_id = ? AND stage = ?"
+    )
+    params: list[Any] = [project_id, pipeline_id, stage]
+    if since is not None:
+        sql += " AND deployed_at >= ?"
+        params.append(to_epoch(since))
+    return await tx.fetchall(sql + " ORDER BY id", params)

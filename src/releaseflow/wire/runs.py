@@ -61,6 +61,7 @@ def run_summary(run: RunSummary) -> dict[str, Any]:
         "stage": run.stage,
         "flowVersion": run.flow_version,
         "number": run.seq,
+        "resumedFrom": run.resumed_from,
     }
 
 
@@ -69,6 +70,7 @@ def run_detail(detail: RunDetail) -> dict[str, Any]:
     return {
         **run_summary(detail.run),
         "arguments": dict(detail.arguments),
+        "triggerRefs": dict(detail.trigger_refs),
         "progress": {"done": detail.progress.done, "total": detail.progress.total},
         "spec": node(detail.root) if detail.root else None,
         "events": [event(item) for item in detail.events],
@@ -99,6 +101,7 @@ def node(view: NodeView) -> dict[str, Any]:
             code=view.code,
             codeResolved=view.code_resolved,
             attemptLog=[attempt_entry(entry) for entry in view.attempt_log],
+            carriedFrom=view.carried_from,
         )
     document["response"] = response(view)
     return document

@@ -120,12 +120,14 @@ class DockerEnvironment:
             f"http:\n  addr: {self.registry}\n  secret: releaseflow-tests\n"
         )
         log = self.directory / "registry.log"
-        process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the log's descriptor; this process closes its copy at once.
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._processes.append(process)
 
         def answers() -> bool:
@@ -151,13 +153,14 @@ class DockerEnvironment:
             "CONTAINERS_REGISTRIES_CONF": str(registries),
         }
         log = self.directory / "podman.log"
-        process = subprocess.Popen(
-            ["podman", "system", "service", "--time=0", self.base_url],
-            env=environment,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                ["podman", "system", "service", "--time=0", self.base_url],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._processes.append(process)
         _wait_until(
             lambda: self._api("GET", "/version") is not None, "podman system service", process, log, 30

@@ -1,16 +1,35 @@
-"""What the tests of the local driver share: git repositories, leftover processes, waiting."""
+"""What the tests of the local driver share: a test service, git repositories, waiting."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# The "service": answers GET with its version; ``delay`` seconds pass before it listens.
+SERVER = """\
+import http.server, os, time
+VERSION = {version!r}
+time.sleep({delay})
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{{VERSION}} {{os.environ.get('GREETING', '')}}".strip().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+print("serving", VERSION, flush=True)
+server.serve_forever()
+"""
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -50,20 +69,6 @@ class Repo:
 
 def read(path: str | Path) -> str:
     return Path(path).read_text()
-
-
-def kill_processes_under(folder: Path) -> None:
-    """SIGKILL the process group of every process whose working directory lies under ``folder``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
-            with contextlib.suppress(OSError):
-                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:

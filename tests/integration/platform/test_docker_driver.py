@@ -168,10 +168,13 @@ async def harness(
     driver = DockerDriver(tmp_path / "driver", docker_env.base_url, registry=docker_env.registry)
     await driver.start()
     project = "p" + request.node.name.split("__")[-1].replace("_", "")[:20]
+    made = Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
     try:
-        yield Harness(driver, Repo(tmp_path / "repo", docker_env.busybox), project)
+        yield made
     finally:
-        await driver.stop()
+        # A test may have replaced the driver with a successor (a restart): stop the one in use too.
+        for each in {id(driver): driver, id(made.driver): made.driver}.values():
+            await each.stop()
         await driver.services.ingress.shutdown()  # Caddy outlives the driver on purpose: stop ours
 
 
@@ -584,23 +587,37 @@ asyncio.run(main())
 
 
 async def container_starts(docker_env: DockerEnvironment, since: float, run_id: str) -> int:
-    """How many containers of job run ``run_id`` the engine started: counted by the engine itself."""
+    """How many containers of job run ``run_id`` the engine started: counted by the engine itself.
+
+    The callers ask after the driver reported the run done, so at least one start happened; the engine
+    writes its events log behind the API on a busy machine, so a count of 0 is read again (up to 10 s),
+    and a count is taken only once two reads half a second apart agree.
+    """
     label = f"io.releaseflow.record={run_id}"
     filters = json.dumps({"type": ["container"], "event": ["start"], "label": [label]})
-    params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
     transport = httpx.AsyncHTTPTransport(uds=str(docker_env.socket_path))
+    counts: list[int] = []
+    deadline = time.monotonic() + 10
     async with httpx.AsyncClient(transport=transport, base_url="http://docker", timeout=10) as http:
-        response = await http.get("/events", params=params)
-    response.raise_for_status()
-    return sum(1 for line in response.text.splitlines() if line.strip())
+        while True:
+            params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
+            response = await http.get("/events", params=params)
+            response.raise_for_status()
+            counts.append(sum(1 for line in response.text.splitlines() if line.strip()))
+            settled = counts[-1] > 0 and counts[-2:] == [counts[-1]] * 2
+            if settled or time.monotonic() > deadline:
+                return counts[-1]
+            await asyncio.sleep(0.5)
 
 
 def kill_when_held(argv: list[str]) -> None:
     """Run ``argv``; kill -9 it once it says it is held at the instant the test wants."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline().strip() == "held"
-    process.kill()
-    process.wait()
+    # As a context manager, Popen closes its pipe and reaps the process whatever the assertion says.
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        finally:
+            process.kill()
 
 
 async def job_image(harness: Harness, job: str) -> Artifact:

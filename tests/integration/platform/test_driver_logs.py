@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.platform.local_support import kill_processes_under
+from tests.cleanup import kill_processes_under
 
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.engine.logs import read_logs

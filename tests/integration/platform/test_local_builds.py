@@ -19,7 +19,7 @@ from releaseflow.platform.driver import DriverError, Resource
 from releaseflow.platform.local.artifacts import BuildStatus
 from releaseflow.platform.local.builds import INTERRUPTED, BuildManager, BuildNotFoundError
 from releaseflow.platform.local.processes import group_alive
-from releaseflow.platform.local.specs import SpecError
+from releaseflow.platform.spec_check import SpecError
 
 # Copies app.txt into dist/ and notes the commit the build saw, so a test can tell what was built.
 BUILD_COMMAND = 'mkdir -p dist && cp app.txt dist/ && echo "$RELEASEFLOW_COMMIT" > dist/commit.txt'

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,10 @@ async def test_resolve_build__latest_and_by_id(
         build_id=main.data["id"],
         commit=commits["v2"],
         branch="main",
+        committed_at=latest.committed_at,
     )
+    # The commit's own time (git's committer date), for the lead time from commit to release.
+    assert latest.committed_at is not None and datetime.fromisoformat(latest.committed_at).tzinfo is not None
     assert (folder / "app.txt").read_text() == "v2"
     assert on_feature.build_id == feature.data["id"] and on_feature.commit == commits["feature"]
     assert by_id == latest

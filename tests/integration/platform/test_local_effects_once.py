@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.integration.platform.local_support import Repo, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import Repo
 
 from releaseflow.platform.driver import (
     AnswerState,
@@ -145,13 +146,15 @@ async def restarted(root: Path) -> LocalDriver:
 
 def held_at(setup: Setup, key: str, mode: str) -> None:
     """Run ``perform`` in a process of its own, hold it at ``mode``'s instant and kill -9 it there."""
-    process = setup.perform_in_process(key, mode)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.strip() == "held":
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # As a context manager, Popen closes its pipe and reaps the process (killed in any case).
+    with setup.perform_in_process(key, mode) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.strip() == "held":
+                    break
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_records(root: Path) -> list[dict[str, object]]:
@@ -245,14 +248,15 @@ async def test_run_job__kill_9_at_any_instant_of_perform__one_run_per_key(setup:
     chance = random.Random(7)
     keys = [f"run-{index}/step/1" for index in range(6)]
     for key in keys:
-        process = setup.perform_in_process(key)
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        await asyncio.sleep(chance.uniform(0, 0.08))  # somewhere in perform: before, in or after the launch
-        if kill == "group":
-            os.killpg(process.pid, signal.SIGKILL)  # releaseflow and a launcher it may be running
-        else:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        with setup.perform_in_process(key) as process:
+            try:
+                assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+                await asyncio.sleep(chance.uniform(0, 0.08))  # somewhere in perform: before, in or after
+            finally:
+                if kill == "group":
+                    os.killpg(process.pid, signal.SIGKILL)  # releaseflow and a launcher it may be running
+                else:
+                    os.kill(process.pid, signal.SIGKILL)
         driver = await restarted(setup.root)
         answer = await settle(driver, setup.request(key), await driver.perform(setup.request(key)))
         assert answer.state is AnswerState.DONE, answer.message

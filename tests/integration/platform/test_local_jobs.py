@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.platform.local_support import kill_processes_under
+from tests.cleanup import kill_processes_under
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
 from releaseflow.platform.local.jobs import JobManager, JobRun, JobRunStatus
@@ -119,6 +119,21 @@ async def test_job__a_killed_job_fails_without_exit_code(tmp_path: Path, folder:
 
     assert (done.status, done.exit_code) == (JobRunStatus.FAILED, None)
     assert "killed by a signal" in done.error
+
+
+async def test_job__a_request_killed_before_it_recorded_the_run_leaves_nothing_to_settle(
+    tmp_path: Path, folder: Path
+) -> None:
+    # kill -9 between taking the launch lock and writing run.json: the run's folder holds only the lock.
+    lonely = tmp_path / "root" / "jobs" / "run-0123456789ab"
+    lonely.mkdir(parents=True)
+    (lonely / "launch.lock").touch()
+    manager = JobManager(tmp_path / "root")
+
+    await manager.start()  # a restarted releaseflow comes up
+
+    run = await manager.run(job("true"), folder, ARTIFACT, {}, key="k1")
+    assert (await ended(manager, run)).status is JobRunStatus.SUCCEEDED
 
 
 async def test_job__missing_folder_or_run_is_reported(tmp_path: Path, folder: Path) -> None:

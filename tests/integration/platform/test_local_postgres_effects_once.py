@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import eventually
 from tests.integration.platform.test_local_postgres import FAST, MAIN, PROJECT, WAIT, _postmasters_under
 
 from releaseflow.platform.driver import AnswerState, DriverRequest, Operation

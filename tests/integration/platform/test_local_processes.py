@@ -12,19 +12,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import eventually
 
 from releaseflow.platform.driver import DriverError
 from releaseflow.platform.local.processes import (
     ProcessHandle,
     child_environment,
     group_alive,
-    is_alive,
-    read_start_time,
     spawn,
     stop_process,
     tail,
 )
+from releaseflow.processes import is_alive, read_start_time
 
 
 @pytest.fixture

@@ -15,38 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.platform.local_support import eventually, kill_processes_under
+from tests.cleanup import kill_processes_under
+from tests.integration.platform.local_support import SERVER, eventually
 from tests.integration.platform.polling_client import Client
 from tests.postgres_cluster import free_port
 
 from releaseflow.platform.driver import Artifact, DriverError, Resource
-from releaseflow.platform.local.processes import is_alive
 from releaseflow.platform.local.service_records import Deployment, DeploymentStatus, ServiceState
 from releaseflow.platform.local.services import ServiceManager
+from releaseflow.processes import is_alive
 
 FAST = {"intervalSeconds": 0.05, "timeoutSeconds": 10}
-
-# The "service": answers GET with its version; ``delay`` seconds pass before it listens.
-SERVER = """\
-import http.server, os, time
-VERSION = {version!r}
-time.sleep({delay})
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{{VERSION}} {{os.environ.get('GREETING', '')}}".strip().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-print("serving", VERSION, flush=True)
-server.serve_forever()
-"""
 
 
 class World:

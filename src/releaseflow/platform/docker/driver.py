@@ -18,6 +18,7 @@ from releaseflow.platform.docker.client import DockerClient, RegistryCredentials
 from releaseflow.platform.docker.jobs import Jobs, run_answer
 from releaseflow.platform.docker.records import LOGGER, KeyIndex, Supervisor
 from releaseflow.platform.docker.services import Services, command_of
+from releaseflow.platform.docker.specs import SCHEMAS
 from releaseflow.platform.driver import (
     AnswerState,
     Artifact,
@@ -28,6 +29,7 @@ from releaseflow.platform.driver import (
     Resource,
 )
 from releaseflow.platform.once import HANDLE_KEY, KeyedActions
+from releaseflow.platform.spec_check import checked_spec
 
 _ADDON_OPERATIONS = {
     Operation.BACKUP_ADDON,
@@ -158,6 +160,10 @@ class DockerDriver:
 
     async def _act(self, request: DriverRequest) -> DriverAnswer:
         operation, resource = request.operation, request.resource
+        schema = SCHEMAS.get(resource.kind)
+        if schema is not None:
+            # Before anything acts: a spec stored before its schema, or edited since, fails at once.
+            checked_spec(resource, schema)
         if operation is Operation.START_BUILD:
             if resource.kind != "build_service":
                 raise DriverError(

@@ -333,7 +333,7 @@ class Services:
 
         route = await self._route(container_id, spec, service) if ingress and port is not None else None
         if route is not None:
-            await self._apply_routes({self._key(project, service): route})
+            await self.ingress.change({self._key(project, service): route}, self._recorded_routes)
             self._supervisor.ensure("ingress", self._watch_ingress)
             log(f"the ingress sends {route.listen} to {route.upstream}")
         record["ports"] = await self._published_ports(container_id, port, route)
@@ -386,26 +386,22 @@ class Services:
         if address is not None:
             await drained(address[1], DRAIN_SECONDS, side="remote")
 
-    def _routes(self, overrides: Mapping[str, Route]) -> dict[str, Route]:
-        routes = {
+    def _recorded_routes(self) -> dict[str, Route]:
+        return {
             self._key(str(current["project"]), str(current["service"])): Route(
                 str(current["route"]["listen"]), str(current["route"]["upstream"])
             )
             for current in self._current.all()
             if current.get("route")
         }
-        return {**routes, **overrides}
-
-    async def _apply_routes(self, overrides: Mapping[str, Route] | None = None) -> None:
-        await self.ingress.apply(self._routes(overrides or {}))
 
     async def adopt_ingress(self) -> None:
         """At start: adopt the running Caddy (or start one) with the recorded routes, and watch it."""
         try:
-            await self._apply_routes()
+            await self.ingress.restore(self._recorded_routes)
         except DriverError as error:
             LOGGER.error("docker driver: the ingress could not be started: %s", error)
-        if self._routes({}):
+        if self._recorded_routes():
             self._supervisor.ensure("ingress", self._watch_ingress)
 
     async def _watch_ingress(self) -> None:
@@ -413,7 +409,7 @@ class Services:
             await asyncio.sleep(INGRESS_CHECK_SECONDS)
             if not self.ingress.running():
                 try:  # Caddy ended (killed, crashed): start it again with the routes
-                    await self._apply_routes()
+                    await self.ingress.restore(self._recorded_routes)
                 except DriverError as error:
                     LOGGER.error("docker driver: the ingress could not be started again: %s", error)
 

@@ -85,4 +85,5 @@ def build_artifact(build: BuildRecord) -> Artifact:
         build_id=build.id,
         commit=build.commit,
         branch=build.branch,
+        committed_at=build.committed_at.isoformat() if build.committed_at else None,
     )

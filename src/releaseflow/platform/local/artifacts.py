@@ -67,6 +67,7 @@ class BuildRecord:
     exit_code: int | None = None
     error: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    committed_at: datetime | None = None  # the commit's committer date (lead time from commit to release)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -100,13 +101,14 @@ class BuildRecord:
         data["status"] = self.status.value
         data["started_at"] = self.started_at.isoformat()
         data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
+        data["committed_at"] = self.committed_at.isoformat() if self.committed_at else None
         data["duration_seconds"] = self.duration_seconds
         data["timings"] = dict(self.timings)
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BuildRecord:
-        ended = data.get("ended_at")
+        ended, committed = data.get("ended_at"), data.get("committed_at")
         return cls(
             id=str(data["id"]),
             build_service=str(data["build_service"]),
@@ -126,6 +128,7 @@ class BuildRecord:
             exit_code=data.get("exit_code"),
             error=data.get("error"),
             timings=dict(data.get("timings") or {}),
+            committed_at=datetime.fromisoformat(str(committed)) if committed else None,
         )
 
 

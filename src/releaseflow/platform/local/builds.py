@@ -34,9 +34,10 @@ from releaseflow.platform.local.artifacts import (
     now_utc,
     remove_tree,
 )
-from releaseflow.platform.local.git_mirror import GIT_TIMEOUT_SECONDS, checkout, resolve
-from releaseflow.platform.local.processes import child_environment, is_alive, read_start_time
+from releaseflow.platform.local.git_mirror import GIT_TIMEOUT_SECONDS, checkout, commit_time, resolve
+from releaseflow.platform.local.processes import child_environment
 from releaseflow.platform.local.specs import BuildServiceSpec
+from releaseflow.processes import is_alive, read_start_time
 
 LOG_TAIL_LINES = 20
 INTERRUPTED = "interrupted: the releaseflow process running this build stopped before it finished"
@@ -164,6 +165,7 @@ class BuildManager:
         mirror = self._mirrors / f"{build_service.id}.git"
         async with self._mirror_lock(build_service.id):
             commit, branch = await resolve(build_service.id, spec, mirror, branch, sha)
+            committed_at = await commit_time(mirror, commit)
         if reuse:
             existing = await asyncio.to_thread(self._find_reusable, build_service.id, commit, recipe)
             if existing is not None and existing.status is BuildStatus.RUNNING:
@@ -186,6 +188,7 @@ class BuildManager:
             artifact_path=str(folder / "artifact"),
             owner_pid=self._identity[0],
             owner_start_time=self._identity[1],
+            committed_at=committed_at,
         )
         await asyncio.to_thread(self.store.create, record)
         # The record exists before the key names it, so whoever reads the key finds the build.
@@ -303,9 +306,9 @@ class BuildManager:
 
     async def _check_owner(self, record: BuildRecord) -> BuildRecord:
         """A running build whose process is gone is failed (interrupted); its command is stopped."""
-        if record.id in self._tasks or _alive(record.owner_pid, record.owner_start_time):
+        if record.id in self._tasks or is_alive(record.owner_pid, record.owner_start_time):
             return record
-        if record.command_pid is not None and _alive(record.command_pid, record.command_start_time):
+        if record.command_pid is not None and is_alive(record.command_pid, record.command_start_time):
             _signal_group(record.command_pid, signal.SIGKILL)
         final = record.finish(BuildStatus.FAILED, error=INTERRUPTED)
         await asyncio.to_thread(self.store.save, final)
@@ -352,20 +355,6 @@ def _recipe(spec: BuildServiceSpec, env: Mapping[str, str]) -> str:
 
 def _with_command(record: BuildRecord, pid: int) -> BuildRecord:
     return replace(record, command_pid=pid, command_start_time=read_start_time(pid))
-
-
-def _alive(pid: int, start_time: int | None) -> bool:
-    # Without a start time (no /proc) a pid that exists is taken for the owner: failing a build that
-    # still runs would be worse than leaving a dead one running until someone looks.
-    if start_time is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return is_alive(pid, start_time)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import datetime
 from pathlib import Path
 
 from releaseflow.platform.local.artifacts import BuildError
@@ -146,6 +147,16 @@ async def _default_branch(repository: str) -> str | None:
         if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
             return line[len("ref: refs/heads/") : -len("\tHEAD")]
     return None
+
+
+async def commit_time(mirror: Path, commit: str) -> datetime | None:
+    """When ``commit`` was committed (its committer date), for the lead time from commit to release;
+    None when git cannot say."""
+    code, out, _ = await _git("--git-dir", str(mirror), "show", "-s", "--format=%cI", commit)
+    try:
+        return datetime.fromisoformat(out) if code == 0 and out else None
+    except ValueError:
+        return None
 
 
 async def checkout(mirror: Path, commit: str, source: Path) -> None:

@@ -14,10 +14,14 @@ Caddy runs detached, like the services (``processes.spawn``), with its own folde
     lock            taken while Caddy is started or configured (workers may share the root)
     config/ data/   Caddy's XDG folders (nothing of the user's ~/.config or Debian's caddy service)
 
-Routes are never kept here: the owner (the local driver's services, the docker driver) derives them
-from its own records and hands the whole set to ``apply``, which loads it through the admin API
-(``POST /load``). After a restart of releaseflow the process is adopted if it still runs (the pid
-with its recorded start time); otherwise a new one is started and the routes are loaded again.
+Routes are never kept here: Caddy holds them, and the owner (the local driver's services, the docker
+driver) can derive them from its own records. Several worker processes may deploy on one root at
+once, so a route is changed, never the whole set: ``change`` reads the routes Caddy serves, sets or
+removes the named ones and loads the result (``POST /load``), all under the lock file, so a change
+made by another process in between is kept, not overwritten by a set read before it. A Caddy that
+has to be started (first use, or it died) begins with the routes the owner's records name
+(``restore``, or the ``recorded`` source given to ``change``). After a restart of releaseflow the
+process is adopted if it still runs (the pid with its recorded start time).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 import shlex
 import shutil
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +78,7 @@ def free_port() -> int:
 def caddy_config(admin_port: int, data_dir: Path, routes: Mapping[str, Route]) -> dict[str, Any]:
     """Caddy's JSON configuration: the admin API on the loopback and one server per route."""
     servers = {
-        f"route-{name}": {
+        f"{SERVER_PREFIX}{name}": {
             "listen": [route.listen],
             "routes": [
                 {
@@ -102,6 +106,38 @@ def caddy_config(admin_port: int, data_dir: Path, routes: Mapping[str, Route]) -
     if servers:
         config["apps"] = {"http": {"grace_period": f"{GRACE_SECONDS}s", "servers": servers}}
     return config
+
+
+# The routes the owner's records name (read when Caddy has to start with them), by route name.
+RouteSource = Callable[[], Mapping[str, Route]]
+
+SERVER_PREFIX = "route-"
+
+
+def routes_of(servers: Mapping[str, Any] | None) -> dict[str, Route]:
+    """The routes of Caddy's ``apps.http.servers`` (as ``caddy_config`` writes them), by name."""
+    found: dict[str, Route] = {}
+    for key, server in (servers or {}).items():
+        listen = server.get("listen") or []
+        dials = [
+            upstream.get("dial")
+            for route in server.get("routes") or []
+            for handler in route.get("handle") or []
+            for upstream in handler.get("upstreams") or []
+        ]
+        if key.startswith(SERVER_PREFIX) and listen and dials:
+            found[key.removeprefix(SERVER_PREFIX)] = Route(str(listen[0]), str(dials[0]))
+    return found
+
+
+def _changed(routes: Mapping[str, Route], changes: Mapping[str, Route | None]) -> dict[str, Route]:
+    merged = dict(routes)
+    for name, route in changes.items():
+        if route is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = route
+    return merged
 
 
 class Ingress:
@@ -147,42 +183,73 @@ class Ingress:
             finally:
                 os.close(descriptor)  # releases the lock
 
-    async def apply(self, routes: Mapping[str, Route]) -> None:
-        """Make Caddy serve exactly ``routes``, starting (or adopting) it first when there are any."""
+    async def change(self, changes: Mapping[str, Route | None], recorded: RouteSource) -> None:
+        """Set the named routes (remove those given None), keeping every other route Caddy serves.
+
+        A Caddy that does not run yet starts with ``recorded()``, the routes the owner's records name,
+        read under the lock.
+        """
         async with self._exclusive():
-            if not routes and not self.running():
+            running = self.running()
+            if not running and not _changed(recorded(), changes):
                 return  # nothing to hold and nothing to take down
-            admin = await self._ensure()
-            config = caddy_config(admin, self.root / "data", routes)
-            async with _admin_client() as client:
-                try:
-                    response = await client.post(f"http://127.0.0.1:{admin}/load", json=config)
-                except httpx.HTTPError as error:
-                    raise DriverError(f"the ingress (Caddy) did not take the new routes: {error}") from error
-            if response.status_code != 200:
+            admin, started = await self._ensure()
+            serving = recorded() if started else await self._serving(admin)
+            await self._load(admin, _changed(serving, changes))
+
+    async def restore(self, recorded: RouteSource) -> None:
+        """Start Caddy again when it does not run, with the routes the owner's records name.
+
+        A Caddy that runs is left as it is: its routes are right, or a deployment under way puts them
+        right (loading the records' routes could undo a switch another worker is making).
+        """
+        async with self._exclusive():
+            if self.running():
+                return
+            routes = recorded()
+            if routes:
+                admin, _ = await self._ensure()
+                await self._load(admin, routes)
+
+    async def _serving(self, admin: int) -> dict[str, Route]:
+        """The routes the Caddy at ``admin`` serves now, by name."""
+        async with _admin_client() as client:
+            try:
+                # The whole configuration: a path into apps.http fails while Caddy serves no route.
+                response = await client.get(f"http://127.0.0.1:{admin}/config/")
+            except httpx.HTTPError as error:
                 raise DriverError(
-                    f"the ingress (Caddy) refused the routes {_describe(routes)}: {_caddy_error(response)}"
-                )
+                    f"the ingress (Caddy) did not say which routes it serves: {error}"
+                ) from error
+        if response.status_code != 200:
+            raise DriverError(
+                f"the ingress (Caddy) did not say which routes it serves: {_caddy_error(response)}"
+            )
+        config = response.json() or {}
+        return routes_of(config.get("apps", {}).get("http", {}).get("servers"))
+
+    async def _load(self, admin: int, routes: Mapping[str, Route]) -> None:
+        config = caddy_config(admin, self.root / "data", routes)
+        async with _admin_client() as client:
+            try:
+                response = await client.post(f"http://127.0.0.1:{admin}/load", json=config)
+            except httpx.HTTPError as error:
+                raise DriverError(f"the ingress (Caddy) did not take the new routes: {error}") from error
+        if response.status_code != 200:
+            raise DriverError(
+                f"the ingress (Caddy) refused the routes {_describe(routes)}: {_caddy_error(response)}"
+            )
 
     async def routes(self) -> dict[str, str] | None:
         """What Caddy serves now: listen address -> upstream, or None when it does not run."""
         process, admin = self._state()
         if process is None or admin is None or not process.is_alive():
             return None
-        async with _admin_client() as client:
-            try:
-                response = await client.get(f"http://127.0.0.1:{admin}/config/apps/http/servers")
-            except httpx.HTTPError:
-                return None
-        servers = response.json() if response.status_code == 200 else None
-        found: dict[str, str] = {}
-        for server in (servers or {}).values():
-            for route in server.get("routes") or []:
-                for handler in route.get("handle") or []:
-                    for upstream in handler.get("upstreams") or []:
-                        for listen in server.get("listen") or []:
-                            found[str(listen)] = str(upstream.get("dial"))
-        return found
+        try:
+            serving = await self._serving(admin)
+        except DriverError:
+            return None
+        return {route.listen: route.upstream for route in serving.values()}
 
     async def shutdown(self) -> None:
         """Stop Caddy (its public ports close); the next ``apply`` starts it again."""
@@ -201,12 +268,13 @@ class Ingress:
                 retryable=False,
             )
 
-    async def _ensure(self) -> int:
-        """The admin port of a Caddy that answers: the recorded one if it lives, else a new one."""
+    async def _ensure(self) -> tuple[int, bool]:
+        """The admin port of a Caddy that answers (the recorded one if it lives, else a new one), and
+        whether it was started here (then it serves no route yet)."""
         process, admin = self._state()
         if process is not None and admin is not None and process.is_alive():
             if await _wait_admin(admin, process, START_SECONDS):
-                return admin
+                return admin, False
             await stop_process(process, 2.0)  # alive but deaf: replace it
         self.require()
         executable = shutil.which("caddy")
@@ -240,7 +308,7 @@ class Ingress:
                 f"the ingress (Caddy, {executable}) did not start within {START_SECONDS:g} s;"
                 f" last lines of {process.log_path}:\n{lines}"
             )
-        return admin
+        return admin, True
 
 
 def _admin_client() -> httpx.AsyncClient:

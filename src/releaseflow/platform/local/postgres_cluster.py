@@ -49,10 +49,10 @@ from releaseflow.platform.local.postgres_tools import (
     CommandResult,
     find_bin_dir,
     free_port,
-    process_alive,
     run_command,
 )
 from releaseflow.platform.local.state_files import read_json, write_json
+from releaseflow.processes import is_alive
 
 SERVER_USER = "postgres"  # the Debian package creates it; PostgreSQL refuses to run as root
 SUPERUSER = "postgres"
@@ -198,7 +198,7 @@ class ManagedCluster:
             pid = int(first.strip())
         except (OSError, ValueError):
             return None
-        return pid if process_alive(pid) else None
+        return pid if is_alive(pid) else None
 
     def admin_target(self, state: ClusterState, dbname: str = "postgres") -> ConnectionTarget:
         return ConnectionTarget("127.0.0.1", state.port, dbname, SUPERUSER, state.superuser_password)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from releaseflow.platform.local.postgres_tools import process_alive
+from releaseflow.platform.local.postgres_tools import token_alive
 from releaseflow.platform.local.state_files import read_json, write_json
 
 # Records stay readable by other users of the host, like the backup files they describe.
@@ -219,7 +219,7 @@ class Records:
 
 def orphaned(owner_pid: int, owner_token: str | None) -> bool:
     """True when the process that ran a record is gone (so nobody will ever finish it)."""
-    return owner_pid <= 0 or not process_alive(owner_pid, owner_token)
+    return owner_pid <= 0 or not token_alive(owner_pid, owner_token)
 
 
 def mark_interrupted(record: RecordT, now: datetime, error: str | None = None) -> RecordT:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.processes import is_alive, read_start_time
 
 DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 INSTALL_HINT = "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql-15`)"
@@ -28,23 +29,14 @@ SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 
 
 def process_token(pid: int) -> str | None:
-    """The start time of ``pid`` (Linux): tells a process apart from a later one that reused its pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[19]
+    """The start time of ``pid`` as the records keep it (text): tells it apart from a later one."""
+    start_time = read_start_time(pid)
+    return None if start_time is None else str(start_time)
 
 
-def process_alive(pid: int, token: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists; it belongs to another user
-    current = process_token(pid)
-    return token is None or current is None or current == token
+def token_alive(pid: int, token: str | None) -> bool:
+    """Whether ``pid`` is still the process whose ``process_token`` was ``token``."""
+    return is_alive(pid, int(token) if token and token.isdigit() else None)
 
 
 @dataclass(frozen=True)

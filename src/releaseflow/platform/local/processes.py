@@ -29,6 +29,7 @@ from typing import Any
 
 from releaseflow.platform.driver import DriverError
 from releaseflow.platform.file_lock import open_lock, try_lock
+from releaseflow.processes import is_alive, read_start_time, stat_fields
 
 # Variables of releaseflow itself (database URL, data dir, ...) are not the business of what it runs.
 OWN_VARIABLE_PREFIX = "RELEASEFLOW_"
@@ -290,35 +291,12 @@ def _prepare_files(
         return log.tell()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (state is [0]); None if there is no such pid."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses; everything after the last ")" is plain.
-    return raw.rsplit(b")", 1)[1].decode().split()
-
-
-def read_start_time(pid: int) -> int | None:
-    """Start time of a living process ``pid`` (zombies count as dead), or None."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def is_alive(pid: int, start_time: int) -> bool:
-    """Whether ``pid`` is still the process that started at ``start_time``."""
-    return read_start_time(pid) == start_time
-
-
 def group_alive(pgid: int) -> bool:
     """Whether any living process is in process group ``pgid``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        fields = _stat_fields(int(entry.name))
+        fields = stat_fields(int(entry.name))
         if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
             return True
     return False

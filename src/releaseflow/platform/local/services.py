@@ -93,9 +93,6 @@ class ServiceManager:
         self._backoff_max = backoff_max
         self._locks: dict[str, asyncio.Lock] = {}
         self._begin_lock = asyncio.Lock()
-        # Routes are computed from the services' state and applied as one set, under this lock: two
-        # services switching at once must not apply a set that predates the other's switch.
-        self._routes_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # deployment id -> its task in this process
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -278,7 +275,7 @@ class ServiceManager:
             # before the ingress can listen there (a short gap, once per service).
             await stop_process(old, config.stop_timeout_seconds)
             old = None
-        await self._apply_routes({state.service_id: (config.port, candidate.port)})
+        await self._set_route(state.service_id, _route(config.port, candidate.port))
         if kind == "deploy":
             state.previous = state.release
         state.release = candidate.release
@@ -312,7 +309,7 @@ class ServiceManager:
             # Only a releaseflow that stopped mid-switch leaves the route on the candidate; the
             # route is cheap to put back to what the state says serves.
             try:
-                await self._apply_routes()
+                await self._set_route(state.service_id, self._serving_route(state))
             except DriverError as error:
                 log.error("service %s: the ingress could not be set back: %s", state.service_id, error)
         if state.release is None:
@@ -375,27 +372,23 @@ class ServiceManager:
 
     # -- the ingress -----------------------------------------------------------------------------
 
-    def _routes(self, overrides: Mapping[str, tuple[int | None, int | None]]) -> dict[str, Route]:
-        """The public port of every running service, to its serving version's private port.
-
-        ``overrides`` (service id -> (public, private)) replace what a service's state says.
-        """
-        wanted: dict[str, tuple[int | None, int | None]] = {}
+    def _recorded_routes(self) -> dict[str, Route]:
+        """The public port of every running service, to its serving version's private port."""
+        routes: dict[str, Route] = {}
         for state in self._states():
-            if state.desired == "running" and state.release is not None and state.port is not None:
-                wanted[state.service_id] = (_spec(state.service_id, state.release.spec).port, state.port)
-        wanted.update(overrides)
-        return {
-            service_id: Route(f"{HOST}:{public}", f"{HOST}:{private}")
-            for service_id, (public, private) in wanted.items()
-            if public is not None and private is not None
-        }
+            route = self._serving_route(state)
+            if state.desired == "running" and route is not None:
+                routes[state.service_id] = route
+        return routes
 
-    async def _apply_routes(
-        self, overrides: Mapping[str, tuple[int | None, int | None]] | None = None
-    ) -> None:
-        async with self._routes_lock:
-            await self.ingress.apply(self._routes(overrides or {}))
+    def _serving_route(self, state: ServiceRecord) -> Route | None:
+        if state.release is None:
+            return None
+        return _route(_spec(state.service_id, state.release.spec).port, state.port)
+
+    async def _set_route(self, service_id: str, route: Route | None) -> None:
+        """Point (or, with None, remove) the service's route; other services' routes are kept."""
+        await self.ingress.change({service_id: route}, self._recorded_routes)
 
     # -- processes -------------------------------------------------------------------------------
 
@@ -423,7 +416,7 @@ class ServiceManager:
         state.process = await self._spawn(state.service_id, state.release, config, port)
         if port != state.port:
             state.port = port
-            await self._apply_routes({state.service_id: (config.port, port)})
+            await self._set_route(state.service_id, _route(config.port, port))
         state.next_restart_at = None
         self._save(state)
 
@@ -444,7 +437,7 @@ class ServiceManager:
                 state.desired = "stopped"
                 await self._drop_candidate(state)
                 await self._stop_process(state)
-                await self._apply_routes()
+                await self._set_route(service_id, None)
 
     # -- looking -----------------------------------------------------------------------------------
 
@@ -512,13 +505,11 @@ class ServiceManager:
 
     async def start(self) -> None:
         """Adopt what runs (the ingress too), carry on interrupted deployments, and supervise."""
-        # A running Caddy is adopted as it is: its routes are right, or a deployment carried on below
-        # puts them right (re-applying them here could undo a switch another worker is making).
-        if not self.ingress.running():
-            try:
-                await self._apply_routes()  # a new Caddy, with the routes the services' state names
-            except DriverError as error:
-                log.error("the ingress could not be started: %s", error)
+        # A running Caddy is adopted as it is (see ``Ingress.restore``); a dead one starts again.
+        try:
+            await self.ingress.restore(self._recorded_routes)
+        except DriverError as error:
+            log.error("the ingress could not be started: %s", error)
         for state in self._states():
             if state.process is not None and state.process.is_alive():
                 log.info("service %s: adopted its process %s", state.service_id, state.process.pid)
@@ -559,7 +550,7 @@ class ServiceManager:
         while True:
             if not self.ingress.running():
                 try:  # Caddy ended (killed, crashed): start it again with the routes
-                    await self._apply_routes()
+                    await self.ingress.restore(self._recorded_routes)
                 except Exception:
                     log.exception("the ingress could not be started again")
             for state in self._states():
@@ -616,6 +607,13 @@ def _deployment_id(service_id: str, key: str) -> str:
 def _spec(service_id: str, spec: Mapping[str, Any]) -> ServiceSpec:
     """The spec a release was deployed with (checked then; parsed again from the state file)."""
     return ServiceSpec.parse(Resource(service_id, "service", "local", spec))
+
+
+def _route(public: int | None, private: int | None) -> Route | None:
+    """The ingress's route from a public port to a version's private one (None without either)."""
+    if public is None or private is None:
+        return None
+    return Route(f"{HOST}:{public}", f"{HOST}:{private}")
 
 
 def _environment(spec: ServiceSpec, port: int | None) -> dict[str, str]:

@@ -10,42 +10,18 @@ schema declares (``_Reader`` refuses anything else), so the declaration and the 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from releaseflow.domain.errors import Issue
-from releaseflow.domain.spec_schema import Excludes, OneOf, Requires, SpecField, SpecSchema, check_spec
-from releaseflow.platform.driver import DriverError, Resource
+from releaseflow.domain.spec_schema import Excludes, OneOf, Requires, SpecField, SpecSchema
+from releaseflow.platform.driver import Resource
 from releaseflow.platform.local.health import CHECK_TYPES, HealthCheck
 from releaseflow.platform.local.postgres_connection import ConnectionTarget
+from releaseflow.platform.spec_check import SpecError, checked_spec
 
-KIND_WORDS = {"service": "service", "job": "job", "addon": "addon", "build_service": "build service"}
-
-
-class SpecError(DriverError):
-    """A resource's spec cannot be used by the local driver; another attempt cannot fix it."""
-
-    def __init__(
-        self,
-        resource: Resource,
-        key: str,
-        problem: str,
-        *,
-        kind: str | None = None,
-        more: Sequence[Issue] = (),
-    ) -> None:
-        what = KIND_WORDS.get(kind or resource.kind, kind or resource.kind)
-        where = f"spec.{key}" if key else "spec"
-        # Every further problem the schema found, so one failed deploy tells the whole story.
-        rest = "".join(f"; {issue.path} {issue.message}" for issue in more)
-        super().__init__(f"{what} '{resource.id}' (local driver): {where} {problem}{rest}", retryable=False)
-
-    @classmethod
-    def listing(cls, resource: Resource, issues: Sequence[Issue]) -> SpecError:
-        first, *rest = issues
-        return cls(resource, first.path.removeprefix("spec").removeprefix("."), first.message, more=rest)
+DRIVER = "local"
 
 
 class _Reader:
@@ -58,17 +34,14 @@ class _Reader:
     def __init__(self, resource: Resource, schema: SpecSchema) -> None:
         self.resource = resource
         self.schema = schema
-        self.spec: Mapping[str, Any] = resource.spec or {}
-        issues = check_spec(schema, self.spec, "spec")
-        if issues:
-            raise SpecError.listing(resource, issues)
+        self.spec = checked_spec(resource, schema)
 
     def get(self, key: str, default: Any = None) -> Any:
         assert key in self.schema.fields, f"the {self.schema.name} schema does not declare {key}"
         return self.spec.get(key, default)
 
     def error(self, key: str, problem: str) -> SpecError:
-        return SpecError(self.resource, key, problem)
+        return SpecError(self.resource, DRIVER, key, problem)
 
     # The schema has checked every type, range and required key: what follows only converts.
 
@@ -146,7 +119,7 @@ HEALTH_CHECK = SpecField(
 )
 
 SERVICE_SCHEMA = SpecSchema(
-    "local",
+    DRIVER,
     "service",
     "a long-running process started in the folder of the build deployed to the service",
     {
@@ -171,7 +144,7 @@ SERVICE_SCHEMA = SpecSchema(
 )
 
 JOB_SCHEMA = SpecSchema(
-    "local",
+    DRIVER,
     "job",
     "a command run to completion in the folder of the build deployed to the job",
     {
@@ -181,7 +154,7 @@ JOB_SCHEMA = SpecSchema(
 )
 
 BUILD_SERVICE_SCHEMA = SpecSchema(
-    "local",
+    DRIVER,
     "build_service",
     "builds a git commit with a shell command and keeps a folder of the checkout as the artifact",
     {
@@ -202,7 +175,7 @@ BUILD_SERVICE_SCHEMA = SpecSchema(
 )
 
 ADDON_SCHEMA = SpecSchema(
-    "local",
+    DRIVER,
     "addon",
     "a PostgreSQL database: a cluster managed on this host, or an external server (externalUrl)",
     {
@@ -332,7 +305,7 @@ class PostgresAddonSpec:
     @classmethod
     def parse(cls, addon: Resource) -> PostgresAddonSpec:
         if addon.kind != "addon":
-            raise SpecError(addon, "", f"belongs to a {addon.kind}, not an addon", kind="addon")
+            raise SpecError(addon, DRIVER, "", f"belongs to a {addon.kind}, not an addon", kind="addon")
         read = _Reader(addon, ADDON_SCHEMA)
         version = read.get("version")
         version_text = str(version) if version is not None else None

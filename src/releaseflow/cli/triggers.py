@@ -1,0 +1,83 @@
+"""Triggers: a stage's trigger log and webhook URL, and rotating that URL."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from releaseflow.cli import render
+from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async, stage_arguments
+
+if TYPE_CHECKING:
+    from releaseflow.engine.triggers import Triggers
+    from releaseflow.settings import Settings
+    from releaseflow.store.database import Database
+
+
+def register(commands: Subparsers) -> None:
+    log = commands.add_parser(
+        "triggers",
+        help="what git pushes and webhook calls asked of a stage, what came of it, and its webhook URL",
+    )
+    stage_arguments(log)
+    log.add_argument("--limit", type=int, default=20, help="how many requests to show (default 20)")
+    log.set_defaults(handler=show_triggers)
+    webhook = commands.add_parser("webhook", help="a stage's webhook URL")
+    actions = webhook.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = actions.add_parser(
+        "rotate", help="make a new webhook URL for the stage (the old one stops working)"
+    )
+    stage_arguments(rotate)
+    rotate.set_defaults(handler=rotate_webhook)
+
+
+def _triggers(db: Database) -> Triggers:
+    from releaseflow.engine.clock import SystemClock
+    from releaseflow.engine.commands import Engine
+    from releaseflow.engine.triggers import Triggers
+
+    return Triggers(Engine(db, SystemClock()))
+
+
+def show_triggers(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+    from releaseflow.engine.triggers import webhook_url
+
+    async def go() -> int:
+        async with database(settings) as db:
+            project = await queries.resolve_project(db, args.project)
+            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+            triggers = _triggers(db)
+            token = await triggers.webhook_token(project, args.pipeline, stage)
+            entries = await triggers.log(project, args.pipeline, stage, limit=args.limit)
+        if token is None:
+            print(f"webhook: none yet (make one: releaseflow webhook rotate {args.pipeline} {stage})")
+        else:
+            print(f"webhook: {webhook_url(settings.base_url, token)}")
+        if not entries:
+            print("no trigger requests yet")
+        for entry in entries:
+            run = f" run {entry.run_id}" if entry.run_id else ""
+            print(
+                f"{render.moment(entry.at)}  {entry.decision:<8} {entry.source:<8}"
+                f" {render.untrusted(entry.request)}{run}"
+            )
+            print(f"    {render.untrusted(entry.reason, multiline=True)}")
+        return EXIT_OK
+
+    return run_async(go())
+
+
+def rotate_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    from releaseflow.engine import queries
+    from releaseflow.engine.triggers import webhook_url
+
+    async def go() -> int:
+        async with database(settings) as db:
+            project = await queries.resolve_project(db, args.project)
+            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+            token = await _triggers(db).rotate_webhook(project, args.pipeline, stage)
+        print(webhook_url(settings.base_url, token))
+        return EXIT_OK
+
+    return run_async(go())

@@ -1,0 +1,152 @@
+"""Every route of the app against a real ``releaseflow serve``: no token, an expired and a revoked
+token are refused (401); each role gets exactly the routes its table entry allows (403 below it).
+
+The routes come from the app itself (``app.routes``), so a new route is walked at once, and one
+missing from ``REQUIRED`` fails the test: whoever adds a route decides here who may call it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+from tests.acceptance.api_support import ROLES, Api
+from tests.acceptance.config import INBOX_KEY, PROJECT
+from tests.acceptance.support import Releaseflow
+
+from releaseflow.api.app import create_app
+from releaseflow.settings import Settings
+
+PUBLIC = None
+# Authenticated by their own secret (a webhook URL's token, a GitHub signature, a GitLab token), never
+# by an API token: without that secret even an admin token is refused.
+OWN_SECRET = "own secret"
+_NF = "/projects/{projectId}/pipelines"
+_FLOW = _NF + "/{pipelineId}/release-flows/{stage}"
+# (method, path) -> the least role that may call it (PUBLIC: no token needed).
+REQUIRED: dict[tuple[str, str], str | None] = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/inbox"): "viewer",
+    ("GET", "/inbox/{name}"): "viewer",
+    ("POST", "/inbox/{name}"): "viewer",
+    ("POST", "/inbox/{key}/{name}"): PUBLIC,  # the key in the path instead (Message nodes send no token)
+    ("DELETE", "/inbox/{name}"): "deployer",
+    ("GET", "/hooks/release-flows/{token}"): OWN_SECRET,
+    ("POST", "/hooks/release-flows/{token}"): OWN_SECRET,
+    ("POST", "/hooks/github"): OWN_SECRET,
+    ("POST", "/hooks/gitlab"): OWN_SECRET,
+}
+for _prefix in ("/v1", "/v1/teams/{teamId}"):
+    REQUIRED.update(
+        {
+            ("GET", f"{_prefix}/login"): "viewer",
+            ("GET", f"{_prefix}{_NF}"): "viewer",
+            ("GET", f"{_prefix}{_NF}/{{pipelineId}}"): "viewer",
+            ("GET", f"{_prefix}{_FLOW}"): "viewer",
+            ("POST", f"{_prefix}{_FLOW}"): "admin",
+            ("POST", f"{_prefix}{_FLOW}/runs"): "deployer",
+            ("GET", f"{_prefix}{_FLOW}/runs"): "viewer",
+            ("GET", f"{_prefix}{_FLOW}/runs/{{runId}}"): "viewer",
+            ("POST", f"{_prefix}{_FLOW}/runs/{{runId}}/abort"): "deployer",
+        }
+    )
+
+
+def app_routes() -> list[tuple[str, str]]:
+    app = create_app(Settings.from_env({}), with_worker=False)
+    found = []
+    for route in app.routes:
+        if isinstance(route, APIRoute | Route):
+            found.extend((method, route.path) for method in sorted(route.methods or ()) if method != "HEAD")
+    return found
+
+
+def test_every_route_is_in_the_table() -> None:
+    missing = [f"{method} {path}" for method, path in app_routes() if (method, path) not in REQUIRED]
+    assert not missing, f"routes without an entry in REQUIRED: {missing}"
+
+
+def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
+    values = {"projectId": PROJECT, "teamId": "team1", "pipelineId": "main", "stage": "development"}
+    values |= {"runId": api.run_id, "name": "dev", "key": INBOX_KEY, "token": "not-a-webhook-token"}
+    failures = []
+    for method, path in app_routes():
+        needed = REQUIRED[(method, path)]
+        url = re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
+        cases: list[tuple[str | None, set[int] | None]] = []
+        if needed is PUBLIC:
+            cases.append((None, None))
+        elif needed == OWN_SECRET:
+            # Unknown webhook URLs answer 404 (they are the secret); unsigned deliveries 401.
+            cases += [(None, {401, 404}), ("admin", {401, 404})]
+        else:
+            cases += [(None, {401}), ("expired", {401}), ("revoked", {401})]
+            rank = ROLES.index(needed)
+            cases += [(role, {403} if ROLES.index(role) < rank else None) for role in ROLES]
+        for token, expected in cases:
+            answer = api.call(method, url, token, follow_redirects=False)
+            allowed = answer.status_code not in (401, 403) and answer.status_code < 500
+            if (expected is None and not allowed) or (
+                expected is not None and answer.status_code not in expected
+            ):
+                failures.append(f"{method} {url} as {token}: {answer.status_code} {answer.text[:200]}")
+            if answer.status_code in (401, 403):
+                assert answer.json()["error"]["message"], answer.text
+    assert not failures, "\n".join(failures)
+
+
+def test_refusals__say_why(api: Api) -> None:
+    login = "/v1/login"
+    assert "no token" in api.call("GET", login, None).json()["error"]["message"]
+    assert "expired" in api.call("GET", login, "expired").json()["error"]["message"]
+    assert "revoked" in api.call("GET", login, "revoked").json()["error"]["message"]
+    refused = api.call(
+        "POST", f"/v1/projects/{PROJECT}/pipelines/main/release-flows/development", "deployer", json={}
+    )
+    assert refused.status_code == 403
+    assert "needs the admin role" in refused.json()["error"]["message"]
+    other = api.call("GET", "/v1/projects/elsewhere/pipelines", "viewer")
+    assert other.status_code == 403 and "is for project 'acme'" in other.json()["error"]["message"]
+    wrong_key = api.call("POST", "/inbox/not-the-key-at-all/dev", None, json={"x": 1})
+    assert wrong_key.status_code == 401 and "wrong inbox key" in wrong_key.text
+    bogus = httpx.get(api.url + login, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert bogus.status_code == 401 and "not known" in bogus.json()["error"]["message"]
+
+
+def test_serve__prints_the_first_admin_token_once(releaseflow: Releaseflow) -> None:
+    first = releaseflow.serve()
+    token = releaseflow.admin_token
+    assert (
+        token
+        and httpx.get(f"{releaseflow.url}/v1/login", headers=releaseflow.auth(), timeout=5).status_code == 200
+    )
+    assert releaseflow.stop(first) == 0
+    releaseflow.serve()
+
+    assert releaseflow.logs().count(token) == 1  # the second start printed no token
+    assert releaseflow.logs().count("created the first API token") == 1
+    assert f"/inbox/{INBOX_KEY}/NAME" in releaseflow.logs()
+
+
+def test_token_list__shows_state_role_and_project_but_never_secrets(api: Api) -> None:
+    listed = api.releaseflow.cli("token", "list", check=True).stdout
+    lines = {line.split()[-1]: line for line in listed.splitlines()}
+
+    assert "revoked" in lines["gone"] and "expired" in lines["brief"]
+    assert "active" in lines["admin"] and "*" in lines["admin"]  # the initial admin token
+    assert all(secret not in listed for secret in api.tokens.values())
+    unknown = api.releaseflow.cli("token", "revoke", "nobody")
+    bad_role = api.releaseflow.cli("token", "create", "--project", PROJECT, "--role", "owner")
+    bad_expiry = api.releaseflow.cli(
+        "token", "create", "--project", PROJECT, "--role", "viewer", "--expires", "soon"
+    )
+    assert unknown.returncode != 0 and "no token with the id or name 'nobody'" in unknown.stderr
+    assert bad_role.returncode != 0 and "unknown role 'owner'" in bad_role.stderr
+    assert bad_expiry.returncode != 0 and "--expires 'soon'" in bad_expiry.stderr
