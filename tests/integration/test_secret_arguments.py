@@ -11,6 +11,8 @@ from tests.integration.support import EngineHarness, job_run, template, workflow
 
 from releaseflow.domain.secret_values import MASK
 from releaseflow.engine import queries
+from releaseflow.engine.commands import RunRequest
+from releaseflow.engine.plan import stored_plan
 from releaseflow.engine.secrets import KEY_FILE_NAME, SecretBox, SecretKeyError
 from releaseflow.testing import Fail, Succeed
 from releaseflow.wire.runs import run_detail as run_detail_document
@@ -105,3 +107,29 @@ def test_secret_arguments__need_their_key(tmp_path: Path) -> None:
     with pytest.raises(SecretKeyError, match="no secret key at"):
         SecretBox(tmp_path / "missing.key").open(sealed)
     assert SecretBox(tmp_path / "one.key").open(sealed) == SECRET
+
+
+async def test_secret_arguments__stay_secret_in_the_plan_and_in_a_resume(harness: EngineHarness) -> None:
+    harness.driver.script("migrate", Fail("refused", retryable=False), Succeed())
+    await harness.seed(flow())
+    run = await harness.start(secret_arguments={"API_KEY": SECRET})
+    harness.start_worker()
+    assert (await harness.run(run.id)).status == "failed"
+
+    # The plan the run was started with shows the secrets masked, resolved into specs or not.
+    plan = await stored_plan(harness.db, run.id)
+    assert SECRET not in json.dumps(plan) and DEFAULT not in json.dumps(plan)
+    assert plan["arguments"] == {"API_KEY": MASK, "DB_PASS": MASK, "REGION": "eu"}
+
+    resumed = await harness.engine.resume_run(run.id, RunRequest(arguments={"REGION": "us"}))
+    assert (await harness.run(resumed.id)).status == "success"
+    # The resume ran with the failed run's secrets in the clear, and keeps them sealed and masked.
+    assert harness.driver.calls[-1].params["runtimeEnvironment"] == {"API_KEY": SECRET, "DB": f"db-{DEFAULT}"}
+    async with harness.db.read() as tx:
+        rows = await tx.fetchall(
+            "SELECT arguments, secret_arguments, plan FROM runs WHERE id = ?", (resumed.id,)
+        )
+    assert SECRET not in json.dumps(rows) and DEFAULT not in json.dumps(rows)
+    assert json.loads(rows[0]["secret_arguments"]) == ["API_KEY", "DB_PASS"]
+    detail = await queries.run_detail(harness.db, resumed.id)
+    assert detail.arguments == {"API_KEY": MASK, "DB_PASS": MASK, "REGION": "us"}
