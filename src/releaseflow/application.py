@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.engine.clock import Clock, SystemClock
+from releaseflow.engine.secrets import SecretBox, data_dir_box
+from releaseflow.engine.templates import TemplateCache
 from releaseflow.settings import Settings
 from releaseflow.store.database import Database, open_database
 from releaseflow.store.files import private_directory
@@ -55,7 +57,12 @@ class Application:
     def engine(self) -> Engine:
         from releaseflow.engine.commands import Engine
 
-        return Engine(self.db, self.clock)
+        return Engine(self.db, self.clock, TemplateCache(secrets=self.secrets))
+
+    @functools.cached_property
+    def secrets(self) -> SecretBox:
+        """The key of secret run arguments: a file in the data directory, made on first use."""
+        return data_dir_box(self.settings.data_dir)
 
     def worker(self, *, worker_id: str | None = None) -> Worker:
         """A new worker over this database and these drivers (it starts and stops the drivers)."""
@@ -69,6 +76,7 @@ class Application:
             self.settings.worker,
             worker_id=worker_id,
             drivers=self.drivers,
+            templates=TemplateCache(secrets=self.secrets),
         )
 
 

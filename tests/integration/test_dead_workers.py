@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -31,15 +30,10 @@ LEASE_SECONDS = 60.0
 
 
 @pytest.fixture
-def hold() -> threading.Event:
-    return threading.Event()
-
-
-@pytest.fixture
-def inbox(hold: threading.Event) -> Iterator[Receiver]:
-    receiver = Receiver(hold=hold)
+def inbox() -> Iterator[Receiver]:
+    # The first delivery waits for release(): the worker that sends it stays mid-delivery.
+    receiver = Receiver(hold=1)
     yield receiver
-    hold.set()
     receiver.close()
 
 
@@ -94,7 +88,7 @@ async def holder_of(harness: EngineHarness, run_id: str) -> NodeRecord:
 
 
 async def test_dead_worker__its_node_runs_again_well_within_the_lease(
-    delivering: Delivering, inbox: Receiver, hold: threading.Event
+    delivering: Delivering, inbox: Receiver
 ) -> None:
     harness, run_id, owner, processes = (
         delivering.harness,
@@ -105,7 +99,7 @@ async def test_dead_worker__its_node_runs_again_well_within_the_lease(
     victim = next(process for process in processes if f"worker-{process.pid}-" in owner)
     os.kill(victim.pid, signal.SIGKILL)
     killed = time.monotonic()
-    hold.set()  # the next delivery is answered at once
+    inbox.release()  # the next delivery is answered at once
     done = await wait_for_run(harness.db, run_id, timeout=LEASE_SECONDS / 2)
     node = (await harness.nodes(run_id))["notify"]
 
@@ -123,7 +117,7 @@ async def test_dead_worker__its_node_runs_again_well_within_the_lease(
 
 
 async def test_live_worker__is_never_taken_for_dead_across_restarts_and_cut_connections(
-    delivering: Delivering, inbox: Receiver, hold: threading.Event, postgres_cluster: PostgresCluster
+    delivering: Delivering, inbox: Receiver, postgres_cluster: PostgresCluster
 ) -> None:
     harness, run_id, owner = delivering.harness, delivering.run_id, delivering.owner
     # While the holder waits on its delivery: every lock is released twice by a restart and once
@@ -136,7 +130,7 @@ async def test_live_worker__is_never_taken_for_dead_across_restarts_and_cut_conn
     # Longer than the grace (2 s) and a reaper pass (0.5 s): a false death would be reaped by now.
     await asyncio.sleep(3.5)
     assert (await holder_of(harness, run_id)).lease_owner == owner, "the live holder's lease was taken"
-    hold.set()
+    inbox.release()
     done = await wait_for_run(harness.db, run_id, timeout=30)
     node = (await harness.nodes(run_id))["notify"]
     events = await harness.events(run_id)

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 # Each command module imports what its handlers need inside them: these imports are cheap.
 from releaseflow.cli import (
+    approvals,
     configuration,
     db,
     demo,
     flows,
     insights,
     logs,
+    notifications,
     pipelines,
     plan,
     resume,
@@ -52,7 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///PATH or postgresql://... (default: RELEASEFLOW_DATABASE_URL or SQLite in data dir)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups = (server, configuration, flows, pipelines, runs, rollback, triggers, state, logs, db, demo)
+    groups = (
+        server,
+        configuration,
+        flows,
+        pipelines,
+        runs,
+        approvals,
+        rollback,
+        triggers,
+        state,
+        logs,
+        notifications,
+        db,
+        demo,
+    )
     for group in (*groups, insights, plan, resume, tokens):
         group.register(commands)
     return parser

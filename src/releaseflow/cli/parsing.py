@@ -22,6 +22,13 @@ def add_run_inputs(parser: argparse.ArgumentParser) -> None:
         "--arg", action="append", default=[], metavar="KEY=VALUE", help="run argument (repeatable)"
     )
     parser.add_argument(
+        "--secret-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a secret run argument: stored encrypted, shown masked (repeatable)",
+    )
+    parser.add_argument(
         "--override",
         action="append",
         default=[],

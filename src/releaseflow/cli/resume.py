@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli.common import Subparsers, database
 from releaseflow.cli.parsing import add_run_inputs
-from releaseflow.cli.runs import following, report_started, run_request
+from releaseflow.cli.runs import following, report_started, run_engine, run_request
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -28,15 +28,13 @@ def register(commands: Subparsers) -> None:
 
 def resume_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.engine import queries
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine
 
     edits = run_request(args)
 
     async def go() -> int:
         async with database(settings) as db:
             failed = await queries.resolve_run_id(db, args.run)
-            run = await Engine(db, SystemClock()).resume_run(failed, edits)
+            run = await run_engine(db, settings).resume_run(failed, edits)
             return await report_started(
                 db, run, f"started run {run.id} (resumes {failed})", follow=args.follow
             )

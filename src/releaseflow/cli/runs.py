@@ -18,7 +18,7 @@ from releaseflow.cli.common import (
     run_async,
     stage_arguments,
 )
-from releaseflow.cli.parsing import add_run_inputs, parse_run_inputs
+from releaseflow.cli.parsing import add_run_inputs, parse_arguments, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
@@ -90,11 +90,14 @@ def register(commands: Subparsers) -> None:
     reject.set_defaults(handler=approve_node, reject=True)
 
 
-def _engine(db: Database) -> Engine:
+def run_engine(db: Database, settings: Settings) -> Engine:
+    """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import Engine
+    from releaseflow.engine.secrets import data_dir_box
+    from releaseflow.engine.templates import TemplateCache
 
-    return Engine(db, SystemClock())
+    return Engine(db, SystemClock(), TemplateCache(secrets=data_dir_box(settings.data_dir)))
 
 
 def run_request(args: argparse.Namespace) -> RunRequest:
@@ -108,6 +111,7 @@ def run_request(args: argparse.Namespace) -> RunRequest:
         name=getattr(args, "name", None),
         description=getattr(args, "description", ""),
         arguments=arguments,
+        secret_arguments=parse_arguments(args.secret_arg),
         overrides=overrides,
         release_node_overrides=release_overrides,
         origin=RunOrigin(by=current_user()),
@@ -151,7 +155,7 @@ def start(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            run = await _engine(db).start_run(project, args.pipeline, stage, request)
+            run = await run_engine(db, settings).start_run(project, args.pipeline, stage, request)
             where = f"{project}/{args.pipeline}/{stage}"
             return await report_started(db, run, f"started run {run.id} ({where})", follow=args.follow)
 
@@ -249,7 +253,7 @@ def abort_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db).abort_run(run_id, "aborted from the command line")
+            run = await run_engine(db, settings).abort_run(run_id, "aborted from the command line")
         print(f"run {run.id}: {run.status}")
         return EXIT_OK
 
@@ -266,7 +270,9 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            run = await _engine(db).rename_run(run_id, name=args.name, description=args.description)
+            run = await run_engine(db, settings).rename_run(
+                run_id, name=args.name, description=args.description
+            )
         print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
         return EXIT_OK
 
@@ -279,7 +285,7 @@ def approve_node(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with database(settings) as db:
             run_id = await queries.resolve_run_id(db, args.run)
-            engine = _engine(db)
+            engine = run_engine(db, settings)
             decide = engine.reject if getattr(args, "reject", False) else engine.approve
             await decide(run_id, args.node, args.approver, args.comment)
         verb = "rejected" if getattr(args, "reject", False) else "approved"

@@ -67,3 +67,7 @@ class ConflictError(ReleaseflowError):
 
 class StaleLeaseError(ReleaseflowError):
     """A worker answered for work it no longer holds: its lease expired or was taken over."""
+
+
+class ForbiddenError(ReleaseflowError):
+    """Who asks may not do this (the run's starter approving it, someone not among its approvers)."""

@@ -109,6 +109,8 @@ class Template:
     document: Mapping[str, Any]
     root: Node
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    # Keys of arguments stored encrypted and shown masked (releaseflow's ``secretArguments``).
+    secret_arguments: tuple[str, ...] = ()
     triggers: tuple[Mapping[str, Any], ...] = ()
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     paused: bool = False

@@ -400,7 +400,14 @@ _MESSAGE = Tagged(
     unsupported={"VCS": "message kind 'VCS' (pull request comments) is not supported by releaseflow"},
 )
 
-_APPROVAL = Obj(fields={"amount": Int(minimum=1, description="Approvals required.")}, required=("amount",))
+_APPROVAL = Obj(
+    fields={
+        "amount": Int(minimum=1, description="Approvals required."),
+        # releaseflow's own: who may decide (empty or absent: anyone but the run's starter).
+        "approvers": Arr(items=Str(max_length=100), description="Who may approve or reject (releaseflow)."),
+    },
+    required=("amount",),
+)
 
 
 @dataclass(frozen=True)
@@ -564,6 +571,12 @@ DOCUMENT = Obj(
             expr=False, description=f"Accepted: {NORTHFLANK_SCHEMA_URL} or {RELEASEFLOW_SCHEMA_URL}."
         ),
         "arguments": Map(description="Default arguments, read as ${args.<key>}."),
+        # releaseflow's own: arguments whose values are stored encrypted and shown masked.
+        "secretArguments": Arr(
+            items=Str(max_length=100),
+            expr=False,
+            description="Keys of arguments that are secret (releaseflow).",
+        ),
         "triggers": Arr(items=TRIGGER),
         "options": OPTIONS,
         "richInputs": Arr(items=RICH_INPUT),

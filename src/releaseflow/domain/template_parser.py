@@ -142,6 +142,7 @@ def _build_template(document: dict[str, Any]) -> Template:
         document=document,
         root=_build_node(document["spec"], "spec"),
         arguments=document.get("arguments", {}),
+        secret_arguments=tuple(key for key in document.get("secretArguments", ()) if isinstance(key, str)),
         triggers=tuple(document.get("triggers", ())),
         concurrency_policy=ConcurrencyPolicy(options.get("concurrencyPolicy", ConcurrencyPolicy.ALLOW)),
         paused=bool(options.get("paused", False)),

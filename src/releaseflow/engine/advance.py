@@ -10,6 +10,7 @@ from datetime import datetime
 
 from releaseflow.domain import expressions
 from releaseflow.domain.progress import ChangeKind, RunView, plan_progress
+from releaseflow.domain.secret_values import reveal
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import Node, Template
 from releaseflow.engine.templates import TemplateCache
@@ -69,7 +70,7 @@ async def advance_run(
         return Advanced(run)
     nodes = await run_store.load_node_states(tx, run_id, node_ids)
     made_due: list[str] = []
-    scope = await _skip_scope(tx, run, template, now)
+    scope = await _skip_scope(tx, run, template, templates, now)
     statuses = nodes.statuses
 
     def should_skip(node: Node) -> bool:
@@ -135,16 +136,18 @@ async def conclude_run(tx: Transaction, run: RunRecord, root_status: NodeStatus,
 
 
 async def _skip_scope(
-    tx: Transaction, run: RunRecord, template: Template, now: datetime
+    tx: Transaction, run: RunRecord, template: Template, templates: TemplateCache, now: datetime
 ) -> expressions.Scope | None:
     """What skipNodeExecution expressions are evaluated against; None when the template has none."""
     if not template.has_skip_expressions:
         return None
     flow = await catalog.get_flow_by_id(tx, run.flow_id)
     # Only skip expressions read node outputs, and no output changes while a run is advanced.
-    outputs = await run_store.node_outputs(tx, run.id, skip_refs(template))
+    outputs = reveal(
+        await run_store.node_outputs(tx, run.id, skip_refs(template)), templates.secret_values(run)
+    )
     return expressions.Scope(
-        args=run.arguments,
+        args=templates.arguments(run),
         refs={**run.trigger_refs, **outputs},
         now=now,
         secret_seed=flow.secret_seed if flow else "",

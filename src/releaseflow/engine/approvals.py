@@ -4,8 +4,10 @@ When an Approval node begins it parks in ``waiting`` with no poll and no lease: 
 waits. ``approve`` and ``reject`` (``Engine.approve`` / ``Engine.reject``) change it in the caller's
 own transaction. The node waits until enough distinct people approved (it succeeds), someone
 rejected it (it fails with their reason), or its own explicit ``timeoutDuration`` passes (it fails,
-expired). Without an explicit ``timeoutDuration`` it waits for ever: the default wait timeout and
-the retry policy do not apply to a decision only a person can make.
+expired). Whoever started the run may not decide on it (four eyes), and an Approval that names
+its ``approvers`` (releaseflow's own field) is decided by those people only. Without an explicit
+``timeoutDuration`` it waits for ever: the default wait timeout and the retry policy do not apply to
+a decision only a person can make.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from releaseflow.domain.errors import ConflictError
+from releaseflow.domain.errors import ConflictError, ForbiddenError
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.engine.outcomes import fail_for_good, finish_attempt
 from releaseflow.engine.transitions import transition_node, update_fenced
@@ -31,9 +33,41 @@ _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
 
 def required_approvals(code: Any) -> int:
-    spec = code.get("spec") if isinstance(code, Mapping) else None
-    amount = spec.get("amount", 1) if isinstance(spec, Mapping) else 1
+    amount = _spec(code).get("amount", 1)
     return amount if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0 else 1
+
+
+def named_approvers(code: Any) -> tuple[str, ...]:
+    """The people the template names as approvers; empty: anyone but the run's starter."""
+    approvers = _spec(code).get("approvers")
+    if not isinstance(approvers, list | tuple):
+        return ()
+    return tuple(name for name in approvers if isinstance(name, str) and name)
+
+
+# Origins whose ``by`` is a person (or their token, or who asked for a rollback): they may not
+# decide on the run they started.
+_PERSONAL_ORIGINS = frozenset({"person", "token", "rollback"})
+
+
+def starter_of(origin_kind: str, origin_by: str) -> str:
+    """Who started a run, as far as approvals care; empty for triggers (a push, a webhook)."""
+    return origin_by if origin_kind in _PERSONAL_ORIGINS else ""
+
+
+def may_decide(code: Any, started_by: str, person: str) -> str | None:
+    """Why ``person`` may not decide on this approval, or None when they may."""
+    if started_by and person == started_by:
+        return f"{person} started this run and cannot approve or reject it (someone else must)"
+    approvers = named_approvers(code)
+    if approvers and person not in approvers:
+        return f"{person} is not an approver of this node (approvers: {', '.join(approvers)})"
+    return None
+
+
+def _spec(code: Any) -> Mapping[str, Any]:
+    spec = code.get("spec") if isinstance(code, Mapping) else None
+    return spec if isinstance(spec, Mapping) else {}
 
 
 async def await_decision(tx: Transaction, node: NodeRecord, now: datetime) -> None:
@@ -59,9 +93,22 @@ async def await_decision(tx: Transaction, node: NodeRecord, now: datetime) -> No
 
 
 async def decide(
-    tx: Transaction, node: NodeRecord, *, approve: bool, by: str, comment: str, now: datetime
+    tx: Transaction,
+    node: NodeRecord,
+    *,
+    approve: bool,
+    by: str,
+    comment: str,
+    now: datetime,
+    started_by: str = "",
 ) -> None:
-    """Record one person's decision on a waiting Approval node (the caller holds the run's lock)."""
+    """Record one person's decision on a waiting Approval node (the caller holds the run's lock).
+
+    ``started_by``: the person (or token) who started the run, who may not decide on it.
+    """
+    refusal = may_decide(node.code, started_by, by)
+    if refusal is not None:
+        raise ForbiddenError(refusal)
     data = dict(node.data) if isinstance(node.data, Mapping) else {}
     required = int(data.get("required") or required_approvals(node.code))
     approvals = list(data.get("approvals", []))

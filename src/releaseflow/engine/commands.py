@@ -19,10 +19,12 @@ from releaseflow.domain.text import unsafe_characters
 from releaseflow.engine import pins
 from releaseflow.engine.clock import Clock
 from releaseflow.engine.dry_run import initial_max_attempts
+from releaseflow.engine.notifications import Notifications
 from releaseflow.engine.plan import PreparedRun, describe_plan, prepare_document, prepare_run, queueing
 from releaseflow.engine.plan import current_flow as _flow
 from releaseflow.engine.resume import carried_fields, carried_nodes, resumption
 from releaseflow.engine.run_events import AbortRequested, Admitted, Decided, apply_event
+from releaseflow.engine.secrets import SecretKeyError, seal_arguments
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_run
 from releaseflow.store import runs as run_store
@@ -45,6 +47,8 @@ class RunRequest:
     name: str | None = None
     description: str = ""
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    # Arguments stored encrypted and shown masked (with the template's ``secretArguments``).
+    secret_arguments: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     release_node_overrides: Mapping[str, Any] = field(default_factory=dict)
     # What started the run, structured (shown in lists; a pinned stage refuses automatic origins).
@@ -100,6 +104,8 @@ class Engine:
         self.db = db
         self.clock = clock
         self.templates = templates or TemplateCache()
+        # Subscriptions to run events and their delivery log (engine/notifications.py).
+        self.notifications = Notifications(db, clock)
 
     async def start_run(
         self, project_id: str, pipeline_id: str, stage: str, request: RunRequest
@@ -136,9 +142,7 @@ class Engine:
         """
         _check_run_labels(edits.name, edits.description)
         async with self.db.transaction() as tx:
-            wanted = await resumption(
-                tx, run_id, edits.arguments, edits.overrides, edits.release_node_overrides
-            )
+            wanted = await resumption(tx, run_id, edits, self.templates)
 
             async def create() -> RunRecord:
                 now = self.clock.now()
@@ -233,6 +237,14 @@ class Engine:
             await apply_event(tx, run_id, Admitted(), self.clock.now(), self.templates)
         return await _run(tx, run_id)
 
+    def _sealed(self, prepared: PreparedRun) -> dict[str, Any]:
+        """The arguments as stored: secret ones encrypted (the dry run saw them in the clear)."""
+        if not prepared.secret_keys:
+            return dict(prepared.arguments)
+        if self.templates.secrets is None:
+            raise SecretKeyError("secret arguments need the secret key: this process was started without one")
+        return seal_arguments(prepared.arguments, prepared.secret_keys, self.templates.secrets)
+
     async def _insert_run(
         self,
         tx: Transaction,
@@ -262,7 +274,8 @@ class Engine:
                 "description": request.description,
                 "status": str(status),
                 "waiting_reason": waiting_reason or None,
-                "arguments": dict(prepared.arguments),
+                "arguments": self._sealed(prepared),
+                "secret_arguments": list(prepared.secret_keys),
                 "overrides": dict(prepared.overrides),
                 "release_node_overrides": dict(prepared.release_node_overrides),
                 "document": dict(prepared.document),

@@ -12,6 +12,7 @@ from typing import Any
 from releaseflow.domain import expressions
 from releaseflow.domain.errors import ExpressionError
 from releaseflow.domain.retry import resolve_settings
+from releaseflow.domain.secret_values import hide, reveal
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine import approvals
@@ -106,19 +107,22 @@ async def begin(
         return None
     if node.status is NodeStatus.WAITING:
         aborting = run.status is RunStatus.ABORTING
-        return _claim(
-            node, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=True, cancel=aborting
-        )
+        return _claim_kept(node, run, flow, templates, poll=True, cancel=aborting)
     if run.status is RunStatus.ABORTING:
         await _end_without_action(tx, node, now, Aborted())
         return None
     if node.status is NodeStatus.RUNNING:
-        return await _resume(tx, node, run, flow, worker_id, now)
+        return await _resume(tx, node, run, flow, worker_id, now, templates)
     template = templates.for_run(run)
     code = node_code(template.node(node.path))
-    outputs = await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code))
+    secrets = templates.secret_values(run)
+    # Outputs of earlier nodes keep secret values hidden: revealed for this node's own code.
+    outputs = reveal(await run_store.node_outputs(tx, run.id, expressions.referenced_refs(code)), secrets)
     scope = expressions.Scope(
-        args=run.arguments, refs={**run.trigger_refs, **outputs}, now=now, secret_seed=flow.secret_seed
+        args=templates.arguments(run),
+        refs={**run.trigger_refs, **outputs},
+        now=now,
+        secret_seed=flow.secret_seed,
     )
     attempt = node.attempt + 1
     attempts = [*node.attempts, {"attempt": attempt, "startTime": now.timestamp(), "worker": worker_id}]
@@ -154,7 +158,8 @@ async def begin(
         max_attempts=max_attempts,
         backoff_seconds=settings.backoff_seconds,
         timeout_seconds=settings.timeout_seconds,
-        code=resolved if resolved is not None else code,
+        # Kept with its secret values hidden (markers): readers see them masked, the worker reveals them.
+        code=hide(resolved, secrets) if resolved is not None else code,
         attempts=attempts,
         wait_state=None,
         wait_deadline=None,
@@ -203,7 +208,7 @@ def ready_record(node_id: str, run: RunRecord, path: str, templates: TemplateCac
         ref=node.ref,
         status=NodeStatus.PENDING,
         attempt=0,
-        max_attempts=initial_max_attempts(node, run.arguments, run.created_at),
+        max_attempts=initial_max_attempts(node, templates.arguments(run), run.created_at),
         due_at=None,
         became_due_at=None,
         lease_owner=None,
@@ -223,7 +228,13 @@ def ready_record(node_id: str, run: RunRecord, path: str, templates: TemplateCac
 
 
 async def _resume(
-    tx: Transaction, node: NodeRecord, run: RunRecord, flow: FlowRecord, worker_id: str, now: datetime
+    tx: Transaction,
+    node: NodeRecord,
+    run: RunRecord,
+    flow: FlowRecord,
+    worker_id: str,
+    now: datetime,
+    templates: TemplateCache,
 ) -> Claim:
     """A running node whose worker was lost: the same attempt again, on the code it resolved then."""
     entry = {"attempt": node.attempt, "startTime": now.timestamp(), "worker": worker_id, "resumed": True}
@@ -239,9 +250,15 @@ async def _resume(
         f"attempt {node.attempt} of {node.max_attempts} resumed by worker {worker_id}",
     )
     resumed = replace(node, attempts=attempts)
-    return _claim(
-        resumed, run, flow.project_id, flow.pipeline_id, flow.stage, node.code, poll=False, resumed=True
-    )
+    return _claim_kept(resumed, run, flow, templates, poll=False, resumed=True)
+
+
+def _claim_kept(
+    node: NodeRecord, run: RunRecord, flow: FlowRecord, templates: TemplateCache, **flags: bool
+) -> Claim:
+    """A claim on the code the node resolved when its attempt began, its secret values put back."""
+    code = reveal(node.code, templates.secret_values(run))
+    return _claim(node, run, flow.project_id, flow.pipeline_id, flow.stage, code, **flags)
 
 
 def _claim(

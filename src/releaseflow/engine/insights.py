@@ -20,6 +20,7 @@ from releaseflow.domain.release_history import (
     promotion_links,
 )
 from releaseflow.domain.run_diff import ValueChange, document_diff, value_changes
+from releaseflow.domain.secret_values import mask_arguments
 from releaseflow.store import catalog
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
@@ -141,11 +142,16 @@ async def diff_runs(db: Database, first_id: str, second_id: str) -> RunDiff:
             f"version {first.flow_version} (run {first.display_name})",
             f"version {second.flow_version} (run {second.display_name})",
         ),
-        arguments=value_changes(first.arguments, second.arguments),
+        # Secret arguments are masked on both sides: a diff never shows (nor hints at) their values.
+        arguments=value_changes(_shown_arguments(first), _shown_arguments(second)),
         overrides=value_changes(_all_overrides(first), _all_overrides(second)),
         artifacts=artifacts,
         same_artifacts=sorted((set(deployed[0]) & set(deployed[1])) - changed),
     )
+
+
+def _shown_arguments(run: RunRecord) -> dict[str, Any]:
+    return mask_arguments(run.arguments, run.secret_arguments)
 
 
 async def _run(tx: Transaction, run_id: str) -> RunRecord:

@@ -19,6 +19,7 @@ from releaseflow.domain.git_rules import run_trigger_refs, split_trigger_overrid
 from releaseflow.domain.overrides import apply_run_overrides
 from releaseflow.domain.rollback import admission_policy
 from releaseflow.domain.run_plan import admission_plan, release_plan, run_plan
+from releaseflow.domain.secret_values import hide, mask, mask_arguments, secret_texts
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import check_refs, check_template
@@ -59,6 +60,9 @@ class PreparedRun:
     # trigger's ref, over the trigger's own configuration (``domain.git_rules.run_trigger_refs``).
     trigger_refs: Mapping[str, Mapping[str, Any]]
     problems: list[Issue]  # what the dry run cannot resolve: the run fails before any node starts
+    # Keys of ``arguments`` that are secret (the template's ``secretArguments`` and the request's
+    # secret arguments): in the clear here, stored encrypted, shown masked.
+    secret_keys: tuple[str, ...] = ()
 
 
 class RunInputs(Protocol):
@@ -66,6 +70,9 @@ class RunInputs(Protocol):
 
     @property
     def arguments(self) -> Mapping[str, Any]: ...
+
+    @property
+    def secret_arguments(self) -> Mapping[str, Any]: ...
 
     @property
     def overrides(self) -> Mapping[str, Any]: ...
@@ -114,7 +121,8 @@ async def prepare_document(
     issues = check_template(template, scope) + check_refs(template)
     if issues:
         raise ValidationError(issues, subject=f"release flow {flow.pipeline_id}/{flow.stage}")
-    resolved_arguments = {**template.arguments, **inputs.arguments}
+    resolved_arguments = {**template.arguments, **inputs.arguments, **inputs.secret_arguments}
+    secret_keys = {*template.secret_arguments, *inputs.secret_arguments} & resolved_arguments.keys()
     trigger_refs = run_trigger_refs(template.triggers, trigger_values or {})
     return PreparedRun(
         flow=flow,
@@ -128,6 +136,7 @@ async def prepare_document(
         problems=dry_run(
             template, resolved_arguments, now=now, secret_seed=flow.secret_seed, refs=trigger_refs
         ),
+        secret_keys=tuple(sorted(secret_keys)),
     )
 
 
@@ -159,7 +168,7 @@ async def describe_plan(
     carried_over: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The plan document (``domain.run_plan``); ``queue`` None: the run fails its dry run, it never
-    queues."""
+    queues. Secret arguments, and whatever their values resolved into, are shown masked."""
     deployed = await state_store.current_artifacts(tx, prepared.flow.project_id)
     scope = expressions.Scope(
         args=prepared.arguments,
@@ -177,11 +186,11 @@ async def describe_plan(
         if queue is not None
         else {"action": "fail", "reason": "the dry run failed", "position": 0, "ahead": []}
     )
-    return run_plan(
+    plan = run_plan(
         stage=prepared.flow.stage,
         flow_version=prepared.version,
         template=prepared.template,
-        arguments=prepared.arguments,
+        arguments=mask_arguments(prepared.arguments, prepared.secret_keys),
         overrides=prepared.overrides,
         release_node_overrides=prepared.release_node_overrides,
         admission=admission,
@@ -189,6 +198,8 @@ async def describe_plan(
         releases=release_plan(prepared.template, deployed, resolve),
         carried_over=carried_over,
     )
+    secrets = secret_texts(prepared.arguments, prepared.secret_keys)
+    return mask(hide(plan, secrets)) if secrets else plan
 
 
 async def plan_run(

@@ -17,6 +17,7 @@ from typing import Any
 
 from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.progress import roll_up
+from releaseflow.domain.secret_values import mask, mask_arguments
 from releaseflow.domain.statuses import TERMINAL_NODE_STATUSES, TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import Node
 from releaseflow.engine.templates import TemplateCache, node_code
@@ -268,7 +269,7 @@ async def run_detail(db: Database, run_id: str, *, with_events: bool = True) -> 
     refs = {node.path: node.ref for node in nodes.values()}
     return RunDetail(
         run=summary,
-        arguments=record.arguments,
+        arguments=mask_arguments(record.arguments, record.secret_arguments),
         root=root,
         progress=progress,
         events=tuple(_event(event, refs) for event in events),
@@ -331,9 +332,10 @@ def _view(node: Node, records: Mapping[str, NodeRecord]) -> NodeView:
         next_attempt=record.next_attempt_at,
         started_at=record.started_at,
         ended_at=record.ended_at,
-        error=record.error,
-        data=record.data,
-        code=record.code if resolved else node_code(node),
+        # Resolved code keeps secret values as markers: shown masked, here, for every reader.
+        error=mask(record.error),
+        data=mask(record.data),
+        code=mask(record.code) if resolved else node_code(node),
         code_resolved=resolved,
         cause=record.cause,
         attempt_log=tuple(record.attempts),
@@ -350,7 +352,7 @@ def _event(event: EventRecord, refs: Mapping[str, str | None]) -> EventView:
         ref=refs.get(event.node_path) if event.node_path else None,
         from_status=event.from_status,
         to_status=event.to_status,
-        cause=event.cause,
+        cause=mask(event.cause),
     )
 
 

@@ -1,22 +1,24 @@
 """Resume a failed run from its failed node: what the new run keeps of the old one.
 
 The new run runs the same release flow version as the failed one, with its arguments and overrides
-(each may be edited). Every action (a node that is not a workflow) that succeeded in the failed run
-is carried over: its row starts as succeeded with the response, code and attempts it had, marked
-with the run it came from, and no worker ever runs it again. Everything else starts pending, so the
-failed node and every node after it run again; workflows work their status out from their steps
-as in any run.
+(each may be edited); the failed run's secret arguments stay secret (opened here, sealed again when
+the new run is written), and an edit of one of them is secret too. Every action (a node that is
+not a workflow) that succeeded in the failed run is carried over: its row starts as succeeded with
+the response, code and attempts it had, marked with the run it came from, and no worker ever runs
+it again. Everything else starts pending, so the failed node and every node after it run again;
+workflows work their status out from their steps as in any run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from releaseflow.domain.errors import ConflictError, NotFoundError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.domain.template import Template
+from releaseflow.engine.plan import RunInputs
+from releaseflow.engine.templates import TemplateCache
 from releaseflow.store import catalog
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
@@ -33,19 +35,14 @@ class Resumption:
     failed: RunRecord
     flow: FlowRecord
     arguments: dict[str, Any]
+    secret_arguments: dict[str, Any]
     overrides: dict[str, Any]
     release_node_overrides: dict[str, Any]
     # The failed run's trigger values: a resume repeats the event that started it.
     trigger_refs: dict[str, Any]
 
 
-async def resumption(
-    tx: Transaction,
-    run_id: str,
-    arguments: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    release_node_overrides: Mapping[str, Any],
-) -> Resumption:
+async def resumption(tx: Transaction, run_id: str, edits: RunInputs, templates: TemplateCache) -> Resumption:
     """Check that ``run_id`` may be resumed; the edits are laid over what it ran with."""
     failed = await run_store.get_run(tx, run_id)
     if failed is None:
@@ -69,14 +66,20 @@ async def resumption(
             " is archived (pruned from the configuration); declare it in the file again to resume its runs"
         )
     merged_overrides = {ref: dict(patch) for ref, patch in failed.overrides.items()}
-    for ref, patch in overrides.items():
+    for ref, patch in edits.overrides.items():
         merged_overrides[ref] = {**merged_overrides.get(ref, {}), **patch}
+    arguments = {**templates.arguments(failed), **edits.arguments}
+    secret = set(failed.secret_arguments)
     return Resumption(
         failed=failed,
         flow=flow,
-        arguments={**failed.arguments, **arguments},
+        arguments={key: value for key, value in arguments.items() if key not in secret},
+        secret_arguments={
+            **{key: value for key, value in arguments.items() if key in secret},
+            **edits.secret_arguments,
+        },
         overrides=merged_overrides,
-        release_node_overrides={**failed.release_node_overrides, **release_node_overrides},
+        release_node_overrides={**failed.release_node_overrides, **edits.release_node_overrides},
         trigger_refs=dict(failed.trigger_refs),
     )
 

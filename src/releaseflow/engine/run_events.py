@@ -16,10 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from releaseflow.domain.errors import ConflictError, NotFoundError
+from releaseflow.domain.secret_values import hide
 from releaseflow.domain.statuses import TERMINAL_RUN_STATUSES, NodeStatus, RunStatus
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine import approvals
 from releaseflow.engine.advance import Advanced, Lease, advance_run
+from releaseflow.engine.executors.base import Failed
 from releaseflow.engine.outcomes import Aborted, Answer, apply_answer, lose_claim
 from releaseflow.engine.templates import TemplateCache
 from releaseflow.engine.transitions import transition_node, transition_run
@@ -84,7 +86,9 @@ async def apply_event(
     if run is None:
         raise NotFoundError(f"no run '{run_id}'")
     if isinstance(event, NodeAnswered):
-        await apply_answer(tx, event.node, event.answer, now)
+        # What the platform answered may quote a secret argument: kept hidden, like the node's code.
+        answer = _hidden(event.answer, templates.secret_values(run))
+        await apply_answer(tx, event.node, answer, now)
     elif isinstance(event, LeaseLost):
         await lose_claim(tx, event.node, event.cause, now)
     elif isinstance(event, Decided):
@@ -92,6 +96,14 @@ async def apply_event(
     elif isinstance(event, AbortRequested):
         run = await _abort(tx, run, event.cause, now)
     return await settle(tx, run.id, now, templates, lease=lease, locked=run)
+
+
+def _hidden(answer: Answer, secrets: dict[str, str]) -> Answer:
+    if not secrets or isinstance(answer, Aborted):
+        return answer
+    if isinstance(answer, Failed):
+        return replace(answer, message=hide(answer.message, secrets), data=hide(answer.data, secrets))
+    return replace(answer, data=hide(answer.data, secrets))
 
 
 async def settle(
@@ -154,7 +166,10 @@ async def _decide(tx: Transaction, run: RunRecord, event: Decided, now: datetime
         raise NotFoundError(f"run {run.id} has no node with ref or path '{event.node}'")
     if node.kind is not NodeKind.APPROVAL or node.status is not NodeStatus.WAITING:
         raise ConflictError(f"node {event.node} is not an Approval awaiting a decision ({node.status})")
-    await approvals.decide(tx, node, approve=event.approve, by=event.by, comment=event.comment, now=now)
+    started_by = approvals.starter_of(run.origin_kind, run.origin_by)
+    await approvals.decide(
+        tx, node, approve=event.approve, by=event.by, comment=event.comment, now=now, started_by=started_by
+    )
 
 
 async def _abort(tx: Transaction, run: RunRecord, cause: str, now: datetime) -> RunRecord:

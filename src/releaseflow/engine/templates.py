@@ -6,18 +6,44 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from releaseflow.domain.secret_values import secret_texts
 from releaseflow.domain.template import Node, Template
 from releaseflow.domain.template_parser import parse_template
+from releaseflow.engine.secrets import SecretBox, SecretKeyError, open_arguments
 from releaseflow.store.records import RunRecord
 
 
 class TemplateCache:
-    """Parsed templates of runs, and the ids of their node rows (which never change either)."""
+    """Parsed templates of runs, the ids of their node rows and their decrypted secret arguments
+    (none of which ever change once the run exists)."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, *, secrets: SecretBox | None = None) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[str, Template] = OrderedDict()
         self._node_ids: OrderedDict[str, dict[str, str]] = OrderedDict()
+        # The key of secret arguments (None: this process cannot seal or open them).
+        self.secrets = secrets
+        self._opened: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def arguments(self, run: RunRecord) -> Mapping[str, Any]:
+        """The run's arguments as nodes see them: secret ones decrypted."""
+        if not run.secret_arguments:
+            return run.arguments
+        opened = self._opened.get(run.id)
+        if opened is None:
+            if self.secrets is None:
+                raise SecretKeyError(f"run {run.id} has secret arguments and this process has no secret key")
+            opened = open_arguments(run.arguments, run.secret_arguments, self.secrets)
+            self._opened[run.id] = opened
+            if len(self._opened) > self._capacity:
+                self._opened.popitem(last=False)
+        return opened
+
+    def secret_values(self, run: RunRecord) -> dict[str, str]:
+        """The run's secret values as text, by key: what is hidden wherever resolved code is kept."""
+        if not run.secret_arguments:
+            return {}
+        return secret_texts(self.arguments(run), run.secret_arguments)
 
     def node_ids(self, run_id: str) -> dict[str, str] | None:
         """The ids of a run's node rows by path, if known."""

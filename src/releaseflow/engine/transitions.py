@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from releaseflow.domain.errors import ConflictError, StaleLeaseError
+from releaseflow.domain.notifications import event_of
 from releaseflow.domain.statuses import (
     TERMINAL_NODE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -20,6 +21,7 @@ from releaseflow.domain.statuses import (
     run_transition_allowed,
 )
 from releaseflow.store import history
+from releaseflow.store import notifications as notification_store
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import Transaction
 from releaseflow.store.records import NodeRecord
@@ -47,6 +49,9 @@ async def transition_run(
     if not await run_store.update_run(tx, run_id, current, values):
         raise ConflictError(f"run {run_id} is no longer {current}")
     run_store.append_event(tx, run_id, None, now, str(current), str(new), cause)
+    # Subscribers hear of it through the outbox, written with the change: a crash loses no event.
+    event = event_of("release", str(new))
+    notification_store.enqueue(tx, run_id, str(event), str(current), str(new), cause, now)
     if new in TERMINAL_RUN_STATUSES:
         # What the stage runs right after this run, kept with it: what a rollback to it restores.
         await history.snapshot_stage_state(tx, run_id)

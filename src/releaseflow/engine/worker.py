@@ -19,13 +19,15 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 from releaseflow.domain.errors import StaleLeaseError, describe_error
 from releaseflow.domain.template import NodeKind
 from releaseflow.engine.advance import Lease
 from releaseflow.engine.clock import Clock
+from releaseflow.engine.deliverer import BATCH as DELIVERY_BATCH
+from releaseflow.engine.deliverer import Deliverer
 from releaseflow.engine.dispatch import BatchCache, Claim, begin, ready_record
 from releaseflow.engine.executors import PLATFORM_KINDS
 from releaseflow.engine.executors.base import ExecutionContext, Failed, NodeExecutor, Outcome
@@ -81,6 +83,7 @@ class Worker:
         # Until when each live task's lease is known to hold (its claim, then each heartbeat).
         self._lease_until: dict[str, datetime] = {}
         self._flows: dict[str, FlowRecord] = {}  # what begin needs of a flow never changes
+        self.deliverer = Deliverer(db, clock, hold_seconds=self.settings.delivery_hold_seconds)
         # PostgreSQL: held while this worker lives, so that others see at once when it dies.
         self._liveness = LivenessLock.for_database(db, self.id, self.settings.heartbeat_seconds)
         self._holding: asyncio.Task[None] | None = None
@@ -100,6 +103,7 @@ class Worker:
                 asyncio.create_task(self._claim_loop(stop), name="claim loop"),
                 asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat loop"),
                 asyncio.create_task(self._reaper_loop(stop), name="reaper loop"),
+                asyncio.create_task(self._delivery_loop(stop), name="delivery loop"),
             ]
             listener = self.db.listener()
             watched = [*loops, listener] if listener is not None else loops
@@ -119,6 +123,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
             await self._stop_tasks()
+            await self.deliverer.close()
             if self._holding is not None:
                 self._holding.cancel()
                 await asyncio.gather(self._holding, return_exceptions=True)
@@ -141,6 +146,8 @@ class Worker:
                 await reap_expired_leases(
                     self.db, now, self.templates, expired_before=now + timedelta(days=3650)
                 )
+                # And any notification it was sending: sent again now (at least once).
+                await self.deliverer.release_held()
 
             await retry_transient(self.db, reclaim, what="reclaiming leases left behind", stop=stop)
 
@@ -442,20 +449,42 @@ class Worker:
                 task.cancel()
 
     async def _reaper_loop(self, stop: asyncio.Event) -> None:
-        streak = FailureStreak(self.db, f"the reaper of worker {self.id}")
-        interval = self.settings.reap_seconds
-        while not stop.is_set():
-            await asyncio.sleep(interval)
+        async def reap() -> bool:
             try:
                 await reap_expired_leases(self.db, self.clock.now(), self.templates)
                 if self._liveness is not None:
                     await reap_dead_workers(self.db, self.clock.now(), self.templates, self._lock_watch)
-            except Exception as error:  # transient: look again later; else re-raised (a bug)
+            except Exception:
                 self._lock_watch.forget()  # the database was away: nobody is reaped on what came before
-                interval = max(streak.failed(error), self.settings.reap_seconds)
+                raise
+            return False
+
+        await self._every(self.settings.reap_seconds, f"the reaper of worker {self.id}", reap, stop)
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        """Send the notifications that are due; a full batch is followed at once by the next."""
+
+        async def deliver() -> bool:
+            return await self.deliverer.deliver_due() >= DELIVERY_BATCH
+
+        await self._every(self.settings.deliver_seconds, f"the deliverer of worker {self.id}", deliver, stop)
+
+    async def _every(
+        self, seconds: float, what: str, step: Callable[[], Awaitable[bool]], stop: asyncio.Event
+    ) -> None:
+        """Run ``step`` every ``seconds`` until stop (at once again when it says there is more), riding
+        out database outages with the outage backoff."""
+        streak = FailureStreak(self.db, what)
+        interval = seconds
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            try:
+                more = await step()
+            except Exception as error:  # transient: look again later; else re-raised (a bug)
+                interval = max(streak.failed(error), seconds)
                 continue
             streak.succeeded()
-            interval = self.settings.reap_seconds
+            interval = 0 if more else seconds
 
     async def _stop_tasks(self) -> None:
         # Each cancelled task releases its lease: the reaper hands the node back at once.

@@ -23,3 +23,8 @@ class WorkerSettings:
     # Sleep between looks for due work when no wake-up arrives (work made due by another
     # process on SQLite, or a missed notification).
     idle_poll_seconds: float = 0.5
+    # Look for due notification deliveries this often (the outbox is read with one indexed query).
+    deliver_seconds: float = 1.0
+    # A delivery being sent is held this long: a worker that dies mid-send leaves it to be sent
+    # again after it (the sender's timeout is half of it, so a live sender never doubles a send).
+    delivery_hold_seconds: float = 20.0

@@ -74,6 +74,8 @@ class RunRecord:
     resumed_from: str | None = None  # the failed run this one resumes
     # The values of ``${refs.<trigger>.*}`` by trigger ref, fixed when the run was created.
     trigger_refs: dict[str, Any] = field(default_factory=dict)
+    # Keys of ``arguments`` whose values are encrypted tokens (``engine.secrets``).
+    secret_arguments: tuple[str, ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -112,6 +114,7 @@ class RunRecord:
             origin_by=row["origin_by"],
             resumed_from=row["resumed_from"],
             trigger_refs=load_json(row["trigger_refs"]),
+            secret_arguments=tuple(load_json(row["secret_arguments"])),
         )
 
 

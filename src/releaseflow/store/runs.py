@@ -28,6 +28,7 @@ _JSON_COLUMNS = frozenset(
         "wait_state",
         "plan",
         "trigger_refs",
+        "secret_arguments",
     }
 )
 
