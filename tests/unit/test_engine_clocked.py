@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 from tests.integration.support import deploy, job_run, template, workflow
 from tests.unit.engine_clock import LEASE_SECONDS, ClockedEngine, clocked, kill
 
@@ -14,6 +17,7 @@ from releaseflow.domain.template import NodeKind
 from releaseflow.engine.executors.base import ExecutionContext, Outcome
 from releaseflow.engine.outcomes import MAX_LOST_CLAIMS
 from releaseflow.store import runs as run_store
+from releaseflow.store.database import Transaction
 from releaseflow.testing import Fail, Hang, InProgress, Succeed
 
 __all__ = ["clocked"]  # the fixture
@@ -283,3 +287,57 @@ async def test_executor_crash__is_told_as_text_not_as_a_repr(clocked: ClockedEng
     assert node.error["message"] == (
         "the JobRun executor crashed: RuntimeError: the first line\nand 'the second'"
     )
+
+
+class _Deadlock(Exception):
+    """What PostgreSQL raises when it picks a transaction as a deadlock's victim (rolled back whole)."""
+
+
+async def test_abort__ended_by_a_conflict_with_a_worker__is_run_again_once_and_takes_effect(
+    clocked: ClockedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clocked.driver.script("migrate", Hang())
+    await clocked.seed(template(workflow(job_run("migration"))))
+    run = await clocked.start()
+    assert await clocked.step(hanging=1) == 1
+    transaction = clocked.db.transaction
+    victims = [True]  # the first transaction loses the conflict, after it changed things
+
+    @contextlib.asynccontextmanager
+    async def losing_once() -> AsyncIterator[Transaction]:
+        async with transaction() as tx:
+            yield tx
+            if victims and victims.pop():
+                raise _Deadlock("deadlock detected")  # ...and so nothing of it is committed
+
+    monkeypatch.setattr(clocked.db, "transaction", losing_once)
+    monkeypatch.setattr(clocked.db, "is_conflict", lambda error: isinstance(error, _Deadlock))
+    await clocked.engine.abort_run(run.id)
+    monkeypatch.undo()
+
+    assert victims == []
+    assert (await clocked.run(run.id)).status in (RunStatus.ABORTING, RunStatus.ABORTED)
+    async with clocked.db.read() as tx:
+        aborts = [e for e in await run_store.list_events(tx, run.id) if "aborted by request" in e.cause]
+    assert len(aborts) == 1  # the rolled-back attempt left no trace; the second one took effect
+
+
+async def test_abort__an_error_that_is_not_a_conflict_is_not_run_again(
+    clocked: ClockedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await clocked.seed(template(workflow(job_run("migration"))))
+    run = await clocked.start()
+    calls = []
+    transaction = clocked.db.transaction
+
+    @contextlib.asynccontextmanager
+    async def failing() -> AsyncIterator[Transaction]:
+        calls.append(1)
+        async with transaction() as tx:
+            yield tx
+            raise _Deadlock("not a conflict the database says it settled")
+
+    monkeypatch.setattr(clocked.db, "transaction", failing)
+    with pytest.raises(_Deadlock):
+        await clocked.engine.abort_run(run.id)
+    assert calls == [1]

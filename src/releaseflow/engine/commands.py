@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from releaseflow.domain.concurrency import AdmissionAction
 from releaseflow.domain.config_model import NAME_PATTERN
@@ -31,6 +31,10 @@ from releaseflow.store import runs as run_store
 from releaseflow.store.database import Database, Transaction
 from releaseflow.store.records import FlowRecord, NodeRecord, RunRecord
 
+T = TypeVar("T")
+
+# How often a command's transaction is run when the database keeps ending it to settle conflicts.
+CONFLICT_ATTEMPTS = 3
 NAME_MIN = 3
 NAME_LIMIT = 39
 DESCRIPTION_LIMIT = 200
@@ -321,9 +325,27 @@ class Engine:
         return run
 
     async def abort_run(self, run_id: str, cause: str = "aborted by request") -> RunRecord:
-        async with self.db.transaction() as tx:
+        async def abort(tx: Transaction) -> RunRecord:
             advanced = await apply_event(tx, run_id, AbortRequested(cause), self.clock.now(), self.templates)
             return advanced.run
+
+        return await self._in_one_transaction(abort)
+
+    async def _in_one_transaction(self, body: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run a command's transaction; again when the database ended it to settle a conflict.
+
+        A command that changes a run races the workers moving it (an abort while a worker begins
+        the next node: PostgreSQL may pick the abort as a deadlock's victim). The loser is rolled
+        back whole, so running it again is what the person asked for, not a second effect.
+        """
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                async with self.db.transaction() as tx:
+                    return await body(tx)
+            except Exception as error:
+                if attempt == CONFLICT_ATTEMPTS or not self.db.is_conflict(error):
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def rename_run(
         self, run_id: str, *, name: str | None = None, description: str | None = None
@@ -364,10 +386,13 @@ class Engine:
     async def _decide(self, run_id: str, key: str, *, approve: bool, by: str, comment: str) -> None:
         if not by.strip():
             raise ValidationError([Issue("by", "say who decides")], subject="approval")
-        async with self.db.transaction() as tx:
+
+        async def decide(tx: Transaction) -> None:
             # The decision, the planning it unblocks and the admission of a queued run: one transaction.
             decided = Decided(key, approve, by, comment)
             await apply_event(tx, run_id, decided, self.clock.now(), self.templates)
+
+        await self._in_one_transaction(decide)
 
 
 async def _run(tx: Transaction, run_id: str) -> RunRecord:

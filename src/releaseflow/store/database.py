@@ -109,6 +109,11 @@ class Database(abc.ABC):
     def is_transient(self, error: BaseException) -> bool:
         """Whether ``error`` is the database being away or busy (worth a retry) rather than a bug."""
 
+    def is_conflict(self, error: BaseException) -> bool:
+        """Whether the database ended the transaction to settle a conflict with another one (a
+        deadlock, a serialization failure): it was rolled back whole, so running it again is safe."""
+        return False
+
     def note_failure(self, error: BaseException) -> None:
         """Called by the backends when a transaction failed; remembers transient failures."""
         if self.is_transient(error):

@@ -32,6 +32,8 @@ _PLACEHOLDER = re.compile(r"\?")
 # and the server shutting down or starting up.
 _TRANSIENT_CLASSES = frozenset({"08", "53"})
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "40003", "25006", "57P01", "57P02", "57P03"})
+# A serialization failure or a deadlock: the transaction lost a conflict with another one.
+_CONFLICT_STATES = frozenset({"40001", "40P01"})
 
 # How long a transaction waits for a pooled connection before it fails (transiently) and is retried.
 POOL_WAIT_SECONDS = 5.0
@@ -111,6 +113,9 @@ class PostgresDatabase(Database):
 
     def is_transient(self, error: BaseException) -> bool:
         return is_transient_error(error)
+
+    def is_conflict(self, error: BaseException) -> bool:
+        return isinstance(error, psycopg.OperationalError) and error.sqlstate in _CONFLICT_STATES
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
