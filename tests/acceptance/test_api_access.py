@@ -58,6 +58,43 @@ for _prefix in ("/v1", "/v1/teams/{teamId}"):
         }
     )
 
+_STAGE = "/api/projects/{projectId}/pipelines/{pipelineId}/stages/{stage}"
+_RUN = "/api/projects/{projectId}/runs/{runId}"
+_TOKENS = "/api/projects/{projectId}/tokens"
+REQUIRED.update(
+    {
+        ("GET", f"{_STAGE}/runs"): "viewer",
+        ("GET", _RUN): "viewer",
+        ("PATCH", _RUN): "deployer",
+        ("POST", f"{_RUN}/abort"): "deployer",
+        ("POST", f"{_RUN}/resume"): "deployer",
+        ("POST", f"{_RUN}/approvals/{{node}}/approve"): "deployer",
+        ("POST", f"{_RUN}/approvals/{{node}}/reject"): "deployer",
+        ("GET", f"{_RUN}/plan"): "viewer",
+        ("GET", f"{_RUN}/diff/{{otherRunId}}"): "viewer",
+        ("GET", f"{_RUN}/rollback"): "viewer",
+        ("POST", f"{_RUN}/rollback"): "deployer",
+        ("GET", f"{_RUN}/rollbacks"): "viewer",
+        ("GET", f"{_RUN}/events"): "viewer",
+        ("GET", "/api/projects/{projectId}/pipelines/{pipelineId}/state"): "viewer",
+        ("GET", f"{_STAGE}/state"): "viewer",
+        ("GET", f"{_STAGE}/timeline"): "viewer",
+        ("GET", f"{_STAGE}/metrics"): "viewer",
+        ("GET", f"{_STAGE}/pin"): "viewer",
+        ("PUT", f"{_STAGE}/pin"): "deployer",
+        ("DELETE", f"{_STAGE}/pin"): "deployer",
+        ("GET", f"{_STAGE}/versions"): "viewer",
+        ("GET", f"{_STAGE}/versions/{{version}}"): "viewer",
+        ("POST", f"{_STAGE}/restore-backup"): "deployer",
+        ("GET", f"{_STAGE}/trigger-log"): "admin",
+        ("POST", f"{_STAGE}/webhook/rotate"): "admin",
+        ("GET", f"{_STAGE}/events"): "viewer",
+        ("GET", _TOKENS): "admin",
+        ("POST", _TOKENS): "admin",
+        ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",
+    }
+)
+
 
 def app_routes() -> list[tuple[str, str]]:
     app = create_app(Settings.from_env({}), with_worker=False)
@@ -76,6 +113,7 @@ def test_every_route_is_in_the_table() -> None:
 def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
     values = {"projectId": PROJECT, "teamId": "team1", "pipelineId": "main", "stage": "development"}
     values |= {"runId": api.run_id, "name": "dev", "key": INBOX_KEY, "token": "not-a-webhook-token"}
+    values |= {"otherRunId": api.run_id, "node": "no-such-node", "version": "1", "tokenId": "no-such-token"}
     failures = []
     for method, path in app_routes():
         needed = REQUIRED[(method, path)]
@@ -91,7 +129,9 @@ def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
             rank = ROLES.index(needed)
             cases += [(role, {403} if ROLES.index(role) < rank else None) for role in ROLES]
         for token, expected in cases:
-            answer = api.call(method, url, token, follow_redirects=False)
+            # An event stream lives for its lifetime: a short one here.
+            params = {"lifetime": "0.5"} if path.endswith("/events") else None
+            answer = api.call(method, url, token, follow_redirects=False, params=params)
             allowed = answer.status_code not in (401, 403) and answer.status_code < 500
             if (expected is None and not allowed) or (
                 expected is not None and answer.status_code not in expected

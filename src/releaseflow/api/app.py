@@ -30,10 +30,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from releaseflow.api.access_tokens import token_routes
 from releaseflow.api.errors import install_error_handlers
+from releaseflow.api.events import event_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
+from releaseflow.api.runs import run_routes
+from releaseflow.api.stages import stage_routes
 from releaseflow.api.triggers import trigger_routes
 from releaseflow.application import Application, open_application
 from releaseflow.engine import queries, tokens
@@ -169,6 +173,10 @@ def create_app(
     app.include_router(northflank_routes())
     app.include_router(inbox_routes(Inbox()))
     app.include_router(trigger_routes(lambda: runtime.application, settings))
+    app.include_router(run_routes())
+    app.include_router(stage_routes())
+    app.include_router(event_routes())
+    app.include_router(token_routes())
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -192,7 +192,7 @@ async def list_runs(
             exact,
             statuses=statuses,
             concluded=concluded,
-            cursor=_run_cursor(cursor),
+            cursor=run_cursor(cursor),
             limit=limit,
         )
         return Page(found.runs, None if found.next_cursor is None else str(found.next_cursor))
@@ -240,7 +240,7 @@ async def _run_of_stage(
     return detail
 
 
-def _run_cursor(cursor: str | None) -> int | None:
+def run_cursor(cursor: str | None) -> int | None:
     """A runs cursor is the number of the last run of the previous page (a run number fits 63 bits)."""
     if cursor is None:
         return None
