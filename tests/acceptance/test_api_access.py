@@ -32,7 +32,7 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/docs/assets/{name}"): PUBLIC,
     ("GET", "/inbox"): "viewer",
     ("GET", "/inbox/{name}"): "viewer",
     ("POST", "/inbox/{name}"): "viewer",
@@ -113,7 +113,13 @@ def test_every_route_is_in_the_table() -> None:
 def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
     values = {"projectId": PROJECT, "teamId": "team1", "pipelineId": "main", "stage": "development"}
     values |= {"runId": api.run_id, "name": "dev", "key": INBOX_KEY, "token": "not-a-webhook-token"}
-    values |= {"otherRunId": api.run_id, "node": "no-such-node", "version": "1", "tokenId": "no-such-token"}
+    values |= {
+        "otherRunId": api.run_id,
+        "node": "no-such-node",
+        "version": "1",
+        "tokenId": "no-such-token",
+        "name": "dev",
+    }
     failures = []
     for method, path in app_routes():
         needed = REQUIRED[(method, path)]

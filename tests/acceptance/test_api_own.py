@@ -5,6 +5,7 @@ transitions in order while it runs, and a resumption with ``Last-Event-ID``)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -162,3 +163,22 @@ def test_event_stream__a_run_s_transitions_in_order_and_resumed(api: Api) -> Non
     assert [event["id"] for event in everything] == ids
     bad = api.call("GET", f"{RUNS}/{run_id}/events", "viewer", headers={"Last-Event-ID": "yesterday"})
     refused(bad, 400, "Last-Event-ID 'yesterday'")
+
+
+def test_docs__served_by_releaseflow_with_no_external_url(api: Api) -> None:
+    page = httpx.get(api.url + "/docs", timeout=10)
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text, page.text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(assets)
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        fetched = httpx.get(api.url + asset, timeout=10)
+        assert fetched.status_code == 200 and fetched.content, asset
+    licence = httpx.get(api.url + "/docs/assets/LICENSE", timeout=10)
+    assert "Apache License" in licence.text
+    assert httpx.get(api.url + "/docs/assets/swagger-editor.js", timeout=10).status_code == 404
+    schema = httpx.get(api.url + "/openapi.json", timeout=10).json()
+    own = {path: item for path, item in schema["paths"].items() if path.startswith("/api/")}
+    assert own and all(operation.get("summary") for item in own.values() for operation in item.values())
+    assert httpx.get(api.url + "/", follow_redirects=False, timeout=10).headers["location"] == "/docs"

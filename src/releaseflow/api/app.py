@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from releaseflow.api.access_tokens import token_routes
+from releaseflow.api.docs import DOCS_URL, docs_routes
 from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.events import event_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
@@ -166,7 +167,9 @@ def create_app(
             if runtime.worker_died and on_worker_died is None:
                 exit_process()
 
-    app = FastAPI(title="releaseflow", lifespan=lifespan)
+    # The documentation is releaseflow's own (api/docs.py): FastAPI's pages would load it from a CDN.
+    app = FastAPI(title="releaseflow", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.docs_url = DOCS_URL
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
@@ -177,6 +180,7 @@ def create_app(
     app.include_router(stage_routes())
     app.include_router(event_routes())
     app.include_router(token_routes())
+    app.include_router(docs_routes())
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
