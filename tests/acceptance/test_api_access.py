@@ -85,6 +85,8 @@ REQUIRED.update(
         ("DELETE", f"{_STAGE}/pin"): "deployer",
         ("GET", f"{_STAGE}/versions"): "viewer",
         ("GET", f"{_STAGE}/versions/{{version}}"): "viewer",
+        ("GET", f"{_STAGE}/versions/{{version}}/diff/{{other}}"): "viewer",
+        ("POST", f"{_STAGE}/versions/{{version}}/restore"): "admin",
         ("POST", f"{_STAGE}/restore-backup"): "deployer",
         ("GET", f"{_STAGE}/trigger-log"): "admin",
         ("POST", f"{_STAGE}/webhook/rotate"): "admin",

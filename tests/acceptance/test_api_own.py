@@ -69,6 +69,13 @@ def test_state_history_pins_and_versions(api: Api) -> None:
     one = api.call("GET", f"{dev}/versions/{versions[-1]['version']}", "viewer").json()["data"]
     assert one["document"]["spec"]
     refused(api.call("GET", f"{dev}/versions/999", "viewer"), 404, "no version 999")
+    latest = versions[-1]["version"]
+    restored = api.call("POST", f"{dev}/versions/{latest}/restore", "admin").json()["data"]
+    assert restored["version"] == latest + 1 and restored["current"]
+    assert restored["origin"].endswith(f"restored version {latest}")
+    same = api.call("GET", f"{dev}/versions/{latest}/diff/{latest + 1}", "viewer").json()["data"]
+    assert same["diff"] == []
+    refused(api.call("POST", f"{dev}/versions/0/restore", "admin"), 400, "count from 1")
     refused(api.call("GET", f"{STAGE}/nowhere/versions", "viewer"), 404, "nowhere")
 
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from releaseflow.api.errors import ApiError
 from releaseflow.api.northflank import ADMIN, APP, DEPLOYER, VIEWER
 from releaseflow.application import Application
-from releaseflow.engine import insights, pins, queries
+from releaseflow.domain.run_diff import document_diff
+from releaseflow.engine import insights, pins, queries, release_flows
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.engine.tokens import Principal
 from releaseflow.engine.triggers import Triggers, webhook_url
@@ -58,6 +59,8 @@ def stage_routes() -> APIRouter:
     route("DELETE", STAGE + "/pin", clear_pin, "Clear the stage's pin")
     route("GET", STAGE + "/versions", versions, "Every version of the stage's release flow")
     route("GET", STAGE + "/versions/{version}", version, "One version of the release flow, with its template")
+    route("GET", STAGE + "/versions/{version}/diff/{other}", version_diff, "A unified diff of two versions")
+    route("POST", STAGE + "/versions/{version}/restore", restore_version, "Make an old version current again")
     route("POST", STAGE + "/restore-backup", restore_backup, "Restore a backup a run of this stage took")
     route("GET", STAGE + "/trigger-log", trigger_log, "What the stage's triggers did, and why")
     route("POST", STAGE + "/webhook/rotate", rotate_webhook, "Give the stage a new webhook URL")
@@ -165,10 +168,47 @@ async def version(
     app: Application = APP,
 ) -> dict[str, Any]:
     exact = await _stage(app, projectId, pipelineId, stage)
+    found = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(version))
+    return {"data": control.flow_version(found)}
+
+
+async def version_diff(
+    projectId: str,
+    pipelineId: str,
+    stage: str,
+    version: int,
+    other: int,
+    _: Principal = VIEWER,
+    app: Application = APP,
+) -> dict[str, Any]:
+    exact = await _stage(app, projectId, pipelineId, stage)
+    first = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(version))
+    second = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(other))
+    lines = document_diff(first.document, second.document, f"version {version}", f"version {other}")
+    return {"data": {"from": version, "to": other, "diff": lines}}
+
+
+async def restore_version(
+    projectId: str,
+    pipelineId: str,
+    stage: str,
+    version: int,
+    who: Principal = ADMIN,
+    app: Application = APP,
+) -> dict[str, Any]:
+    exact = await _stage(app, projectId, pipelineId, stage)
+    made = await release_flows.restore_version(
+        app.db, app.clock, projectId, pipelineId, exact, _positive(version), f"token:{who.name}"
+    )
+    return {
+        "data": control.flow_version(await queries.flow_version(app.db, projectId, pipelineId, exact, made))
+    }
+
+
+def _positive(version: int) -> int:
     if version < 1:
         raise ApiError(400, f"version {version} does not exist: versions count from 1")
-    found = await queries.flow_version(app.db, projectId, pipelineId, exact, version)
-    return {"data": control.flow_version(found)}
+    return version
 
 
 async def restore_backup(
