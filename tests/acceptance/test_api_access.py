@@ -78,6 +78,7 @@ REQUIRED.update(
         ("GET", f"{_RUN}/events"): "viewer",
         ("GET", "/api/projects/{projectId}/pipelines/{pipelineId}/state"): "viewer",
         ("GET", f"{_STAGE}/state"): "viewer",
+        ("GET", "/api/projects/{projectId}/pipelines/{pipelineId}/side-by-side"): "viewer",
         ("GET", f"{_STAGE}/timeline"): "viewer",
         ("GET", f"{_STAGE}/metrics"): "viewer",
         ("GET", f"{_STAGE}/pin"): "viewer",

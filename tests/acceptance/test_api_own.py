@@ -50,6 +50,9 @@ def test_state_history_pins_and_versions(api: Api) -> None:
     assert api.call("GET", f"{dev}/state", "viewer").status_code == 200
     assert api.call("GET", f"/api/projects/{PROJECT}/pipelines/main/state", "viewer").status_code == 200
     assert api.call("GET", f"{dev}/timeline", "viewer").status_code == 200
+    side = api.call("GET", f"/api/projects/{PROJECT}/pipelines/main/side-by-side", "viewer").json()["data"]
+    assert [stage.lower() for stage in side["stages"]] == ["development", "staging", "production"]
+    refused(api.call("GET", f"/api/projects/{PROJECT}/pipelines/nope/side-by-side", "viewer"), 404, "nope")
     figures = api.call("GET", f"{dev}/metrics", "viewer").json()["data"]
     assert figures, figures
     diff = api.call("GET", f"{RUNS}/{api.run_id}/diff/{api.run_id}", "viewer")

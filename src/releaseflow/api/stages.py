@@ -51,6 +51,7 @@ def stage_routes() -> APIRouter:
     route(
         "GET", PIPELINE + "/state", pipeline_state, "What every stage of a pipeline runs, and since which run"
     )
+    route("GET", PIPELINE + "/side-by-side", side_by_side, "The stages of a pipeline side by side")
     route("GET", STAGE + "/state", stage_state, "What a stage runs (with history: every deploy)")
     route("GET", STAGE + "/timeline", timeline, "Every change of a stage's release state, newest first")
     route("GET", STAGE + "/metrics", metrics, "A stage's delivery figures")
@@ -76,6 +77,13 @@ async def pipeline_state(
 ) -> dict[str, Any]:
     views = await queries.release_state(app.db, projectId, pipelineId, None)
     return {"data": {"releases": [release(view) for view in views]}}
+
+
+async def side_by_side(
+    projectId: str, pipelineId: str, _: Principal = VIEWER, app: Application = APP
+) -> dict[str, Any]:
+    comparison = await insights.compare_pipeline(app.db, projectId, pipelineId)
+    return {"data": history_shapes.comparison(comparison)}
 
 
 async def stage_state(
