@@ -92,6 +92,8 @@ REQUIRED.update(
         ("GET", f"{_STAGE}/trigger-log"): "admin",
         ("POST", f"{_STAGE}/webhook/rotate"): "admin",
         ("GET", f"{_STAGE}/events"): "viewer",
+        ("POST", "/api/projects/{projectId}/configuration/validate"): "admin",
+        ("POST", "/api/projects/{projectId}/configuration/apply"): "admin",
         ("GET", _TOKENS): "admin",
         ("POST", _TOKENS): "admin",
         ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",

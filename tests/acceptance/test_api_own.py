@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import httpx
+import yaml
 from tests.acceptance.api_support import Api
 from tests.acceptance.config import PROJECT
 
@@ -192,3 +193,32 @@ def test_docs__served_by_releaseflow_with_no_external_url(api: Api) -> None:
     own = {path: item for path, item in schema["paths"].items() if path.startswith("/api/")}
     assert own and all(operation.get("summary") for item in own.values() for operation in item.values())
     assert httpx.get(api.url + "/", follow_redirects=False, timeout=10).headers["location"] == "/docs"
+
+
+def test_configuration__validated_and_applied_for_its_project_only(api: Api) -> None:
+    config = yaml.safe_load((api.releaseflow.cwd / "releaseflow.yaml").read_text(encoding="utf-8"))
+    where = f"/api/projects/{PROJECT}/configuration"
+    valid = api.call("POST", f"{where}/validate", "admin", json=config).json()["data"]
+    assert valid == {"valid": True, "projects": [PROJECT]}
+    assert api.call("POST", f"{where}/apply", "admin", json=config).json()["data"]["changed"] is False
+
+    services = config["projects"][0]["resources"]["services"]
+    services.append({"id": "worker", "spec": {"runCommand": "sleep infinity"}})
+    planned = api.call("POST", f"{where}/apply", "admin", json=config, params={"dryRun": "true"}).json()[
+        "data"
+    ]
+    assert planned["changed"] and planned["dryRun"]
+    assert [change["action"] for change in planned["changes"]] == ["create"], planned
+    applied = api.call("POST", f"{where}/apply", "admin", json=config).json()["data"]
+    assert applied["changes"] == planned["changes"]
+    assert api.call("POST", f"{where}/apply", "admin", json=config).json()["data"]["changed"] is False
+
+    refused(
+        api.call("POST", f"/api/projects/{PROJECT}/configuration/validate", "admin", json={}), 400, "projects"
+    )
+    other = {"projects": [{**config["projects"][0], "id": "elsewhere"}]}
+    refused(api.call("POST", f"{where}/apply", "admin", json=other), 403, "elsewhere")
+    stage = config["projects"][0]["pipelines"][0]["stages"][0]
+    stage.pop("releaseFlow")
+    stage["releaseFlowFile"] = "flows/dev.yaml"
+    refused(api.call("POST", f"{where}/validate", "admin", json=config), 400, "inline the flow")

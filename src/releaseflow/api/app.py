@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from releaseflow.api.access_tokens import token_routes
+from releaseflow.api.configuration import configuration_routes
 from releaseflow.api.docs import DOCS_URL, docs_routes
 from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.events import event_routes
@@ -180,6 +181,7 @@ def create_app(
     app.include_router(stage_routes())
     app.include_router(event_routes())
     app.include_router(token_routes())
+    app.include_router(configuration_routes())
     app.include_router(docs_routes())
 
     @app.get("/", include_in_schema=False)
