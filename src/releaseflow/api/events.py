@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from releaseflow.api.errors import ApiError
 from releaseflow.api.northflank import APP, VIEWER
-from releaseflow.api.runs import RUN, run_in_project
-from releaseflow.api.stages import STAGE
+from releaseflow.api.runs import RUN, RUN_OF_PATH
+from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
 from releaseflow.application import Application
-from releaseflow.engine import event_stream, queries
+from releaseflow.engine import event_stream
 from releaseflow.engine.event_stream import EventScope, Timing
+from releaseflow.engine.queries import RunDetail
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire.control import stream_event
 
@@ -56,45 +58,40 @@ def event_routes() -> APIRouter:
     return router
 
 
-async def run_events(
-    projectId: str,
-    runId: str,
+@dataclass(frozen=True)
+class StreamOptions:
+    after: int
+    timing: Timing
+
+
+def stream_options(
     after: int | None = AFTER,
     lifetime: float = LIFETIME,
     heartbeat: float = HEARTBEAT,
     last_event_id: str | None = LAST_EVENT_ID,
+) -> StreamOptions:
+    return StreamOptions(
+        _start(after, last_event_id), Timing(heartbeat_seconds=heartbeat, lifetime_seconds=lifetime)
+    )
+
+
+OPTIONS = Depends(stream_options)
+
+
+async def run_events(
+    options: StreamOptions = OPTIONS,
     _: Principal = VIEWER,
+    run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> StreamingResponse:
-    detail = await run_in_project(app, projectId, runId)
-    scope = EventScope(run_id=detail.run.id)
-    return _stream(
-        app,
-        scope,
-        _start(after, last_event_id),
-        Timing(heartbeat_seconds=heartbeat, lifetime_seconds=lifetime),
-    )
+    return _stream(app, EventScope(run_id=run.run.id), options)
 
 
 async def stage_events(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    after: int | None = AFTER,
-    lifetime: float = LIFETIME,
-    heartbeat: float = HEARTBEAT,
-    last_event_id: str | None = LAST_EVENT_ID,
-    _: Principal = VIEWER,
-    app: Application = APP,
+    options: StreamOptions = OPTIONS, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> StreamingResponse:
-    exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
-    scope = await event_stream.stage_scope(app.db, projectId, pipelineId, exact)
-    return _stream(
-        app,
-        scope,
-        _start(after, last_event_id),
-        Timing(heartbeat_seconds=heartbeat, lifetime_seconds=lifetime),
-    )
+    scope = await event_stream.stage_scope(app.db, at.project_id, at.pipeline_id, at.name)
+    return _stream(app, scope, options)
 
 
 def _start(after: int | None, last_event_id: str | None) -> int:
@@ -107,10 +104,10 @@ def _start(after: int | None, last_event_id: str | None) -> int:
     return after or 0
 
 
-def _stream(app: Application, scope: EventScope, after: int, timing: Timing) -> StreamingResponse:
+def _stream(app: Application, scope: EventScope, options: StreamOptions) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
         yield f"retry: {int(event_stream.POLL_SECONDS * 1000) * 2}\n\n"
-        async for batch in event_stream.follow_events(app.db, scope, after, timing):
+        async for batch in event_stream.follow_events(app.db, scope, options.after, options.timing):
             if not batch:
                 yield ": keep-alive\n\n"
             for event in batch:

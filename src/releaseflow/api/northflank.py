@@ -183,21 +183,38 @@ async def list_runs(
 ) -> dict[str, Any]:
     exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
     statuses = [] if status is None else [_run_status(status)]
+    found = await stage_runs(
+        app, (projectId, pipelineId, exact), paging, statuses=statuses, concluded=concluded
+    )
+    return paginated("runs", found, shapes.run_item)
+
+
+async def stage_runs(
+    app: Application,
+    stage: tuple[str, str, str],
+    paging: PageRequest,
+    *,
+    statuses: list[str],
+    concluded: bool | None,
+    kind: str | None = None,
+    origin: str | None = None,
+) -> Page[RunSummary]:
+    """The page asked for of the runs of a stage (project, pipeline, exact stage name), newest first."""
 
     async def fetch(cursor: str | None, limit: int) -> Page[RunSummary]:
         found = await history.runs_page(
             app.db,
-            projectId,
-            pipelineId,
-            exact,
+            *stage,
             statuses=statuses,
+            kind=kind,
+            origin=origin,
             concluded=concluded,
             cursor=run_cursor(cursor),
             limit=limit,
         )
         return Page(found.runs, None if found.next_cursor is None else str(found.next_cursor))
 
-    return paginated("runs", await fetch_page(paging, fetch), shapes.run_item)
+    return await fetch_page(paging, fetch)
 
 
 async def get_run(

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
-from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, RunBody, run_cursor
-from releaseflow.api.pagination import Page, PageRequest, fetch_page, paginated
+from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, RunBody, stage_runs
+from releaseflow.api.pagination import PageRequest, paginated
+from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
 from releaseflow.application import Application
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import history, insights, plan, queries
 from releaseflow.engine.commands import RunRequest
-from releaseflow.engine.queries import RunDetail, RunSummary
+from releaseflow.engine.queries import RunDetail
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire import control
@@ -31,9 +32,27 @@ from releaseflow.wire import history as history_shapes
 from releaseflow.wire import runs as shapes
 
 PROJECT = "/api/projects/{projectId}"
-STAGE = PROJECT + "/pipelines/{pipelineId}/stages/{stage}"
 RUN = PROJECT + "/runs/{runId}"
 STATUSES = Query([], description="only runs with one of these statuses")
+
+
+async def run_in_project(app: Application, project_id: str, run_key: str) -> RunDetail:
+    """The run (its id or a unique prefix), when it belongs to the project of the path."""
+    try:
+        detail = await queries.run_detail(app.db, await queries.resolve_run_id(app.db, run_key))
+    except NotFoundError:
+        detail = None
+    if detail is None or detail.run.project_id != project_id:
+        raise NotFoundError(f"no run '{run_key}' in project '{project_id}'")
+    return detail
+
+
+async def run_of_path(projectId: str, runId: str, app: Application = APP) -> RunDetail:
+    return await run_in_project(app, projectId, runId)
+
+
+# Declared after the role in each route, so that a request without access is refused first.
+RUN_OF_PATH = Depends(run_of_path)
 
 
 class RenameBody(BaseModel):
@@ -55,112 +74,74 @@ class RollbackBody(BaseModel):
 
 def run_routes() -> APIRouter:
     router = APIRouter(tags=["runs"])
-    router.add_api_route(
-        STAGE + "/runs", list_runs, methods=["GET"], summary="List a stage's runs, newest first"
-    )
-    router.add_api_route(RUN, get_run, methods=["GET"], summary="Get a run with its nodes and events")
-    router.add_api_route(RUN, rename_run, methods=["PATCH"], summary="Rename a run or change its description")
-    router.add_api_route(RUN + "/abort", abort_run, methods=["POST"], summary="Abort a run")
-    router.add_api_route(RUN + "/resume", resume_run, methods=["POST"], summary="Resume a failed run")
-    router.add_api_route(
-        RUN + "/approvals/{node}/approve",
-        approve,
-        methods=["POST"],
-        summary="Approve a waiting Approval node",
-    )
-    router.add_api_route(
-        RUN + "/approvals/{node}/reject", reject, methods=["POST"], summary="Reject a waiting Approval node"
-    )
-    router.add_api_route(
-        RUN + "/plan", run_plan, methods=["GET"], summary="The plan the run was started with"
-    )
-    router.add_api_route(
-        RUN + "/diff/{otherRunId}", diff, methods=["GET"], summary="What differs between two runs"
-    )
-    router.add_api_route(
-        RUN + "/rollback", rollback_preview, methods=["GET"], summary="What a rollback to this run would do"
-    )
-    router.add_api_route(RUN + "/rollback", rollback, methods=["POST"], summary="Roll back to this run")
-    router.add_api_route(
-        RUN + "/rollbacks", rollbacks_of, methods=["GET"], summary="The rollbacks to this run, with outcomes"
-    )
+
+    def route(method: str, path: str, endpoint: Any, summary: str) -> None:
+        router.add_api_route(path, endpoint, methods=[method], summary=summary)
+
+    route("GET", STAGE + "/runs", list_runs, "List a stage's runs, newest first")
+    route("GET", RUN, get_run, "Get a run with its nodes and events")
+    route("PATCH", RUN, rename_run, "Rename a run or change its description")
+    route("POST", RUN + "/abort", abort_run, "Abort a run")
+    route("POST", RUN + "/resume", resume_run, "Resume a failed run")
+    route("POST", RUN + "/approvals/{node}/approve", approve, "Approve a waiting Approval node")
+    route("POST", RUN + "/approvals/{node}/reject", reject, "Reject a waiting Approval node")
+    route("GET", RUN + "/plan", run_plan, "The plan the run was started with")
+    route("GET", RUN + "/diff/{otherRunId}", diff, "What differs between two runs")
+    route("GET", RUN + "/rollback", rollback_preview, "What a rollback to this run would do")
+    route("POST", RUN + "/rollback", rollback, "Roll back to this run")
+    route("GET", RUN + "/rollbacks", rollbacks_of, "The rollbacks to this run, with their outcomes")
     return router
 
 
-async def run_in_project(app: Application, project_id: str, run_key: str) -> RunDetail:
-    """The run (its id or a unique prefix), when it belongs to the project of the path."""
-    try:
-        detail = await queries.run_detail(app.db, await queries.resolve_run_id(app.db, run_key))
-    except NotFoundError:
-        detail = None
-    if detail is None or detail.run.project_id != project_id:
-        raise NotFoundError(f"no run '{run_key}' in project '{project_id}'")
-    return detail
-
-
 async def list_runs(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
     paging: PageRequest = PAGING,
     status: list[str] = STATUSES,
     kind: str | None = Query(None, description="only runs of this kind (release, rollback)"),
-    origin: str | None = Query(
-        None, description="only runs of this origin kind (person, token, webhook, ...)"
-    ),
+    origin: str | None = Query(None, description="only runs of this origin (person, token, webhook, ...)"),
     concluded: bool | None = Query(None, description="only ended (true) or unfinished (false) runs"),
     _: Principal = VIEWER,
+    at: Stage = STAGE_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
     statuses = [_status(word) for word in status]
-
-    async def fetch(cursor: str | None, limit: int) -> Page[RunSummary]:
-        found = await history.runs_page(
-            app.db,
-            projectId,
-            pipelineId,
-            exact,
-            statuses=statuses,
-            kind=kind,
-            origin=origin,
-            concluded=concluded,
-            cursor=run_cursor(cursor),
-            limit=limit,
-        )
-        return Page(found.runs, None if found.next_cursor is None else str(found.next_cursor))
-
-    return paginated("runs", await fetch_page(paging, fetch), shapes.run_summary)
+    found = await stage_runs(
+        app,
+        (at.project_id, at.pipeline_id, at.name),
+        paging,
+        statuses=statuses,
+        concluded=concluded,
+        kind=kind,
+        origin=origin,
+    )
+    return paginated("runs", found, shapes.run_summary)
 
 
-async def get_run(
-    projectId: str, runId: str, _: Principal = VIEWER, app: Application = APP
-) -> dict[str, Any]:
-    return {"data": shapes.run_detail(await run_in_project(app, projectId, runId))}
+async def get_run(_: Principal = VIEWER, run: RunDetail = RUN_OF_PATH) -> dict[str, Any]:
+    return {"data": shapes.run_detail(run)}
 
 
 async def rename_run(
-    projectId: str, runId: str, body: RenameBody, _: Principal = DEPLOYER, app: Application = APP
+    body: RenameBody, _: Principal = DEPLOYER, run: RunDetail = RUN_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
     if body.name is None and body.description is None:
         raise ApiError(400, "say what to change: name, description or both")
-    await app.engine.rename_run(detail.run.id, name=body.name, description=body.description)
-    return await _shown(app, detail.run.id)
+    await app.engine.rename_run(run.run.id, name=body.name, description=body.description)
+    return await _shown(app, run.run.id)
 
 
 async def abort_run(
-    projectId: str, runId: str, who: Principal = DEPLOYER, app: Application = APP
+    who: Principal = DEPLOYER, run: RunDetail = RUN_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
-    await app.engine.abort_run(detail.run.id, f"aborted through the API by token {who.name}")
-    return await _shown(app, detail.run.id)
+    await app.engine.abort_run(run.run.id, f"aborted through the API by token {who.name}")
+    return await _shown(app, run.run.id)
 
 
 async def resume_run(
-    projectId: str, runId: str, body: RunBody | None = None, who: Principal = DEPLOYER, app: Application = APP
+    body: RunBody | None = None,
+    who: Principal = DEPLOYER,
+    run: RunDetail = RUN_OF_PATH,
+    app: Application = APP,
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
     body = body or RunBody.model_validate({})
     edits = RunRequest(
         name=body.name,
@@ -170,77 +151,75 @@ async def resume_run(
         release_node_overrides=body.releaseNodeOverrides or {},
         origin=RunOrigin(OriginKind.TOKEN, who.name),
     )
-    run = await app.engine.resume_run(detail.run.id, edits)
-    return await _shown(app, run.id)
+    resumed = await app.engine.resume_run(run.run.id, edits)
+    return await _shown(app, resumed.id)
 
 
 async def approve(
-    projectId: str,
-    runId: str,
     node: str,
     body: DecisionBody | None = None,
     who: Principal = DEPLOYER,
+    run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
-    await app.engine.approve(
-        detail.run.id, node, f"token:{who.name}", (body or DecisionBody.model_validate({})).comment
-    )
-    return await _shown(app, detail.run.id)
+    return await _decide(app, run, node, who, body, approve=True)
 
 
 async def reject(
-    projectId: str,
-    runId: str,
     node: str,
     body: DecisionBody | None = None,
     who: Principal = DEPLOYER,
+    run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
-    await app.engine.reject(
-        detail.run.id, node, f"token:{who.name}", (body or DecisionBody.model_validate({})).comment
-    )
-    return await _shown(app, detail.run.id)
+    return await _decide(app, run, node, who, body, approve=False)
+
+
+async def _decide(
+    app: Application, run: RunDetail, node: str, who: Principal, body: DecisionBody | None, *, approve: bool
+) -> dict[str, Any]:
+    comment = body.comment if body is not None else ""
+    decide = app.engine.approve if approve else app.engine.reject
+    await decide(run.run.id, node, f"token:{who.name}", comment)
+    return await _shown(app, run.run.id)
 
 
 async def run_plan(
-    projectId: str, runId: str, _: Principal = VIEWER, app: Application = APP
+    _: Principal = VIEWER, run: RunDetail = RUN_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
-    stored = await plan.stored_plan(app.db, detail.run.id)
+    stored = await plan.stored_plan(app.db, run.run.id)
     if stored is None:
-        raise NotFoundError(f"run '{runId}' was made before plans were kept: it has none")
+        raise NotFoundError(f"run '{run.run.id}' was made before plans were kept: it has none")
     return {"data": stored}
 
 
 async def diff(
-    projectId: str, runId: str, otherRunId: str, _: Principal = VIEWER, app: Application = APP
+    projectId: str,
+    otherRunId: str,
+    _: Principal = VIEWER,
+    run: RunDetail = RUN_OF_PATH,
+    app: Application = APP,
 ) -> dict[str, Any]:
-    first = await run_in_project(app, projectId, runId)
-    second = await run_in_project(app, projectId, otherRunId)
-    return {"data": history_shapes.diff(await insights.diff_runs(app.db, first.run.id, second.run.id))}
+    other = await run_in_project(app, projectId, otherRunId)
+    return {"data": history_shapes.diff(await insights.diff_runs(app.db, run.run.id, other.run.id))}
 
 
 async def rollback_preview(
-    projectId: str, runId: str, _: Principal = VIEWER, app: Application = APP
+    _: Principal = VIEWER, run: RunDetail = RUN_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
-    preview = await Rollbacks(app.engine, app.drivers).preview(detail.run.id)
+    preview = await Rollbacks(app.engine, app.drivers).preview(run.run.id)
     return {"data": control.rollback_preview(preview)}
 
 
 async def rollback(
-    projectId: str,
-    runId: str,
     body: RollbackBody | None = None,
     who: Principal = DEPLOYER,
+    run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
     body = body or RollbackBody.model_validate({})
     started = await Rollbacks(app.engine, app.drivers).start(
-        detail.run.id, by=f"token:{who.name}", restore_config=body.restoreConfig, name=body.name
+        run.run.id, by=f"token:{who.name}", restore_config=body.restoreConfig, name=body.name
     )
     shown = await _shown(app, started.run.id)
     shown["data"]["restoredVersion"] = started.restored_version
@@ -248,13 +227,12 @@ async def rollback(
 
 
 async def rollbacks_of(
-    projectId: str, runId: str, _: Principal = VIEWER, app: Application = APP
+    _: Principal = VIEWER, run: RunDetail = RUN_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    detail = await run_in_project(app, projectId, runId)
     found = []
-    for run in await history.rollbacks_of(app.db, detail.run.id):
-        summary = (await queries.run_detail(app.db, run.id, with_events=False)).run
-        outcome = await history.rollback_outcome(app.db, run.id)
+    for rollback_run in await history.rollbacks_of(app.db, run.run.id):
+        summary = (await queries.run_detail(app.db, rollback_run.id, with_events=False)).run
+        outcome = await history.rollback_outcome(app.db, rollback_run.id)
         found.append({**shapes.run_summary(summary), "outcome": control.rollback_outcome(outcome)})
     return {"data": {"rollbacks": found}}
 

@@ -1,14 +1,16 @@
 """releaseflow's own stage routes (``/api/projects/{projectId}/pipelines/{pipelineId}/...``): release
-state, timeline and delivery figures; the pin; release flow versions; restoring a backup; and, for
-admins, the trigger log and the rotation of the webhook URL. Each calls one engine command or query.
+state, side by side, timeline and delivery figures; the pin; release flow versions (read, diff,
+restore); restoring a backup; and, for admins, the trigger log and the rotation of the webhook URL.
+Each calls one engine command or query.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
@@ -26,8 +28,26 @@ from releaseflow.wire.state import release
 
 PIPELINE = "/api/projects/{projectId}/pipelines/{pipelineId}"
 STAGE = PIPELINE + "/stages/{stage}"
-SINCE = Query(None, description="from this moment (ISO 8601); default: every run")
+SINCE = Query(None, description="from this moment (ISO 8601 with a zone); default: every run")
 LIMIT = Query(50, ge=1, le=500, description="at most this many entries")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The stage of the path, its name as stored (the path may write it in any case)."""
+
+    project_id: str
+    pipeline_id: str
+    name: str
+
+
+async def stage_of_path(projectId: str, pipelineId: str, stage: str, app: Application = APP) -> Stage:
+    return Stage(projectId, pipelineId, await queries.resolve_stage(app.db, projectId, pipelineId, stage))
+
+
+# Declared after the role in each route, so that a request without access is refused before the
+# stage is looked up.
+STAGE_OF_PATH = Depends(stage_of_path)
 
 
 class PinBody(BaseModel):
@@ -68,10 +88,6 @@ def stage_routes() -> APIRouter:
     return router
 
 
-async def _stage(app: Application, project_id: str, pipeline_id: str, stage: str) -> str:
-    return await queries.resolve_stage(app.db, project_id, pipeline_id, stage)
-
-
 async def pipeline_state(
     projectId: str, pipelineId: str, _: Principal = VIEWER, app: Application = APP
 ) -> dict[str, Any]:
@@ -87,130 +103,89 @@ async def side_by_side(
 
 
 async def stage_state(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
     history: bool = Query(False, description="every deploy, newest first"),
     limit: int = LIMIT,
     _: Principal = VIEWER,
+    at: Stage = STAGE_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    views = await queries.release_state(app.db, projectId, pipelineId, exact, history=history, limit=limit)
+    views = await queries.release_state(
+        app.db, at.project_id, at.pipeline_id, at.name, history=history, limit=limit
+    )
     return {"data": {"releases": [release(view) for view in views]}}
 
 
 async def timeline(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    limit: int = LIMIT,
-    _: Principal = VIEWER,
-    app: Application = APP,
+    limit: int = LIMIT, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    entries = await insights.stage_timeline(app.db, projectId, pipelineId, exact, limit=limit)
+    entries = await insights.stage_timeline(app.db, at.project_id, at.pipeline_id, at.name, limit=limit)
     return {"data": {"timeline": history_shapes.timeline(entries)}}
 
 
 async def metrics(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    since: datetime | None = SINCE,
-    _: Principal = VIEWER,
-    app: Application = APP,
+    since: datetime | None = SINCE, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    now = app.clock.now()
     if since is not None and since.tzinfo is None:
         raise ApiError(400, f"since '{since.isoformat()}' needs a time zone (e.g. a trailing Z)")
-    figures = await insights.stage_metrics(app.db, projectId, pipelineId, exact, now=now, since=since)
+    figures = await insights.stage_metrics(
+        app.db, at.project_id, at.pipeline_id, at.name, now=app.clock.now(), since=since
+    )
     return {"data": history_shapes.metrics(figures)}
 
 
-async def get_pin(
-    projectId: str, pipelineId: str, stage: str, _: Principal = VIEWER, app: Application = APP
-) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    return {"data": {"pin": control.pin(await pins.current_pin(app.db, projectId, pipelineId, exact))}}
+async def get_pin(_: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP) -> dict[str, Any]:
+    found = await pins.current_pin(app.db, at.project_id, at.pipeline_id, at.name)
+    return {"data": {"pin": control.pin(found)}}
 
 
 async def set_pin(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    body: PinBody,
-    who: Principal = DEPLOYER,
-    app: Application = APP,
+    body: PinBody, who: Principal = DEPLOYER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
     made = await pins.pin_stage(
-        app.db, app.clock, projectId, pipelineId, exact, by=f"token:{who.name}", reason=body.reason
+        app.db, app.clock, at.project_id, at.pipeline_id, at.name, by=f"token:{who.name}", reason=body.reason
     )
     return {"data": {"pin": control.pin(made)}}
 
 
 async def clear_pin(
-    projectId: str, pipelineId: str, stage: str, _: Principal = DEPLOYER, app: Application = APP
+    _: Principal = DEPLOYER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    cleared = await pins.unpin_stage(app.db, projectId, pipelineId, exact)
+    cleared = await pins.unpin_stage(app.db, at.project_id, at.pipeline_id, at.name)
     return {"data": {"cleared": control.pin(cleared)}}
 
 
 async def versions(
-    projectId: str, pipelineId: str, stage: str, _: Principal = VIEWER, app: Application = APP
+    _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    found = await queries.flow_versions(app.db, projectId, pipelineId, exact)
+    found = await queries.flow_versions(app.db, at.project_id, at.pipeline_id, at.name)
     return {"data": {"versions": [control.flow_version(view) for view in found]}}
 
 
 async def version(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    version: int,
-    _: Principal = VIEWER,
-    app: Application = APP,
+    version: int, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    found = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(version))
-    return {"data": control.flow_version(found)}
+    return {"data": control.flow_version(await _version(app, at, version))}
 
 
 async def version_diff(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    version: int,
-    other: int,
-    _: Principal = VIEWER,
-    app: Application = APP,
+    version: int, other: int, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    first = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(version))
-    second = await queries.flow_version(app.db, projectId, pipelineId, exact, _positive(other))
+    first, second = await _version(app, at, version), await _version(app, at, other)
     lines = document_diff(first.document, second.document, f"version {version}", f"version {other}")
     return {"data": {"from": version, "to": other, "diff": lines}}
 
 
 async def restore_version(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    version: int,
-    who: Principal = ADMIN,
-    app: Application = APP,
+    version: int, who: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
     made = await release_flows.restore_version(
-        app.db, app.clock, projectId, pipelineId, exact, _positive(version), f"token:{who.name}"
+        app.db, app.clock, at.project_id, at.pipeline_id, at.name, _positive(version), f"token:{who.name}"
     )
-    return {
-        "data": control.flow_version(await queries.flow_version(app.db, projectId, pipelineId, exact, made))
-    }
+    return {"data": control.flow_version(await _version(app, at, made))}
+
+
+async def _version(app: Application, at: Stage, number: int) -> queries.FlowVersionView:
+    return await queries.flow_version(app.db, at.project_id, at.pipeline_id, at.name, _positive(number))
 
 
 def _positive(version: int) -> int:
@@ -220,12 +195,7 @@ def _positive(version: int) -> int:
 
 
 async def restore_backup(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    body: RestoreBody,
-    who: Principal = DEPLOYER,
-    app: Application = APP,
+    body: RestoreBody, who: Principal = DEPLOYER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
     if not body.confirm:
         raise ApiError(
@@ -233,29 +203,21 @@ async def restore_backup(
             f"restore not started: the data of addon '{body.addon}' would be replaced by backup"
             f" '{body.backup}'; confirm with \"confirm\": true",
         )
-    exact = await _stage(app, projectId, pipelineId, stage)
     run = await Rollbacks(app.engine, app.drivers).restore_backup(
-        projectId, pipelineId, exact, body.addon, body.backup, by=f"token:{who.name}"
+        at.project_id, at.pipeline_id, at.name, body.addon, body.backup, by=f"token:{who.name}"
     )
     return {"data": run_detail(await queries.run_detail(app.db, run.id, with_events=False))}
 
 
 async def trigger_log(
-    projectId: str,
-    pipelineId: str,
-    stage: str,
-    limit: int = LIMIT,
-    _: Principal = ADMIN,
-    app: Application = APP,
+    limit: int = LIMIT, _: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    entries = await Triggers(app.engine).log(projectId, pipelineId, exact, limit)
+    entries = await Triggers(app.engine).log(at.project_id, at.pipeline_id, at.name, limit)
     return {"data": {"log": control.trigger_log(entries)}}
 
 
 async def rotate_webhook(
-    projectId: str, pipelineId: str, stage: str, _: Principal = ADMIN, app: Application = APP
+    _: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    exact = await _stage(app, projectId, pipelineId, stage)
-    token = await Triggers(app.engine).rotate_webhook(projectId, pipelineId, exact)
+    token = await Triggers(app.engine).rotate_webhook(at.project_id, at.pipeline_id, at.name)
     return {"data": {"url": webhook_url(app.settings.base_url, token)}}
