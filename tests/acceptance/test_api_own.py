@@ -44,6 +44,8 @@ def test_runs__list_get_rename_and_refusals(api: Api) -> None:
     other_project = api.call("GET", f"/api/projects/elsewhere/runs/{api.run_id}", "root")
     refused(other_project, 404, "in project 'elsewhere'")
     refused(api.call("POST", f"{RUNS}/{api.run_id}/resume", "deployer"), 409, "")
+    refused(api.call("POST", f"{RUNS}/{api.run_id}/approvals/gate/maybe", "deployer"), 400, "decision")
+    refused(api.call("POST", f"{RUNS}/{api.run_id}/approvals/gate/reject", "deployer"), 404, "gate")
 
 
 def test_state_history_pins_and_versions(api: Api) -> None:
@@ -54,6 +56,12 @@ def test_state_history_pins_and_versions(api: Api) -> None:
     side = api.call("GET", f"/api/projects/{PROJECT}/pipelines/main/side-by-side", "viewer").json()["data"]
     assert [stage.lower() for stage in side["stages"]] == ["development", "staging", "production"]
     refused(api.call("GET", f"/api/projects/{PROJECT}/pipelines/nope/side-by-side", "viewer"), 404, "nope")
+    listed = api.call("GET", f"/api/projects/{PROJECT}/pipelines", "viewer").json()["data"]["pipelines"]
+    assert [item["id"] for item in listed] == ["main", "relay"]
+    main = api.call("GET", f"/api/projects/{PROJECT}/pipelines/main", "viewer").json()["data"]
+    first = main["stages"][0]
+    assert first["resources"] == [{"id": "api", "kind": "service"}] and first["run"]["id"] == api.run_id
+    refused(api.call("GET", f"/api/projects/{PROJECT}/pipelines/nope", "viewer"), 404, "nope")
     figures = api.call("GET", f"{dev}/metrics", "viewer").json()["data"]
     assert figures, figures
     diff = api.call("GET", f"{RUNS}/{api.run_id}/diff/{api.run_id}", "viewer")

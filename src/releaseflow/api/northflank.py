@@ -68,6 +68,19 @@ class RunBody(BaseModel):
     )
 
 
+def run_request(body: RunBody | None, principal: Principal) -> RunRequest:
+    """What a run (or a resume) is started with, by this token."""
+    body = body or RunBody.model_validate({})
+    return RunRequest(
+        name=body.name,
+        description=body.description or "",
+        arguments=body.arguments or {},
+        overrides=body.overrides or {},
+        release_node_overrides=body.releaseNodeOverrides or {},
+        origin=RunOrigin(OriginKind.TOKEN, principal.name),
+    )
+
+
 def northflank_routes() -> APIRouter:
     router = APIRouter(tags=["northflank"])
 
@@ -157,17 +170,8 @@ async def start_run(
     principal: Principal = DEPLOYER,
     app: Application = APP,
 ) -> dict[str, Any]:
-    body = body or RunBody.model_validate({})
     exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
-    request = RunRequest(
-        name=body.name,
-        description=body.description or "",
-        arguments=body.arguments or {},
-        overrides=body.overrides or {},
-        release_node_overrides=body.releaseNodeOverrides or {},
-        origin=RunOrigin(OriginKind.TOKEN, principal.name),
-    )
-    run = await app.engine.start_run(projectId, pipelineId, exact, request)
+    run = await app.engine.start_run(projectId, pipelineId, exact, run_request(body, principal))
     return {"data": shapes.run_detail(await queries.run_detail(app.db, run.id, with_events=False))}
 
 

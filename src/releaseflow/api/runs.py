@@ -9,21 +9,20 @@ checked against the project; a run of another project is not found there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
-from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, RunBody, stage_runs
+from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, RunBody, run_request, stage_runs
 from releaseflow.api.pagination import PageRequest, paginated
+from releaseflow.api.routing import router_of
 from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
 from releaseflow.application import Application
 from releaseflow.domain.errors import NotFoundError
-from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.engine import history, insights, plan, queries
-from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.queries import RunDetail
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.engine.tokens import Principal
@@ -33,6 +32,8 @@ from releaseflow.wire import runs as shapes
 
 PROJECT = "/api/projects/{projectId}"
 RUN = PROJECT + "/runs/{runId}"
+# How an Approval node is decided: the last segment of its route.
+Decision = Literal["approve", "reject"]
 STATUSES = Query([], description="only runs with one of these statuses")
 
 
@@ -73,24 +74,27 @@ class RollbackBody(BaseModel):
 
 
 def run_routes() -> APIRouter:
-    router = APIRouter(tags=["runs"])
-
-    def route(method: str, path: str, endpoint: Any, summary: str) -> None:
-        router.add_api_route(path, endpoint, methods=[method], summary=summary)
-
-    route("GET", STAGE + "/runs", list_runs, "List a stage's runs, newest first")
-    route("GET", RUN, get_run, "Get a run with its nodes and events")
-    route("PATCH", RUN, rename_run, "Rename a run or change its description")
-    route("POST", RUN + "/abort", abort_run, "Abort a run")
-    route("POST", RUN + "/resume", resume_run, "Resume a failed run")
-    route("POST", RUN + "/approvals/{node}/approve", approve, "Approve a waiting Approval node")
-    route("POST", RUN + "/approvals/{node}/reject", reject, "Reject a waiting Approval node")
-    route("GET", RUN + "/plan", run_plan, "The plan the run was started with")
-    route("GET", RUN + "/diff/{otherRunId}", diff, "What differs between two runs")
-    route("GET", RUN + "/rollback", rollback_preview, "What a rollback to this run would do")
-    route("POST", RUN + "/rollback", rollback, "Roll back to this run")
-    route("GET", RUN + "/rollbacks", rollbacks_of, "The rollbacks to this run, with their outcomes")
-    return router
+    return router_of(
+        "runs",
+        [
+            ("GET", STAGE + "/runs", list_runs, "List a stage's runs, newest first"),
+            ("GET", RUN, get_run, "Get a run with its nodes and events"),
+            ("PATCH", RUN, rename_run, "Rename a run or change its description"),
+            ("POST", RUN + "/abort", abort_run, "Abort a run"),
+            ("POST", RUN + "/resume", resume_run, "Resume a failed run"),
+            (
+                "POST",
+                RUN + "/approvals/{node}/{decision}",
+                decide,
+                "Approve or reject a waiting Approval node",
+            ),
+            ("GET", RUN + "/plan", run_plan, "The plan the run was started with"),
+            ("GET", RUN + "/diff/{otherRunId}", diff, "What differs between two runs"),
+            ("GET", RUN + "/rollback", rollback_preview, "What a rollback to this run would do"),
+            ("POST", RUN + "/rollback", rollback, "Roll back to this run"),
+            ("GET", RUN + "/rollbacks", rollbacks_of, "The rollbacks to this run, with their outcomes"),
+        ],
+    )
 
 
 async def list_runs(
@@ -142,45 +146,21 @@ async def resume_run(
     run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    body = body or RunBody.model_validate({})
-    edits = RunRequest(
-        name=body.name,
-        description=body.description or "",
-        arguments=body.arguments or {},
-        overrides=body.overrides or {},
-        release_node_overrides=body.releaseNodeOverrides or {},
-        origin=RunOrigin(OriginKind.TOKEN, who.name),
-    )
-    resumed = await app.engine.resume_run(run.run.id, edits)
+    resumed = await app.engine.resume_run(run.run.id, run_request(body, who))
     return await _shown(app, resumed.id)
 
 
-async def approve(
+async def decide(
     node: str,
+    decision: Decision,
     body: DecisionBody | None = None,
     who: Principal = DEPLOYER,
     run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
-) -> dict[str, Any]:
-    return await _decide(app, run, node, who, body, approve=True)
-
-
-async def reject(
-    node: str,
-    body: DecisionBody | None = None,
-    who: Principal = DEPLOYER,
-    run: RunDetail = RUN_OF_PATH,
-    app: Application = APP,
-) -> dict[str, Any]:
-    return await _decide(app, run, node, who, body, approve=False)
-
-
-async def _decide(
-    app: Application, run: RunDetail, node: str, who: Principal, body: DecisionBody | None, *, approve: bool
 ) -> dict[str, Any]:
     comment = body.comment if body is not None else ""
-    decide = app.engine.approve if approve else app.engine.reject
-    await decide(run.run.id, node, f"token:{who.name}", comment)
+    recorded = app.engine.approve if decision == "approve" else app.engine.reject
+    await recorded(run.run.id, node, f"token:{who.name}", comment)
     return await _shown(app, run.run.id)
 
 

@@ -15,9 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
 from releaseflow.api.northflank import ADMIN, APP, DEPLOYER, VIEWER
+from releaseflow.api.routing import router_of
 from releaseflow.application import Application
 from releaseflow.domain.run_diff import document_diff
 from releaseflow.engine import insights, pins, queries, release_flows
+from releaseflow.engine.history import pipeline_status
+from releaseflow.engine.history import pipelines as pipeline_overviews
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.engine.tokens import Principal
 from releaseflow.engine.triggers import Triggers, webhook_url
@@ -26,7 +29,8 @@ from releaseflow.wire import history as history_shapes
 from releaseflow.wire.runs import run_detail
 from releaseflow.wire.state import release
 
-PIPELINE = "/api/projects/{projectId}/pipelines/{pipelineId}"
+PROJECT = "/api/projects/{projectId}"
+PIPELINE = PROJECT + "/pipelines/{pipelineId}"
 STAGE = PIPELINE + "/stages/{stage}"
 SINCE = Query(None, description="from this moment (ISO 8601 with a zone); default: every run")
 LIMIT = Query(50, ge=1, le=500, description="at most this many entries")
@@ -63,29 +67,66 @@ class RestoreBody(BaseModel):
 
 
 def stage_routes() -> APIRouter:
-    router = APIRouter(tags=["stages"])
-
-    def route(method: str, path: str, endpoint: Any, summary: str) -> None:
-        router.add_api_route(path, endpoint, methods=[method], summary=summary)
-
-    route(
-        "GET", PIPELINE + "/state", pipeline_state, "What every stage of a pipeline runs, and since which run"
+    return router_of(
+        "stages",
+        [
+            (
+                "GET",
+                PROJECT + "/pipelines",
+                pipelines,
+                "The project's pipelines, each stage with its latest run",
+            ),
+            (
+                "GET",
+                PIPELINE,
+                pipeline,
+                "A pipeline: each stage's resources, latest run, pin and skipped triggers",
+            ),
+            ("GET", PIPELINE + "/state", pipeline_state, "What every stage of a pipeline runs"),
+            ("GET", PIPELINE + "/side-by-side", side_by_side, "The stages of a pipeline side by side"),
+            ("GET", STAGE + "/state", stage_state, "What a stage runs (with history: every deploy)"),
+            ("GET", STAGE + "/timeline", timeline, "Every change of a stage's release state, newest first"),
+            ("GET", STAGE + "/metrics", metrics, "A stage's delivery figures"),
+            ("GET", STAGE + "/pin", get_pin, "The stage's pin (null: not pinned)"),
+            ("PUT", STAGE + "/pin", set_pin, "Pin the stage: automatic triggers stop deploying to it"),
+            ("DELETE", STAGE + "/pin", clear_pin, "Clear the stage's pin"),
+            ("GET", STAGE + "/versions", versions, "Every version of the stage's release flow"),
+            (
+                "GET",
+                STAGE + "/versions/{version}",
+                version,
+                "One version of the release flow, with its template",
+            ),
+            (
+                "GET",
+                STAGE + "/versions/{version}/diff/{other}",
+                version_diff,
+                "A unified diff of two versions",
+            ),
+            (
+                "POST",
+                STAGE + "/versions/{version}/restore",
+                restore_version,
+                "Make an old version current again",
+            ),
+            ("POST", STAGE + "/restore-backup", restore_backup, "Restore a backup a run of this stage took"),
+            ("GET", STAGE + "/trigger-log", trigger_log, "What the stage's triggers did, and why"),
+            ("POST", STAGE + "/webhook/rotate", rotate_webhook, "Give the stage a new webhook URL"),
+        ],
     )
-    route("GET", PIPELINE + "/side-by-side", side_by_side, "The stages of a pipeline side by side")
-    route("GET", STAGE + "/state", stage_state, "What a stage runs (with history: every deploy)")
-    route("GET", STAGE + "/timeline", timeline, "Every change of a stage's release state, newest first")
-    route("GET", STAGE + "/metrics", metrics, "A stage's delivery figures")
-    route("GET", STAGE + "/pin", get_pin, "The stage's pin (null: not pinned)")
-    route("PUT", STAGE + "/pin", set_pin, "Pin the stage: automatic triggers stop deploying to it")
-    route("DELETE", STAGE + "/pin", clear_pin, "Clear the stage's pin")
-    route("GET", STAGE + "/versions", versions, "Every version of the stage's release flow")
-    route("GET", STAGE + "/versions/{version}", version, "One version of the release flow, with its template")
-    route("GET", STAGE + "/versions/{version}/diff/{other}", version_diff, "A unified diff of two versions")
-    route("POST", STAGE + "/versions/{version}/restore", restore_version, "Make an old version current again")
-    route("POST", STAGE + "/restore-backup", restore_backup, "Restore a backup a run of this stage took")
-    route("GET", STAGE + "/trigger-log", trigger_log, "What the stage's triggers did, and why")
-    route("POST", STAGE + "/webhook/rotate", rotate_webhook, "Give the stage a new webhook URL")
-    return router
+
+
+async def pipelines(projectId: str, _: Principal = VIEWER, app: Application = APP) -> dict[str, Any]:
+    found = await pipeline_overviews(app.db, projectId)
+    return {"data": {"pipelines": [control.pipeline_overview(overview) for overview in found]}}
+
+
+async def pipeline(
+    projectId: str, pipelineId: str, _: Principal = VIEWER, app: Application = APP
+) -> dict[str, Any]:
+    overview = await pipeline_status(app.db, projectId, pipelineId)
+    contents = await release_flows.pipeline(app.db, projectId, pipelineId)
+    return {"data": control.pipeline_overview(overview, contents)}
 
 
 async def pipeline_state(

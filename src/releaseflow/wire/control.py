@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from releaseflow.domain.rollback import TargetOutcome
+from releaseflow.engine.history import PipelineOverview, StageHeader
 from releaseflow.engine.pins import Pin
 from releaseflow.engine.queries import FlowVersionView
+from releaseflow.engine.release_flows import PipelineDetail
 from releaseflow.engine.rollback import RollbackPreview
 from releaseflow.engine.tokens import TokenView
 from releaseflow.engine.triggers import LogEntry
 from releaseflow.store.records import EventRecord
-from releaseflow.wire.runs import iso
+from releaseflow.wire.runs import iso, run_summary
 
 
 def pin(found: Pin | None) -> dict[str, Any] | None:
@@ -120,4 +122,45 @@ def stream_event(event: EventRecord) -> dict[str, Any]:
         "from": event.from_status,
         "to": event.to_status,
         "cause": event.cause,
+    }
+
+
+def stage_header(header: StageHeader) -> dict[str, Any]:
+    """What a stage is doing: its active (else latest) run, its pin, the triggers it skipped."""
+    return {
+        "stage": header.stage,
+        "hasReleaseFlow": header.has_flow,
+        "run": None if header.run is None else run_summary(header.run),
+        "active": header.active,
+        "pin": pin(header.pin),
+        "skipped": [
+            {
+                "origin": {"kind": item.origin_kind, "by": item.origin_by},
+                "reason": item.reason,
+                "at": iso(item.at),
+            }
+            for item in header.skipped
+        ],
+        "nextStep": header.next_step,
+    }
+
+
+def pipeline_overview(overview: PipelineOverview, contents: PipelineDetail | None = None) -> dict[str, Any]:
+    """A pipeline with each stage's header and, when given, the resources each stage holds."""
+    held = {stage.name: stage.resources for stage in contents.stages} if contents else {}
+    return {
+        "project": overview.project_id,
+        "id": overview.pipeline_id,
+        "name": overview.name,
+        "stages": [
+            {
+                **stage_header(header),
+                **(
+                    {"resources": [{"id": id_, "kind": kind} for id_, kind in held.get(header.stage, ())]}
+                    if contents
+                    else {}
+                ),
+            }
+            for header in overview.stages
+        ],
     }
