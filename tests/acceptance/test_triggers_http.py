@@ -124,12 +124,12 @@ def test_github__signed_push_starts_a_run_and_a_replay_or_bad_signature_does_not
     assert outcomes["acme/hooks/Production"]["decision"] == "skipped"
     assert "paused" in outcomes["acme/hooks/Production"]["reason"]
     assert said(releaseflow, "dev", 1) == [f"main@{SHA}"]
-    assert replayed.status_code == 409 and "replay" in replayed.json()["error"]
-    assert (unsigned.status_code, unsigned.json()["error"]) == (
+    assert replayed.status_code == 409 and "replay" in replayed.json()["error"]["message"]
+    assert (unsigned.status_code, unsigned.json()["error"]["message"]) == (
         401,
         "the delivery is not signed (no X-Hub-Signature-256 header)",
     )
-    assert forged.status_code == 401 and "does not match" in forged.json()["error"]
+    assert forged.status_code == 401 and "does not match" in forged.json()["error"]["message"]
     assert skipped.status_code == 202
     assert {o["reason"] for o in skipped.json()["outcomes"]} >= {"the head commit's message says [skip ci]"}
     log = releaseflow.cli("triggers", "hooks", "development", check=True).stdout
@@ -149,7 +149,7 @@ def test_gitlab__token_checked_and_push_starts_a_run(releaseflow: Releaseflow) -
     wrong = httpx.post(hook, json=payload, headers={**headers, "X-Gitlab-Token": "nope"}, timeout=10)
     right = httpx.post(hook, json=payload, headers={**headers, "X-Gitlab-Token": GITLAB_TOKEN}, timeout=10)
     again = httpx.post(hook, json=payload, headers={**headers, "X-Gitlab-Token": GITLAB_TOKEN}, timeout=10)
-    assert wrong.status_code == 401 and "X-Gitlab-Token" in wrong.json()["error"]
+    assert wrong.status_code == 401 and "X-Gitlab-Token" in wrong.json()["error"]["message"]
     assert right.status_code == 201, right.text
     assert again.status_code == 409
     assert said(releaseflow, "dev", 1) == [f"main@{SHA}"]

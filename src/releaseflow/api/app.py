@@ -30,10 +30,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from releaseflow.api.access_tokens import token_routes
+from releaseflow.api.configuration import configuration_routes
+from releaseflow.api.docs import DOCS_URL, docs_routes
 from releaseflow.api.errors import install_error_handlers
+from releaseflow.api.events import event_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
+from releaseflow.api.runs import run_routes
+from releaseflow.api.stages import stage_routes
 from releaseflow.api.triggers import trigger_routes
 from releaseflow.application import Application, open_application
 from releaseflow.engine import queries, tokens
@@ -163,13 +169,21 @@ def create_app(
             if runtime.worker_died and on_worker_died is None:
                 exit_process()
 
-    app = FastAPI(title="releaseflow", lifespan=lifespan)
+    # The documentation is releaseflow's own (api/docs.py): FastAPI's pages would load it from a CDN.
+    app = FastAPI(title="releaseflow", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.docs_url = DOCS_URL
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.include_router(northflank_routes())
     app.include_router(inbox_routes(Inbox()))
     app.include_router(trigger_routes(lambda: runtime.application, settings))
+    app.include_router(run_routes())
+    app.include_router(stage_routes())
+    app.include_router(event_routes())
+    app.include_router(token_routes())
+    app.include_router(configuration_routes())
+    app.include_router(docs_routes())
 
     app.mount("/web", web_app(lambda: runtime.application))
 

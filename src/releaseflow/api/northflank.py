@@ -68,6 +68,19 @@ class RunBody(BaseModel):
     )
 
 
+def run_request(body: RunBody | None, principal: Principal) -> RunRequest:
+    """What a run (or a resume) is started with, by this token."""
+    body = body or RunBody.model_validate({})
+    return RunRequest(
+        name=body.name,
+        description=body.description or "",
+        arguments=body.arguments or {},
+        overrides=body.overrides or {},
+        release_node_overrides=body.releaseNodeOverrides or {},
+        origin=RunOrigin(OriginKind.TOKEN, principal.name),
+    )
+
+
 def northflank_routes() -> APIRouter:
     router = APIRouter(tags=["northflank"])
 
@@ -157,17 +170,8 @@ async def start_run(
     principal: Principal = DEPLOYER,
     app: Application = APP,
 ) -> dict[str, Any]:
-    body = body or RunBody.model_validate({})
     exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
-    request = RunRequest(
-        name=body.name,
-        description=body.description or "",
-        arguments=body.arguments or {},
-        overrides=body.overrides or {},
-        release_node_overrides=body.releaseNodeOverrides or {},
-        origin=RunOrigin(OriginKind.TOKEN, principal.name),
-    )
-    run = await app.engine.start_run(projectId, pipelineId, exact, request)
+    run = await app.engine.start_run(projectId, pipelineId, exact, run_request(body, principal))
     return {"data": shapes.run_detail(await queries.run_detail(app.db, run.id, with_events=False))}
 
 
@@ -183,21 +187,38 @@ async def list_runs(
 ) -> dict[str, Any]:
     exact = await queries.resolve_stage(app.db, projectId, pipelineId, stage)
     statuses = [] if status is None else [_run_status(status)]
+    found = await stage_runs(
+        app, (projectId, pipelineId, exact), paging, statuses=statuses, concluded=concluded
+    )
+    return paginated("runs", found, shapes.run_item)
+
+
+async def stage_runs(
+    app: Application,
+    stage: tuple[str, str, str],
+    paging: PageRequest,
+    *,
+    statuses: list[str],
+    concluded: bool | None,
+    kind: str | None = None,
+    origin: str | None = None,
+) -> Page[RunSummary]:
+    """The page asked for of the runs of a stage (project, pipeline, exact stage name), newest first."""
 
     async def fetch(cursor: str | None, limit: int) -> Page[RunSummary]:
         found = await history.runs_page(
             app.db,
-            projectId,
-            pipelineId,
-            exact,
+            *stage,
             statuses=statuses,
+            kind=kind,
+            origin=origin,
             concluded=concluded,
-            cursor=_run_cursor(cursor),
+            cursor=run_cursor(cursor),
             limit=limit,
         )
         return Page(found.runs, None if found.next_cursor is None else str(found.next_cursor))
 
-    return paginated("runs", await fetch_page(paging, fetch), shapes.run_item)
+    return await fetch_page(paging, fetch)
 
 
 async def get_run(
@@ -240,7 +261,7 @@ async def _run_of_stage(
     return detail
 
 
-def _run_cursor(cursor: str | None) -> int | None:
+def run_cursor(cursor: str | None) -> int | None:
     """A runs cursor is the number of the last run of the previous page (a run number fits 63 bits)."""
     if cursor is None:
         return None

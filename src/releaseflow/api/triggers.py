@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from releaseflow.api.errors import error_response
 from releaseflow.application import Application
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.domain.git_events import (
@@ -47,7 +48,8 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    """A refusal in the API's one error envelope."""
+    return error_response(status, message)
 
 
 def trigger_routes(application: Callable[[], Application | None], settings: Settings) -> APIRouter:

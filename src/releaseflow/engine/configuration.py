@@ -45,6 +45,19 @@ def load_configuration_file(path: str | Path) -> Configuration:
     return parse_configuration(document, read_file=read_file, source=str(path), spec_schemas=spec_schemas())
 
 
+def parse_configuration_document(document: object, source: str) -> Configuration:
+    """Validate a configuration document that came without a folder (over HTTP): its release flows
+    must be inline (``releaseFlow``), since there is no folder to read a ``releaseFlowFile`` from."""
+
+    def read_file(relative: str) -> str:
+        raise FlowFileRefused(
+            f"refused: releaseFlowFile '{relative}' cannot be read from {source};"
+            " inline the flow as releaseFlow"
+        )
+
+    return parse_configuration(document, read_file=read_file, source=source, spec_schemas=spec_schemas())
+
+
 def read_flow_file(folder: Path, relative: str) -> str:
     """A ``releaseFlowFile``: a plain file inside ``folder``, reached without symbolic links.
 

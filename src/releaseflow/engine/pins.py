@@ -90,6 +90,12 @@ async def unpin_stage(db: Database, project_id: str, pipeline_id: str, stage: st
     return pin
 
 
+async def current_pin(db: Database, project_id: str, pipeline_id: str, stage: str) -> Pin | None:
+    """The stage's pin (None: not pinned)."""
+    async with db.read() as tx:
+        return await read_pin(tx, (await stage_flow(tx, project_id, pipeline_id, stage)).id)
+
+
 async def stage_flow(tx: Transaction, project_id: str, pipeline_id: str, stage: str) -> FlowRecord:
     flow = await catalog.get_flow(tx, project_id, pipeline_id, stage)
     if flow is None:

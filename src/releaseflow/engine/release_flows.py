@@ -111,6 +111,22 @@ async def update_release_flow(
         )
 
 
+async def restore_version(
+    db: Database, clock: Clock, project_id: str, pipeline_id: str, stage: str, version: int, by: str
+) -> int:
+    """Store an old version's template as the new current version (versions are never rewritten); the
+    new version's number. Checked like any new version: the stage may have changed since."""
+    async with db.read() as tx:
+        flow = await _flow(tx, project_id, pipeline_id, stage)
+        row = await catalog.get_flow_version(tx, flow.id, version)
+    if row is None:
+        raise NotFoundError(
+            f"release flow {pipeline_id}/{flow.stage} has no version {version} (1..{flow.current_version})"
+        )
+    origin = f"{by}: restored version {version}"
+    return await update_release_flow(db, clock, project_id, pipeline_id, flow.stage, row["document"], origin)
+
+
 def _summary(row: Mapping[str, Any]) -> PipelineSummary:
     return PipelineSummary(
         id=row["id"],

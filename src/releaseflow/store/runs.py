@@ -238,6 +238,18 @@ async def list_events(tx: Transaction, run_id: str, *, after_id: int = 0) -> lis
     return [EventRecord.from_row(row) for row in rows]
 
 
+async def list_flow_events(
+    tx: Transaction, flow_id: str, *, after_id: int = 0, limit: int = 500
+) -> list[EventRecord]:
+    """The events of every run of one flow (a stage) after ``after_id``, oldest first."""
+    rows = await tx.fetchall(
+        "SELECT events.* FROM events JOIN runs ON runs.id = events.run_id"
+        " WHERE runs.flow_id = ? AND events.id > ? ORDER BY events.id LIMIT ?",
+        (flow_id, after_id, limit),
+    )
+    return [EventRecord.from_row(row) for row in rows]
+
+
 async def find_runs_by_prefix(tx: Transaction, prefix: str) -> list[str]:
     rows = await tx.fetchall("SELECT id FROM runs WHERE id LIKE ? ORDER BY id LIMIT 5", (prefix + "%",))
     return [row["id"] for row in rows]

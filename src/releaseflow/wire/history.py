@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from releaseflow.domain.release_history import StageComparison
 from releaseflow.domain.run_diff import MISSING, ValueChange
 from releaseflow.engine.insights import RunDiff, RunSide, StageMetrics, TimelineEntry
 from releaseflow.wire.runs import iso
@@ -96,4 +97,43 @@ def metrics(view: StageMetrics) -> dict[str, Any]:
         "leadTimeMeanSeconds": _seconds(figures.lead_time_mean),
         "leadTimes": len(figures.lead_times),
         "deploysWithoutCommitTime": figures.deploys_without_commit_time,
+    }
+
+
+def comparison(view: StageComparison) -> dict[str, Any]:
+    """The side-by-side view of a pipeline: each lineage (a service or job as it exists in each stage)
+    with what each of its resources runs there, and the neighbouring stages that differ."""
+    return {
+        "stages": list(view.stages),
+        "lineages": [
+            {
+                "label": lineage.label,
+                "cells": [
+                    {
+                        "stage": cell.stage,
+                        "resources": [
+                            {
+                                "resourceId": resource_id,
+                                "artifact": None if deployed is None else dict(deployed.artifact),
+                                "runId": None if deployed is None else deployed.run_id,
+                                "deployedAt": None if deployed is None else iso(deployed.deployed_at),
+                            }
+                            for resource_id, deployed in cell.resources
+                        ],
+                    }
+                    for cell in lineage.cells
+                ],
+            }
+            for lineage in view.lineages
+        ],
+        "differences": [
+            {
+                "left": difference.left,
+                "right": difference.right,
+                "same": difference.same,
+                "differing": list(difference.differing),
+                "compared": difference.compared,
+            }
+            for difference in view.differences
+        ],
     }

@@ -1,0 +1,17 @@
+"""A router made from a table of routes: (method, path, endpoint, summary) each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fastapi import APIRouter
+
+Route = tuple[str, str, Callable[..., Any], str]
+
+
+def router_of(tag: str, routes: Iterable[Route]) -> APIRouter:
+    router = APIRouter(tags=[tag])
+    for method, path, endpoint, summary in routes:
+        router.add_api_route(path, endpoint, methods=[method], summary=summary)
+    return router
