@@ -1,9 +1,10 @@
-"""The HTTP application: the Northflank-compatible ``/v1`` API, health, and the message inbox.
+"""The HTTP application: the Northflank-compatible ``/v1`` API, releaseflow's own ``/api`` routes and
+event streams, trigger hooks, health, the message inbox, the documentation, and the web interface.
 
 Its structure, for whoever adds routes: one router module per area (``api/northflank.py``,
-``api/inbox.py``), every route guarded by the one access dependency (``api/auth.py``), every refusal
-in the one error envelope (``api/errors.py``), lists paged by ``api/pagination.py``, request bodies
-bounded by ``api/limits.py``.
+``api/runs.py``, ``api/stages.py``, ``api/inbox.py``, ...), every route guarded by the one access
+dependency (``api/auth.py``), every refusal in the one error envelope (``api/errors.py``), lists
+paged by ``api/pagination.py``, request bodies bounded by ``api/limits.py``.
 
 The app owns the process's parts, built by ``releaseflow.application`` from the settings it is given:
 the database connection and, unless told otherwise, a worker that runs in the same event loop
