@@ -200,7 +200,8 @@ def test_docs__served_by_releaseflow_with_no_external_url(api: Api) -> None:
     schema = httpx.get(api.url + "/openapi.json", timeout=10).json()
     own = {path: item for path, item in schema["paths"].items() if path.startswith("/api/")}
     assert own and all(operation.get("summary") for item in own.values() for operation in item.values())
-    assert httpx.get(api.url + "/", follow_redirects=False, timeout=10).headers["location"] == "/docs"
+    # The root leads to the web interface; the documentation stays at /docs.
+    assert httpx.get(api.url + "/", follow_redirects=False, timeout=10).headers["location"] == "/web/"
 
 
 def test_configuration__validated_and_applied_for_its_project_only(api: Api) -> None:
