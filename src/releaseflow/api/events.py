@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from releaseflow.api.errors import ApiError
+from releaseflow.api.limits import LARGEST_INTEGER
 from releaseflow.api.northflank import APP, VIEWER
 from releaseflow.api.runs import RUN, RUN_OF_PATH
 from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
@@ -34,7 +35,7 @@ _DESCRIPTION = (
     "A text/event-stream of transitions: `id`, `event: transition`, `data` (JSON with id, runId, node,"
     " at, from, to, cause); `: keep-alive` comments while idle."
 )
-AFTER = Query(None, ge=0, description="start after this event id (as Last-Event-ID does)")
+AFTER = Query(None, ge=0, le=LARGEST_INTEGER, description="start after this event id (as Last-Event-ID does)")
 LIFETIME = Query(event_stream.LIFETIME_SECONDS, gt=0, le=3600, description="seconds before the stream ends")
 HEARTBEAT = Query(event_stream.HEARTBEAT_SECONDS, ge=1, le=300, description="seconds between keep-alives")
 LAST_EVENT_ID = Header(None, alias="Last-Event-ID", description="the id of the last event received")

@@ -13,6 +13,10 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
+# The largest integer a path or query parameter may hold: what both databases store (64 bits). Every
+# integer parameter declares it (tests/unit/test_api_schema.py checks), so a larger one is answered
+# 400 by the request's validation instead of reaching the database.
+LARGEST_INTEGER = 2**63 - 1
 
 
 class _TooLarge(HTTPException):

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
+from releaseflow.api.limits import LARGEST_INTEGER
 from releaseflow.api.northflank import ADMIN, APP, DEPLOYER, VIEWER
 from releaseflow.api.routing import router_of
 from releaseflow.application import Application
@@ -34,6 +35,7 @@ PIPELINE = PROJECT + "/pipelines/{pipelineId}"
 STAGE = PIPELINE + "/stages/{stage}"
 SINCE = Query(None, description="from this moment (ISO 8601 with a zone); default: every run")
 LIMIT = Query(50, ge=1, le=500, description="at most this many entries")
+VERSION = Path(ge=1, le=LARGEST_INTEGER, description="a version of the release flow, from 1")
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,17 @@ async def versions(
 
 
 async def version(
-    version: int, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
+    version: int = VERSION, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
     return {"data": control.flow_version(await _version(app, at, version))}
 
 
 async def version_diff(
-    version: int, other: int, _: Principal = VIEWER, at: Stage = STAGE_OF_PATH, app: Application = APP
+    version: int = VERSION,
+    other: int = VERSION,
+    _: Principal = VIEWER,
+    at: Stage = STAGE_OF_PATH,
+    app: Application = APP,
 ) -> dict[str, Any]:
     first, second = await _version(app, at, version), await _version(app, at, other)
     lines = document_diff(first.document, second.document, f"version {version}", f"version {other}")
@@ -217,22 +223,16 @@ async def version_diff(
 
 
 async def restore_version(
-    version: int, who: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
+    version: int = VERSION, who: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
     made = await release_flows.restore_version(
-        app.db, app.clock, at.project_id, at.pipeline_id, at.name, _positive(version), f"token:{who.name}"
+        app.db, app.clock, at.project_id, at.pipeline_id, at.name, version, f"token:{who.name}"
     )
     return {"data": control.flow_version(await _version(app, at, made))}
 
 
 async def _version(app: Application, at: Stage, number: int) -> queries.FlowVersionView:
-    return await queries.flow_version(app.db, at.project_id, at.pipeline_id, at.name, _positive(number))
-
-
-def _positive(version: int) -> int:
-    if version < 1:
-        raise ApiError(400, f"version {version} does not exist: versions count from 1")
-    return version
+    return await queries.flow_version(app.db, at.project_id, at.pipeline_id, at.name, number)
 
 
 async def restore_backup(

@@ -75,7 +75,6 @@ def trigger_routes(application: Callable[[], Application | None], settings: Sett
 
     router = APIRouter(lifespan=lifespan)
 
-    @router.api_route(WEBHOOK_PATH + "{token}", methods=["GET", "POST"])
     async def release_flow_webhook(token: str, request: Request) -> JSONResponse:
         """Start a run of the flow this URL belongs to; query parameters name it and set its values."""
         caller = request.client.host if request.client else ""
@@ -85,6 +84,11 @@ def trigger_routes(application: Callable[[], Application | None], settings: Sett
             return _error(404, str(error))
         status = 400 if outcome.invalid else _STATUS[outcome.decision]
         return JSONResponse(_outcome_json(outcome), status_code=status)
+
+    # One route per method: a route of two methods would give both operations one operationId in
+    # the OpenAPI document, which must name each operation once.
+    for method in ("GET", "POST"):
+        router.add_api_route(WEBHOOK_PATH + "{token}", release_flow_webhook, methods=[method])
 
     async def git_delivery(provider: str, delivery_id: str | None, event: GitEvent | None) -> JSONResponse:
         if not delivery_id:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from releaseflow.domain.errors import describe_error
+from releaseflow.domain.errors import Issue, ValidationError, describe_error
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -80,6 +80,13 @@ class Transaction(abc.ABC):
     def wake_workers(self) -> None:
         """Ask workers to look for due work once this transaction commits."""
         self.wake_requested = True
+
+
+def unstorable(problem: str) -> ValidationError:
+    """A value the database cannot hold (a NUL character in text on PostgreSQL, an integer beyond 64
+    bits on SQLite): whoever sent it made a mistake, which must be answered as such (a 400 over HTTP),
+    never as an internal error. Each backend turns its own refusal into this one."""
+    return ValidationError([Issue("", problem)], subject="a value given")
 
 
 def describe(error: BaseException) -> str:

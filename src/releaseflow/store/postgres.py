@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from releaseflow.domain.errors import ReleaseflowError
-from releaseflow.store.database import Database, Params, Row, Transaction, describe
+from releaseflow.store.database import Database, Params, Row, Transaction, describe, unstorable
 from releaseflow.store.outages import FailureStreak, pause
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,22 @@ def _to_pyformat(sql: str) -> str:
     return _PLACEHOLDER.sub("%s", sql)
 
 
+@contextlib.contextmanager
+def _refusing_unstorable() -> Iterator[None]:
+    """PostgreSQL's refusals of a value it cannot hold, as the store's one error for them."""
+    try:
+        yield
+    except psycopg.errors.NumericValueOutOfRange:
+        raise unstorable("a number is out of range (integers are at most 64 bits)") from None
+    except psycopg.DataError as error:
+        # Raised by psycopg before anything is sent: text goes to PostgreSQL NUL-terminated.
+        if "NUL" not in str(error):
+            raise
+        raise unstorable(
+            "text holds a NUL character (U+0000), which no name, id or text may contain"
+        ) from None
+
+
 class PostgresTransaction(Transaction):
     dialect = "postgresql"
 
@@ -65,16 +81,19 @@ class PostgresTransaction(Transaction):
         self._connection = connection
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        cursor = await self._connection.execute(_to_pyformat(sql), tuple(params), prepare=True)
+        with _refusing_unstorable():
+            cursor = await self._connection.execute(_to_pyformat(sql), tuple(params), prepare=True)
         return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        async with self._connection.cursor() as cursor:
-            await cursor.executemany(_to_pyformat(sql), [tuple(row) for row in rows])
+        with _refusing_unstorable():
+            async with self._connection.cursor() as cursor:
+                await cursor.executemany(_to_pyformat(sql), [tuple(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         cursor = self._connection.cursor(row_factory=dict_row)
-        await cursor.execute(_to_pyformat(sql), tuple(params), prepare=True)
+        with _refusing_unstorable():
+            await cursor.execute(_to_pyformat(sql), tuple(params), prepare=True)
         return await cursor.fetchall()
 
     async def lock_row(self, table: str, key_column: str, key: Any) -> None:

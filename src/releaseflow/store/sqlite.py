@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from releaseflow.domain.errors import ReleaseflowError
-from releaseflow.store.database import Database, Params, Row, Transaction
+from releaseflow.store.database import Database, Params, Row, Transaction, unstorable
 from releaseflow.store.files import narrow, private_directory, private_file
 
 # SQLITE_BUSY and SQLITE_LOCKED (the low byte of extended codes such as SQLITE_BUSY_SNAPSHOT): another
 # connection holds a lock for longer than the busy timeout. It passes; the work is tried again.
 _BUSY_CODES = frozenset({5, 6})
 T = TypeVar("T")
+_LARGEST_INTEGER = 2**63 - 1
 # How long a statement waits for another process's lock before failing with SQLITE_BUSY.
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -113,15 +114,22 @@ class SqliteTransaction(Transaction):
 
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         begin, self._begin = self._begin, None
-        if begin is None:
-            return await self._thread.call(work)
-        self.begun = True
+        try:
+            if begin is None:
+                return await self._thread.call(work)
+            self.begun = True
 
-        def begin_then(connection: sqlite3.Connection) -> T:
-            connection.execute(begin)
-            return work(connection)
+            def begin_then(connection: sqlite3.Connection) -> T:
+                connection.execute(begin)
+                return work(connection)
 
-        return await self._thread.call(begin_then)
+            return await self._thread.call(begin_then)
+        except OverflowError:
+            # sqlite3 binds integers as 64-bit; a larger one (an id or a version in a request) can
+            # match no row and be stored nowhere.
+            raise unstorable(
+                f"an integer beyond 64 bits (more than {_LARGEST_INTEGER}) is out of range"
+            ) from None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         values = tuple(params)
