@@ -198,15 +198,16 @@ async def _inbox(settings: Settings) -> str:
 
 
 async def _prepare(settings: Settings, config_path: Path, inbox: str) -> str:
+    from releaseflow.cli.runs import run_engine
     from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine, RunRequest
+    from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.configuration import apply_configuration, load_configuration_file
 
     config = load_configuration_file(config_path)
     async with database(settings) as db:
         plan = await apply_configuration(db, config, SystemClock())
         print(plan.render() if plan.has_changes else "demo configuration already applied", flush=True)
-        run = await Engine(db, SystemClock()).start_run(
+        run = await run_engine(db, settings).start_run(
             PROJECT,
             PIPELINE,
             "Development",

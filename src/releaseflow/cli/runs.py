@@ -91,13 +91,11 @@ def register(commands: Subparsers) -> None:
 
 
 def run_engine(db: Database, settings: Settings) -> Engine:
-    """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine
-    from releaseflow.engine.secrets import data_dir_box
-    from releaseflow.engine.templates import TemplateCache
+    """The engine of a command that makes or changes runs, built as ``serve`` builds its own: it holds
+    the key of secret arguments (an engine without it cannot start a run that has any)."""
+    from releaseflow.application import Application
 
-    return Engine(db, SystemClock(), TemplateCache(secrets=data_dir_box(settings.data_dir)))
+    return Application(settings, db).engine
 
 
 def run_request(args: argparse.Namespace) -> RunRequest:

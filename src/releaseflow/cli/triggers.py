@@ -31,12 +31,11 @@ def register(commands: Subparsers) -> None:
     rotate.set_defaults(handler=rotate_webhook)
 
 
-def _triggers(db: Database) -> Triggers:
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine
+def _triggers(db: Database, settings: Settings) -> Triggers:
+    from releaseflow.cli.runs import run_engine
     from releaseflow.engine.triggers import Triggers
 
-    return Triggers(Engine(db, SystemClock()))
+    return Triggers(run_engine(db, settings))
 
 
 def show_triggers(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,7 +46,7 @@ def show_triggers(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            triggers = _triggers(db)
+            triggers = _triggers(db, settings)
             token = await triggers.webhook_token(project, args.pipeline, stage)
             entries = await triggers.log(project, args.pipeline, stage, limit=args.limit)
         if token is None:
@@ -76,7 +75,7 @@ def rotate_webhook(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as db:
             project = await queries.resolve_project(db, args.project)
             stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            token = await _triggers(db).rotate_webhook(project, args.pipeline, stage)
+            token = await _triggers(db, settings).rotate_webhook(project, args.pipeline, stage)
         print(webhook_url(settings.base_url, token))
         return EXIT_OK
 
