@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from tests.acceptance.config import message
+from tests.integration.support import template, workflow
 
 from releaseflow.cli.demo import PIPELINE, PROJECT, _prepare
 from releaseflow.cli.server import migrate_database
@@ -16,24 +18,12 @@ from releaseflow.settings import Settings
 from releaseflow.store import runs as run_store
 from releaseflow.store.database import open_database
 
-FLOW = {
-    "apiVersion": "v1.2",
-    "arguments": {"inbox": "http://127.0.0.1:9/inbox", "TOKEN": "s3cret-default"},
-    "secretArguments": ["TOKEN"],
-    "spec": {
-        "kind": "Workflow",
-        "spec": {
-            "type": "sequential",
-            "steps": [
-                {
-                    "kind": "Message",
-                    "ref": "hello",
-                    "spec": {"kind": "RAW_WEBHOOK", "spec": {"webhookUrl": "${args.inbox}", "message": "hi"}},
-                }
-            ],
-        },
-    },
-}
+# Development's flow: one Message node (never sent: no worker runs here) and a secret argument.
+FLOW = template(
+    workflow(message("hello", "${args.inbox}", "hi")),
+    arguments={"inbox": "http://127.0.0.1:9/inbox", "TOKEN": "s3cret-default"},
+    secretArguments=["TOKEN"],
+)
 
 
 def demo_shaped_config(folder: Path) -> Path:

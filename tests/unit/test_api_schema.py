@@ -52,3 +52,15 @@ def test_every_integer_parameter__is_bounded_by_what_the_databases_store(documen
 def test_every_operation__has_its_own_operation_id(document: dict[str, Any]) -> None:
     counted = Counter(operation["operationId"] for _, operation in operations(document))
     assert [name for name, count in counted.items() if count > 1] == []
+
+
+def test_every_operation__documents_its_refusals_in_the_error_envelope(document: dict[str, Any]) -> None:
+    """The app answers request validation 400, never FastAPI's 422; every refusal is the envelope."""
+    for label, operation in operations(document):
+        answers = operation["responses"]
+        assert "422" not in answers, label
+        assert answers["4XX"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }, label
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert document["components"]["schemas"]["Error"]["required"] == ["error"]

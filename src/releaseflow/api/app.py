@@ -193,7 +193,7 @@ def create_app(
         """The root leads to the web interface: projects and pipelines."""
         return RedirectResponse("/web/")
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "degraded: the problems say what is wrong"}})
     async def health() -> JSONResponse:
         """``ok`` (200), or ``degraded`` (503) with what is wrong: the database is away (the process
         rides it out and resumes by itself) or the worker stopped (the process is exiting)."""

@@ -56,7 +56,63 @@ def error_response(
     return JSONResponse({"error": error}, status_code=status, headers=dict(headers or {}))
 
 
+# The envelope of every refusal, as the OpenAPI document declares it.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "message"],
+            "properties": {
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "message": {"type": "string", "description": "what is wrong, for a person"},
+                "details": {
+                    "type": "array",
+                    "description": "each problem of the request, where it is",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        }
+    },
+}
+_REFUSAL = {
+    "description": "refused: the request is wrong, unauthenticated, forbidden, about something unknown,"
+    " in conflict, or too large",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def document_refusals(app: FastAPI) -> None:
+    """Make the app's OpenAPI document say what the handlers here answer: any operation may be refused
+    with a 4xx in the envelope, and none answers FastAPI's 422 (request validation is a 400 here).
+    Routes added later are covered too: the document is rewritten when it is first built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for methods in document.get("paths", {}).values():
+            for operation in methods.values():
+                answers = operation.setdefault("responses", {})
+                answers.pop("422", None)
+                answers.setdefault("4XX", _REFUSAL)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["Error"] = ERROR_SCHEMA
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    document_refusals(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ReleaseflowError, _releaseflow_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

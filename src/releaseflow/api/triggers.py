@@ -47,6 +47,48 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["stage", "decision", "reason", "runId"],
+    "properties": {
+        "stage": {"type": "string"},
+        "decision": {"type": "string", "enum": [str(decision) for decision in Decision]},
+        "reason": {"type": "string"},
+        "runId": {"type": ["string", "null"]},
+    },
+}
+_DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["outcomes"],
+    "properties": {"event": {"type": "string"}, "outcomes": {"type": "array", "items": _OUTCOME_SCHEMA}},
+}
+
+
+def _answers(schema: dict[str, Any], meanings: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a trigger route: each status with what it means, and its body."""
+    content = {"application/json": {"schema": schema}}
+    return {status: {"description": text, "content": content} for status, text in meanings.items()}
+
+
+_WEBHOOK_ANSWERS = _answers(
+    _OUTCOME_SCHEMA,
+    {
+        201: "a run was started",
+        202: "nothing was started on purpose (a paused flow, a pinned stage)",
+        400: "a query parameter is invalid (the reason says which)",
+        409: "the concurrency policy refused the run",
+    },
+)
+_DELIVERY_ANSWERS = _answers(
+    _DELIVERY_SCHEMA,
+    {
+        200: "not a push or a pull request: nothing to do",
+        201: "a run was started",
+        202: "nothing was started (no flow's rules match, or they skipped it)",
+    },
+)
+
+
 def _error(status: int, message: str) -> JSONResponse:
     """A refusal in the API's one error envelope."""
     return error_response(status, message)
@@ -88,7 +130,9 @@ def trigger_routes(application: Callable[[], Application | None], settings: Sett
     # One route per method: a route of two methods would give both operations one operationId in
     # the OpenAPI document, which must name each operation once.
     for method in ("GET", "POST"):
-        router.add_api_route(WEBHOOK_PATH + "{token}", release_flow_webhook, methods=[method])
+        router.add_api_route(
+            WEBHOOK_PATH + "{token}", release_flow_webhook, methods=[method], responses=_WEBHOOK_ANSWERS
+        )
 
     async def git_delivery(provider: str, delivery_id: str | None, event: GitEvent | None) -> JSONResponse:
         if not delivery_id:
@@ -102,7 +146,7 @@ def trigger_routes(application: Callable[[], Application | None], settings: Sett
         body = {"event": event.describe(), "outcomes": [_outcome_json(outcome) for outcome in outcomes]}
         return JSONResponse(body, status_code=201 if started else 202)
 
-    @router.post("/hooks/github")
+    @router.post("/hooks/github", responses=_DELIVERY_ANSWERS)
     async def github(request: Request) -> JSONResponse:
         if settings.github_webhook_secret is None:
             return _error(401, "this server has no GitHub secret (set RELEASEFLOW_GITHUB_WEBHOOK_SECRET)")
@@ -118,7 +162,7 @@ def trigger_routes(application: Callable[[], Application | None], settings: Sett
         event = github_event(request.headers.get("X-GitHub-Event", ""), payload)
         return await git_delivery("github", request.headers.get("X-GitHub-Delivery"), event)
 
-    @router.post("/hooks/gitlab")
+    @router.post("/hooks/gitlab", responses=_DELIVERY_ANSWERS)
     async def gitlab(request: Request) -> JSONResponse:
         if settings.gitlab_webhook_token is None:
             return _error(401, "this server has no GitLab token (set RELEASEFLOW_GITLAB_WEBHOOK_TOKEN)")
