@@ -4,7 +4,7 @@ message naming what is wrong, never a 500."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -106,3 +106,24 @@ def test_root__leads_to_the_web_interface_and_the_api_documentation_stays(api: A
     assert answer.status_code in (302, 307) and answer.headers["location"] == "/web/"
     assert api.call("GET", "/docs", None).status_code == 200
     assert api.call("GET", "/openapi.json", None).json()["info"]["title"] == "releaseflow"
+
+
+@pytest.fixture
+def api_on_postgresql(releaseflow: Releaseflow, fresh_postgres_database: Callable[[], str]) -> Api:
+    releaseflow.extra_env["RELEASEFLOW_DATABASE_URL"] = fresh_postgres_database()
+    return served_api(releaseflow)
+
+
+def test_values_no_database_holds__400_naming_what_is_wrong(api_on_postgresql: Api) -> None:
+    """PostgreSQL holds no NUL character in text, SQLite no integer beyond 64 bits (the path's bound)."""
+    api = api_on_postgresql
+    stage = f"/api/projects/{PROJECT}/pipelines/main/stages/development"
+    assert "NUL character" in refusal(api.call("PUT", f"{stage}/pin", json={"reason": "on\x00hold"}), 400)
+    assert "NUL character" in refusal(api.call("GET", f"/api/projects/{PROJECT}/runs/ab%00cd"), 400)
+    assert "NUL character" in refusal(api.call("GET", "/api/projects/acme/pipelines/ma%00in"), 400)
+    beyond = str(2**63)
+    assert "less than or equal to" in refusal(api.call("GET", f"{stage}/versions/{beyond}"), 400)
+    assert "other" in refusal(api.call("GET", f"{stage}/versions/1/diff/{beyond}"), 400)
+    assert "after" in refusal(api.call("GET", f"{stage}/events", params={"after": beyond}), 400)
+    # The server kept serving: the refused values went nowhere.
+    assert api.call("GET", f"{stage}/pin").json()["data"]["pin"] is None

@@ -86,7 +86,7 @@ def test_state_history_pins_and_versions(api: Api) -> None:
     assert restored["version"] == latest + 1 and restored["current"]
     assert restored["origin"].endswith(f"restored version {latest}")
     same = api.call("GET", f"{dev}/versions/{latest}/diff/{latest + 1}", "viewer").json()["data"]
-    assert same["diff"] == []
+    assert same["diff"] == [] and (same["from"], same["to"]) == (latest, latest + 1)
     refused(api.call("POST", f"{dev}/versions/0/restore", "admin"), 400, "greater than or equal to 1")
     refused(api.call("GET", f"{STAGE}/nowhere/versions", "viewer"), 404, "nowhere")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -64,3 +65,11 @@ def test_every_operation__documents_its_refusals_in_the_error_envelope(document:
         }, label
     assert "HTTPValidationError" not in document["components"]["schemas"]
     assert document["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+def test_every_path_parameter__is_declared_once_by_its_own_name(document: dict[str, Any]) -> None:
+    """A parameter object shared by two parameters of one route makes FastAPI read one value for both
+    (``/versions/{version}/diff/{other}`` compared a version with itself)."""
+    for label, operation in operations(document):
+        declared = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+        assert sorted(declared) == sorted(re.findall(r"{(\w+)}", label)), label

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.auth import application, requires
@@ -28,7 +28,8 @@ from releaseflow.engine.queries import RunDetail, RunSummary
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire import northflank as shapes
 
-PREFIXES = ("/v1", "/v1/teams/{teamId}")
+TEAM_PREFIX = "/v1/teams/{teamId}"
+PREFIXES = ("/v1", TEAM_PREFIX)
 PIPELINES = "/projects/{projectId}/pipelines"
 FLOW = PIPELINES + "/{pipelineId}/release-flows/{stage}"
 RUN = FLOW + "/runs/{runId}"
@@ -81,12 +82,23 @@ def run_request(body: RunBody | None, principal: Principal) -> RunRequest:
     )
 
 
+def any_team(teamId: str = Path(description="any value: releaseflow has no teams")) -> None:
+    """The team of a team-scoped path, accepted and ignored; declared so that the OpenAPI document
+    names every parameter of the path."""
+
+
+ANY_TEAM = Depends(any_team)
+
+
 def northflank_routes() -> APIRouter:
     router = APIRouter(tags=["northflank"])
 
     def route(method: str, path: str, endpoint: Callable[..., Any], summary: str) -> None:
         for prefix in PREFIXES:
-            router.add_api_route(prefix + path, endpoint, methods=[method], summary=summary)
+            team = [ANY_TEAM] if prefix == TEAM_PREFIX else []
+            router.add_api_route(
+                prefix + path, endpoint, methods=[method], summary=summary, dependencies=team
+            )
 
     route("GET", "/login", login, "Who the token is (Northflank's CLI checks a new context with it)")
     route("GET", PIPELINES, list_pipelines, "List the pipelines of a project")

@@ -36,6 +36,8 @@ STAGE = PIPELINE + "/stages/{stage}"
 SINCE = Query(None, description="from this moment (ISO 8601 with a zone); default: every run")
 LIMIT = Query(50, ge=1, le=500, description="at most this many entries")
 VERSION = Path(ge=1, le=LARGEST_INTEGER, description="a version of the release flow, from 1")
+# Its own object: a parameter object serves one parameter (FastAPI would read ``version`` for both).
+OTHER_VERSION = Path(ge=1, le=LARGEST_INTEGER, description="the version to compare with")
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ async def version(
 
 async def version_diff(
     version: int = VERSION,
-    other: int = VERSION,
+    other: int = OTHER_VERSION,
     _: Principal = VIEWER,
     at: Stage = STAGE_OF_PATH,
     app: Application = APP,
