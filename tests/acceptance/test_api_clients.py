@@ -1,7 +1,7 @@
 """Northflank's official clients against a real ``releaseflow serve``: the Python SDK (PyPI
-``northflank``) on SQLite and PostgreSQL, and the CLI (npm ``@northflank/cli``) after
-``northflank login --host``. Every endpoint of reference section 6, the team-scoped twins, and the
-clients' fetch-all helpers over several pages."""
+``northflank``) on SQLite and PostgreSQL, the CLI (npm ``@northflank/cli``) after
+``northflank login --host``, and the JS client (npm ``@northflank/js-client``). Every endpoint of
+reference section 6, the team-scoped twins, and the clients' fetch-all helpers over several pages."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from northflank import ApiClient
 from tests.acceptance.api_support import Api, served_api
 from tests.acceptance.config import PROJECT
-from tests.acceptance.northflank_cli import NorthflankCli
+from tests.acceptance.northflank_cli import NorthflankCli, run_js_client
 from tests.acceptance.support import Releaseflow, wait_until
 
 WHERE = {"project_id": PROJECT, "pipeline_id": "main"}
@@ -115,3 +115,36 @@ def test_northflank_cli__every_endpoint_after_login_with_host(
     assert len(every["runs"]) == 4
     assert detail["name"] == "cli-0" and detail["spec"]["kind"] == "Workflow"
     assert aborted["status"] in ("aborting", "aborted")
+
+
+def test_js_client__every_endpoint(releaseflow: Releaseflow) -> None:
+    api = served_api(releaseflow)
+
+    answered = run_js_client(api.url, api.tokens, PROJECT)
+
+    failed = {call: answer["error"] for call, answer in answered.items() if isinstance(answer, dict)}
+    assert {call: error for call, error in failed.items() if error} == {
+        "missing": {
+            "status": 404,
+            "message": "no run 'no-such-run' in stage Development of pipeline 'acme/main'",
+        },
+        "forbidden": {
+            "status": 403,
+            "message": "token 'viewer for acme' is a viewer; this needs the deployer role or more",
+        },
+    }
+    assert [item["id"] for item in answered["pipelines"]["data"]["pipelines"]] == ["main", "relay"]
+    assert {stage["name"] for stage in answered["pipeline"]["data"]["stages"]} == {
+        "Development",
+        "Staging",
+        "Production",
+    }
+    assert answered["updated"]["data"]["version"] == answered["flow"]["data"]["version"] + 1
+    assert [run["data"]["name"] for run in answered["started"]] == ["js-1", "js-2", "js-3"]
+    assert all(run["error"] is None for run in answered["started"])
+    assert (
+        answered["firstPage"]["pagination"]["hasNextPage"] and len(answered["firstPage"]["data"]["runs"]) == 2
+    )
+    assert len(answered["every"]["data"]["runs"]) == 4  # the first run and three more, over two pages
+    assert answered["run"]["data"]["name"] == "js-1" and answered["run"]["data"]["spec"]["kind"] == "Workflow"
+    assert answered["aborted"]["data"]["status"] in ("aborting", "aborted")
