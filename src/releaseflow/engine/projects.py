@@ -1,0 +1,100 @@
+"""Projects as the API reads them: the projects, and one project whole (its resources with the stage
+each belongs to, what each runs and the latest record of each, and its pipelines with their stages).
+
+A resource's status is what releaseflow recorded (its latest build, job run, deploy or backup), not
+a probe of the platform: a read must not act, and some drivers' checks do (the local driver's addon
+check creates and starts the database it looks for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from releaseflow.domain.errors import NotFoundError
+from releaseflow.engine import release_flows
+from releaseflow.engine.platform_records import PlatformRecord, latest_by_resource, project_records
+from releaseflow.engine.queries import ReleaseView, release_state
+from releaseflow.engine.release_flows import PipelineDetail
+from releaseflow.store import catalog
+from releaseflow.store.database import Database, Row, from_epoch
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    id: str
+    name: str
+    description: str
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    id: str
+    kind: str  # service, job, addon or build_service
+    driver: str
+    pipeline_id: str | None  # the stage holding it (None: in no stage, e.g. a build service)
+    stage: str | None
+    release: ReleaseView | None  # what a service or job runs (None: nothing deployed yet)
+    latest: PlatformRecord | None  # the newest build, job run, deploy or backup acting on it
+
+
+@dataclass(frozen=True)
+class ProjectDetail:
+    project: ProjectView
+    resources: tuple[ResourceView, ...]
+    pipelines: tuple[PipelineDetail, ...]
+
+
+async def list_projects(db: Database, only: str | None = None) -> list[ProjectView]:
+    """Every project, or only the one ``only`` names (none when it does not exist)."""
+    async with db.read() as tx:
+        rows = await catalog.list_projects(tx)
+    return [_project(row) for row in rows if only is None or row["id"] == only]
+
+
+async def project_detail(db: Database, project_id: str) -> ProjectDetail:
+    found = await list_projects(db, project_id)
+    if not found:
+        raise NotFoundError(f"no project '{project_id}'")
+    async with db.read() as tx:
+        resources = await catalog.list_resources(tx, project_id)
+        pipeline_ids = [row["id"] for row in await catalog.list_pipelines(tx, project_id)]
+    pipelines = [await release_flows.pipeline(db, project_id, pipeline_id) for pipeline_id in pipeline_ids]
+    place = {
+        resource_id: (pipeline.summary.id, stage.name)
+        for pipeline in pipelines
+        for stage in pipeline.stages
+        for resource_id, _ in stage.resources
+    }
+    runs: dict[str, ReleaseView] = {}
+    for pipeline_id in pipeline_ids:
+        for view in await release_state(db, project_id, pipeline_id, None):
+            # A resource is in one stage at most: what that stage records is what it runs.
+            if place.get(view.resource_id) == (pipeline_id, view.stage) or view.resource_id not in runs:
+                runs[view.resource_id] = view
+    latest = latest_by_resource(await project_records(db, project_id))
+    views = tuple(
+        ResourceView(
+            id=row["id"],
+            kind=row["kind"],
+            driver=row["driver"],
+            pipeline_id=place.get(row["id"], (None, None))[0],
+            stage=place.get(row["id"], (None, None))[1],
+            release=runs.get(row["id"]),
+            latest=latest.get(row["id"]),
+        )
+        for row in resources
+    )
+    return ProjectDetail(found[0], views, tuple(pipelines))
+
+
+def _project(row: Row) -> ProjectView:
+    return ProjectView(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        created_at=from_epoch(row["created_at"]),
+        updated_at=from_epoch(row["updated_at"]),
+    )
