@@ -5,7 +5,6 @@ logs as plain text, and the refusals (unknown ids, wrong types, another project)
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,9 @@ from tests.acceptance.api_support import Api
 from tests.acceptance.config import PROJECT
 from tests.acceptance.support import wait_until
 from tests.acceptance.test_api_own import refused
+from tests.integration.local_project import AppRepository, build_main
 
 RECORDS = f"/api/projects/{PROJECT}/records"
-GIT = ["git", "-c", "user.name=releaseflow", "-c", "user.email=releaseflow@example.invalid"]
 # A service without a port: healthy while its process runs.
 WEB = "python3 -c \"import time; print('web started', flush=True); time.sleep(600)\""
 
@@ -27,12 +26,7 @@ TOOLS_FLOW: dict[str, Any] = {
         "spec": {
             "type": "sequential",
             "steps": [
-                {
-                    "kind": "Build",
-                    "ref": "build",
-                    "spec": {"id": "builder", "type": "service", "branch": "main"},
-                    "condition": "success",
-                },
+                build_main(),
                 {
                     "kind": "Release",
                     "ref": "deploy",
@@ -59,15 +53,6 @@ TOOLS_FLOW: dict[str, Any] = {
         },
     },
 }
-
-
-def repository(folder: Path) -> Path:
-    folder.mkdir()
-    subprocess.run([*GIT, "init", "-q", "-b", "main", str(folder)], check=True)
-    (folder / "VERSION").write_text("1\n")
-    subprocess.run([*GIT, "-C", str(folder), "add", "-A"], check=True)
-    subprocess.run([*GIT, "-C", str(folder), "commit", "-q", "-m", "first"], check=True)
-    return folder
 
 
 def tools_configuration(source: Path) -> dict[str, Any]:
@@ -109,7 +94,8 @@ def tools_configuration(source: Path) -> dict[str, Any]:
 @pytest.fixture
 def released(api: Api) -> str:
     """The id of a finished run of tools/Development that built, deployed and ran the job."""
-    source = repository(api.releaseflow.cwd / "app")
+    source = api.releaseflow.cwd / "app"
+    AppRepository(source).commit("1")
     applied = api.call(
         "POST", f"/api/projects/{PROJECT}/configuration/apply", "admin", json=tools_configuration(source)
     )
@@ -160,6 +146,16 @@ def test_projects__the_token_s_projects_and_one_whole(api: Api, released: str) -
         {"name": "Development", "hasReleaseFlow": True, "resources": ["migrate", "web"]}
     ]
     assert pipelines["main"]["stages"][0]["resources"] == ["api"]
+
+    # /docs shows what the new routes answer, field by field.
+    schema = api.call("GET", "/openapi.json", None).json()
+    shown = schema["components"]["schemas"]
+    assert {"id", "kind", "status", "resource", "platformId", "runId"} <= set(
+        shown["RecordShape"]["properties"]
+    )
+    assert {"status", "running", "latest", "stage"} <= set(shown["ResourceShape"]["properties"])
+    log = schema["paths"]["/api/projects/{projectId}/records/{recordId}/log"]["get"]["responses"]["200"]
+    assert "text/plain" in log["content"]
 
     refused(api.call("GET", "/api/projects/nowhere", "root"), 404, "no project 'nowhere'")
     refused(api.call("GET", "/api/projects/nowhere", "viewer"), 403, "is for project 'acme'")

@@ -80,8 +80,9 @@ async def project_records(
     run_id: str | None = None,
     resource_id: str | None = None,
 ) -> list[PlatformRecord]:
-    """The project's records, newest first; each filter given narrows them. An unknown pipeline,
-    stage (any case; it needs its pipeline), resource or project is not found, rather than answered with none."""
+    """The project's records, newest first; each filter given narrows them. An unknown project,
+    pipeline, stage (any case; it needs its pipeline) or resource is not found, rather than answered
+    with no records."""
     if stage is not None:
         if pipeline_id is None:
             raise ValidationError([Issue("stage", "a stage needs its pipeline")], subject="the filter")

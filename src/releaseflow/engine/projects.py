@@ -9,24 +9,17 @@ check creates and starts the database it looks for).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.engine import release_flows
 from releaseflow.engine.platform_records import PlatformRecord, latest_by_resource, project_records
 from releaseflow.engine.queries import ReleaseView, release_state
-from releaseflow.engine.release_flows import PipelineDetail
+from releaseflow.engine.release_flows import CatalogEntry, PipelineDetail, catalog_entry
 from releaseflow.store import catalog
-from releaseflow.store.database import Database, Row, from_epoch
+from releaseflow.store.database import Database
 
-
-@dataclass(frozen=True)
-class ProjectView:
-    id: str
-    name: str
-    description: str
-    created_at: datetime | None
-    updated_at: datetime | None
+# A project as lists show it: the same fields as a pipeline's entry.
+ProjectView = CatalogEntry
 
 
 @dataclass(frozen=True)
@@ -51,7 +44,7 @@ async def list_projects(db: Database, only: str | None = None) -> list[ProjectVi
     """Every project, or only the one ``only`` names (none when it does not exist)."""
     async with db.read() as tx:
         rows = await catalog.list_projects(tx)
-    return [_project(row) for row in rows if only is None or row["id"] == only]
+    return [catalog_entry(row) for row in rows if only is None or row["id"] == only]
 
 
 async def project_detail(db: Database, project_id: str) -> ProjectDetail:
@@ -88,13 +81,3 @@ async def project_detail(db: Database, project_id: str) -> ProjectDetail:
         for row in resources
     )
     return ProjectDetail(found[0], views, tuple(pipelines))
-
-
-def _project(row: Row) -> ProjectView:
-    return ProjectView(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        created_at=from_epoch(row["created_at"]),
-        updated_at=from_epoch(row["updated_at"]),
-    )
