@@ -4,14 +4,16 @@ run's carried-over nodes, and lookups from another project."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from tests.integration.support import PIPELINE, PROJECT, EngineHarness, fast, template, workflow
 
-from releaseflow.domain.errors import NotFoundError
+from releaseflow.domain.errors import NotFoundError, ValidationError
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine import platform_records, projects
 from releaseflow.engine.commands import RunRequest
-from releaseflow.engine.platform_records import RecordKind
+from releaseflow.engine.platform_records import PlatformRecord, RecordFilter, RecordKind
 from releaseflow.testing import Fail, Succeed
 
 BACKUP = {"kind": "AddonBackup", "ref": "backup", "spec": {"addonId": "db", "backupType": "dump"}}
@@ -25,6 +27,12 @@ JOB_DEPLOY = {
     },
 }
 JOB = fast({"kind": "JobRun", "ref": "migrate", "spec": {"jobId": "migrate"}}, attempts=1)
+
+
+async def records(harness: EngineHarness, project: str = PROJECT, **wanted: Any) -> list[PlatformRecord]:
+    return (
+        await platform_records.records_page(harness.db, project, RecordFilter(**wanted), limit=100)
+    ).records
 
 
 async def failed_then_resumed(harness: EngineHarness) -> tuple[str, str]:
@@ -47,38 +55,59 @@ async def test_records__what_each_node_made_newest_first_and_carried_nodes_once(
     harness: EngineHarness,
 ) -> None:
     failed, resumed = await failed_then_resumed(harness)
-    records = await platform_records.project_records(harness.db, PROJECT)
+    found = await records(harness)
 
-    seen = [(record.run_id, record.kind, record.status) for record in records]
+    seen = [(record.run_id, record.kind, record.status) for record in found]
     assert seen == [
         (resumed, RecordKind.JOB_RUN, NodeStatus.SUCCESS),
         (failed, RecordKind.JOB_RUN, NodeStatus.FAILED),
         (failed, RecordKind.DEPLOY, NodeStatus.SUCCESS),
         (failed, RecordKind.BACKUP, NodeStatus.SUCCESS),
     ]  # the resume's carried backup and deploy did not act again: they are not records of it
-    job, failed_job, ship, backup = records
+    job, failed_job, ship, backup = found
     assert (backup.resource_id, backup.resource_kind, backup.platform_id) == ("db", "addon", "bk1")
     assert (ship.resource_id, ship.resource_kind) == ("migrate", "job")
     assert failed_job.platform_id is None and failed_job.error and "exit 3" in failed_job.error
     assert job.platform_id == "jr-2"
 
-    narrowed = await platform_records.project_records(harness.db, PROJECT, kinds=[RecordKind.BACKUP])
+    narrowed = await records(harness, kinds=[RecordKind.BACKUP])
     assert [record.id for record in narrowed] == [backup.id]
-    by_job = await platform_records.project_records(harness.db, PROJECT, resource_id="migrate")
+    by_job = await records(harness, resource_id="migrate")
     assert [record.id for record in by_job] == [job.id, failed_job.id, ship.id]
-    of_run = await platform_records.project_records(
-        harness.db, PROJECT, pipeline_id=PIPELINE, stage="development", run_id=resumed
-    )
+    of_run = await records(harness, pipeline_id=PIPELINE, stage="development", run_id=resumed)
     assert [record.id for record in of_run] == [job.id]
-    assert (
-        await platform_records.project_records(harness.db, PROJECT, stage="Staging", pipeline_id=PIPELINE)
-        == []
+    assert await records(harness, stage="Staging", pipeline_id=PIPELINE) == []
+
+
+async def test_records__paged_by_key_with_the_resource_checked_exactly(harness: EngineHarness) -> None:
+    await failed_then_resumed(harness)
+    every = await records(harness)
+    pages, cursor = [], None
+    while True:
+        page = await platform_records.records_page(
+            harness.db, PROJECT, RecordFilter(), cursor=cursor, limit=1
+        )
+        pages.append([record.id for record in page.records])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == [[record.id] for record in every]
+    # The job's page skips the records that only mention it elsewhere (none here) and ends exactly.
+    first = await platform_records.records_page(
+        harness.db, PROJECT, RecordFilter(resource_id="migrate"), limit=2
     )
+    rest = await platform_records.records_page(
+        harness.db, PROJECT, RecordFilter(resource_id="migrate"), cursor=first.next_cursor, limit=2
+    )
+    assert [record.id for record in first.records + rest.records] == [r.id for r in every[:3]]
+    assert rest.next_cursor is None
+    with pytest.raises(ValidationError, match="not a cursor this server gave"):
+        await platform_records.records_page(harness.db, PROJECT, RecordFilter(), cursor="yesterday")
 
 
 async def test_records__have_logs_only_where_a_driver_keeps_one(harness: EngineHarness) -> None:
     await failed_then_resumed(harness)
-    job, failed_job, ship, backup = await platform_records.project_records(harness.db, PROJECT)
+    job, failed_job, ship, backup = await records(harness)
     drivers = harness.worker.drivers
 
     async def refusal(record: platform_records.PlatformRecord) -> str:
@@ -94,7 +123,7 @@ async def test_records__have_logs_only_where_a_driver_keeps_one(harness: EngineH
 
 async def test_records__looked_up_in_their_project_only(harness: EngineHarness) -> None:
     _, resumed = await failed_then_resumed(harness)
-    job = (await platform_records.project_records(harness.db, PROJECT, run_id=resumed))[0]
+    job = (await records(harness, run_id=resumed))[0]
     assert (await platform_records.record_in_project(harness.db, PROJECT, job.id)) == job
     # The root workflow: a node of the run, but no record.
     root = next(node for node in (await harness.nodes(resumed)).values() if node.parent_path is None)
@@ -107,9 +136,9 @@ async def test_records__looked_up_in_their_project_only(harness: EngineHarness) 
         ({"pipeline_id": PIPELINE, "stage": "qa"}, "no stage 'qa'"),
     ):
         with pytest.raises(NotFoundError, match=words):
-            await platform_records.project_records(harness.db, PROJECT, **filters)
+            await records(harness, **filters)
     with pytest.raises(NotFoundError, match="no project 'elsewhere'"):
-        await platform_records.project_records(harness.db, "elsewhere")
+        await records(harness, "elsewhere")
 
 
 async def test_project_detail__each_resource_with_its_stage_latest_record_and_release(

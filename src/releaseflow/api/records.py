@@ -12,12 +12,12 @@ from pydantic import BaseModel
 from releaseflow.api.answers import Answer, Pagination
 from releaseflow.api.errors import ApiError
 from releaseflow.api.northflank import APP, PAGING, VIEWER
-from releaseflow.api.pagination import Page, PageRequest, fetch_page, list_page
+from releaseflow.api.pagination import Page, PageRequest, fetch_page
 from releaseflow.api.routing import router_of
 from releaseflow.api.runs import run_in_project
 from releaseflow.application import Application
 from releaseflow.engine import platform_records
-from releaseflow.engine.platform_records import PlatformRecord, RecordKind
+from releaseflow.engine.platform_records import PlatformRecord, RecordFilter, RecordKind
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire.projects import RecordShape
 
@@ -77,16 +77,13 @@ async def list_records(
 ) -> RecordPage:
     kinds = [_kind(word) for word in kind] or list(RecordKind)
     run_id = (await run_in_project(app, projectId, run)).run.id if run is not None else None
-    found = await platform_records.project_records(
-        app.db,
-        projectId,
-        kinds=kinds,
-        pipeline_id=pipeline,
-        stage=stage,
-        run_id=run_id,
-        resource_id=resource,
-    )
-    page = await fetch_page(paging, lambda cursor, limit: _listed(found, cursor, limit))
+    wanted = RecordFilter(kinds, pipeline, stage, run_id, resource)
+
+    async def fetch(cursor: str | None, limit: int) -> Page[PlatformRecord]:
+        found = await platform_records.records_page(app.db, projectId, wanted, cursor=cursor, limit=limit)
+        return Page(found.records, found.next_cursor)
+
+    page = await fetch_page(paging, fetch)
     return RecordPage(
         data=RecordList(records=[RecordShape.of(record) for record in page.items]),
         pagination=Pagination.of(page),
@@ -105,10 +102,6 @@ async def record_log(
 ) -> PlainTextResponse:
     found = await platform_records.record_log(app.db, app.drivers, record, lines=lines)
     return PlainTextResponse("".join(f"{line}\n" for line in found))
-
-
-async def _listed(found: list[PlatformRecord], cursor: str | None, limit: int) -> Page[PlatformRecord]:
-    return list_page(found, cursor, limit)
 
 
 def _kind(word: str) -> RecordKind:

@@ -45,6 +45,13 @@ _RECORD_KIND = {node: record for record, node in _NODE_KIND.items()}
 # does not say it (a Release names its target's type).
 _RESOURCE_FIELD = {RecordKind.BUILD: "id", RecordKind.JOB_RUN: "jobId", RecordKind.BACKUP: "addonId"}
 _RESOURCE_KIND = {RecordKind.BUILD: "build_service", RecordKind.JOB_RUN: "job", RecordKind.BACKUP: "addon"}
+# The kinds of resource each kind of record can act on.
+_ACTS_ON = {
+    RecordKind.BUILD: ("build_service",),
+    RecordKind.JOB_RUN: ("job",),
+    RecordKind.DEPLOY: ("service", "job"),
+    RecordKind.BACKUP: ("addon",),
+}
 # The log a driver keeps of each kind's work (a deploy: the service's output; a backup: none).
 _LOG_SOURCE = {RecordKind.BUILD: LogSource.BUILD, RecordKind.JOB_RUN: LogSource.JOB_RUN}
 
@@ -70,42 +77,103 @@ class PlatformRecord:
     data: Mapping[str, Any]
 
 
-async def project_records(
-    db: Database,
-    project_id: str,
-    *,
-    kinds: Sequence[RecordKind] = tuple(RecordKind),
-    pipeline_id: str | None = None,
-    stage: str | None = None,
-    run_id: str | None = None,
-    resource_id: str | None = None,
-) -> list[PlatformRecord]:
-    """The project's records, newest first; each filter given narrows them. An unknown project,
-    pipeline, stage (any case; it needs its pipeline) or resource is not found, rather than answered
-    with no records."""
+@dataclass(frozen=True)
+class RecordFilter:
+    """Which records of a project: each field given narrows them."""
+
+    kinds: Sequence[RecordKind] = tuple(RecordKind)
+    pipeline_id: str | None = None
+    stage: str | None = None  # any case; it needs its pipeline
+    run_id: str | None = None
+    resource_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: list[PlatformRecord]
+    next_cursor: str | None  # None: this was the last page
+
+
+# How many rows a page reads beyond what it needs, when a resource filter may drop some.
+_SLACK = 10
+
+
+async def records_page(
+    db: Database, project_id: str, wanted: RecordFilter, *, cursor: str | None = None, limit: int = 50
+) -> RecordPage:
+    """The project's records after ``cursor`` (None: from the newest), at most ``limit`` of them.
+
+    An unknown project, pipeline, stage or resource is not found, rather than answered with no records.
+    The database narrows by resource coarsely (the node's code mentions it); the exact field is
+    checked here, reading on until the page is full or the history ends.
+    """
+    where = await _node_filter(db, project_id, wanted)
+    after = _key(cursor) if cursor is not None else None
+    # Each record with its key (the stored start, not the datetime made of it: that is rounded).
+    found: list[tuple[PlatformRecord, tuple[float, str]]] = []
+    while True:
+        asked = limit + 1 - len(found) + (_SLACK if wanted.resource_id is not None else 0)
+        async with db.read() as tx:
+            rows = await store.node_records(tx, where, after=after, limit=asked)
+        for row in rows:
+            record = _record(row)
+            if wanted.resource_id is None or record.resource_id == wanted.resource_id:
+                found.append((record, (row["started_epoch"], row["id"])))
+                if len(found) > limit:
+                    moment, node_id = found[limit - 1][1]
+                    return RecordPage([item for item, _ in found[:limit]], f"{moment!r}/{node_id}")
+        if len(rows) < asked:
+            return RecordPage([item for item, _ in found], None)
+        after = (rows[-1]["started_epoch"], rows[-1]["id"])
+
+
+async def latest_of(
+    db: Database, project_id: str, resource_id: str, resource_kind: str
+) -> PlatformRecord | None:
+    """The newest record acting on the resource (only the kinds that can act on its kind are read)."""
+    kinds = [kind for kind, acts_on in _ACTS_ON.items() if resource_kind in acts_on]
+    if not kinds:
+        return None
+    page = await records_page(db, project_id, RecordFilter(kinds=kinds, resource_id=resource_id), limit=1)
+    return page.records[0] if page.records else None
+
+
+async def _node_filter(db: Database, project_id: str, wanted: RecordFilter) -> store.NodeFilter:
+    stage = wanted.stage
     if stage is not None:
-        if pipeline_id is None:
+        if wanted.pipeline_id is None:
             raise ValidationError([Issue("stage", "a stage needs its pipeline")], subject="the filter")
-        stage = await resolve_stage(db, project_id, pipeline_id, stage)
+        stage = await resolve_stage(db, project_id, wanted.pipeline_id, stage)
     async with db.read() as tx:
         if project_id not in {row["id"] for row in await catalog.list_projects(tx)}:
             raise NotFoundError(f"no project '{project_id}'")
-        if pipeline_id is not None and await catalog.get_pipeline(tx, project_id, pipeline_id) is None:
-            raise NotFoundError(f"no pipeline '{pipeline_id}' in project '{project_id}'")
-        if resource_id is not None:
+        if (
+            wanted.pipeline_id is not None
+            and await catalog.get_pipeline(tx, project_id, wanted.pipeline_id) is None
+        ):
+            raise NotFoundError(f"no pipeline '{wanted.pipeline_id}' in project '{project_id}'")
+        if wanted.resource_id is not None:
             known = await catalog.list_resources(tx, project_id, include_archived=True)
-            if resource_id not in {row["id"] for row in known}:
-                raise NotFoundError(f"no resource '{resource_id}' in project '{project_id}'")
-        rows = await store.node_records(
-            tx,
-            project_id,
-            [str(_NODE_KIND[kind]) for kind in kinds],
-            pipeline_id=pipeline_id,
-            stage=stage,
-            run_id=run_id,
-        )
-    records = [_record(row) for row in rows]
-    return [record for record in records if resource_id is None or record.resource_id == resource_id]
+            if wanted.resource_id not in {row["id"] for row in known}:
+                raise NotFoundError(f"no resource '{wanted.resource_id}' in project '{project_id}'")
+    return store.NodeFilter(
+        project_id,
+        [str(_NODE_KIND[kind]) for kind in wanted.kinds],
+        pipeline_id=wanted.pipeline_id,
+        stage=stage,
+        run_id=wanted.run_id,
+        mentions=wanted.resource_id,
+    )
+
+
+def _key(cursor: str) -> tuple[float, str]:
+    moment, _, node_id = cursor.partition("/")
+    try:
+        return float(moment), node_id
+    except ValueError:
+        raise ValidationError(
+            [Issue("cursor", f"'{cursor}' is not a cursor this server gave")], subject="the page request"
+        ) from None
 
 
 async def record_in_project(db: Database, project_id: str, record_id: str) -> PlatformRecord:
@@ -123,15 +191,6 @@ async def record_in_project(db: Database, project_id: str, record_id: str) -> Pl
             f"no build, job run, deploy or backup record '{record_id}' in project '{project_id}'"
         )
     return _record(row)
-
-
-def latest_by_resource(records: Sequence[PlatformRecord]) -> dict[str, PlatformRecord]:
-    """The newest record of each resource, of records listed newest first."""
-    latest: dict[str, PlatformRecord] = {}
-    for record in records:
-        if record.resource_id is not None:
-            latest.setdefault(record.resource_id, record)
-    return latest
 
 
 async def record_log(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.engine import release_flows
-from releaseflow.engine.platform_records import PlatformRecord, latest_by_resource, project_records
+from releaseflow.engine.platform_records import PlatformRecord, latest_of
 from releaseflow.engine.queries import ReleaseView, release_state
 from releaseflow.engine.release_flows import CatalogEntry, PipelineDetail, catalog_entry
 from releaseflow.store import catalog
@@ -67,8 +67,7 @@ async def project_detail(db: Database, project_id: str) -> ProjectDetail:
             # A resource is in one stage at most: what that stage records is what it runs.
             if place.get(view.resource_id) == (pipeline_id, view.stage) or view.resource_id not in runs:
                 runs[view.resource_id] = view
-    latest = latest_by_resource(await project_records(db, project_id))
-    views = tuple(
+    views = [
         ResourceView(
             id=row["id"],
             kind=row["kind"],
@@ -76,8 +75,9 @@ async def project_detail(db: Database, project_id: str) -> ProjectDetail:
             pipeline_id=place.get(row["id"], (None, None))[0],
             stage=place.get(row["id"], (None, None))[1],
             release=runs.get(row["id"]),
-            latest=latest.get(row["id"]),
+            # One short read each: the newest of the resource's records, however long the history.
+            latest=await latest_of(db, project_id, row["id"], row["kind"]),
         )
         for row in resources
-    )
-    return ProjectDetail(found[0], views, tuple(pipelines))
+    ]
+    return ProjectDetail(found[0], tuple(views), tuple(pipelines))
