@@ -222,6 +222,9 @@ def test_records__refusals_say_what_is_wrong(api: Api, released: str) -> None:
     refused(api.call("GET", RECORDS, "viewer", params={"run": "ffffffff"}), 404, "ffffffff")
     refused(api.call("GET", RECORDS, "viewer", params={"per_page": "many"}), 400, "per_page")
     refused(
+        api.call("GET", RECORDS, "viewer", params={"cursor": "garbage"}), 400, "not a cursor this server gave"
+    )
+    refused(
         api.call("GET", f"{RECORDS}/no-such-record", "viewer"), 404, "no build, job run, deploy or backup"
     )
     refused(api.call("GET", f"{RECORDS}/{build['id']}/log", "viewer", params={"lines": 0}), 400, "lines")

@@ -10,15 +10,13 @@ latest record). Reports figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.history_bench import timed
+from tests.benchmarks.history_bench import report, timed
 
 from releaseflow.engine.platform_records import RecordFilter, RecordKind, records_page
 from releaseflow.engine.projects import project_detail
@@ -118,15 +116,13 @@ async def bench(runs: int, repeat: int) -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.records_bench")
-    parser.add_argument("--runs", type=int, nargs="+", default=[1_000, 10_000])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    print("| runs (records) | read | median ms | max ms |")
-    print("|---|---|---|---|")
-    for runs in args.runs:
-        for name, median, worst in asyncio.run(bench(runs, args.repeat)):
-            print(f"| {runs:,} ({runs * len(NODES):,}) | {name} | {median:.1f} | {worst:.1f} |", flush=True)
+    report(
+        "python -m tests.benchmarks.records_bench",
+        [1_000, 10_000],
+        bench,
+        column="runs (records)",
+        label=lambda runs: f"{runs:,} ({runs * len(NODES):,})",
+    )
 
 
 if __name__ == "__main__":
