@@ -62,6 +62,8 @@ for _prefix in ("/v1", "/v1/teams/{teamId}"):
 _STAGE = "/api/projects/{projectId}/pipelines/{pipelineId}/stages/{stage}"
 _RUN = "/api/projects/{projectId}/runs/{runId}"
 _TOKENS = "/api/projects/{projectId}/tokens"
+_RECORDS = "/api/projects/{projectId}/records"
+_NOTIFICATIONS = "/api/projects/{projectId}/notifications"
 REQUIRED.update(
     {
         ("GET", f"{_STAGE}/runs"): "viewer",
@@ -99,6 +101,15 @@ REQUIRED.update(
         ("GET", _TOKENS): "admin",
         ("POST", _TOKENS): "admin",
         ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",
+        ("GET", "/api/projects"): "viewer",
+        ("GET", "/api/projects/{projectId}"): "viewer",
+        ("GET", f"{_RECORDS}"): "viewer",
+        ("GET", f"{_RECORDS}/{{recordId}}"): "viewer",
+        ("GET", f"{_RECORDS}/{{recordId}}/log"): "viewer",
+        ("GET", f"{_NOTIFICATIONS}/subscriptions"): "viewer",
+        ("POST", f"{_NOTIFICATIONS}/subscriptions"): "admin",
+        ("DELETE", f"{_NOTIFICATIONS}/subscriptions/{{subscriptionId}}"): "admin",
+        ("GET", f"{_NOTIFICATIONS}/deliveries"): "viewer",
     }
 )
 
@@ -141,6 +152,8 @@ def test_every_route__refuses_bad_tokens_and_lower_roles(api: Api) -> None:
         "other": "1",
         "version": "1",
         "tokenId": "no-such-token",
+        "recordId": "no-such-record",
+        "subscriptionId": "sub-none",
     }
     failures = []
     for method, path in app_routes():

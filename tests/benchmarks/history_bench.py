@@ -138,16 +138,28 @@ async def bench(runs: int, repeat: int) -> list[tuple[str, float, float]]:
             await db.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.history_bench")
-    parser.add_argument("--runs", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+def report(
+    prog: str,
+    default_runs: list[int],
+    bench_one: Callable[[int, int], Awaitable[list[tuple[str, float, float]]]],
+    *,
+    column: str = "runs in the stage",
+    label: Callable[[int], str] = lambda runs: f"{runs:,}",
+) -> None:
+    """Parse ``--runs`` and ``--repeat``, run ``bench_one`` for each size and print its table."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--runs", type=int, nargs="+", default=default_runs)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print("| runs in the stage | read | median ms | max ms |")
+    print(f"| {column} | read | median ms | max ms |")
     print("|---|---|---|---|")
     for runs in args.runs:
-        for name, median, worst in asyncio.run(bench(runs, args.repeat)):
-            print(f"| {runs:,} | {name} | {median:.1f} | {worst:.1f} |", flush=True)
+        for name, median, worst in asyncio.run(bench_one(runs, args.repeat)):
+            print(f"| {label(runs)} | {name} | {median:.1f} | {worst:.1f} |", flush=True)
+
+
+def main() -> None:
+    report("python -m tests.benchmarks.history_bench", [1_000, 10_000, 100_000], bench)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ from releaseflow.api.events import event_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
+from releaseflow.api.notifications import notification_routes
+from releaseflow.api.projects import project_routes
+from releaseflow.api.records import record_routes
 from releaseflow.api.runs import run_routes
 from releaseflow.api.stages import stage_routes
 from releaseflow.api.triggers import trigger_routes
@@ -184,6 +187,9 @@ def create_app(
     app.include_router(event_routes())
     app.include_router(token_routes())
     app.include_router(configuration_routes())
+    app.include_router(project_routes())
+    app.include_router(record_routes())
+    app.include_router(notification_routes())
     app.include_router(docs_routes())
 
     app.mount("/web", web_app(lambda: runtime.application))

@@ -10,8 +10,9 @@ from fastapi import APIRouter
 Route = tuple[str, str, Callable[..., Any], str]
 
 
-def router_of(tag: str, routes: Iterable[Route]) -> APIRouter:
+def router_of(tag: str, routes: Iterable[Route], **options: Any) -> APIRouter:
+    """``options`` go to every route (e.g. ``response_model_exclude_unset``)."""
     router = APIRouter(tags=[tag])
     for method, path, endpoint, summary in routes:
-        router.add_api_route(path, endpoint, methods=[method], summary=summary)
+        router.add_api_route(path, endpoint, methods=[method], summary=summary, **options)
     return router

@@ -21,12 +21,18 @@ from releaseflow.store.records import FlowRecord
 
 
 @dataclass(frozen=True)
-class PipelineSummary:
+class CatalogEntry:
+    """A project or a pipeline as lists show it."""
+
     id: str
     name: str
     description: str
     created_at: datetime | None
     updated_at: datetime | None
+
+
+# A pipeline's entry, by the name the pipeline reads use.
+PipelineSummary = CatalogEntry
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class FlowView:
 async def list_pipelines(db: Database, project_id: str) -> list[PipelineSummary]:
     async with db.read() as tx:
         await _project(tx, project_id)
-        return [_summary(row) for row in await catalog.list_pipelines(tx, project_id)]
+        return [catalog_entry(row) for row in await catalog.list_pipelines(tx, project_id)]
 
 
 async def pipeline(db: Database, project_id: str, pipeline_id: str) -> PipelineDetail:
@@ -70,7 +76,7 @@ async def pipeline(db: Database, project_id: str, pipeline_id: str) -> PipelineD
                     stage, tuple((item["id"], item["kind"]) for item in resources), flow is not None
                 )
             )
-    return PipelineDetail(_summary(row), tuple(stages))
+    return PipelineDetail(catalog_entry(row), tuple(stages))
 
 
 async def release_flow(db: Database, project_id: str, pipeline_id: str, stage: str) -> FlowView:
@@ -127,8 +133,8 @@ async def restore_version(
     return await update_release_flow(db, clock, project_id, pipeline_id, flow.stage, row["document"], origin)
 
 
-def _summary(row: Mapping[str, Any]) -> PipelineSummary:
-    return PipelineSummary(
+def catalog_entry(row: Mapping[str, Any]) -> CatalogEntry:
+    return CatalogEntry(
         id=row["id"],
         name=row["name"],
         description=row["description"],
