@@ -96,6 +96,7 @@ REQUIRED.update(
         ("GET", f"{_STAGE}/events"): "viewer",
         ("POST", "/api/projects/{projectId}/configuration/validate"): "admin",
         ("POST", "/api/projects/{projectId}/configuration/apply"): "admin",
+        ("GET", "/api/token"): "viewer",
         ("GET", _TOKENS): "admin",
         ("POST", _TOKENS): "admin",
         ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",

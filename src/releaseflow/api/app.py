@@ -36,6 +36,7 @@ from releaseflow.api.configuration import configuration_routes
 from releaseflow.api.docs import DOCS_URL, docs_routes
 from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.events import event_routes
+from releaseflow.api.identity import identity_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
@@ -183,6 +184,7 @@ def create_app(
     app.include_router(stage_routes())
     app.include_router(event_routes())
     app.include_router(token_routes())
+    app.include_router(identity_routes())
     app.include_router(configuration_routes())
     app.include_router(docs_routes())
 

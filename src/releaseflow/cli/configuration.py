@@ -41,7 +41,8 @@ def register(commands: Subparsers) -> None:
         help="the schema of a resource's spec on a driver, e.g. local/service (see --list)",
     )
     choice.add_argument("--list", action="store_true", help="list the resource spec schemas by name")
-    schema.set_defaults(handler=print_schema)
+    # The schema is part of this program: printing it needs no data, local or remote.
+    schema.set_defaults(handler=print_schema, remote=True)
 
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,10 +13,11 @@ from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, r
 from releaseflow.domain.errors import ConflictError
 
 if TYPE_CHECKING:
+    from releaseflow.cli.backend import Backend
     from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.queries import RunDetail, RunSummary
     from releaseflow.engine.rollback import RollbackPreview
     from releaseflow.settings import Settings
-    from releaseflow.store.database import Database
 
 
 def register(commands: Subparsers) -> None:
@@ -67,12 +68,10 @@ def current_user() -> str:
         return ""
 
 
-async def run_notice_lines(db: Database, run_id: str) -> list[str]:
+def run_notice_lines(detail: RunDetail) -> list[str]:
     """What a run by hand says when it cleared its stage's pin, or its flow is paused (from its events)."""
-    from releaseflow.engine import queries
     from releaseflow.engine.commands import PAUSED_BY_HAND
 
-    detail = await queries.run_detail(db, run_id)
     return [
         f"this run {render.untrusted(event.cause)}"
         if event.cause.startswith("cleared")
@@ -141,16 +140,15 @@ def outcome_lines(outcomes: Sequence[TargetOutcome]) -> list[str]:
     ]
 
 
-async def rollback_lines(db: Database, run_id: str) -> list[str]:
+async def rollback_lines(backend: Backend, run: RunSummary) -> list[str]:
     """Where each target of a rollback run stands, under a heading (for ``show``)."""
-    from releaseflow.engine.history import rollback_outcome
-
-    return ["  where each target stands:", *outcome_lines(await rollback_outcome(db, run_id))]
+    return ["  where each target stands:", *outcome_lines(await backend.rollback_outcome(run))]
 
 
 def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.application import open_application
     from releaseflow.cli.follow import follow_run
+    from releaseflow.cli.local_backend import LocalBackend
     from releaseflow.domain.statuses import RunStatus
     from releaseflow.engine import queries
     from releaseflow.engine.rollback import Rollbacks
@@ -177,8 +175,9 @@ def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
             if not args.follow:
                 print(f"follow it with: releaseflow show {render.short_id(run.id)}")
                 return EXIT_OK
-            final = await follow_run(app.db, run.id)
-            print("\n".join(await rollback_lines(app.db, run.id)))
+            backend = LocalBackend(app.db, settings)
+            final = await follow_run(backend, run.id)
+            print("\n".join(await rollback_lines(backend, (await backend.run_detail(run.id)).run)))
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
 
     return run_async(go())
@@ -199,6 +198,7 @@ def _confirmed(what: str = "rollback", question: str = "Roll back?") -> bool:
 def restore_backup(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.application import open_application
     from releaseflow.cli.follow import follow_run
+    from releaseflow.cli.local_backend import LocalBackend
     from releaseflow.domain.statuses import RunStatus
     from releaseflow.engine import queries
     from releaseflow.engine.rollback import Rollbacks
@@ -221,7 +221,7 @@ def restore_backup(args: argparse.Namespace, settings: Settings) -> int:
             if not args.follow:
                 print(f"follow it with: releaseflow show {render.short_id(run.id)}")
                 return EXIT_OK
-            final = await follow_run(app.db, run.id)
+            final = await follow_run(LocalBackend(app.db, settings), run.id)
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
 
     return run_async(go())

@@ -1,0 +1,111 @@
+"""What a command reads and asks for, whether it acts on the local database or through a server.
+
+A command talks to a ``Backend``: ``LocalBackend`` (cli/local_backend.py) calls the engine on the
+database; ``RemoteBackend`` (cli/remote_backend.py) calls the server's HTTP API and decodes its
+answers into the same read-model values. The command renders those values with the same code either
+way, so its output is the same text locally and through ``--server``.
+
+A command that can act through a server says so when it registers (``remote=True`` in its defaults,
+with ``local_only`` its reason when it cannot); the others
+refuse a server in one line (``refuse_remote``) instead of quietly opening a local database.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from releaseflow.cli.common import UsageError
+
+if TYPE_CHECKING:
+    from releaseflow.cli.remote import Target
+    from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.commands import RunRequest
+    from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+    from releaseflow.settings import Settings
+
+# Why a command cannot act through a server when nothing more particular is said.
+LOCAL_ONLY = "it works on a local database only"
+
+
+class Backend(Protocol):
+    async def project(self, wanted: str | None) -> str:
+        """The project a command acts in: ``wanted``, or the only one there is (the token's, remotely)."""
+
+    async def stage(self, project: str, pipeline: str, stage: str) -> str:
+        """A stage's exact name, from any case of it."""
+
+    async def runs_page(
+        self,
+        project: str,
+        pipeline: str,
+        stage: str,
+        *,
+        statuses: list[str],
+        kind: str | None,
+        origin: str | None,
+        concluded: bool | None,
+        cursor: int | None,
+        limit: int,
+    ) -> RunsPage: ...
+
+    async def run_detail(self, run_key: str, *, with_events: bool = True) -> RunDetail:
+        """A run by its id or a unique start of it."""
+
+    async def wait_for_change(self, run_id: str, after_event: int) -> None:
+        """Return once the run may have changed after its event ``after_event`` (or a while passed)."""
+
+    async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail: ...
+
+    async def abort_run(self, run_key: str) -> RunSummary: ...
+
+    async def rename_run(self, run_key: str, *, name: str | None, description: str | None) -> RunSummary: ...
+
+    async def resume_run(self, run_key: str, edits: RunRequest) -> RunDetail:
+        """A new run of a failed run that keeps what succeeded there."""
+
+    async def rollback_outcome(self, run: RunSummary) -> list[TargetOutcome]:
+        """Where each target of the rollback run ``run`` stands."""
+
+    async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
+        """Approve or reject a waiting Approval node; returns the run's id."""
+
+    async def pipelines(self, project: str) -> list[PipelineOverview]: ...
+
+    async def pipeline_status(self, project: str, pipeline: str) -> PipelineOverview: ...
+
+    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
+        """What runs where: the current release of each service and job (of one stage, or all)."""
+
+
+def refuse_remote(args: argparse.Namespace, command: str) -> None:
+    """Refuse a server for a command that cannot use one (exit 2, one line)."""
+    if getattr(args, "remote", False):
+        return
+    reason = getattr(args, "local_only", None) or LOCAL_ONLY
+    raise UsageError(f"releaseflow {command} cannot act through a server: {reason}")
+
+
+@asynccontextmanager
+async def open_backend(target: Target | None, settings: Settings) -> AsyncIterator[Backend]:
+    """The server's backend when there is a target, else the local database's."""
+    if target is not None:
+        from releaseflow.cli.remote import Server
+        from releaseflow.cli.remote_backend import RemoteBackend
+
+        server = Server(target)
+        try:
+            yield RemoteBackend(server)
+        except (KeyError, TypeError, ValueError) as error:
+            raise server.misunderstood(error) from None
+        finally:
+            await server.close()
+        return
+    from releaseflow.cli.common import database
+    from releaseflow.cli.local_backend import LocalBackend
+
+    async with database(settings) as db:
+        yield LocalBackend(db, settings)

@@ -1,0 +1,114 @@
+"""The backend of a command that acts on the local database: the engine's commands and read model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from releaseflow.engine import queries
+
+if TYPE_CHECKING:
+    from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.commands import Engine, RunRequest
+    from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+    from releaseflow.settings import Settings
+    from releaseflow.store.database import Database
+
+# How often a followed run is read again (another process may be working on it).
+POLL_SECONDS = 0.3
+
+
+class LocalBackend:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def engine(self) -> Engine:
+        from releaseflow.cli.runs import run_engine
+
+        return run_engine(self.db, self.settings)
+
+    async def project(self, wanted: str | None) -> str:
+        return await queries.resolve_project(self.db, wanted)
+
+    async def stage(self, project: str, pipeline: str, stage: str) -> str:
+        return await queries.resolve_stage(self.db, project, pipeline, stage)
+
+    async def runs_page(
+        self,
+        project: str,
+        pipeline: str,
+        stage: str,
+        *,
+        statuses: list[str],
+        kind: str | None,
+        origin: str | None,
+        concluded: bool | None,
+        cursor: int | None,
+        limit: int,
+    ) -> RunsPage:
+        from releaseflow.engine.history import runs_page
+
+        return await runs_page(
+            self.db,
+            project,
+            pipeline,
+            stage,
+            statuses=statuses,
+            kind=kind,
+            origin=origin,
+            concluded=concluded,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def run_detail(self, run_key: str, *, with_events: bool = True) -> RunDetail:
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        return await queries.run_detail(self.db, run_id, with_events=with_events)
+
+    async def wait_for_change(self, run_id: str, after_event: int) -> None:
+        await asyncio.sleep(POLL_SECONDS)
+
+    async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail:
+        run = await self.engine().start_run(project, pipeline, stage, request)
+        return await queries.run_detail(self.db, run.id)
+
+    async def abort_run(self, run_key: str) -> RunSummary:
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        await self.engine().abort_run(run_id, "aborted from the command line")
+        return (await queries.run_detail(self.db, run_id, with_events=False)).run
+
+    async def rename_run(self, run_key: str, *, name: str | None, description: str | None) -> RunSummary:
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        await self.engine().rename_run(run_id, name=name, description=description)
+        return (await queries.run_detail(self.db, run_id, with_events=False)).run
+
+    async def resume_run(self, run_key: str, edits: RunRequest) -> RunDetail:
+        failed = await queries.resolve_run_id(self.db, run_key)
+        run = await self.engine().resume_run(failed, edits)
+        return await queries.run_detail(self.db, run.id)
+
+    async def rollback_outcome(self, run: RunSummary) -> list[TargetOutcome]:
+        from releaseflow.engine.history import rollback_outcome
+
+        return await rollback_outcome(self.db, run.id)
+
+    async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        engine = self.engine()
+        await (engine.reject if reject else engine.approve)(run_id, node, by, comment)
+        return run_id
+
+    async def pipelines(self, project: str) -> list[PipelineOverview]:
+        from releaseflow.engine.history import pipelines
+
+        return await pipelines(self.db, project)
+
+    async def pipeline_status(self, project: str, pipeline: str) -> PipelineOverview:
+        from releaseflow.engine.history import pipeline_status
+
+        return await pipeline_status(self.db, project, pipeline)
+
+    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
+        return await queries.release_state(self.db, project, pipeline, stage)

@@ -1,0 +1,182 @@
+"""The backend of a command that acts through a releaseflow server: its HTTP API, answers decoded by
+``wire.decode`` into the read model's values, which the command renders as it would local ones.
+
+Commands without ``--project`` act in the only project the token may act in (``GET /api/token``); a
+run is looked up in each project the token may act in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from releaseflow.cli.common import UsageError
+from releaseflow.cli.remote import segment
+from releaseflow.domain.errors import NotFoundError
+from releaseflow.wire import decode
+
+if TYPE_CHECKING:
+    from releaseflow.cli.remote import Server
+    from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.commands import RunRequest
+    from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+
+# How long one wait for a followed run's next event may last before the run is read again anyway.
+WAIT_SECONDS = 10.0
+
+
+class RemoteBackend:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._projects: list[str] | None = None
+
+    async def projects(self) -> list[str]:
+        """The projects the token may act in (``GET /api/token``)."""
+        if self._projects is None:
+            self._projects = [
+                str(project) for project in (await self.server.call("GET", "/api/token"))["projects"]
+            ]
+        return self._projects
+
+    async def project(self, wanted: str | None) -> str:
+        if wanted is not None:
+            return wanted
+        projects = await self.projects()
+        if len(projects) == 1:
+            return projects[0]
+        if not projects:
+            raise NotFoundError("the server has no projects yet: apply a configuration first")
+        raise UsageError(
+            f"the token acts in several projects; name one with --project ({', '.join(projects)})"
+        )
+
+    async def stage(self, project: str, pipeline: str, stage: str) -> str:
+        found = await self.server.call("GET", f"{_project_path(project)}/pipelines/{segment(pipeline)}")
+        for header in found["stages"]:
+            if str(header["stage"]).lower() == stage.lower():
+                return str(header["stage"])
+        # An archived stage is not listed, but its runs stay readable: the server resolves the name.
+        return stage
+
+    async def runs_page(
+        self,
+        project: str,
+        pipeline: str,
+        stage: str,
+        *,
+        statuses: list[str],
+        kind: str | None,
+        origin: str | None,
+        concluded: bool | None,
+        cursor: int | None,
+        limit: int,
+    ) -> RunsPage:
+        from releaseflow.engine.history import RunsPage
+
+        params: dict[str, Any] = {"per_page": limit, "status": statuses}
+        optional = {"kind": kind, "origin": origin, "cursor": cursor}
+        params |= {key: value for key, value in optional.items() if value is not None}
+        if concluded is not None:
+            params["concluded"] = "true" if concluded else "false"
+        answer = await self.server.call(
+            "GET", f"{_stage_path(project, pipeline, stage)}/runs", params=params, whole=True
+        )
+        cursor_text = answer.get("pagination", {}).get("cursor")
+        runs = [decode.run_summary(item) for item in answer["data"]["runs"]]
+        return RunsPage(runs, None if cursor_text is None else int(cursor_text))
+
+    async def run_detail(self, run_key: str, *, with_events: bool = True) -> RunDetail:
+        return decode.run_detail(await self.server.call("GET", await self._run_path(run_key)))
+
+    async def wait_for_change(self, run_id: str, after_event: int) -> None:
+        """Wait on the run's event stream for its next event (the stream ends by itself after a while)."""
+        params = {"after": after_event, "lifetime": WAIT_SECONDS}
+        async for line in self.server.stream(f"{await self._run_path(run_id)}/events", params):
+            if line.startswith("id:"):
+                return
+
+    async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail:
+        body = _run_body(request)
+        flow = f"/v1/projects/{segment(project)}/pipelines/{segment(pipeline)}/release-flows/{segment(stage)}"
+        started = await self.server.call("POST", f"{flow}/runs", body=body)
+        # Read again with its events: they say whether the run cleared the stage's pin.
+        return await self.run_detail(started["id"])
+
+    async def abort_run(self, run_key: str) -> RunSummary:
+        return decode.run_summary(await self.server.call("POST", f"{await self._run_path(run_key)}/abort"))
+
+    async def rename_run(self, run_key: str, *, name: str | None, description: str | None) -> RunSummary:
+        body = {
+            key: value for key, value in (("name", name), ("description", description)) if value is not None
+        }
+        return decode.run_summary(await self.server.call("PATCH", await self._run_path(run_key), body=body))
+
+    async def resume_run(self, run_key: str, edits: RunRequest) -> RunDetail:
+        resumed = await self.server.call(
+            "POST", f"{await self._run_path(run_key)}/resume", body=_run_body(edits)
+        )
+        return await self.run_detail(resumed["id"])
+
+    async def rollback_outcome(self, run: RunSummary) -> list[TargetOutcome]:
+        """The outcome the target run's rollbacks list gives for this one (no route gives it alone)."""
+        if run.rollback_of is None:
+            return []
+        found = await self.server.call("GET", f"{await self._run_path(run.rollback_of)}/rollbacks")
+        for item in found["rollbacks"]:
+            if item["id"] == run.id:
+                return decode.rollback_outcome(item["outcome"])
+        return []
+
+    async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
+        decision = "reject" if reject else "approve"
+        path = f"{await self._run_path(run_key)}/approvals/{segment(node)}/{decision}"
+        decided = await self.server.call("POST", path, body={"comment": comment})
+        return str(decided["id"])
+
+    async def pipelines(self, project: str) -> list[PipelineOverview]:
+        found = await self.server.call("GET", f"{_project_path(project)}/pipelines")
+        return [decode.pipeline_overview(item) for item in found["pipelines"]]
+
+    async def pipeline_status(self, project: str, pipeline: str) -> PipelineOverview:
+        found = await self.server.call("GET", f"{_project_path(project)}/pipelines/{segment(pipeline)}")
+        return decode.pipeline_overview(found)
+
+    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
+        where = f"{_project_path(project)}/pipelines/{segment(pipeline)}"
+        if stage is not None:
+            where = _stage_path(project, pipeline, stage)
+        found = await self.server.call("GET", f"{where}/state")
+        return [decode.release(item) for item in found["releases"]]
+
+    async def _run_path(self, run_key: str) -> str:
+        """The run's route, in the project it belongs to: tried in each project the token may act in."""
+        projects = await self.projects()
+        for project in projects[:-1]:
+            path = f"{_project_path(project)}/runs/{segment(run_key.strip())}"
+            try:
+                await self.server.call("GET", path)
+            except NotFoundError:
+                continue
+            return path
+        return f"{_project_path(projects[-1] if projects else '-')}/runs/{segment(run_key.strip())}"
+
+
+def _run_body(request: RunRequest) -> dict[str, Any]:
+    """A run request as the API's run body (Northflank's ``RunReleaseFlowRequest``)."""
+    if request.secret_arguments:
+        raise UsageError("--secret-arg cannot be sent through a server yet: run the command on its machine")
+    return {
+        "name": request.name,
+        "description": request.description,
+        "arguments": dict(request.arguments),
+        "overrides": dict(request.overrides),
+        "releaseNodeOverrides": dict(request.release_node_overrides),
+    }
+
+
+def _project_path(project: str) -> str:
+    return f"/api/projects/{segment(project)}"
+
+
+def _stage_path(project: str, pipeline: str, stage: str) -> str:
+    return f"{_project_path(project)}/pipelines/{segment(pipeline)}/stages/{segment(stage)}"

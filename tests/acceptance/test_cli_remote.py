@@ -1,0 +1,162 @@
+"""The command line through a server (``--server``/``--token``, or a saved login) against a real
+``releaseflow serve``: the same commands print the same text as on the local database; a wrong token,
+an unreachable server and a command that cannot act remotely each end in one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+
+import pytest
+from tests.acceptance.config import write_config
+from tests.acceptance.support import Releaseflow, free_port, started_run_id
+
+# Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
+SAME_TEXT = [
+    ("pipelines",),
+    ("status", "main"),
+    ("runs", "main", "development"),
+    ("runs", "main", "Staging", "--status", "failed"),
+    ("runs", "main", "Production", "--json"),
+    ("runs", "main", "Development", "--limit", "1"),
+    ("show", "RUN"),
+    ("show", "RUN", "--events"),
+    ("show", "RUN", "--json"),
+    ("show", "FAILED"),
+    ("show", "WAITED", "--events"),
+]
+
+
+@pytest.fixture
+def served(releaseflow: Releaseflow) -> Releaseflow:
+    """A served installation with the acceptance configuration; logins go to its own config folder."""
+    releaseflow.extra_env["XDG_CONFIG_HOME"] = str(releaseflow.cwd / "config")
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)
+    releaseflow.serve()
+    return releaseflow
+
+
+def remote(
+    releaseflow: Releaseflow, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    secret = token or releaseflow.admin_token
+    assert secret
+    return releaseflow.cli("--server", releaseflow.url, "--token", secret, *args, timeout=60)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -> None:
+    followed = remote(
+        served, "run", "main", "Development", "--name", "remote", "--arg", "who=far", "--follow"
+    )
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    run_id = started_run_id(followed.stdout)
+    assert f"run {run_id} ended: success" in followed.stdout
+    failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
+    waited = started_run_id(remote(served, "run", "main", "Production").stdout)
+    served.wait_for_node(waited, "gate", "waiting")
+    approved = remote(served, "approve", waited[:8], "gate", "--as", "alice", "--comment", "fine")
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == f"alice approved gate of run {waited}"
+    served.wait_for_run(failed, ("failed",))
+    served.wait_for_run(waited, ("success",))
+    ids = {"RUN": run_id, "FAILED": failed, "WAITED": waited}
+
+    for command in SAME_TEXT:
+        args = [ids.get(arg, arg) for arg in command]
+        local = served.cli(*args)
+        through_server = remote(served, *args)
+        assert (through_server.returncode, through_server.stderr) == (local.returncode, local.stderr), args
+        assert through_server.stdout == local.stdout, args
+        assert local.stdout.strip(), args
+
+
+def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None:
+    run_id = started_run_id(remote(served, "run", "main", "Production", "--name", "gated").stdout)
+    served.wait_for_node(run_id, "gate", "waiting")
+
+    renamed = remote(served, "rename", run_id, "--name", "renamed", "--description", "from afar")
+    assert renamed.stdout.strip() == f"run {run_id}: name 'renamed', description 'from afar'"
+    aborted = remote(served, "abort", run_id)
+    assert aborted.returncode == 0 and aborted.stdout.strip().startswith(f"run {run_id}: abort"), aborted
+    detail = served.wait_for_run(run_id, ("aborted",))
+    assert (detail["displayName"], detail["description"]) == ("renamed", "from afar")
+    assert detail["origin"]["kind"] == "token"
+
+    rejected = started_run_id(remote(served, "run", "main", "Production").stdout)
+    served.wait_for_node(rejected, "gate", "waiting")
+    assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
+    assert "not today" in str(served.wait_for_run(rejected, ("failed",)))
+
+
+def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> None:
+    assert served.admin_token
+    login = served.cli("login", "--server", served.url + "/", "--token", served.admin_token)
+    assert login.returncode == 0, login.stderr
+    assert f"logged in to {served.url} as token" in login.stdout
+    saved = served.cwd / "config" / "releaseflow" / "login.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+    # Commands now act through the server; a command that cannot says so, and serve/db stay local.
+    assert served.cli("runs", "main", "Development", "--limit", "1").returncode == 0
+    refused = served.cli("logs", "service", "api")
+    assert refused.returncode == 2
+    assert "releaseflow logs cannot act through a server" in one_line_error(refused)
+    assert served.cli("db", "status").returncode == 0
+
+    logout = served.cli("logout")
+    assert logout.stdout.strip() == f"logged out of {served.url}"
+    assert not saved.exists()
+    assert served.cli("logout").stdout.strip() == "not logged in: nothing to forget"
+
+
+def test_login__refuses_a_wrong_token_and_saves_nothing(served: Releaseflow) -> None:
+    login = served.cli("login", "--server", served.url, "--token", "not-a-token")
+
+    assert login.returncode == 1
+    assert "refused the token" in one_line_error(login)
+    assert not (served.cwd / "config" / "releaseflow" / "login.json").exists()
+
+
+def test_remote__a_wrong_token_is_one_line_and_exit_1(served: Releaseflow) -> None:
+    result = remote(served, "runs", "main", "Development", token="not-a-token")
+
+    assert result.returncode == 1
+    assert f"the server at {served.url} refused the token" in one_line_error(result)
+
+
+def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Releaseflow) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    result = releaseflow.cli("--server", nowhere, "--token", "t", "show", "abc", timeout=30)
+
+    assert result.returncode == 1
+    assert f"cannot reach the releaseflow server at {nowhere}" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("db", "migrate"), "changes this machine's database"),
+        (("serve",), "serves this machine's database"),
+        (("demo",), "builds a demo on this machine"),
+        (("--server", "ftp://x", "show", "abc"), "is not an http:// or https:// URL"),
+    ],
+)
+def test_remote__what_cannot_act_remotely_says_so_in_one_line(
+    releaseflow: Releaseflow, args: tuple[str, ...], says: str
+) -> None:
+    server = () if "--server" in args else ("--server", "http://127.0.0.1:9")
+
+    result = releaseflow.cli(*server, "--token", "t", *args)
+
+    assert result.returncode == 2
+    assert says in one_line_error(result)
