@@ -25,6 +25,15 @@ SAME_TEXT = [
     ("show", "RUN", "--json"),
     ("show", "FAILED"),
     ("show", "WAITED", "--events"),
+    ("status", "main"),
+    ("state", "main", "development"),
+    ("state", "main", "Development", "--history"),
+    ("state", "main", "--json"),
+    ("flow", "main", "Production"),
+    ("flow", "main", "Production", "--versions"),
+    ("flow", "main", "Production", "--version", "1"),
+    ("rollbacks", "RUN"),
+    ("token", "list"),
 ]
 
 
@@ -95,6 +104,30 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     served.wait_for_node(rejected, "gate", "waiting")
     assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
     assert "not today" in str(served.wait_for_run(rejected, ("failed",)))
+
+
+def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
+    pinned = remote(served, "pin", "main", "staging", "--reason", "frozen")
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.startswith("main Staging: pinned by token:") and pinned.stdout.strip().endswith(
+        "frozen"
+    )
+    assert "PINNED by token:" in served.cli("status", "main").stdout
+    unpinned = remote(served, "unpin", "main", "Staging")
+    assert unpinned.stdout.startswith("main Staging: pin cleared (it was pinned by token:")
+    assert remote(served, "unpin", "main", "Staging").stdout.strip() == "main Staging was not pinned"
+
+    created = remote(served, "token", "create", "--project", "acme", "--role", "viewer", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    assert "'ci': viewer in acme, expires never" in created.stdout
+    secret = created.stdout.strip().splitlines()[-1]
+    assert remote(served, "runs", "main", "Development", token=secret).returncode == 0
+    refused = remote(served, "abort", "nothing", token=secret)
+    assert refused.returncode == 1 and "needs the deployer role" in one_line_error(refused)
+    revoked = remote(served, "token", "revoke", "ci")
+    assert revoked.returncode == 0 and revoked.stdout.startswith("revoked token "), revoked.stderr
+    assert "revoked" in served.cli("token", "list").stdout
+    assert remote(served, "pipelines", token=secret).returncode == 1
 
 
 def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> None:

@@ -20,11 +20,16 @@ from typing import TYPE_CHECKING, Protocol
 from releaseflow.cli.common import UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from releaseflow.cli.remote import Target
+    from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
-    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.pins import Pin
+    from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.settings import Settings
 
 # Why a command cannot act through a server when nothing more particular is said.
@@ -77,8 +82,35 @@ class Backend(Protocol):
 
     async def pipeline_status(self, project: str, pipeline: str) -> PipelineOverview: ...
 
-    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
-        """What runs where: the current release of each service and job (of one stage, or all)."""
+    async def release_state(
+        self, project: str, pipeline: str, stage: str | None, *, history: bool = False, limit: int = 50
+    ) -> list[ReleaseView]:
+        """What runs where: the current release of each service and job (of one stage, or all);
+        ``history``: every deploy of the stage, newest first."""
+
+    async def flow_versions(self, project: str, pipeline: str, stage: str) -> list[FlowVersionView]: ...
+
+    async def flow_version(
+        self, project: str, pipeline: str, stage: str, version: int | None
+    ) -> FlowVersionView:
+        """One version of the stage's release flow with its document (None: the current one)."""
+
+    async def rollbacks_of(self, run_key: str) -> tuple[str, list[tuple[RunSummary, list[TargetOutcome]]]]:
+        """The run's id, and the rollbacks that targeted it with where each left its targets."""
+
+    async def pin(self, project: str, pipeline: str, stage: str, *, by: str, reason: str) -> Pin: ...
+
+    async def unpin(self, project: str, pipeline: str, stage: str) -> Pin | None:
+        """Clear the stage's pin; the pin it had (None: it had none)."""
+
+    async def tokens(self) -> list[TokenView]: ...
+
+    async def create_token(
+        self, *, name: str, project: str, role: Role, expires_at: datetime | None
+    ) -> CreatedToken: ...
+
+    async def revoke_token(self, key: str) -> TokenView:
+        """Revoke the token whose id or name is ``key``."""
 
 
 def refuse_remote(args: argparse.Namespace, command: str) -> None:

@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING
 from releaseflow.engine import queries
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
-    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.pins import Pin
+    from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
 
@@ -110,5 +115,63 @@ class LocalBackend:
 
         return await pipeline_status(self.db, project, pipeline)
 
-    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
-        return await queries.release_state(self.db, project, pipeline, stage)
+    async def release_state(
+        self, project: str, pipeline: str, stage: str | None, *, history: bool = False, limit: int = 50
+    ) -> list[ReleaseView]:
+        return await queries.release_state(self.db, project, pipeline, stage, history=history, limit=limit)
+
+    async def flow_versions(self, project: str, pipeline: str, stage: str) -> list[FlowVersionView]:
+        return await queries.flow_versions(self.db, project, pipeline, stage)
+
+    async def flow_version(
+        self, project: str, pipeline: str, stage: str, version: int | None
+    ) -> FlowVersionView:
+        return await queries.flow_version(self.db, project, pipeline, stage, version)
+
+    async def rollbacks_of(self, run_key: str) -> tuple[str, list[tuple[RunSummary, list[TargetOutcome]]]]:
+        from releaseflow.engine.history import rollback_outcome, rollbacks_of
+
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        found = []
+        for run in await rollbacks_of(self.db, run_id):
+            summary = (await queries.run_detail(self.db, run.id, with_events=False)).run
+            found.append((summary, await rollback_outcome(self.db, run.id)))
+        return run_id, found
+
+    async def pin(self, project: str, pipeline: str, stage: str, *, by: str, reason: str) -> Pin:
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.pins import pin_stage
+
+        return await pin_stage(self.db, SystemClock(), project, pipeline, stage, by=by, reason=reason)
+
+    async def unpin(self, project: str, pipeline: str, stage: str) -> Pin | None:
+        from releaseflow.engine.pins import unpin_stage
+
+        return await unpin_stage(self.db, project, pipeline, stage)
+
+    async def tokens(self) -> list[TokenView]:
+        from releaseflow.engine.tokens import list_tokens
+
+        return await list_tokens(self.db)
+
+    async def create_token(
+        self, *, name: str, project: str, role: Role, expires_at: datetime | None
+    ) -> CreatedToken:
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.tokens import create_token
+
+        return await create_token(
+            self.db,
+            SystemClock(),
+            name=name,
+            project_id=project,
+            role=role,
+            created_by="command line",
+            expires_at=expires_at,
+        )
+
+    async def revoke_token(self, key: str) -> TokenView:
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.tokens import revoke_token
+
+        return await revoke_token(self.db, SystemClock(), key)

@@ -28,8 +28,8 @@ def register(commands: Subparsers) -> None:
 def login_command(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.remote import Server, Target, normal_url, save_login
 
-    server = args.login_server or args.server or os.environ.get("RELEASEFLOW_SERVER")
-    token = args.login_token or args.token or os.environ.get("RELEASEFLOW_TOKEN")
+    server = args.login_server or args.server_url or os.environ.get("RELEASEFLOW_SERVER")
+    token = args.login_token or args.server_token or os.environ.get("RELEASEFLOW_TOKEN")
     if not server or not token:
         raise UsageError("releaseflow login needs --server URL and --token T")
     target = Target(normal_url(server), token)

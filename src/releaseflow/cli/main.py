@@ -57,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--server",
+        dest="server_url",
         metavar="URL",
         help="act through this releaseflow server instead of a local database (default: RELEASEFLOW_SERVER,"
         " or the saved login)",
     )
     parser.add_argument(
         "--token",
+        dest="server_token",
         metavar="T",
         help="the API token sent to --server (default: RELEASEFLOW_TOKEN or the login)",
     )
@@ -114,7 +116,7 @@ def _run(argv: Sequence[str] | None) -> int:
         # A saved login is for the commands that act through a server; serve, worker, db and demo
         # belong to this machine and ignore it (an explicit --server still makes them refuse).
         machine = getattr(args, "machine", False)
-        args.target = target_of(args.server, args.token, os.environ, use_saved=not machine)
+        args.target = target_of(args.server_url, args.server_token, os.environ, use_saved=not machine)
         if args.target is not None:
             refuse_remote(args, args.command)
     code = handler(args, settings)

@@ -11,15 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import UsageError
 from releaseflow.cli.remote import segment
+from releaseflow.domain.access import ALL_PROJECTS
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.wire import decode
+from releaseflow.wire.runs import iso
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from releaseflow.cli.remote import Server
+    from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
-    from releaseflow.engine.queries import ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.pins import Pin
+    from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.tokens import CreatedToken, TokenView
 
 # How long one wait for a followed run's next event may last before the run is read again anyway.
 WAIT_SECONDS = 10.0
@@ -28,15 +35,16 @@ WAIT_SECONDS = 10.0
 class RemoteBackend:
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._projects: list[str] | None = None
+        self._identity: dict[str, Any] | None = None
+
+    async def identity(self) -> dict[str, Any]:
+        """The calling token and the projects it may act in (``GET /api/token``), asked once."""
+        if self._identity is None:
+            self._identity = dict(await self.server.call("GET", "/api/token"))
+        return self._identity
 
     async def projects(self) -> list[str]:
-        """The projects the token may act in (``GET /api/token``)."""
-        if self._projects is None:
-            self._projects = [
-                str(project) for project in (await self.server.call("GET", "/api/token"))["projects"]
-            ]
-        return self._projects
+        return [str(project) for project in (await self.identity())["projects"]]
 
     async def project(self, wanted: str | None) -> str:
         if wanted is not None:
@@ -141,12 +149,83 @@ class RemoteBackend:
         found = await self.server.call("GET", f"{_project_path(project)}/pipelines/{segment(pipeline)}")
         return decode.pipeline_overview(found)
 
-    async def release_state(self, project: str, pipeline: str, stage: str | None) -> list[ReleaseView]:
+    async def release_state(
+        self, project: str, pipeline: str, stage: str | None, *, history: bool = False, limit: int = 50
+    ) -> list[ReleaseView]:
         where = f"{_project_path(project)}/pipelines/{segment(pipeline)}"
+        params: dict[str, Any] = {}
         if stage is not None:
             where = _stage_path(project, pipeline, stage)
-        found = await self.server.call("GET", f"{where}/state")
+            params = {"history": "true" if history else "false", "limit": limit}
+        found = await self.server.call("GET", f"{where}/state", params=params)
         return [decode.release(item) for item in found["releases"]]
+
+    async def flow_versions(self, project: str, pipeline: str, stage: str) -> list[FlowVersionView]:
+        found = await self.server.call("GET", f"{_stage_path(project, pipeline, stage)}/versions")
+        return [decode.flow_version(item) for item in found["versions"]]
+
+    async def flow_version(
+        self, project: str, pipeline: str, stage: str, version: int | None
+    ) -> FlowVersionView:
+        if version is None:
+            current = [view for view in await self.flow_versions(project, pipeline, stage) if view.current]
+            if not current:
+                raise NotFoundError(f"stage '{stage}' of pipeline '{project}/{pipeline}' has no release flow")
+            version = current[0].version
+        path = f"{_stage_path(project, pipeline, stage)}/versions/{version}"
+        return decode.flow_version(await self.server.call("GET", path))
+
+    async def rollbacks_of(self, run_key: str) -> tuple[str, list[tuple[RunSummary, list[TargetOutcome]]]]:
+        path = await self._run_path(run_key)
+        run_id = (await self.server.call("GET", path))["id"]
+        found = await self.server.call("GET", f"{path}/rollbacks")
+        return str(run_id), [
+            (decode.run_summary(item), decode.rollback_outcome(item["outcome"]))
+            for item in found["rollbacks"]
+        ]
+
+    async def pin(self, project: str, pipeline: str, stage: str, *, by: str, reason: str) -> Pin:
+        path = f"{_stage_path(project, pipeline, stage)}/pin"
+        made = decode.pin((await self.server.call("PUT", path, body={"reason": reason}))["pin"])
+        if made is None:
+            raise NotFoundError(f"the server made no pin on stage '{stage}'")
+        return made
+
+    async def unpin(self, project: str, pipeline: str, stage: str) -> Pin | None:
+        cleared = await self.server.call("DELETE", f"{_stage_path(project, pipeline, stage)}/pin")
+        return decode.pin(cleared["cleared"])
+
+    async def tokens(self) -> list[TokenView]:
+        """The tokens of each project the calling token may act in (and, for a token of every
+        project, those of every project too)."""
+        projects = list(await self.projects())
+        if (await self.identity())["token"]["project"] == ALL_PROJECTS:
+            projects.append(ALL_PROJECTS)
+        found: list[TokenView] = []
+        for project in projects:
+            listed = await self.server.call("GET", f"{_project_path(project)}/tokens")
+            found.extend(decode.token(item) for item in listed["tokens"])
+        return sorted(found, key=lambda view: (view.created_at, view.id))
+
+    async def create_token(
+        self, *, name: str, project: str, role: Role, expires_at: datetime | None
+    ) -> CreatedToken:
+        from releaseflow.engine.tokens import CreatedToken
+
+        body = {"name": name, "role": str(role), "expiresAt": None if expires_at is None else iso(expires_at)}
+        made = await self.server.call("POST", f"{_project_path(project)}/tokens", body=body)
+        return CreatedToken(decode.token(made), str(made["secret"]))
+
+    async def revoke_token(self, key: str) -> TokenView:
+        matches = [view for view in await self.tokens() if view.id == key] or [
+            view for view in await self.tokens() if view.name == key
+        ]
+        if not matches:
+            raise NotFoundError(f"no token with the id or name '{key}' (releaseflow token list shows them)")
+        if len(matches) > 1:
+            raise UsageError(f"several tokens are named '{key}': revoke one by its id")
+        path = f"{_project_path(matches[0].project_id)}/tokens/{segment(matches[0].id)}"
+        return decode.token(await self.server.call("DELETE", path))
 
     async def _run_path(self, run_key: str) -> str:
         """The run's route, in the project it belongs to: tried in each project the token may act in."""

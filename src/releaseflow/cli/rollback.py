@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async, stage_arguments
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, run_async, stage_arguments
 from releaseflow.domain.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def register(commands: Subparsers) -> None:
         "rollbacks", help="the rollbacks that targeted a run, and where each left"
     )
     rollbacks.add_argument("run", help="run id, or a unique start of it")
-    rollbacks.set_defaults(handler=list_rollbacks)
+    rollbacks.set_defaults(handler=list_rollbacks, remote=True)
 
     restore = commands.add_parser(
         "restore-backup", help="restore a backup a run of the stage took of one of its addons (asks first)"
@@ -54,11 +55,11 @@ def register(commands: Subparsers) -> None:
     pin = commands.add_parser("pin", help="pin a stage: git and webhook triggers stop deploying to it")
     stage_arguments(pin)
     pin.add_argument("--reason", required=True, help="why (shown with the pin)")
-    pin.add_argument("--as", dest="by", help="who pins (default: the current user)")
-    pin.set_defaults(handler=pin_stage)
+    pin.add_argument("--as", dest="by", help="who pins (default: the current user; remotely: the token)")
+    pin.set_defaults(handler=pin_stage, remote=True)
     unpin = commands.add_parser("unpin", help="clear a stage's pin: triggers deploy to it again")
     stage_arguments(unpin)
-    unpin.set_defaults(handler=unpin_stage)
+    unpin.set_defaults(handler=unpin_stage, remote=True)
 
 
 def current_user() -> str:
@@ -228,44 +229,29 @@ def restore_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_rollbacks(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.history import rollback_outcome, rollbacks_of
-
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            found = await rollbacks_of(db, run_id)
-            if not found:
-                print(f"no rollback targeted run {run_id}")
-                return EXIT_OK
-            summaries = [(await queries.run_detail(db, run.id, with_events=False)).run for run in found]
-            lines = render.runs_table(summaries)
-            print(lines[0])
-            for line, run in zip(lines[1:], found, strict=True):
-                print(line)
-                print("\n".join(outcome_lines(await rollback_outcome(db, run.id))))
+        async with open_backend(args.target, settings) as backend:
+            run_id, found = await backend.rollbacks_of(args.run)
+        if not found:
+            print(f"no rollback targeted run {run_id}")
+            return EXIT_OK
+        lines = render.runs_table([summary for summary, _ in found])
+        print(lines[0])
+        for line, (_, outcome) in zip(lines[1:], found, strict=True):
+            print(line)
+            print("\n".join(outcome_lines(outcome)))
         return EXIT_OK
 
     return run_async(go())
 
 
 def pin_stage(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.pins import pin_stage as pin
-
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            made = await pin(
-                db,
-                SystemClock(),
-                project,
-                args.pipeline,
-                stage,
-                by=args.by or current_user(),
-                reason=args.reason,
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            made = await backend.pin(
+                project, args.pipeline, stage, by=args.by or current_user(), reason=args.reason
             )
         print(f"{args.pipeline} {stage}: {render.untrusted(made.describe())}")
         return EXIT_OK
@@ -274,14 +260,11 @@ def pin_stage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def unpin_stage(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.pins import unpin_stage as unpin
-
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            cleared = await unpin(db, project, args.pipeline, stage)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            cleared = await backend.unpin(project, args.pipeline, stage)
         if cleared is None:
             print(f"{args.pipeline} {stage} was not pinned")
         else:

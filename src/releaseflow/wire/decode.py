@@ -11,11 +11,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from releaseflow.domain.access import Role
 from releaseflow.domain.rollback import TargetOutcome
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine.history import PipelineOverview, SkippedTrigger, StageHeader
 from releaseflow.engine.pins import Pin
-from releaseflow.engine.queries import EventView, NodeView, Progress, ReleaseView, RunDetail, RunSummary
+from releaseflow.engine.queries import (
+    EventView,
+    FlowVersionView,
+    NodeView,
+    Progress,
+    ReleaseView,
+    RunDetail,
+    RunSummary,
+)
+from releaseflow.engine.tokens import TokenView
 
 # Keys of an attempt log entry that hold a moment (epoch seconds in the read model, ISO on the wire).
 _ATTEMPT_TIMES = ("startTime", "endTime")
@@ -170,6 +180,30 @@ def rollback_outcome(items: list[Mapping[str, Any]]) -> list[TargetOutcome]:
         )
         for item in items
     ]
+
+
+def flow_version(document: Mapping[str, Any]) -> FlowVersionView:
+    return FlowVersionView(
+        version=document["version"],
+        origin=document["origin"],
+        created_at=moment(document.get("createdAt")),
+        current=bool(document["current"]),
+        document=document.get("document"),
+    )
+
+
+def token(document: Mapping[str, Any]) -> TokenView:
+    return TokenView(
+        id=document["id"],
+        name=document["name"],
+        project_id=document["project"],
+        role=Role.parse(document["role"]),
+        created_by=document["createdBy"],
+        created_at=_required_moment(document["createdAt"]),
+        expires_at=moment(document.get("expiresAt")),
+        revoked_at=moment(document.get("revokedAt")),
+        last_used_at=moment(document.get("lastUsedAt")),
+    )
 
 
 def _attempt_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
