@@ -97,6 +97,8 @@ REQUIRED.update(
         ("POST", "/api/projects/{projectId}/configuration/validate"): "admin",
         ("POST", "/api/projects/{projectId}/configuration/apply"): "admin",
         ("GET", "/api/token"): "viewer",
+        ("GET", "/api/approvals"): "viewer",
+        ("POST", f"{_STAGE}/plan"): "viewer",
         ("GET", _TOKENS): "admin",
         ("POST", _TOKENS): "admin",
         ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",

@@ -34,6 +34,10 @@ SAME_TEXT = [
     ("flow", "main", "Production", "--version", "1"),
     ("rollbacks", "RUN"),
     ("token", "list"),
+    ("plan", "main", "Production", "--arg", "x=1"),
+    ("plan", "main", "Development", "--json"),
+    ("show", "RUN", "--plan"),
+    ("approvals",),
 ]
 
 
@@ -72,6 +76,9 @@ def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -
     failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
     waited = started_run_id(remote(served, "run", "main", "Production").stdout)
     served.wait_for_node(waited, "gate", "waiting")
+    for args in (("approvals",), ("approvals", "--for", "alice")):
+        assert remote(served, *args).stdout == served.cli(*args).stdout
+    assert waited[:8] in remote(served, "approvals").stdout
     approved = remote(served, "approve", waited[:8], "gate", "--as", "alice", "--comment", "fine")
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == f"alice approved gate of run {waited}"

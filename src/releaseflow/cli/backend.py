@@ -13,9 +13,9 @@ refuse a server in one line (``refuse_remote``) instead of quietly opening a loc
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from releaseflow.cli.common import UsageError
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from releaseflow.cli.remote import Target
     from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.pins import Pin
@@ -102,6 +103,14 @@ class Backend(Protocol):
 
     async def unpin(self, project: str, pipeline: str, stage: str) -> Pin | None:
         """Clear the stage's pin; the pin it had (None: it had none)."""
+
+    async def plan(self, project: str, pipeline: str, stage: str, request: RunRequest) -> dict[str, Any]:
+        """What a run of the stage would do if started now (``domain.run_plan``'s document)."""
+
+    async def stored_plan(self, run_key: str) -> tuple[str, Mapping[str, Any] | None]:
+        """The run's id and the plan it was started with (None: it keeps none)."""
+
+    async def waiting_approvals(self, person: str | None) -> list[WaitingApproval]: ...
 
     async def tokens(self) -> list[TokenView]: ...
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.engine import queries
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.pins import Pin
@@ -148,6 +149,22 @@ class LocalBackend:
         from releaseflow.engine.pins import unpin_stage
 
         return await unpin_stage(self.db, project, pipeline, stage)
+
+    async def plan(self, project: str, pipeline: str, stage: str, request: RunRequest) -> dict[str, Any]:
+        from releaseflow.engine.plan import plan_run
+
+        return await plan_run(self.db, project, pipeline, stage, request, now=datetime.now(UTC))
+
+    async def stored_plan(self, run_key: str) -> tuple[str, Mapping[str, Any] | None]:
+        from releaseflow.engine.plan import stored_plan
+
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        return run_id, await stored_plan(self.db, run_id)
+
+    async def waiting_approvals(self, person: str | None) -> list[WaitingApproval]:
+        from releaseflow.engine.approval_queue import waiting_approvals
+
+        return await waiting_approvals(self.db, person)
 
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens

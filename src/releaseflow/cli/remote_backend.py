@@ -7,6 +7,7 @@ run is looked up in each project the token may act in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.common import UsageError
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from releaseflow.cli.remote import Server
     from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
+    from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.pins import Pin
@@ -194,6 +196,23 @@ class RemoteBackend:
     async def unpin(self, project: str, pipeline: str, stage: str) -> Pin | None:
         cleared = await self.server.call("DELETE", f"{_stage_path(project, pipeline, stage)}/pin")
         return decode.pin(cleared["cleared"])
+
+    async def plan(self, project: str, pipeline: str, stage: str, request: RunRequest) -> dict[str, Any]:
+        path = f"{_stage_path(project, pipeline, stage)}/plan"
+        return dict(await self.server.call("POST", path, body=_run_body(request)))
+
+    async def stored_plan(self, run_key: str) -> tuple[str, Mapping[str, Any] | None]:
+        path = await self._run_path(run_key)
+        run_id = str((await self.server.call("GET", path))["id"])
+        try:
+            return run_id, await self.server.call("GET", f"{path}/plan")
+        except NotFoundError:
+            return run_id, None  # the run exists (read above): it keeps no plan
+
+    async def waiting_approvals(self, person: str | None) -> list[WaitingApproval]:
+        params = {} if person is None else {"for": person}
+        found = await self.server.call("GET", "/api/approvals", params=params)
+        return [decode.waiting_approval(item) for item in found["approvals"]]
 
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every

@@ -14,6 +14,7 @@ from typing import Any
 from releaseflow.domain.access import Role
 from releaseflow.domain.rollback import TargetOutcome
 from releaseflow.domain.statuses import NodeStatus, RunStatus
+from releaseflow.engine.approval_queue import WaitingApproval
 from releaseflow.engine.history import PipelineOverview, SkippedTrigger, StageHeader
 from releaseflow.engine.pins import Pin
 from releaseflow.engine.queries import (
@@ -203,6 +204,23 @@ def token(document: Mapping[str, Any]) -> TokenView:
         expires_at=moment(document.get("expiresAt")),
         revoked_at=moment(document.get("revokedAt")),
         last_used_at=moment(document.get("lastUsedAt")),
+    )
+
+
+def waiting_approval(document: Mapping[str, Any]) -> WaitingApproval:
+    return WaitingApproval(
+        run_id=document["runId"],
+        run_name=document["runName"],
+        project_id=document["project"],
+        pipeline_id=document["pipeline"],
+        stage=document["stage"],
+        node=document["node"],
+        since=moment(document.get("since")),
+        expires=moment(document.get("expires")),
+        required=document["required"],
+        approved_by=tuple(document["approvedBy"]),
+        approvers=tuple(document["approvers"]),
+        started_by=document["startedBy"],
     )
 
 
