@@ -11,6 +11,8 @@ import subprocess
 import pytest
 from tests.acceptance.config import write_config
 from tests.acceptance.support import Releaseflow, free_port, started_run_id
+from tests.acceptance.test_cli_rollback import without_terminal, write_project
+from tests.integration.local_project import AppRepository, answer
 
 # Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
 SAME_TEXT = [
@@ -38,6 +40,7 @@ SAME_TEXT = [
     ("plan", "main", "Development", "--json"),
     ("show", "RUN", "--plan"),
     ("approvals",),
+    ("rollback", "RUN"),
 ]
 
 
@@ -92,7 +95,7 @@ def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -
         through_server = remote(served, *args)
         assert (through_server.returncode, through_server.stderr) == (local.returncode, local.stderr), args
         assert through_server.stdout == local.stdout, args
-        assert local.stdout.strip(), args
+        assert local.stdout.strip() or local.stderr.strip(), args
 
 
 def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None:
@@ -111,6 +114,41 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     served.wait_for_node(rejected, "gate", "waiting")
     assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
     assert "not today" in str(served.wait_for_run(rejected, ("failed",)))
+
+
+def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflow: Releaseflow) -> None:
+    repository = AppRepository(releaseflow.cwd / "app")
+    port = free_port()
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    releaseflow.serve()
+    runs = []
+    for version in ("v1", "v2"):
+        repository.commit(version)
+        started = remote(releaseflow, "run", "main", "Development", "--follow")
+        assert started.returncode == 0, started.stdout + started.stderr
+        runs.append(started_run_id(started.stdout))
+    assert answer(port) == "v2"
+
+    local = without_terminal(releaseflow, "rollback", runs[0])
+    through_server = without_terminal(
+        releaseflow, "--server", releaseflow.url, "--token", str(releaseflow.admin_token), "rollback", runs[0]
+    )
+    assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
+        local.returncode,
+        local.stdout,
+        local.stderr,
+    )
+    assert "web (service): build builder:" in local.stdout and "confirm with --yes" in local.stderr
+
+    done = remote(releaseflow, "rollback", runs[0], "--yes", "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "web: rolled back to build builder:" in done.stdout
+    assert answer(port) == "v1"
+    rollback_id = done.stdout.split("started rollback run ")[1].split(":")[0]
+    for args in (("show", rollback_id), ("rollbacks", runs[0]), ("status", "main")):
+        assert remote(releaseflow, *args).stdout == releaseflow.cli(*args).stdout
+    assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
 
 
 def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:

@@ -76,6 +76,14 @@ class Backend(Protocol):
     async def rollback_outcome(self, run: RunSummary) -> list[TargetOutcome]:
         """Where each target of the rollback run ``run`` stands."""
 
+    async def rollback_preview(self, run_key: str) -> tuple[RunSummary, dict[str, Any]]:
+        """The run to roll back to, and what a rollback to it would do (``wire.control``'s preview)."""
+
+    async def start_rollback(
+        self, run_id: str, *, by: str, restore_config: bool, name: str | None
+    ) -> tuple[RunDetail, int | None]:
+        """Roll back to the run; the rollback run, and the flow version restored (None: none)."""
+
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         """Approve or reject a waiting Approval node; returns the run's id."""
 
@@ -131,8 +139,11 @@ def refuse_remote(args: argparse.Namespace, command: str) -> None:
 
 
 @asynccontextmanager
-async def open_backend(target: Target | None, settings: Settings) -> AsyncIterator[Backend]:
-    """The server's backend when there is a target, else the local database's."""
+async def open_backend(
+    target: Target | None, settings: Settings, *, drivers: bool = False
+) -> AsyncIterator[Backend]:
+    """The server's backend when there is a target, else the local database's (with the drivers,
+    for a command that acts on infrastructure: a rollback checks its artifacts still exist)."""
     if target is not None:
         from releaseflow.cli.remote import Server
         from releaseflow.cli.remote_backend import RemoteBackend
@@ -145,8 +156,15 @@ async def open_backend(target: Target | None, settings: Settings) -> AsyncIterat
         finally:
             await server.close()
         return
-    from releaseflow.cli.common import database
     from releaseflow.cli.local_backend import LocalBackend
+
+    if drivers:
+        from releaseflow.application import open_application
+
+        async with open_application(settings) as app:
+            yield LocalBackend(app.db, settings, app)
+        return
+    from releaseflow.cli.common import database
 
     async with database(settings) as db:
         yield LocalBackend(db, settings)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from releaseflow.engine import queries
 
 if TYPE_CHECKING:
+    from releaseflow.application import Application
     from releaseflow.domain.access import Role
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
+    from releaseflow.engine.rollback import Rollbacks
     from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
@@ -26,14 +28,22 @@ POLL_SECONDS = 0.3
 
 
 class LocalBackend:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, app: Application | None = None) -> None:
         self.db = db
         self.settings = settings
+        # The process's parts, with its drivers: only for commands that opened it (rollback).
+        self.app = app
 
     def engine(self) -> Engine:
         from releaseflow.cli.runs import run_engine
 
         return run_engine(self.db, self.settings)
+
+    def rollbacks(self) -> Rollbacks:
+        from releaseflow.engine.rollback import Rollbacks
+
+        assert self.app is not None, "open_backend(..., drivers=True) gives a rollback its drivers"
+        return Rollbacks(self.app.engine, self.app.drivers)
 
     async def project(self, wanted: str | None) -> str:
         return await queries.resolve_project(self.db, wanted)
@@ -99,6 +109,19 @@ class LocalBackend:
         from releaseflow.engine.history import rollback_outcome
 
         return await rollback_outcome(self.db, run.id)
+
+    async def rollback_preview(self, run_key: str) -> tuple[RunSummary, dict[str, Any]]:
+        from releaseflow.wire.control import rollback_preview
+
+        run_id = await queries.resolve_run_id(self.db, run_key)
+        target = (await queries.run_detail(self.db, run_id, with_events=False)).run
+        return target, rollback_preview(await self.rollbacks().preview(run_id))
+
+    async def start_rollback(
+        self, run_id: str, *, by: str, restore_config: bool, name: str | None
+    ) -> tuple[RunDetail, int | None]:
+        started = await self.rollbacks().start(run_id, by=by, restore_config=restore_config, name=name)
+        return await queries.run_detail(self.db, started.run.id), started.restored_version
 
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         run_id = await queries.resolve_run_id(self.db, run_key)

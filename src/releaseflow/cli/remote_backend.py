@@ -137,6 +137,18 @@ class RemoteBackend:
                 return decode.rollback_outcome(item["outcome"])
         return []
 
+    async def rollback_preview(self, run_key: str) -> tuple[RunSummary, dict[str, Any]]:
+        path = await self._run_path(run_key)
+        target = decode.run_summary(await self.server.call("GET", path))
+        return target, dict(await self.server.call("GET", f"{path}/rollback"))
+
+    async def start_rollback(
+        self, run_id: str, *, by: str, restore_config: bool, name: str | None
+    ) -> tuple[RunDetail, int | None]:
+        body = {"restoreConfig": restore_config, "name": name}
+        started = await self.server.call("POST", f"{await self._run_path(run_id)}/rollback", body=body)
+        return await self.run_detail(started["id"]), started.get("restoredVersion")
+
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         decision = "reject" if reject else "approve"
         path = f"{await self._run_path(run_key)}/approvals/{segment(node)}/{decision}"

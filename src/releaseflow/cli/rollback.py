@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
 from releaseflow.cli.backend import open_backend
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from releaseflow.cli.backend import Backend
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.queries import RunDetail, RunSummary
-    from releaseflow.engine.rollback import RollbackPreview
     from releaseflow.settings import Settings
 
 
@@ -30,10 +29,12 @@ def register(commands: Subparsers) -> None:
         "--config", action="store_true", help="also restore the release flow version that run used"
     )
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    rollback.add_argument("--as", dest="by", help="who rolls back (default: the current user)")
+    rollback.add_argument(
+        "--as", dest="by", help="who rolls back (default: the current user; through a server: the token)"
+    )
     rollback.add_argument("--name", help="display name of the rollback run")
     rollback.add_argument("--follow", action="store_true", help="show the rollback live until it ends")
-    rollback.set_defaults(handler=start_rollback)
+    rollback.set_defaults(handler=start_rollback, remote=True)
 
     rollbacks = commands.add_parser(
         "rollbacks", help="the rollbacks that targeted a run, and where each left"
@@ -83,50 +84,53 @@ def run_notice_lines(detail: RunDetail) -> list[str]:
     ]
 
 
-def preview_lines(preview: RollbackPreview, restore_config: bool) -> list[str]:
+def preview_lines(target: RunSummary, preview: Mapping[str, Any], restore_config: bool) -> list[str]:
+    """A rollback's preview (``wire.control.rollback_preview``'s document), before it is confirmed."""
     from releaseflow.domain.rollback import describe_artifact
+    from releaseflow.wire.decode import moment
+    from releaseflow.wire.decode import pin as decode_pin
 
-    run = preview.target_run
-    ended = render.moment(run.concluded_at)
-    stage = f"{preview.project_id}/{preview.pipeline_id}/{preview.stage}"
+    ended = render.moment(target.concluded_at)
+    stage = f"{preview['project']}/{preview['pipeline']}/{preview['stage']}"
     lines = [
-        f"Rollback of {stage} to run {render.run_label(run.id, run.display_name)}"
-        f" ({run.status}, ended {ended})",
+        f"Rollback of {stage} to run {render.run_label(target.id, target.display_name)}"
+        f" ({target.status}, ended {ended})",
         "Each service and job goes back to what it ran right after that run:",
     ]
-    for change in preview.plan.changes:
-        same = "  (already runs it: redeployed as it is)" if change.unchanged else ""
-        old = render.untrusted(describe_artifact(change.from_artifact))
-        new = render.untrusted(describe_artifact(change.to_artifact))
-        lines.append(f"  {change.resource_id} ({change.kind}): {old} -> {new}{same}")
-    for left in preview.plan.left_as_is:
-        lines.append(f"  {left.resource_id}: left as it is ({left.reason})")
+    for change in preview["changes"]:
+        same = "  (already runs it: redeployed as it is)" if change["unchanged"] else ""
+        old = render.untrusted(describe_artifact(change["from"]))
+        new = render.untrusted(describe_artifact(change["to"]))
+        lines.append(f"  {change['resourceId']} ({change['kind']}): {old} -> {new}{same}")
+    for left in preview["leftAsIs"]:
+        lines.append(f"  {left['resourceId']}: left as it is ({left['reason']})")
+    config_version, current_version = preview["configVersion"], preview["currentVersion"]
     if restore_config:
         lines.append(
-            f"Configuration: the release flow gets a new version equal to version {preview.config_version}"
-            f" (now {preview.current_version}), marked restored from this run."
+            f"Configuration: the release flow gets a new version equal to version {config_version}"
+            f" (now {current_version}), marked restored from this run."
         )
     else:
         lines.append(
-            f"Configuration: left as it is (version {preview.current_version}); --config restores version"
-            f" {preview.config_version}, which that run used."
+            f"Configuration: left as it is (version {current_version}); --config restores version"
+            f" {config_version}, which that run used."
         )
-    lines.append(f"Warning: {preview.warning}")
-    if preview.backups:
+    lines.append(f"Warning: {preview['warning']}")
+    if preview["backups"]:
         lines.append("Backups of the stage's addons taken by that run or later ones:")
-        for backup in preview.backups:
-            taken = render.moment(backup.taken_at)
+        for backup in preview["backups"]:
+            taken = render.moment(moment(backup["takenAt"]))
             lines.append(
-                f"  {backup.addon_id}: backup {render.untrusted(backup.backup_id)} (run"
-                f" {render.short_id(backup.run_id)}, node {backup.node_ref or '?'}, {taken})"
+                f"  {backup['addonId']}: backup {render.untrusted(backup['backupId'])} (run"
+                f" {render.short_id(backup['runId'])}, node {backup['nodeRef'] or '?'}, {taken})"
             )
-        where = f"{preview.pipeline_id} {preview.stage}"
+        where = f"{preview['pipeline']} {preview['stage']}"
         lines.append(
             "  The rollback restores none of them. Restoring one is a separate step with its own"
             f" confirmation: releaseflow restore-backup {where} ADDON BACKUP"
         )
-    if preview.pin is not None:
-        lines.append(f"The stage is already {preview.pin.describe()}.")
+    if (pin := decode_pin(preview["pin"])) is not None:
+        lines.append(f"The stage is already {pin.describe()}.")
     lines.append("Afterwards the stage is pinned: git and webhook triggers do not deploy over it.")
     return lines
 
@@ -147,36 +151,29 @@ async def rollback_lines(backend: Backend, run: RunSummary) -> list[str]:
 
 
 def start_rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.application import open_application
     from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.local_backend import LocalBackend
     from releaseflow.domain.statuses import RunStatus
-    from releaseflow.engine import queries
-    from releaseflow.engine.rollback import Rollbacks
 
     async def go() -> int:
-        async with open_application(settings) as app:
-            run_id = await queries.resolve_run_id(app.db, args.run)
-            rollbacks = Rollbacks(app.engine, app.drivers)
-            preview = await rollbacks.preview(run_id)
-            print("\n".join(preview_lines(preview, args.config)), flush=True)
-            if preview.missing:
+        async with open_backend(args.target, settings, drivers=True) as backend:
+            target, preview = await backend.rollback_preview(args.run)
+            print("\n".join(preview_lines(target, preview, args.config)), flush=True)
+            if preview["missing"]:
                 print("Refused: these artifacts no longer exist:")
-                print("\n".join(f"  {render.untrusted(line)}" for line in preview.missing))
+                print("\n".join(f"  {render.untrusted(line)}" for line in preview["missing"]))
                 return EXIT_FAILED
             if not args.yes and not _confirmed():
                 return EXIT_FAILED
-            started = await rollbacks.start(
-                run_id, by=args.by or current_user(), restore_config=args.config, name=args.name
+            started, restored_version = await backend.start_rollback(
+                target.id, by=args.by or current_user(), restore_config=args.config, name=args.name
             )
             run = started.run
             print(f"started rollback run {run.id}: {run.status}")
-            if started.restored_version is not None:
-                print(f"release flow version {started.restored_version} restored from run {run_id}")
+            if restored_version is not None:
+                print(f"release flow version {restored_version} restored from run {target.id}")
             if not args.follow:
                 print(f"follow it with: releaseflow show {render.short_id(run.id)}")
                 return EXIT_OK
-            backend = LocalBackend(app.db, settings)
             final = await follow_run(backend, run.id)
             print("\n".join(await rollback_lines(backend, (await backend.run_detail(run.id)).run)))
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
