@@ -41,6 +41,10 @@ SAME_TEXT = [
     ("show", "RUN", "--plan"),
     ("approvals",),
     ("rollback", "RUN"),
+    ("state", "main"),
+    ("timeline", "main", "Development"),
+    ("diff", "RUN", "FAILED"),
+    ("diff", "RUN", "RUN", "--json"),
 ]
 
 
@@ -146,7 +150,13 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
     assert "web: rolled back to build builder:" in done.stdout
     assert answer(port) == "v1"
     rollback_id = done.stdout.split("started rollback run ")[1].split(":")[0]
-    for args in (("show", rollback_id), ("rollbacks", runs[0]), ("status", "main")):
+    compared = [("show", rollback_id), ("rollbacks", runs[0]), ("status", "main"), ("state", "main")]
+    compared += [
+        ("timeline", "main", "Development"),
+        ("diff", runs[0], runs[1]),
+        ("diff", runs[1], rollback_id),
+    ]
+    for args in compared:
         assert remote(releaseflow, *args).stdout == releaseflow.cli(*args).stdout
     assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
 

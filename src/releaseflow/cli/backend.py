@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
     from releaseflow.cli.remote import Target
     from releaseflow.domain.access import Role
+    from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.insights import RunDiff, TimelineEntry
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
@@ -119,6 +121,14 @@ class Backend(Protocol):
         """The run's id and the plan it was started with (None: it keeps none)."""
 
     async def waiting_approvals(self, person: str | None) -> list[WaitingApproval]: ...
+
+    async def timeline(self, project: str, pipeline: str, stage: str, limit: int) -> list[TimelineEntry]:
+        """Every change of the stage's release state with its run, newest first."""
+
+    async def diff_runs(self, first_key: str, second_key: str) -> RunDiff: ...
+
+    async def compare_pipeline(self, project: str, pipeline: str) -> StageComparison:
+        """The pipeline's stages side by side."""
 
     async def tokens(self) -> list[TokenView]: ...
 

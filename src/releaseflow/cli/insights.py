@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
 from releaseflow.cli.render import duration, moment, short_id, table, untrusted
 from releaseflow.domain.errors import Issue, ValidationError
 
 if TYPE_CHECKING:
+    from releaseflow.cli.backend import Backend
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.run_diff import ValueChange
     from releaseflow.engine.insights import RunDiff, StageMetrics, TimelineEntry
@@ -28,13 +30,13 @@ def register(commands: Subparsers) -> None:
     timeline.add_argument("--project", help="the project (default: the only one)")
     timeline.add_argument("--limit", type=int, default=50, help="the newest this many changes (default 50)")
     timeline.add_argument("--json", action="store_true", help="print JSON")
-    timeline.set_defaults(handler=show_timeline)
+    timeline.set_defaults(handler=show_timeline, remote=True)
 
     diff = commands.add_parser("diff", help="what differs between two runs of a stage")
     diff.add_argument("first", metavar="RUN", help="run id, or a unique start of it")
     diff.add_argument("second", metavar="RUN", help="the other run")
     diff.add_argument("--json", action="store_true", help="print JSON")
-    diff.set_defaults(handler=show_diff)
+    diff.set_defaults(handler=show_diff, remote=True)
 
     metrics = commands.add_parser(
         "metrics", help="delivery figures of a pipeline's stages from their history"
@@ -91,16 +93,13 @@ def comparison_lines(comparison: StageComparison) -> list[str]:
     return lines
 
 
-async def print_comparison(settings: Settings, project: str | None, pipeline: str) -> None:
+async def print_comparison(backend: Backend, project: str | None, pipeline: str) -> None:
     """The stages side by side, then the release state in detail (since when, which run)."""
     from releaseflow.cli.state import state_lines
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import compare_pipeline
 
-    async with database(settings) as db:
-        project_id = await queries.resolve_project(db, project)
-        comparison = await compare_pipeline(db, project_id, pipeline)
-        views = await queries.release_state(db, project_id, pipeline, None)
+    project_id = await backend.project(project)
+    comparison = await backend.compare_pipeline(project_id, pipeline)
+    views = await backend.release_state(project_id, pipeline, None)
     if not comparison.lineages:
         print("the pipeline's stages hold no service or job")
         return
@@ -135,15 +134,13 @@ def _run_label(run_id: str, name: str) -> str:
 
 
 def show_timeline(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import stage_timeline
     from releaseflow.wire import history as wire
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            entries = await stage_timeline(db, project, args.pipeline, stage, limit=args.limit)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            entries = await backend.timeline(project, args.pipeline, stage, args.limit)
         if args.json:
             print(json.dumps(wire.timeline(entries), indent=2))
             return EXIT_OK
@@ -208,15 +205,11 @@ def _or_none(value: Any) -> Mapping[str, Any] | None:
 
 
 def show_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import diff_runs
     from releaseflow.wire import history as wire
 
     async def go() -> int:
-        async with database(settings) as db:
-            first = await queries.resolve_run_id(db, args.first)
-            second = await queries.resolve_run_id(db, args.second)
-            diff = await diff_runs(db, first, second)
+        async with open_backend(args.target, settings) as backend:
+            diff = await backend.diff_runs(args.first, args.second)
         print(json.dumps(wire.diff(diff), indent=2) if args.json else "\n".join(diff_lines(diff)))
         return EXIT_OK
 

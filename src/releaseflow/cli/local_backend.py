@@ -12,10 +12,12 @@ from releaseflow.engine import queries
 if TYPE_CHECKING:
     from releaseflow.application import Application
     from releaseflow.domain.access import Role
+    from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.insights import RunDiff, TimelineEntry
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.rollback import Rollbacks
@@ -188,6 +190,23 @@ class LocalBackend:
         from releaseflow.engine.approval_queue import waiting_approvals
 
         return await waiting_approvals(self.db, person)
+
+    async def timeline(self, project: str, pipeline: str, stage: str, limit: int) -> list[TimelineEntry]:
+        from releaseflow.engine.insights import stage_timeline
+
+        return await stage_timeline(self.db, project, pipeline, stage, limit=limit)
+
+    async def diff_runs(self, first_key: str, second_key: str) -> RunDiff:
+        from releaseflow.engine.insights import diff_runs
+
+        first = await queries.resolve_run_id(self.db, first_key)
+        second = await queries.resolve_run_id(self.db, second_key)
+        return await diff_runs(self.db, first, second)
+
+    async def compare_pipeline(self, project: str, pipeline: str) -> StageComparison:
+        from releaseflow.engine.insights import compare_pipeline
+
+        return await compare_pipeline(self.db, project, pipeline)
 
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens

@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 
     from releaseflow.cli.remote import Server
     from releaseflow.domain.access import Role
+    from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
+    from releaseflow.engine.insights import RunDiff, TimelineEntry
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
@@ -225,6 +227,19 @@ class RemoteBackend:
         params = {} if person is None else {"for": person}
         found = await self.server.call("GET", "/api/approvals", params=params)
         return [decode.waiting_approval(item) for item in found["approvals"]]
+
+    async def timeline(self, project: str, pipeline: str, stage: str, limit: int) -> list[TimelineEntry]:
+        path = f"{_stage_path(project, pipeline, stage)}/timeline"
+        return decode.timeline((await self.server.call("GET", path, params={"limit": limit}))["timeline"])
+
+    async def diff_runs(self, first_key: str, second_key: str) -> RunDiff:
+        second = str((await self.server.call("GET", await self._run_path(second_key)))["id"])
+        path = f"{await self._run_path(first_key)}/diff/{segment(second)}"
+        return decode.run_diff(await self.server.call("GET", path))
+
+    async def compare_pipeline(self, project: str, pipeline: str) -> StageComparison:
+        path = f"{_project_path(project)}/pipelines/{segment(pipeline)}/side-by-side"
+        return decode.comparison(await self.server.call("GET", path))
 
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.backend import open_backend
-from releaseflow.cli.common import EXIT_OK, Subparsers, UsageError, run_async
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import moment, short_id, table, untrusted
 
 if TYPE_CHECKING:
@@ -58,13 +58,12 @@ def show_state(args: argparse.Namespace, settings: Settings) -> int:
     if not (args.stage or args.history or args.json):
         from releaseflow.cli.insights import print_comparison
 
-        if args.target is not None:
-            raise UsageError(
-                "releaseflow state PIPELINE (stages side by side) cannot act through a server yet:"
-                " name a stage, or add --json"
-            )
-        run_async(print_comparison(settings, args.project, args.pipeline))
-        return EXIT_OK
+        async def side_by_side() -> int:
+            async with open_backend(args.target, settings) as backend:
+                await print_comparison(backend, args.project, args.pipeline)
+            return EXIT_OK
+
+        return run_async(side_by_side())
 
     async def go() -> int:
         async with open_backend(args.target, settings) as backend:

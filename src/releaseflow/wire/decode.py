@@ -12,10 +12,21 @@ from datetime import datetime
 from typing import Any
 
 from releaseflow.domain.access import Role
+from releaseflow.domain.release_history import (
+    Cell,
+    Deployed,
+    HistoryEntry,
+    Lineage,
+    StageComparison,
+    StageDifference,
+    StateChange,
+)
 from releaseflow.domain.rollback import TargetOutcome
+from releaseflow.domain.run_diff import MISSING, ValueChange
 from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine.approval_queue import WaitingApproval
 from releaseflow.engine.history import PipelineOverview, SkippedTrigger, StageHeader
+from releaseflow.engine.insights import RunDiff, RunSide, TimelineEntry
 from releaseflow.engine.pins import Pin
 from releaseflow.engine.queries import (
     EventView,
@@ -221,6 +232,98 @@ def waiting_approval(document: Mapping[str, Any]) -> WaitingApproval:
         approved_by=tuple(document["approvedBy"]),
         approvers=tuple(document["approvers"]),
         started_by=document["startedBy"],
+    )
+
+
+def timeline(items: list[Mapping[str, Any]]) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            change=StateChange(
+                entry=HistoryEntry(
+                    id=0,  # the row's id is not sent: nothing shows it
+                    resource_id=item["resourceId"],
+                    artifact=dict(item["to"]),
+                    run_id=item["runId"],
+                    node_path=item["nodePath"],
+                    deployed_at=moment(item.get("deployedAt")),
+                ),
+                previous=None if item.get("from") is None else dict(item["from"]),
+            ),
+            run_name=item["runName"],
+            run_kind=item["runKind"],
+        )
+        for item in items
+    ]
+
+
+def run_diff(document: Mapping[str, Any]) -> RunDiff:
+    return RunDiff(
+        first=_run_side(document["first"]),
+        second=_run_side(document["second"]),
+        stage=document["stage"],
+        template=list(document["template"]),
+        arguments=_value_changes(document["arguments"]),
+        overrides=_value_changes(document["overrides"]),
+        artifacts=_value_changes(document["artifacts"]),
+        same_artifacts=list(document["sameArtifacts"]),
+    )
+
+
+def _run_side(document: Mapping[str, Any]) -> RunSide:
+    return RunSide(
+        id=document["id"],
+        display_name=document["displayName"],
+        kind=document["kind"],
+        status=document["status"],
+        flow_version=document["flowVersion"],
+        created_at=_required_moment(document["createdAt"]),
+    )
+
+
+def _value_changes(items: list[Mapping[str, Any]]) -> list[ValueChange]:
+    """A side the wire leaves out is a key that run does not have (MISSING), not a null."""
+    return [
+        ValueChange(item["key"], item.get("first", MISSING), item.get("second", MISSING)) for item in items
+    ]
+
+
+def comparison(document: Mapping[str, Any]) -> StageComparison:
+    return StageComparison(
+        stages=tuple(document["stages"]),
+        lineages=tuple(
+            Lineage(
+                cells=tuple(
+                    Cell(
+                        stage=cell["stage"],
+                        resources=tuple(
+                            (resource["resourceId"], _deployed(resource)) for resource in cell["resources"]
+                        ),
+                    )
+                    for cell in lineage["cells"]
+                )
+            )
+            for lineage in document["lineages"]
+        ),
+        differences=tuple(
+            StageDifference(
+                left=item["left"],
+                right=item["right"],
+                differing=tuple(item["differing"]),
+                compared=item["compared"],
+            )
+            for item in document["differences"]
+        ),
+    )
+
+
+def _deployed(resource: Mapping[str, Any]) -> Deployed | None:
+    if resource.get("artifact") is None:
+        return None
+    return Deployed(
+        resource_id=resource["resourceId"],
+        artifact=dict(resource["artifact"]),
+        run_id=resource["runId"],
+        deployed_at=moment(resource.get("deployedAt")),
     )
 
 
