@@ -45,6 +45,9 @@ SAME_TEXT = [
     ("timeline", "main", "Development"),
     ("diff", "RUN", "FAILED"),
     ("diff", "RUN", "RUN", "--json"),
+    # A fixed start: the figures per day do not move in the moment between the two commands.
+    ("metrics", "main", "--since", "2026-01-01"),
+    ("metrics", "main", "staging", "--since", "2026-01-01"),
 ]
 
 
@@ -155,6 +158,7 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
         ("timeline", "main", "Development"),
         ("diff", runs[0], runs[1]),
         ("diff", runs[1], rollback_id),
+        ("metrics", "main", "Development", "--since", "2026-01-01"),
     ]
     for args in compared:
         assert remote(releaseflow, *args).stdout == releaseflow.cli(*args).stdout

@@ -130,6 +130,11 @@ class Backend(Protocol):
     async def compare_pipeline(self, project: str, pipeline: str) -> StageComparison:
         """The pipeline's stages side by side."""
 
+    async def metrics(
+        self, project: str, pipeline: str, stage: str | None, *, since: datetime | None
+    ) -> list[dict[str, Any]]:
+        """Delivery figures (``wire.history.metrics``) of one stage, or of each stage with a flow."""
+
     async def tokens(self) -> list[TokenView]: ...
 
     async def create_token(

@@ -208,6 +208,16 @@ class LocalBackend:
 
         return await compare_pipeline(self.db, project, pipeline)
 
+    async def metrics(
+        self, project: str, pipeline: str, stage: str | None, *, since: datetime | None
+    ) -> list[dict[str, Any]]:
+        from releaseflow.engine.insights import pipeline_metrics
+        from releaseflow.wire.history import metrics
+
+        now = datetime.now(UTC)
+        found = await pipeline_metrics(self.db, project, pipeline, stage, now=now, since=since)
+        return [metrics(each) for each in found]
+
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens
 

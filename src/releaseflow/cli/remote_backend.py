@@ -241,6 +241,24 @@ class RemoteBackend:
         path = f"{_project_path(project)}/pipelines/{segment(pipeline)}/side-by-side"
         return decode.comparison(await self.server.call("GET", path))
 
+    async def metrics(
+        self, project: str, pipeline: str, stage: str | None, *, since: datetime | None
+    ) -> list[dict[str, Any]]:
+        if stage is None:
+            overview = await self.pipeline_status(project, pipeline)
+            stages = [header.stage for header in overview.stages if header.has_flow]
+        else:
+            stages = [stage]
+        params = {} if since is None else {"since": iso(since)}
+        return [
+            dict(
+                await self.server.call(
+                    "GET", f"{_stage_path(project, pipeline, name)}/metrics", params=params
+                )
+            )
+            for name in stages
+        ]
+
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every
         project, those of every project too)."""
