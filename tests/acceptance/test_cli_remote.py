@@ -117,6 +117,13 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     assert (detail["displayName"], detail["description"]) == ("renamed", "from afar")
     assert detail["origin"]["kind"] == "token"
 
+    failed = started_run_id(remote(served, "run", "main", "Staging").stdout)
+    served.wait_for_run(failed, ("failed",))
+    resumed = remote(served, "resume", failed[:8], "--follow")
+    assert resumed.returncode == 1, resumed.stderr  # it fails again: the endpoint is still missing
+    assert f"(resumes {failed}): " in resumed.stdout.splitlines()[0]
+    assert "ended: failed" in resumed.stdout
+
     rejected = started_run_id(remote(served, "run", "main", "Production").stdout)
     served.wait_for_node(rejected, "gate", "waiting")
     assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
