@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from releaseflow.cli.common import UsageError
@@ -39,6 +40,18 @@ if TYPE_CHECKING:
 LOCAL_ONLY = "it works on a local database only"
 
 
+@dataclass(frozen=True)
+class RunsQuery:
+    """Which runs of a stage a list shows (the keywords of ``engine.history.runs_page``)."""
+
+    statuses: list[str]
+    kind: str | None
+    origin: str | None
+    concluded: bool | None
+    cursor: int | None  # the page after this one (a cursor an earlier page gave)
+    limit: int
+
+
 class Backend(Protocol):
     async def project(self, wanted: str | None) -> str:
         """The project a command acts in: ``wanted``, or the only one there is (the token's, remotely)."""
@@ -46,19 +59,8 @@ class Backend(Protocol):
     async def stage(self, project: str, pipeline: str, stage: str) -> str:
         """A stage's exact name, from any case of it."""
 
-    async def runs_page(
-        self,
-        project: str,
-        pipeline: str,
-        stage: str,
-        *,
-        statuses: list[str],
-        kind: str | None,
-        origin: str | None,
-        concluded: bool | None,
-        cursor: int | None,
-        limit: int,
-    ) -> RunsPage: ...
+    async def runs_page(self, project: str, pipeline: str, stage: str, query: RunsQuery) -> RunsPage:
+        """A page of the stage's runs, newest first."""
 
     async def run_detail(self, run_key: str, *, with_events: bool = True) -> RunDetail:
         """A run by its id or a unique start of it."""

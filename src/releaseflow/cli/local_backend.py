@@ -11,6 +11,7 @@ from releaseflow.engine import queries
 
 if TYPE_CHECKING:
     from releaseflow.application import Application
+    from releaseflow.cli.backend import RunsQuery
     from releaseflow.domain.access import Role
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
@@ -53,33 +54,10 @@ class LocalBackend:
     async def stage(self, project: str, pipeline: str, stage: str) -> str:
         return await queries.resolve_stage(self.db, project, pipeline, stage)
 
-    async def runs_page(
-        self,
-        project: str,
-        pipeline: str,
-        stage: str,
-        *,
-        statuses: list[str],
-        kind: str | None,
-        origin: str | None,
-        concluded: bool | None,
-        cursor: int | None,
-        limit: int,
-    ) -> RunsPage:
+    async def runs_page(self, project: str, pipeline: str, stage: str, query: RunsQuery) -> RunsPage:
         from releaseflow.engine.history import runs_page
 
-        return await runs_page(
-            self.db,
-            project,
-            pipeline,
-            stage,
-            statuses=statuses,
-            kind=kind,
-            origin=origin,
-            concluded=concluded,
-            cursor=cursor,
-            limit=limit,
-        )
+        return await runs_page(self.db, project, pipeline, stage, **vars(query))
 
     async def run_detail(self, run_key: str, *, with_events: bool = True) -> RunDetail:
         run_id = await queries.resolve_run_id(self.db, run_key)

@@ -20,6 +20,7 @@ from releaseflow.wire.runs import iso
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from releaseflow.cli.backend import RunsQuery
     from releaseflow.cli.remote import Server
     from releaseflow.domain.access import Role
     from releaseflow.domain.release_history import StageComparison
@@ -70,26 +71,14 @@ class RemoteBackend:
         # An archived stage is not listed, but its runs stay readable: the server resolves the name.
         return stage
 
-    async def runs_page(
-        self,
-        project: str,
-        pipeline: str,
-        stage: str,
-        *,
-        statuses: list[str],
-        kind: str | None,
-        origin: str | None,
-        concluded: bool | None,
-        cursor: int | None,
-        limit: int,
-    ) -> RunsPage:
+    async def runs_page(self, project: str, pipeline: str, stage: str, query: RunsQuery) -> RunsPage:
         from releaseflow.engine.history import RunsPage
 
-        params: dict[str, Any] = {"per_page": limit, "status": statuses}
-        optional = {"kind": kind, "origin": origin, "cursor": cursor}
+        params: dict[str, Any] = {"per_page": query.limit, "status": query.statuses}
+        optional = {"kind": query.kind, "origin": query.origin, "cursor": query.cursor}
         params |= {key: value for key, value in optional.items() if value is not None}
-        if concluded is not None:
-            params["concluded"] = "true" if concluded else "false"
+        if query.concluded is not None:
+            params["concluded"] = "true" if query.concluded else "false"
         answer = await self.server.call(
             "GET", f"{_stage_path(project, pipeline, stage)}/runs", params=params, whole=True
         )

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
-from releaseflow.cli.backend import open_backend
+from releaseflow.cli.backend import RunsQuery, open_backend
 from releaseflow.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -170,17 +170,8 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
         async with open_backend(args.target, settings) as backend:
             project = await backend.project(args.project)
             stage = await backend.stage(project, args.pipeline, args.stage)
-            page = await backend.runs_page(
-                project,
-                args.pipeline,
-                stage,
-                statuses=args.status,
-                kind=args.kind,
-                origin=args.origin,
-                concluded=args.concluded,
-                cursor=args.before,
-                limit=args.limit,
-            )
+            query = RunsQuery(args.status, args.kind, args.origin, args.concluded, args.before, args.limit)
+            page = await backend.runs_page(project, args.pipeline, stage, query)
             runs = page.runs
             first_errors: dict[str, str] = {}
             if not args.json:
