@@ -99,6 +99,7 @@ REQUIRED.update(
         ("GET", "/api/token"): "viewer",
         ("GET", "/api/approvals"): "viewer",
         ("POST", f"{_STAGE}/plan"): "viewer",
+        ("POST", f"{_STAGE}/runs"): "deployer",
         ("GET", _TOKENS): "admin",
         ("POST", _TOKENS): "admin",
         ("DELETE", f"{_TOKENS}/{{tokenId}}"): "admin",

@@ -117,6 +117,11 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     assert (detail["displayName"], detail["description"]) == ("renamed", "from afar")
     assert detail["origin"]["kind"] == "token"
 
+    secret = remote(served, "run", "main", "Development", "--secret-arg", "key=hush-hush", "--follow")
+    assert secret.returncode == 0, secret.stdout + secret.stderr
+    shown = served.run_detail(started_run_id(secret.stdout))
+    assert "key" in shown["arguments"] and "hush-hush" not in str(shown)
+
     failed = started_run_id(remote(served, "run", "main", "Staging").stdout)
     served.wait_for_run(failed, ("failed",))
     resumed = remote(served, "resume", failed[:8], "--follow")

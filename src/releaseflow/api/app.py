@@ -42,6 +42,7 @@ from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
 from releaseflow.api.plans import plan_routes
+from releaseflow.api.run_start import run_start_routes
 from releaseflow.api.runs import run_routes
 from releaseflow.api.stages import stage_routes
 from releaseflow.api.triggers import trigger_routes
@@ -189,6 +190,7 @@ def create_app(
     app.include_router(identity_routes())
     app.include_router(approval_routes())
     app.include_router(plan_routes())
+    app.include_router(run_start_routes())
     app.include_router(configuration_routes())
     app.include_router(docs_routes())
 

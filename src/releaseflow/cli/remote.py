@@ -28,6 +28,9 @@ TOKEN_VARIABLE = "RELEASEFLOW_TOKEN"
 # Long enough for a server busy starting a run; short enough that a dead one is reported promptly.
 TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+# An event stream sends a keep-alive at least this often (engine.event_stream's heartbeat is 15 s):
+# a stream silent for longer is a connection that died without closing.
+STREAM_SILENCE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,8 @@ class Server:
         import httpx
 
         try:
-            async with self._client.stream("GET", path, params=params, timeout=None) as answer:
+            timeout = httpx.Timeout(STREAM_SILENCE_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+            async with self._client.stream("GET", path, params=params, timeout=timeout) as answer:
                 if not answer.is_success:
                     await answer.aread()
                     raise self._refusal(answer.status_code, self._document(answer))

@@ -97,11 +97,9 @@ class RemoteBackend:
                 return
 
     async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail:
-        body = _run_body(request)
-        flow = f"/v1/projects/{segment(project)}/pipelines/{segment(pipeline)}/release-flows/{segment(stage)}"
-        started = await self.server.call("POST", f"{flow}/runs", body=body)
-        # Read again with its events: they say whether the run cleared the stage's pin.
-        return await self.run_detail(started["id"])
+        body = _run_body(request, secrets=True)
+        path = f"{_stage_path(project, pipeline, stage)}/runs"
+        return decode.run_detail(await self.server.call("POST", path, body=body))
 
     async def abort_run(self, run_key: str) -> RunSummary:
         return decode.run_summary(await self.server.call("POST", f"{await self._run_path(run_key)}/abort"))
@@ -293,17 +291,21 @@ class RemoteBackend:
         return f"{_project_path(projects[-1] if projects else '-')}/runs/{segment(run_key.strip())}"
 
 
-def _run_body(request: RunRequest) -> dict[str, Any]:
-    """A run request as the API's run body (Northflank's ``RunReleaseFlowRequest``)."""
-    if request.secret_arguments:
-        raise UsageError("--secret-arg cannot be sent through a server yet: run the command on its machine")
-    return {
+def _run_body(request: RunRequest, *, secrets: bool = False) -> dict[str, Any]:
+    """A run request as the API's run body (Northflank's ``RunReleaseFlowRequest``; ``secrets``: with
+    the secret arguments, which only the own start route takes)."""
+    if request.secret_arguments and not secrets:
+        raise UsageError("--secret-arg cannot be sent through a server here: only run takes it")
+    body = {
         "name": request.name,
         "description": request.description,
         "arguments": dict(request.arguments),
         "overrides": dict(request.overrides),
         "releaseNodeOverrides": dict(request.release_node_overrides),
     }
+    if request.secret_arguments:
+        body["secretArguments"] = dict(request.secret_arguments)
+    return body
 
 
 def _project_path(project: str) -> str:
