@@ -149,16 +149,21 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
         runs.append(started_run_id(started.stdout))
     assert answer(port) == "v2"
 
-    local = without_terminal(releaseflow, "rollback", runs[0])
-    through_server = without_terminal(
-        releaseflow, "--server", releaseflow.url, "--token", str(releaseflow.admin_token), "rollback", runs[0]
-    )
-    assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
-        local.returncode,
-        local.stdout,
-        local.stderr,
-    )
-    assert "web (service): build builder:" in local.stdout and "confirm with --yes" in local.stderr
+    server = ("--server", releaseflow.url, "--token", str(releaseflow.admin_token))
+    for args in (
+        ("rollback", runs[0]),
+        ("restore-backup", "main", "Development", "db", "bk-1"),
+        ("restore-backup", "main", "development", "db", "bk-1", "--yes"),
+    ):
+        local = without_terminal(releaseflow, *args)
+        through_server = without_terminal(releaseflow, *server, *args)
+        assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
+            local.returncode,
+            local.stdout,
+            local.stderr,
+        ), args
+        assert local.returncode != 0 and local.stderr.strip(), args
+    assert "web (service): build builder:" in without_terminal(releaseflow, "rollback", runs[0]).stdout
 
     done = remote(releaseflow, "rollback", runs[0], "--yes", "--follow")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -88,6 +88,11 @@ class Backend(Protocol):
     ) -> tuple[RunDetail, int | None]:
         """Roll back to the run; the rollback run, and the flow version restored (None: none)."""
 
+    async def restore_backup(
+        self, project: str, pipeline: str, stage: str, addon: str, backup: str, *, by: str
+    ) -> RunSummary:
+        """Start a run that restores a backup a run of the stage took into the addon."""
+
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         """Approve or reject a waiting Approval node; returns the run's id."""
 

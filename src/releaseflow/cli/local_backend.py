@@ -103,6 +103,12 @@ class LocalBackend:
         started = await self.rollbacks().start(run_id, by=by, restore_config=restore_config, name=name)
         return await queries.run_detail(self.db, started.run.id), started.restored_version
 
+    async def restore_backup(
+        self, project: str, pipeline: str, stage: str, addon: str, backup: str, *, by: str
+    ) -> RunSummary:
+        run = await self.rollbacks().restore_backup(project, pipeline, stage, addon, backup, by=by)
+        return (await queries.run_detail(self.db, run.id, with_events=False)).run
+
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         run_id = await queries.resolve_run_id(self.db, run_key)
         engine = self.engine()

@@ -138,6 +138,14 @@ class RemoteBackend:
         started = await self.server.call("POST", f"{await self._run_path(run_id)}/rollback", body=body)
         return await self.run_detail(started["id"]), started.get("restoredVersion")
 
+    async def restore_backup(
+        self, project: str, pipeline: str, stage: str, addon: str, backup: str, *, by: str
+    ) -> RunSummary:
+        # Confirmed already: the command asked (or was given --yes) before this call.
+        body = {"addon": addon, "backup": backup, "confirm": True}
+        path = f"{_stage_path(project, pipeline, stage)}/restore-backup"
+        return decode.run_summary(await self.server.call("POST", path, body=body))
+
     async def decide(self, run_key: str, node: str, *, by: str, comment: str, reject: bool) -> str:
         decision = "reject" if reject else "approve"
         path = f"{await self._run_path(run_key)}/approvals/{segment(node)}/{decision}"

@@ -51,7 +51,7 @@ def register(commands: Subparsers) -> None:
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     restore.add_argument("--as", dest="by", help="who restores (default: the current user)")
     restore.add_argument("--follow", action="store_true", help="show the restore live until it ends")
-    restore.set_defaults(handler=restore_backup)
+    restore.set_defaults(handler=restore_backup, remote=True)
 
     pin = commands.add_parser("pin", help="pin a stage: git and webhook triggers stop deploying to it")
     stage_arguments(pin)
@@ -194,32 +194,27 @@ def _confirmed(what: str = "rollback", question: str = "Roll back?") -> bool:
 
 
 def restore_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.application import open_application
     from releaseflow.cli.follow import follow_run
-    from releaseflow.cli.local_backend import LocalBackend
     from releaseflow.domain.statuses import RunStatus
-    from releaseflow.engine import queries
-    from releaseflow.engine.rollback import Rollbacks
 
     async def go() -> int:
-        async with open_application(settings) as app:
-            project = await queries.resolve_project(app.db, args.project)
-            stage = await queries.resolve_stage(app.db, project, args.pipeline, args.stage)
+        async with open_backend(args.target, settings, drivers=True) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
             print(
                 f"Restore backup {render.untrusted(args.backup)} into addon {render.untrusted(args.addon)}"
                 f" ({project}/{args.pipeline}/{stage}): the addon's current data is replaced by the backup's."
             )
             if not args.yes and not _confirmed("restore", "Restore it?"):
                 return EXIT_FAILED
-            rollbacks = Rollbacks(app.engine, app.drivers)
-            run = await rollbacks.restore_backup(
+            run = await backend.restore_backup(
                 project, args.pipeline, stage, args.addon, args.backup, by=args.by or current_user()
             )
             print(f"started restore run {run.id}: {run.status}")
             if not args.follow:
                 print(f"follow it with: releaseflow show {render.short_id(run.id)}")
                 return EXIT_OK
-            final = await follow_run(LocalBackend(app.db, settings), run.id)
+            final = await follow_run(backend, run.id)
             return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
 
     return run_async(go())
