@@ -21,7 +21,9 @@ def register(commands: Subparsers) -> None:
     )
     stage_arguments(log)
     log.add_argument("--limit", type=int, default=20, help="how many requests to show (default 20)")
-    log.set_defaults(handler=show_triggers)
+    log.set_defaults(
+        handler=show_triggers, local_only="the server has no route for a stage's webhook URL yet"
+    )
     webhook = commands.add_parser("webhook", help="a stage's webhook URL")
     actions = webhook.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = actions.add_parser(
