@@ -257,6 +257,8 @@ def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Relea
         (("db", "migrate"), "changes this machine's database"),
         (("serve",), "serves this machine's database"),
         (("demo",), "builds a demo on this machine"),
+        (("apply", "-f", "releaseflow.yaml"), "applies a file to this machine's database"),
+        (("notifications", "list"), "no route for notifications yet"),
         (("--server", "ftp://x", "show", "abc"), "is not an http:// or https:// URL"),
     ],
 )
