@@ -5,9 +5,9 @@ database; ``RemoteBackend`` (cli/remote_backend.py) calls the server's HTTP API 
 answers into the same read-model values. The command renders those values with the same code either
 way, so its output is the same text locally and through ``--server``.
 
-A command that can act through a server says so when it registers (``remote=True`` in its defaults,
-with ``local_only`` its reason when it cannot); the others
-refuse a server in one line (``refuse_remote``) instead of quietly opening a local database.
+A command that can act through a server says so when it registers (``remote=True`` in its defaults);
+the others refuse a server in one line (``refuse_remote``, with the ``local_only`` reason they give)
+instead of quietly opening a local database.
 """
 
 from __future__ import annotations

@@ -38,9 +38,13 @@ class LocalBackend:
         self.app = app
 
     def engine(self) -> Engine:
-        from releaseflow.cli.runs import run_engine
+        """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.commands import Engine
+        from releaseflow.engine.secrets import data_dir_box
+        from releaseflow.engine.templates import TemplateCache
 
-        return run_engine(self.db, self.settings)
+        return Engine(self.db, SystemClock(), TemplateCache(secrets=data_dir_box(self.settings.data_dir)))
 
     def rollbacks(self) -> Rollbacks:
         from releaseflow.engine.rollback import Rollbacks

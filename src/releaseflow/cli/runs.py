@@ -24,10 +24,9 @@ from releaseflow.domain.statuses import RunStatus
 
 if TYPE_CHECKING:
     from releaseflow.cli.backend import Backend
-    from releaseflow.engine.commands import Engine, RunRequest
+    from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.queries import RunDetail
     from releaseflow.settings import Settings
-    from releaseflow.store.database import Database
 
 # The engine is imported by the commands that change runs, not by those that only read them.
 
@@ -89,16 +88,6 @@ def register(commands: Subparsers) -> None:
     reject.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who rejects")
     reject.add_argument("--reason", dest="comment", default="", help="why (the node's error says it)")
     reject.set_defaults(handler=approve_node, reject=True, remote=True)
-
-
-def run_engine(db: Database, settings: Settings) -> Engine:
-    """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.commands import Engine
-    from releaseflow.engine.secrets import data_dir_box
-    from releaseflow.engine.templates import TemplateCache
-
-    return Engine(db, SystemClock(), TemplateCache(secrets=data_dir_box(settings.data_dir)))
 
 
 def run_request(args: argparse.Namespace) -> RunRequest:
