@@ -193,6 +193,12 @@ def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
     assert unpinned.stdout.startswith("main Staging: pin cleared (it was pinned by token:")
     assert remote(served, "unpin", "main", "Staging").stdout.strip() == "main Staging was not pinned"
 
+    rotated = remote(served, "webhook", "rotate", "main", "development")
+    assert rotated.returncode == 0 and rotated.stdout.startswith(served.url + "/hooks/release-flows/"), (
+        rotated
+    )
+    assert f"webhook: {rotated.stdout.strip()}" in served.cli("triggers", "main", "Development").stdout
+
     created = remote(served, "token", "create", "--project", "acme", "--role", "viewer", "--name", "ci")
     assert created.returncode == 0, created.stderr
     assert "'ci': viewer in acme, expires never" in created.stdout

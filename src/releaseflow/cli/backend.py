@@ -142,6 +142,9 @@ class Backend(Protocol):
     ) -> list[dict[str, Any]]:
         """Delivery figures (``wire.history.metrics``) of one stage, or of each stage with a flow."""
 
+    async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
+        """Give the stage a new webhook URL (the old one stops working); the new URL."""
+
     async def tokens(self) -> list[TokenView]: ...
 
     async def create_token(

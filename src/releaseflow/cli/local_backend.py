@@ -206,6 +206,12 @@ class LocalBackend:
         found = await pipeline_metrics(self.db, project, pipeline, stage, now=now, since=since)
         return [metrics(each) for each in found]
 
+    async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
+        from releaseflow.engine.triggers import Triggers, webhook_url
+
+        token = await Triggers(self.engine()).rotate_webhook(project, pipeline, stage)
+        return webhook_url(self.settings.base_url, token)
+
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens
 

@@ -254,6 +254,10 @@ class RemoteBackend:
             for name in stages
         ]
 
+    async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
+        rotated = await self.server.call("POST", f"{_stage_path(project, pipeline, stage)}/webhook/rotate")
+        return str(rotated["url"])
+
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every
         project, those of every project too)."""
