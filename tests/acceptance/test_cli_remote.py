@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from tests.acceptance.config import write_config
 from tests.acceptance.support import Releaseflow, free_port, started_run_id
-from tests.acceptance.test_cli_rollback import without_terminal, write_project
-from tests.integration.local_project import AppRepository, answer
+from tests.acceptance.test_cli_rollback import applied_project, without_terminal
+from tests.integration.local_project import answer
 
 # Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
 SAME_TEXT = [
@@ -136,10 +136,7 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
 
 
 def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflow: Releaseflow) -> None:
-    repository = AppRepository(releaseflow.cwd / "app")
-    port = free_port()
-    releaseflow.cli("db", "migrate", check=True)
-    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    repository, port = applied_project(releaseflow)
     releaseflow.serve()
     runs = []
     for version in ("v1", "v2"):
