@@ -57,6 +57,16 @@ def write_project(folder: Path, repository: Path, port: int, build_command: str 
     return path
 
 
+def applied_project(releaseflow: Releaseflow) -> tuple[AppRepository, int]:
+    """A migrated installation with ``write_project``'s project applied: the app's repository and the
+    port its web service answers on."""
+    repository = AppRepository(releaseflow.cwd / "app")
+    port = free_port()
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    return repository, port
+
+
 def without_terminal(releaseflow: Releaseflow, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*COMMAND, *args],
@@ -70,10 +80,7 @@ def without_terminal(releaseflow: Releaseflow, *args: str) -> subprocess.Complet
 
 
 def test_cli_rollback__preview_confirmation_rollback_pin_and_unpin(releaseflow: Releaseflow) -> None:
-    repository = AppRepository(releaseflow.cwd / "app")
-    port = free_port()
-    releaseflow.cli("db", "migrate", check=True)
-    releaseflow.cli("apply", "-f", str(write_project(releaseflow.cwd, repository.path, port)), check=True)
+    repository, port = applied_project(releaseflow)
     server = releaseflow.serve()
     try:
         runs = {}

@@ -15,6 +15,7 @@ from releaseflow.domain.release_history import Deployed, compare_stages
 from releaseflow.domain.run_plan import admission_plan, run_plan
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.engine.insights import StageMetrics
+from releaseflow.wire import history as wire
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ def test_metrics_lines__figures_and_what_is_unknown() -> None:
     ]
     figures = delivery_metrics(runs, [], now=T0 + timedelta(days=2), since=T0)
 
-    lines = metrics_lines(StageMetrics("Production", figures, {}))
+    lines = metrics_lines(wire.metrics(StageMetrics("Production", figures, {})))
 
     assert lines[1:] == [
         "  deployment frequency  0 deployment(s), 0.00 per day",

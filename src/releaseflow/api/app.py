@@ -32,16 +32,20 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from releaseflow.api.access_tokens import token_routes
+from releaseflow.api.approvals import approval_routes
 from releaseflow.api.configuration import configuration_routes
 from releaseflow.api.docs import DOCS_URL, docs_routes
 from releaseflow.api.errors import install_error_handlers
 from releaseflow.api.events import event_routes
+from releaseflow.api.identity import identity_routes
 from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
 from releaseflow.api.notifications import notification_routes
 from releaseflow.api.projects import project_routes
 from releaseflow.api.records import record_routes
+from releaseflow.api.plans import plan_routes
+from releaseflow.api.run_start import run_start_routes
 from releaseflow.api.runs import run_routes
 from releaseflow.api.stages import stage_routes
 from releaseflow.api.triggers import trigger_routes
@@ -186,6 +190,10 @@ def create_app(
     app.include_router(stage_routes())
     app.include_router(event_routes())
     app.include_router(token_routes())
+    app.include_router(identity_routes())
+    app.include_router(approval_routes())
+    app.include_router(plan_routes())
+    app.include_router(run_start_routes())
     app.include_router(configuration_routes())
     app.include_router(project_routes())
     app.include_router(record_routes())

@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -20,15 +21,13 @@ def register(commands: Subparsers) -> None:
         metavar="NAME",
         help="only those NAME may decide and has not approved yet (not the runs NAME started)",
     )
-    approvals.set_defaults(handler=list_approvals)
+    approvals.set_defaults(handler=list_approvals, remote=True)
 
 
 def list_approvals(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine.approval_queue import waiting_approvals
-
     async def go() -> int:
-        async with database(settings) as db:
-            waiting = await waiting_approvals(db, args.person)
+        async with open_backend(args.target, settings) as backend:
+            waiting = await backend.waiting_approvals(args.person)
         if not waiting:
             print("no approval is waiting" + (f" for {args.person}" if args.person else ""))
             return EXIT_OK

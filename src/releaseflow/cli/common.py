@@ -36,6 +36,10 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+class UsageError(ReleaseflowError):
+    """The command line asks for something the command cannot do (exit 2): one line says what."""
+
+
 class NoDataError(ReleaseflowError):
     """A command that reads releaseflow's data was run where there is none."""
 

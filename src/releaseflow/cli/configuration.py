@@ -25,11 +25,16 @@ def register(commands: Subparsers) -> None:
         "--prune", action="store_true", help="also delete what the file's projects no longer list"
     )
     apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    apply.set_defaults(handler=apply_file)
+    apply.set_defaults(
+        handler=apply_file,
+        local_only="it applies a file to this machine's database; a server takes the document at"
+        " POST /api/projects/PROJECT/configuration/apply",
+    )
 
     validate = commands.add_parser("validate", help="check a configuration file or a release flow template")
     validate.add_argument("-f", "--file", required=True, type=Path, help="YAML or JSON file")
-    validate.set_defaults(handler=validate_file)
+    # Checking a file reads no data, local or remote: it works the same with a server set.
+    validate.set_defaults(handler=validate_file, remote=True)
 
     schema = commands.add_parser(
         "schema", help="print the JSON Schema of release flow templates, or of a driver's resource spec"
@@ -41,7 +46,8 @@ def register(commands: Subparsers) -> None:
         help="the schema of a resource's spec on a driver, e.g. local/service (see --list)",
     )
     choice.add_argument("--list", action="store_true", help="list the resource spec schemas by name")
-    schema.set_defaults(handler=print_schema)
+    # The schema is part of this program: printing it needs no data either.
+    schema.set_defaults(handler=print_schema, remote=True)
 
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 def register(commands: Subparsers) -> None:
     db = commands.add_parser("db", help="database schema: migrate, status")
+    db.set_defaults(
+        machine=True,
+        local_only="it changes this machine's database (a server migrates its own when it starts)",
+    )
     actions = db.add_subparsers(dest="db_command", required=True, metavar="{migrate,status}")
     actions.add_parser("migrate", help="apply the migrations the database lacks").set_defaults(
         handler=migrate_db

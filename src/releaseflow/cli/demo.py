@@ -36,7 +36,7 @@ def register(commands: Subparsers) -> None:
         action="store_true",
         help="stop what the demo runs, remove its data (runs, edits, services) and set it up afresh",
     )
-    demo.set_defaults(handler=demo_command)
+    demo.set_defaults(handler=demo_command, machine=True, local_only="it builds a demo on this machine")
 
 
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import untrusted
 
 if TYPE_CHECKING:
@@ -23,23 +24,22 @@ def register(commands: Subparsers) -> None:
     choice = flow.add_mutually_exclusive_group()
     choice.add_argument("--version", type=int, help="print this version instead of the current one")
     choice.add_argument("--versions", action="store_true", help="list every version with its origin and date")
-    flow.set_defaults(handler=show_flow)
+    flow.set_defaults(handler=show_flow, remote=True)
 
 
 def show_flow(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
     from releaseflow.wire.runs import iso
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
             if args.versions:
-                for view in await queries.flow_versions(db, project, args.pipeline, stage):
+                for view in await backend.flow_versions(project, args.pipeline, stage):
                     marker = "*" if view.current else " "
                     print(f"{marker} v{view.version:<4} {iso(view.created_at)}  {untrusted(view.origin)}")
                 return EXIT_OK
-            view = await queries.flow_version(db, project, args.pipeline, stage, args.version)
+            view = await backend.flow_version(project, args.pipeline, stage, args.version)
         print(json.dumps(view.document, indent=2))
         return EXIT_OK
 

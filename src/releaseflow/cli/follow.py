@@ -1,11 +1,12 @@
 """Following a run live: redraw its tree in place on a terminal, or append status lines otherwise.
 
-The view polls the database (the run may be worked on by another process) until the run ends.
+The view reads the run again (from the database, or the server) each time its backend says it may have
+changed: locally after a short pause (another process may be working on it), through a server when its
+event stream sends the next event. It stops when the run ends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sys
 from typing import TYPE_CHECKING, TextIO
@@ -19,27 +20,24 @@ from releaseflow.domain.statuses import (
 )
 
 if TYPE_CHECKING:
+    from releaseflow.cli.backend import Backend
     from releaseflow.engine.queries import EventView, RunDetail
-    from releaseflow.store.database import Database
 
-POLL_SECONDS = 0.3
 _CLEAR_BELOW = "\x1b[J"
 
 
 async def follow_run(
-    db: Database, run_id: str, out: TextIO = sys.stdout, *, live: bool | None = None
+    backend: Backend, run_id: str, out: TextIO = sys.stdout, *, live: bool | None = None
 ) -> RunStatus:
     """Show the run until it ends; returns its final status."""
-    from releaseflow.engine.queries import run_detail
-
     view: _View = _LiveView(out) if (out.isatty() if live is None else live) else _LogView(out)
     while True:
-        detail = await run_detail(db, run_id, with_events=view.needs_events)
+        detail = await backend.run_detail(run_id, with_events=view.needs_events)
         view.show(detail)
         if detail.run.status in TERMINAL_RUN_STATUSES:
             view.finish(detail)
             return detail.run.status
-        await asyncio.sleep(POLL_SECONDS)
+        await backend.wait_for_change(run_id, detail.events[-1].id if detail.events else 0)
 
 
 class _View:

@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import duration, moment, short_id, table, untrusted
 from releaseflow.domain.errors import Issue, ValidationError
 
 if TYPE_CHECKING:
+    from releaseflow.cli.backend import Backend
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.run_diff import ValueChange
-    from releaseflow.engine.insights import RunDiff, StageMetrics, TimelineEntry
+    from releaseflow.engine.insights import RunDiff, TimelineEntry
     from releaseflow.settings import Settings
 
 
@@ -28,13 +30,13 @@ def register(commands: Subparsers) -> None:
     timeline.add_argument("--project", help="the project (default: the only one)")
     timeline.add_argument("--limit", type=int, default=50, help="the newest this many changes (default 50)")
     timeline.add_argument("--json", action="store_true", help="print JSON")
-    timeline.set_defaults(handler=show_timeline)
+    timeline.set_defaults(handler=show_timeline, remote=True)
 
     diff = commands.add_parser("diff", help="what differs between two runs of a stage")
     diff.add_argument("first", metavar="RUN", help="run id, or a unique start of it")
     diff.add_argument("second", metavar="RUN", help="the other run")
     diff.add_argument("--json", action="store_true", help="print JSON")
-    diff.set_defaults(handler=show_diff)
+    diff.set_defaults(handler=show_diff, remote=True)
 
     metrics = commands.add_parser(
         "metrics", help="delivery figures of a pipeline's stages from their history"
@@ -47,7 +49,7 @@ def register(commands: Subparsers) -> None:
         help="from this date (2026-11-01, or a moment in ISO 8601) or this long ago (30d, 12h, 45m)",
     )
     metrics.add_argument("--json", action="store_true", help="print JSON")
-    metrics.set_defaults(handler=show_metrics)
+    metrics.set_defaults(handler=show_metrics, remote=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -91,16 +93,13 @@ def comparison_lines(comparison: StageComparison) -> list[str]:
     return lines
 
 
-async def print_comparison(settings: Settings, project: str | None, pipeline: str) -> None:
+async def print_comparison(backend: Backend, project: str | None, pipeline: str) -> None:
     """The stages side by side, then the release state in detail (since when, which run)."""
     from releaseflow.cli.state import state_lines
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import compare_pipeline
 
-    async with database(settings) as db:
-        project_id = await queries.resolve_project(db, project)
-        comparison = await compare_pipeline(db, project_id, pipeline)
-        views = await queries.release_state(db, project_id, pipeline, None)
+    project_id = await backend.project(project)
+    comparison = await backend.compare_pipeline(project_id, pipeline)
+    views = await backend.release_state(project_id, pipeline, None)
     if not comparison.lineages:
         print("the pipeline's stages hold no service or job")
         return
@@ -135,15 +134,13 @@ def _run_label(run_id: str, name: str) -> str:
 
 
 def show_timeline(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import stage_timeline
     from releaseflow.wire import history as wire
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            entries = await stage_timeline(db, project, args.pipeline, stage, limit=args.limit)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            entries = await backend.timeline(project, args.pipeline, stage, args.limit)
         if args.json:
             print(json.dumps(wire.timeline(entries), indent=2))
             return EXIT_OK
@@ -208,15 +205,11 @@ def _or_none(value: Any) -> Mapping[str, Any] | None:
 
 
 def show_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import diff_runs
     from releaseflow.wire import history as wire
 
     async def go() -> int:
-        async with database(settings) as db:
-            first = await queries.resolve_run_id(db, args.first)
-            second = await queries.resolve_run_id(db, args.second)
-            diff = await diff_runs(db, first, second)
+        async with open_backend(args.target, settings) as backend:
+            diff = await backend.diff_runs(args.first, args.second)
         print(json.dumps(wire.diff(diff), indent=2) if args.json else "\n".join(diff_lines(diff)))
         return EXIT_OK
 
@@ -250,42 +243,51 @@ def parse_since(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def metrics_lines(figures: StageMetrics) -> list[str]:
-    metrics = figures.metrics
-    lines = [f"{figures.stage} (since {moment(metrics.window_start)}, {metrics.days:.1f} days)"]
+def metrics_lines(figures: Mapping[str, Any]) -> list[str]:
+    """A stage's delivery figures, from their JSON shape (``wire.history.metrics``): the same lines
+    whether the figures were computed here or by a server."""
+    from releaseflow.wire.decode import moment as parse
+
+    start, end = parse(figures["since"]), parse(figures["until"])
+    days = max((end - start).total_seconds() / 86400, 1 / 86400) if start and end else 0.0
+    lines = [f"{figures['stage']} (since {moment(start)}, {days:.1f} days)"]
     lines.append(
-        f"  deployment frequency  {metrics.deployments} deployment(s),"
-        f" {metrics.deployments_per_day:.2f} per day"
+        f"  deployment frequency  {figures['deployments']} deployment(s),"
+        f" {figures['deploymentsPerDay']:.2f} per day"
     )
-    rate = metrics.change_failure_rate
+    rate = figures["changeFailureRate"]
+    failed, rolled_back = figures["failed"], figures["rolledBack"]
     if rate is None:
         lines.append("  change failure rate   unknown (no release concluded)")
     else:
         lines.append(
-            f"  change failure rate   {rate:.0%} ({len(set(metrics.failed) | set(metrics.rolled_back))} of"
-            f" {metrics.releases} releases: {len(metrics.failed)} failed,"
-            f" {len(metrics.rolled_back)} rolled back)"
+            f"  change failure rate   {rate:.0%} ({len(set(failed) | set(rolled_back))} of"
+            f" {figures['releases']} releases: {len(failed)} failed,"
+            f" {len(rolled_back)} rolled back)"
         )
-    restore = metrics.mean_time_to_restore
-    restored = sum(1 for incident in metrics.incidents if incident.restored_at is not None)
-    still_open = f", {metrics.open_incidents} not restored yet" if metrics.open_incidents else ""
+    restore = _seconds(figures["meanTimeToRestoreSeconds"])
+    restored = sum(1 for incident in figures["incidents"] if incident["restoredAt"] is not None)
+    still_open = len(figures["incidents"]) - restored
+    open_note = f", {still_open} not restored yet" if still_open else ""
     if restore is None:
-        lines.append(f"  mean time to restore  unknown (no restored incident{still_open})")
+        lines.append(f"  mean time to restore  unknown (no restored incident{open_note})")
     else:
-        lines.append(f"  mean time to restore  {_span(restore)} over {restored} incident(s){still_open}")
-    if metrics.lead_time_median is None or metrics.lead_time_mean is None:
+        lines.append(f"  mean time to restore  {_span(restore)} over {restored} incident(s){open_note}")
+    median, mean = _seconds(figures["leadTimeMedianSeconds"]), _seconds(figures["leadTimeMeanSeconds"])
+    if median is None or mean is None:
         lines.append("  lead time             unknown (no deploy records the time of its commit)")
     else:
-        unknown = (
-            f"; {metrics.deploys_without_commit_time} without commit time"
-            if metrics.deploys_without_commit_time
-            else ""
-        )
+        without = figures["deploysWithoutCommitTime"]
+        unknown = f"; {without} without commit time" if without else ""
         lines.append(
-            f"  lead time             median {_span(metrics.lead_time_median)}, mean"
-            f" {_span(metrics.lead_time_mean)} ({len(metrics.lead_times)} deploy(s){unknown})"
+            f"  lead time             median {_span(median)}, mean"
+            f" {_span(mean)} ({figures['leadTimes']} deploy(s){unknown})"
         )
     return lines
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
 
 
 def _span(span: timedelta) -> str:
@@ -294,22 +296,16 @@ def _span(span: timedelta) -> str:
 
 
 def show_metrics(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.insights import pipeline_metrics
-    from releaseflow.wire import history as wire
-
     now = datetime.now(UTC)
     since = parse_since(args.since, now) if args.since else None
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = (
-                await queries.resolve_stage(db, project, args.pipeline, args.stage) if args.stage else None
-            )
-            figures = await pipeline_metrics(db, project, args.pipeline, stage, now=now, since=since)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage) if args.stage else None
+            figures = await backend.metrics(project, args.pipeline, stage, since=since)
         if args.json:
-            print(json.dumps([wire.metrics(each) for each in figures], indent=2))
+            print(json.dumps(figures, indent=2))
             return EXIT_OK
         if not figures:
             print(f"no stage of {args.pipeline} has a release flow yet")

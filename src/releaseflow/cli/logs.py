@@ -26,7 +26,9 @@ def register(commands: Subparsers) -> None:
     )
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     logs.add_argument("--driver", default="local", help="the driver that ran it (default: local)")
-    logs.set_defaults(handler=show_logs)
+    logs.set_defaults(
+        handler=show_logs, local_only="the server has no route for logs yet: run it on its machine"
+    )
 
 
 def show_logs(args: argparse.Namespace, settings: Settings) -> int:

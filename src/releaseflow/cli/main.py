@@ -20,6 +20,7 @@ from releaseflow.cli import (
     demo,
     flows,
     insights,
+    login,
     logs,
     notifications,
     pipelines,
@@ -32,7 +33,8 @@ from releaseflow.cli import (
     tokens,
     triggers,
 )
-from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from releaseflow.cli.backend import refuse_remote
+from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from releaseflow.cli.render import error_lines
 from releaseflow.domain.errors import NotFoundError, ReleaseflowError, ValidationError
 
@@ -53,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         help="sqlite:///PATH or postgresql://... (default: RELEASEFLOW_DATABASE_URL or SQLite in data dir)",
     )
+    parser.add_argument(
+        "--server",
+        dest="server_url",
+        metavar="URL",
+        help="act through this releaseflow server instead of a local database (default: RELEASEFLOW_SERVER,"
+        " or the saved login)",
+    )
+    parser.add_argument(
+        "--token",
+        dest="server_token",
+        metavar="T",
+        help="the API token sent to --server (default: RELEASEFLOW_TOKEN or the login)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups = (
         server,
@@ -69,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         db,
         demo,
     )
-    for group in (*groups, insights, plan, resume, tokens):
+    for group in (*groups, insights, plan, resume, tokens, login):
         group.register(commands)
     return parser
 
@@ -86,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_went_away()
     except ReleaseflowError as error:
         print("\n".join(error_lines(str(error))), file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, ValidationError | NotFoundError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(error, ValidationError | NotFoundError | UsageError) else EXIT_FAILED
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -95,6 +110,15 @@ def _run(argv: Sequence[str] | None) -> int:
     from releaseflow.settings import Settings
 
     settings = Settings.from_env(os.environ, data_dir=args.data_dir, database_url=args.database_url)
+    if not getattr(args, "own_target", False):
+        from releaseflow.cli.remote import target_of
+
+        # A saved login is for the commands that act through a server; serve, worker, db and demo
+        # belong to this machine and ignore it (an explicit --server still makes them refuse).
+        machine = getattr(args, "machine", False)
+        args.target = target_of(args.server_url, args.server_token, os.environ, use_saved=not machine)
+        if args.target is not None:
+            refuse_remote(args, args.command)
     code = handler(args, settings)
     # Flushed here, so that a reader that went away is noticed while the handler below can end quietly.
     sys.stdout.flush()

@@ -20,6 +20,7 @@ SECRET_SHOWN = 4
 
 def register(commands: Subparsers) -> None:
     group = commands.add_parser("notifications", help="subscriptions to run events (webhooks, Slack)")
+    group.set_defaults(local_only="the server has no route for notifications yet: run it on its machine")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="subscribe a webhook to the run events of a project or pipeline")
     add.add_argument("--project", required=True, help="project id")

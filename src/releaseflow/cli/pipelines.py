@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 
 if TYPE_CHECKING:
     from releaseflow.engine.history import PipelineOverview, StageHeader
@@ -16,13 +17,13 @@ if TYPE_CHECKING:
 def register(commands: Subparsers) -> None:
     pipelines = commands.add_parser("pipelines", help="the pipelines, with a release header per stage")
     pipelines.add_argument("--project", help="project id (default: the only project)")
-    pipelines.set_defaults(handler=list_pipelines)
+    pipelines.set_defaults(handler=list_pipelines, remote=True)
     status = commands.add_parser(
         "status", help="a pipeline's stages: current run, pin, what runs where, what to do next"
     )
     status.add_argument("pipeline", help="pipeline id")
     status.add_argument("--project", help="project id (default: the only project)")
-    status.set_defaults(handler=pipeline_status)
+    status.set_defaults(handler=pipeline_status, remote=True)
 
 
 def header_lines(header: StageHeader) -> list[str]:
@@ -52,13 +53,10 @@ def overview_lines(overview: PipelineOverview) -> list[str]:
 
 
 def list_pipelines(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.history import pipelines
-
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            found = await pipelines(db, project)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            found = await backend.pipelines(project)
         if not found:
             print(f"project {project} has no pipelines yet")
         for overview in found:
@@ -70,14 +68,12 @@ def list_pipelines(args: argparse.Namespace, settings: Settings) -> int:
 
 def pipeline_status(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.state import state_lines
-    from releaseflow.engine import queries
-    from releaseflow.engine.history import pipeline_status as status
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            overview = await status(db, project, args.pipeline)
-            views = await queries.release_state(db, project, args.pipeline, None)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            overview = await backend.pipeline_status(project, args.pipeline)
+            views = await backend.release_state(project, args.pipeline, None)
         print("\n".join(overview_lines(overview)))
         print("\nwhat runs where:")
         print("\n".join(state_lines(views)) if views else "  nothing has been deployed yet")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.insights import short_artifact
 from releaseflow.cli.parsing import add_run_inputs
 from releaseflow.cli.render import short_id, table, untrusted
@@ -27,7 +27,7 @@ def register(commands: Subparsers) -> None:
     plan.add_argument("--project", help="project id (default: the only project)")
     add_run_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.set_defaults(handler=show_plan)
+    plan.set_defaults(handler=show_plan, remote=True)
 
 
 def _admission(admission: Mapping[str, Any]) -> str:
@@ -111,16 +111,14 @@ def _print_plan(plan: Mapping[str, Any], title: str, *, as_json: bool) -> None:
 
 def show_plan(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.runs import run_request
-    from releaseflow.engine import queries
-    from releaseflow.engine.plan import plan_run
 
     request = run_request(args)
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            plan = await plan_run(db, project, args.pipeline, stage, request, now=datetime.now(UTC))
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            plan = await backend.plan(project, args.pipeline, stage, request)
         title = f"plan of a run of {project}/{args.pipeline}/{stage} (nothing was started)"
         _print_plan(plan, title, as_json=args.json)
         return EXIT_OK
@@ -129,13 +127,9 @@ def show_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def show_stored_plan(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.plan import stored_plan
-
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            plan = await stored_plan(db, run_id)
+        async with open_backend(args.target, settings) as backend:
+            run_id, plan = await backend.stored_plan(args.run)
         if plan is None:
             print(f"run {run_id} keeps no plan (it was started before runs kept their plans)")
         else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from releaseflow.cli.common import Subparsers, database
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import Subparsers
 from releaseflow.cli.parsing import add_run_inputs
-from releaseflow.cli.runs import following, report_started, run_engine, run_request
+from releaseflow.cli.runs import following, report_started, run_request
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -23,20 +24,16 @@ def register(commands: Subparsers) -> None:
     resume.add_argument("--description", default="", help="description of the new run")
     add_run_inputs(resume)
     resume.add_argument("--follow", action="store_true", help="show the new run live until it ends")
-    resume.set_defaults(handler=resume_run)
+    resume.set_defaults(handler=resume_run, remote=True)
 
 
 def resume_run(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-
     edits = run_request(args)
 
     async def go() -> int:
-        async with database(settings) as db:
-            failed = await queries.resolve_run_id(db, args.run)
-            run = await run_engine(db, settings).resume_run(failed, edits)
-            return await report_started(
-                db, run, f"started run {run.id} (resumes {failed})", follow=args.follow
-            )
+        async with open_backend(args.target, settings) as backend:
+            started = await backend.resume_run(args.run, edits)
+            message = f"started run {started.run.id} (resumes {started.run.resumed_from})"
+            return await report_started(backend, started, message, follow=args.follow)
 
     return following(go())

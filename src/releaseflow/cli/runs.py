@@ -9,12 +9,12 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli import render
+from releaseflow.cli.backend import RunsQuery, open_backend
 from releaseflow.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     Subparsers,
-    database,
     run_async,
     stage_arguments,
 )
@@ -23,10 +23,10 @@ from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
 
 if TYPE_CHECKING:
-    from releaseflow.engine.commands import Engine, RunRequest
+    from releaseflow.cli.backend import Backend
+    from releaseflow.engine.commands import RunRequest
+    from releaseflow.engine.queries import RunDetail
     from releaseflow.settings import Settings
-    from releaseflow.store.database import Database
-    from releaseflow.store.records import RunRecord
 
 # The engine is imported by the commands that change runs, not by those that only read them.
 
@@ -38,7 +38,7 @@ def register(commands: Subparsers) -> None:
     run.add_argument("--description", default="", help="description of the run (up to 200 characters)")
     add_run_inputs(run)
     run.add_argument("--follow", action="store_true", help="show the run live until it ends")
-    run.set_defaults(handler=start)
+    run.set_defaults(handler=start, remote=True)
 
     runs = commands.add_parser("runs", help="list the runs of a stage, newest first")
     stage_arguments(runs)
@@ -55,7 +55,7 @@ def register(commands: Subparsers) -> None:
     )
     runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
-    runs.set_defaults(handler=list_runs)
+    runs.set_defaults(handler=list_runs, remote=True)
 
     show = commands.add_parser("show", help="show a run: its tree of workflows and nodes, with statuses")
     show.add_argument("run", help="run id, or a unique start of it")
@@ -64,30 +64,30 @@ def register(commands: Subparsers) -> None:
     )
     show.add_argument("--events", action="store_true", help="also print the run's event log")
     show.add_argument("--plan", action="store_true", help="print the plan the run was started with")
-    show.set_defaults(handler=show_run)
+    show.set_defaults(handler=show_run, remote=True)
 
     abort = commands.add_parser("abort", help="abort a run")
     abort.add_argument("run", help="run id, or a unique start of it")
-    abort.set_defaults(handler=abort_run)
+    abort.set_defaults(handler=abort_run, remote=True)
 
     rename = commands.add_parser("rename", help="change a run's display name or description")
     rename.add_argument("run", help="run id, or a unique start of it")
     rename.add_argument("--name", help="new display name ('' removes it: the run shows its id)")
     rename.add_argument("--description", help="new description")
-    rename.set_defaults(handler=rename_run)
+    rename.set_defaults(handler=rename_run, remote=True)
 
     approve = commands.add_parser("approve", help="approve an Approval node that is waiting")
     approve.add_argument("run", help="run id, or a unique start of it")
     approve.add_argument("node", help="the node's ref (or path)")
     approve.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who approves")
     approve.add_argument("--comment", default="", help="why (recorded with the approval)")
-    approve.set_defaults(handler=approve_node)
+    approve.set_defaults(handler=approve_node, remote=True)
     reject = commands.add_parser("reject", help="reject an Approval node that is waiting (it fails)")
     reject.add_argument("run", help="run id, or a unique start of it")
     reject.add_argument("node", help="the node's ref (or path)")
     reject.add_argument("--as", dest="approver", required=True, metavar="NAME", help="who rejects")
     reject.add_argument("--reason", dest="comment", default="", help="why (the node's error says it)")
-    reject.set_defaults(handler=approve_node, reject=True)
+    reject.set_defaults(handler=approve_node, reject=True, remote=True)
 
 
 def run_engine(db: Database, settings: Settings) -> Engine:
@@ -116,16 +116,17 @@ def run_request(args: argparse.Namespace) -> RunRequest:
     )
 
 
-async def report_started(db: Database, run: RunRecord, message: str, *, follow: bool) -> int:
-    """Say that ``run`` started, then follow it or say how to; the exit code says how it went."""
+async def report_started(backend: Backend, started: RunDetail, message: str, *, follow: bool) -> int:
+    """Say that a run started, then follow it or say how to; the exit code says how it went."""
     from releaseflow.cli.follow import follow_run
     from releaseflow.cli.rollback import run_notice_lines
 
+    run = started.run
     print(f"{message}: {run.status}", flush=True)
-    for line in await run_notice_lines(db, run.id):
+    for line in run_notice_lines(started):
         print(line)
     if follow:
-        final = await follow_run(db, run.id)
+        final = await follow_run(backend, run.id)
         return EXIT_OK if final is RunStatus.SUCCESS else EXIT_FAILED
     if run.status is RunStatus.FAILED:
         for line in render.untrusted(run.error or "", multiline=True).splitlines():
@@ -145,49 +146,36 @@ def following(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def start(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-
     request = run_request(args)
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            run = await run_engine(db, settings).start_run(project, args.pipeline, stage, request)
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            started = await backend.start_run(project, args.pipeline, stage, request)
             where = f"{project}/{args.pipeline}/{stage}"
-            return await report_started(db, run, f"started run {run.id} ({where})", follow=args.follow)
+            message = f"started run {started.run.id} ({where})"
+            return await report_started(backend, started, message, follow=args.follow)
 
     return following(go())
 
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.history import runs_page
     from releaseflow.wire import runs as wire
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            page = await runs_page(
-                db,
-                project,
-                args.pipeline,
-                stage,
-                statuses=args.status,
-                kind=args.kind,
-                origin=args.origin,
-                concluded=args.concluded,
-                cursor=args.before,
-                limit=args.limit,
-            )
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            query = RunsQuery(args.status, args.kind, args.origin, args.concluded, args.before, args.limit)
+            page = await backend.runs_page(project, args.pipeline, stage, query)
             runs = page.runs
             first_errors: dict[str, str] = {}
             if not args.json:
                 # A failed run records no error of its own when a node failed: show that node's.
                 for run in runs:
                     if run.status is RunStatus.FAILED and not run.error:
-                        detail = await queries.run_detail(db, run.id, with_events=False)
+                        detail = await backend.run_detail(run.id, with_events=False)
                         first_errors[run.id] = render.first_error(detail) or ""
         where = f"{project}/{args.pipeline}/{stage}"
         if args.json:
@@ -216,7 +204,6 @@ def _filters(args: argparse.Namespace) -> list[str]:
 
 def show_run(args: argparse.Namespace, settings: Settings) -> int:
     from releaseflow.cli.rollback import rollback_lines
-    from releaseflow.engine import queries
     from releaseflow.wire import runs as wire
 
     if args.plan:
@@ -225,10 +212,9 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
         return show_stored_plan(args, settings)
 
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            detail = await queries.run_detail(db, run_id)
-            where = await rollback_lines(db, run_id) if detail.run.kind == "rollback" else []
+        async with open_backend(args.target, settings) as backend:
+            detail = await backend.run_detail(args.run)
+            where = await rollback_lines(backend, detail.run) if detail.run.kind == "rollback" else []
         if args.json:
             print(json.dumps(wire.run_detail(detail), indent=2))
             return EXIT_OK
@@ -246,12 +232,9 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def abort_run(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            run = await run_engine(db, settings).abort_run(run_id, "aborted from the command line")
+        async with open_backend(args.target, settings) as backend:
+            run = await backend.abort_run(args.run)
         print(f"run {run.id}: {run.status}")
         return EXIT_OK
 
@@ -263,14 +246,10 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
         raise ValidationError(
             [Issue("rename", "give --name or --description (or both)")], subject="command line"
         )
-    from releaseflow.engine import queries
 
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            run = await run_engine(db, settings).rename_run(
-                run_id, name=args.name, description=args.description
-            )
+        async with open_backend(args.target, settings) as backend:
+            run = await backend.rename_run(args.run, name=args.name, description=args.description)
         print(f"run {run.id}: name {run.display_name!r}, description {run.description!r}")
         return EXIT_OK
 
@@ -278,16 +257,14 @@ def rename_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def approve_node(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
+    reject = getattr(args, "reject", False)
 
     async def go() -> int:
-        async with database(settings) as db:
-            run_id = await queries.resolve_run_id(db, args.run)
-            engine = run_engine(db, settings)
-            decide = engine.reject if getattr(args, "reject", False) else engine.approve
-            await decide(run_id, args.node, args.approver, args.comment)
-        verb = "rejected" if getattr(args, "reject", False) else "approved"
-        print(f"{args.approver} {verb} {args.node} of run {run_id}")
+        async with open_backend(args.target, settings) as backend:
+            run_id = await backend.decide(
+                args.run, args.node, by=args.approver, comment=args.comment, reject=reject
+            )
+        print(f"{args.approver} {'rejected' if reject else 'approved'} {args.node} of run {run_id}")
         return EXIT_OK
 
     return run_async(go())

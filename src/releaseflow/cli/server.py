@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 # HTTP app's factory by its import path, then builds the app with this process's settings and hands
 # the instance to uvicorn: nothing travels through environment variables.
 APP_FACTORY = "releaseflow.api.app:create_app"
+# Why serve and worker refuse --server: they are the server.
+ON_THIS_MACHINE = "it serves this machine's database (run it where the server runs)"
 
 
 def register(commands: Subparsers) -> None:
@@ -37,12 +39,12 @@ def register(commands: Subparsers) -> None:
         action="store_false",
         help="serve HTTP only; `releaseflow worker` processes do the work (PostgreSQL)",
     )
-    serve.set_defaults(handler=serve_command)
+    serve.set_defaults(handler=serve_command, machine=True, local_only=ON_THIS_MACHINE)
 
     worker = commands.add_parser(
         "worker", help="run a worker only (more workers share the work on PostgreSQL)"
     )
-    worker.set_defaults(handler=worker_command)
+    worker.set_defaults(handler=worker_command, machine=True, local_only=ON_THIS_MACHINE)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import moment, short_id, table, untrusted
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def register(commands: Subparsers) -> None:
     state.add_argument("--history", action="store_true", help="every deploy, newest first")
     state.add_argument("--limit", type=int, default=50, help="with --history: how many deploys")
     state.add_argument("--json", action="store_true", help="print JSON")
-    state.set_defaults(handler=show_state)
+    state.set_defaults(handler=show_state, remote=True)
 
 
 def describe(artifact: Mapping[str, Any]) -> str:
@@ -52,23 +53,24 @@ def state_lines(views: Sequence[ReleaseView]) -> list[str]:
 
 
 def show_state(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
     from releaseflow.wire.state import release
 
     if not (args.stage or args.history or args.json):
         from releaseflow.cli.insights import print_comparison
 
-        run_async(print_comparison(settings, args.project, args.pipeline))
-        return EXIT_OK
+        async def side_by_side() -> int:
+            async with open_backend(args.target, settings) as backend:
+                await print_comparison(backend, args.project, args.pipeline)
+            return EXIT_OK
+
+        return run_async(side_by_side())
 
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = (
-                await queries.resolve_stage(db, project, args.pipeline, args.stage) if args.stage else None
-            )
-            views = await queries.release_state(
-                db, project, args.pipeline, stage, history=args.history, limit=args.limit
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage) if args.stage else None
+            views = await backend.release_state(
+                project, args.pipeline, stage, history=args.history, limit=args.limit
             )
         if args.json:
             print(json.dumps([release(view) for view in views], indent=2))

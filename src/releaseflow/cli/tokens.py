@@ -7,11 +7,13 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import untrusted
 from releaseflow.domain.access import ALL_PROJECTS, AccessError, Role
 
 if TYPE_CHECKING:
+    from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.settings import Settings
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -20,6 +22,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 def register(commands: Subparsers) -> None:
     token = commands.add_parser("token", help="create, list and revoke API tokens")
+    token.set_defaults(remote=True)
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", help="create a token; its secret is printed once")
@@ -56,7 +59,6 @@ def parse_expiry(text: str, now: datetime) -> datetime:
 
 
 def create_token(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import tokens
     from releaseflow.engine.clock import SystemClock
 
     clock = SystemClock()
@@ -64,17 +66,9 @@ def create_token(args: argparse.Namespace, settings: Settings) -> int:
     expires = parse_expiry(args.expires, clock.now()) if args.expires else None
     name = args.name or f"{role} for {args.project}"
 
-    async def go() -> tokens.CreatedToken:
-        async with database(settings) as db:
-            return await tokens.create_token(
-                db,
-                clock,
-                name=name,
-                project_id=args.project,
-                role=role,
-                created_by="command line",
-                expires_at=expires,
-            )
+    async def go() -> CreatedToken:
+        async with open_backend(args.target, settings) as backend:
+            return await backend.create_token(name=name, project=args.project, role=role, expires_at=expires)
 
     created = run_async(go())
     view = created.view
@@ -88,12 +82,11 @@ def create_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import tokens
     from releaseflow.wire.runs import iso
 
-    async def go() -> list[tokens.TokenView]:
-        async with database(settings) as db:
-            return await tokens.list_tokens(db)
+    async def go() -> list[TokenView]:
+        async with open_backend(args.target, settings) as backend:
+            return await backend.tokens()
 
     now = datetime.now(UTC)
     views = run_async(go())
@@ -110,12 +103,9 @@ def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def revoke_token(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import tokens
-    from releaseflow.engine.clock import SystemClock
-
-    async def go() -> tokens.TokenView:
-        async with database(settings) as db:
-            return await tokens.revoke_token(db, SystemClock(), args.token)
+    async def go() -> TokenView:
+        async with open_backend(args.target, settings) as backend:
+            return await backend.revoke_token(args.token)
 
     view = run_async(go())
     print(f"revoked token {view.id} '{untrusted(view.name)}'")

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
+from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async, stage_arguments
 
 if TYPE_CHECKING:
@@ -21,14 +22,16 @@ def register(commands: Subparsers) -> None:
     )
     stage_arguments(log)
     log.add_argument("--limit", type=int, default=20, help="how many requests to show (default 20)")
-    log.set_defaults(handler=show_triggers)
+    log.set_defaults(
+        handler=show_triggers, local_only="the server has no route for a stage's webhook URL yet"
+    )
     webhook = commands.add_parser("webhook", help="a stage's webhook URL")
     actions = webhook.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = actions.add_parser(
         "rotate", help="make a new webhook URL for the stage (the old one stops working)"
     )
     stage_arguments(rotate)
-    rotate.set_defaults(handler=rotate_webhook)
+    rotate.set_defaults(handler=rotate_webhook, remote=True)
 
 
 def _triggers(db: Database, settings: Settings) -> Triggers:
@@ -68,15 +71,12 @@ def show_triggers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def rotate_webhook(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.triggers import webhook_url
-
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            token = await _triggers(db, settings).rotate_webhook(project, args.pipeline, stage)
-        print(webhook_url(settings.base_url, token))
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            url = await backend.rotate_webhook(project, args.pipeline, stage)
+        print(url)
         return EXIT_OK
 
     return run_async(go())

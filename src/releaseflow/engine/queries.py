@@ -151,10 +151,14 @@ async def ping(db: Database) -> None:
         await tx.fetchvalue("SELECT 1")
 
 
+async def project_ids(db: Database) -> list[str]:
+    async with db.read() as tx:
+        return [str(row["id"]) for row in await catalog.list_projects(tx)]
+
+
 async def resolve_project(db: Database, project_id: str | None) -> str:
     """``project_id`` if it exists; without one, the only project there is."""
-    async with db.read() as tx:
-        projects = [row["id"] for row in await catalog.list_projects(tx)]
+    projects = await project_ids(db)
     if project_id is not None:
         if project_id not in projects:
             raise NotFoundError(f"no project '{project_id}'" + _choices(projects))

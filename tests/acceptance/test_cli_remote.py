@@ -1,0 +1,276 @@
+"""The command line through a server (``--server``/``--token``, or a saved login) against a real
+``releaseflow serve``: the same commands print the same text as on the local database; a wrong token,
+an unreachable server and a command that cannot act remotely each end in one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+
+import pytest
+from tests.acceptance.config import write_config
+from tests.acceptance.support import Releaseflow, free_port, started_run_id
+from tests.acceptance.test_cli_rollback import applied_project, without_terminal
+from tests.integration.local_project import answer
+
+# Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
+SAME_TEXT = [
+    ("pipelines",),
+    ("status", "main"),
+    ("runs", "main", "development"),
+    ("runs", "main", "Staging", "--status", "failed"),
+    ("runs", "main", "Production", "--json"),
+    ("runs", "main", "Development", "--limit", "1"),
+    ("show", "RUN"),
+    ("show", "RUN", "--events"),
+    ("show", "RUN", "--json"),
+    ("show", "FAILED"),
+    ("show", "WAITED", "--events"),
+    ("status", "main"),
+    ("state", "main", "development"),
+    ("state", "main", "Development", "--history"),
+    ("state", "main", "--json"),
+    ("flow", "main", "Production"),
+    ("flow", "main", "Production", "--versions"),
+    ("flow", "main", "Production", "--version", "1"),
+    ("rollbacks", "RUN"),
+    ("token", "list"),
+    ("plan", "main", "Production", "--arg", "x=1"),
+    ("plan", "main", "Development", "--json"),
+    ("show", "RUN", "--plan"),
+    ("approvals",),
+    ("rollback", "RUN"),
+    ("state", "main"),
+    ("timeline", "main", "Development"),
+    ("diff", "RUN", "FAILED"),
+    ("diff", "RUN", "RUN", "--json"),
+    # A fixed start: the figures per day do not move in the moment between the two commands.
+    ("metrics", "main", "--since", "2026-01-01"),
+    ("metrics", "main", "staging", "--since", "2026-01-01"),
+]
+
+
+@pytest.fixture
+def served(releaseflow: Releaseflow) -> Releaseflow:
+    """A served installation with the acceptance configuration; logins go to its own config folder."""
+    releaseflow.extra_env["XDG_CONFIG_HOME"] = str(releaseflow.cwd / "config")
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(write_config(releaseflow.cwd, releaseflow.url)), check=True)
+    releaseflow.serve()
+    return releaseflow
+
+
+def remote(
+    releaseflow: Releaseflow, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    secret = token or releaseflow.admin_token
+    assert secret
+    return releaseflow.cli("--server", releaseflow.url, "--token", secret, *args, timeout=60)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -> None:
+    followed = remote(
+        served, "run", "main", "Development", "--name", "remote", "--arg", "who=far", "--follow"
+    )
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    run_id = started_run_id(followed.stdout)
+    assert f"run {run_id} ended: success" in followed.stdout
+    failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
+    waited = started_run_id(remote(served, "run", "main", "Production").stdout)
+    served.wait_for_node(waited, "gate", "waiting")
+    for args in (("approvals",), ("approvals", "--for", "alice")):
+        assert remote(served, *args).stdout == served.cli(*args).stdout
+    assert waited[:8] in remote(served, "approvals").stdout
+    approved = remote(served, "approve", waited[:8], "gate", "--as", "alice", "--comment", "fine")
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == f"alice approved gate of run {waited}"
+    served.wait_for_run(failed, ("failed",))
+    served.wait_for_run(waited, ("success",))
+    ids = {"RUN": run_id, "FAILED": failed, "WAITED": waited}
+
+    for command in SAME_TEXT:
+        args = [ids.get(arg, arg) for arg in command]
+        local = served.cli(*args)
+        through_server = remote(served, *args)
+        assert (through_server.returncode, through_server.stderr) == (local.returncode, local.stderr), args
+        assert through_server.stdout == local.stdout, args
+        assert local.stdout.strip() or local.stderr.strip(), args
+
+
+def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None:
+    run_id = started_run_id(remote(served, "run", "main", "Production", "--name", "gated").stdout)
+    served.wait_for_node(run_id, "gate", "waiting")
+
+    renamed = remote(served, "rename", run_id, "--name", "renamed", "--description", "from afar")
+    assert renamed.stdout.strip() == f"run {run_id}: name 'renamed', description 'from afar'"
+    aborted = remote(served, "abort", run_id)
+    assert aborted.returncode == 0 and aborted.stdout.strip().startswith(f"run {run_id}: abort"), aborted
+    detail = served.wait_for_run(run_id, ("aborted",))
+    assert (detail["displayName"], detail["description"]) == ("renamed", "from afar")
+    assert detail["origin"]["kind"] == "token"
+
+    secret = remote(served, "run", "main", "Development", "--secret-arg", "key=hush-hush", "--follow")
+    assert secret.returncode == 0, secret.stdout + secret.stderr
+    shown = served.run_detail(started_run_id(secret.stdout))
+    assert "key" in shown["arguments"] and "hush-hush" not in str(shown)
+
+    failed = started_run_id(remote(served, "run", "main", "Staging").stdout)
+    served.wait_for_run(failed, ("failed",))
+    resumed = remote(served, "resume", failed[:8], "--follow")
+    assert resumed.returncode == 1, resumed.stderr  # it fails again: the endpoint is still missing
+    assert f"(resumes {failed}): " in resumed.stdout.splitlines()[0]
+    assert "ended: failed" in resumed.stdout
+
+    rejected = started_run_id(remote(served, "run", "main", "Production").stdout)
+    served.wait_for_node(rejected, "gate", "waiting")
+    assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
+    assert "not today" in str(served.wait_for_run(rejected, ("failed",)))
+
+
+def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflow: Releaseflow) -> None:
+    repository, port = applied_project(releaseflow)
+    releaseflow.serve()
+    runs = []
+    for version in ("v1", "v2"):
+        repository.commit(version)
+        started = remote(releaseflow, "run", "main", "Development", "--follow")
+        assert started.returncode == 0, started.stdout + started.stderr
+        runs.append(started_run_id(started.stdout))
+    assert answer(port) == "v2"
+
+    server = ("--server", releaseflow.url, "--token", str(releaseflow.admin_token))
+    for args in (
+        ("rollback", runs[0]),
+        ("restore-backup", "main", "Development", "db", "bk-1"),
+        ("restore-backup", "main", "development", "db", "bk-1", "--yes"),
+    ):
+        local = without_terminal(releaseflow, *args)
+        through_server = without_terminal(releaseflow, *server, *args)
+        assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
+            local.returncode,
+            local.stdout,
+            local.stderr,
+        ), args
+        assert local.returncode != 0 and local.stderr.strip(), args
+    assert "web (service): build builder:" in without_terminal(releaseflow, "rollback", runs[0]).stdout
+
+    done = remote(releaseflow, "rollback", runs[0], "--yes", "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "web: rolled back to build builder:" in done.stdout
+    assert answer(port) == "v1"
+    rollback_id = done.stdout.split("started rollback run ")[1].split(":")[0]
+    compared = [("show", rollback_id), ("rollbacks", runs[0]), ("status", "main"), ("state", "main")]
+    compared += [
+        ("timeline", "main", "Development"),
+        ("diff", runs[0], runs[1]),
+        ("diff", runs[1], rollback_id),
+        ("metrics", "main", "Development", "--since", "2026-01-01"),
+    ]
+    for args in compared:
+        assert remote(releaseflow, *args).stdout == releaseflow.cli(*args).stdout
+    assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
+
+
+def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
+    pinned = remote(served, "pin", "main", "staging", "--reason", "frozen")
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.startswith("main Staging: pinned by token:") and pinned.stdout.strip().endswith(
+        "frozen"
+    )
+    assert "PINNED by token:" in served.cli("status", "main").stdout
+    unpinned = remote(served, "unpin", "main", "Staging")
+    assert unpinned.stdout.startswith("main Staging: pin cleared (it was pinned by token:")
+    assert remote(served, "unpin", "main", "Staging").stdout.strip() == "main Staging was not pinned"
+
+    rotated = remote(served, "webhook", "rotate", "main", "development")
+    assert rotated.returncode == 0 and rotated.stdout.startswith(served.url + "/hooks/release-flows/"), (
+        rotated
+    )
+    assert f"webhook: {rotated.stdout.strip()}" in served.cli("triggers", "main", "Development").stdout
+
+    created = remote(served, "token", "create", "--project", "acme", "--role", "viewer", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    assert "'ci': viewer in acme, expires never" in created.stdout
+    secret = created.stdout.strip().splitlines()[-1]
+    assert remote(served, "runs", "main", "Development", token=secret).returncode == 0
+    refused = remote(served, "abort", "nothing", token=secret)
+    assert refused.returncode == 1 and "needs the deployer role" in one_line_error(refused)
+    revoked = remote(served, "token", "revoke", "ci")
+    assert revoked.returncode == 0 and revoked.stdout.startswith("revoked token "), revoked.stderr
+    assert "revoked" in served.cli("token", "list").stdout
+    assert remote(served, "pipelines", token=secret).returncode == 1
+
+
+def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> None:
+    assert served.admin_token
+    login = served.cli("login", "--server", served.url + "/", "--token", served.admin_token)
+    assert login.returncode == 0, login.stderr
+    assert f"logged in to {served.url} as token" in login.stdout
+    saved = served.cwd / "config" / "releaseflow" / "login.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+    # Commands now act through the server; a command that cannot says so, and serve/db stay local.
+    assert served.cli("runs", "main", "Development", "--limit", "1").returncode == 0
+    refused = served.cli("logs", "service", "api")
+    assert refused.returncode == 2
+    assert "releaseflow logs cannot act through a server" in one_line_error(refused)
+    assert served.cli("db", "status").returncode == 0
+
+    logout = served.cli("logout")
+    assert logout.stdout.strip() == f"logged out of {served.url}"
+    assert not saved.exists()
+    assert served.cli("logout").stdout.strip() == "not logged in: nothing to forget"
+
+
+def test_login__refuses_a_wrong_token_and_saves_nothing(served: Releaseflow) -> None:
+    login = served.cli("login", "--server", served.url, "--token", "not-a-token")
+
+    assert login.returncode == 1
+    assert "refused the token" in one_line_error(login)
+    assert not (served.cwd / "config" / "releaseflow" / "login.json").exists()
+
+
+def test_remote__a_wrong_token_is_one_line_and_exit_1(served: Releaseflow) -> None:
+    result = remote(served, "runs", "main", "Development", token="not-a-token")
+
+    assert result.returncode == 1
+    assert f"the server at {served.url} refused the token" in one_line_error(result)
+
+
+def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Releaseflow) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    result = releaseflow.cli("--server", nowhere, "--token", "t", "show", "abc", timeout=30)
+
+    assert result.returncode == 1
+    assert f"cannot reach the releaseflow server at {nowhere}" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("db", "migrate"), "changes this machine's database"),
+        (("serve",), "serves this machine's database"),
+        (("demo",), "builds a demo on this machine"),
+        (("apply", "-f", "releaseflow.yaml"), "applies a file to this machine's database"),
+        (("notifications", "list"), "no route for notifications yet"),
+        (("--server", "ftp://x", "show", "abc"), "is not an http:// or https:// URL"),
+    ],
+)
+def test_remote__what_cannot_act_remotely_says_so_in_one_line(
+    releaseflow: Releaseflow, args: tuple[str, ...], says: str
+) -> None:
+    server = () if "--server" in args else ("--server", "http://127.0.0.1:9")
+
+    result = releaseflow.cli(*server, "--token", "t", *args)
+
+    assert result.returncode == 2
+    assert says in one_line_error(result)
