@@ -42,9 +42,9 @@ from releaseflow.api.inbox import Inbox, inbox_routes
 from releaseflow.api.limits import BodyLimit
 from releaseflow.api.northflank import northflank_routes
 from releaseflow.api.notifications import notification_routes
+from releaseflow.api.plans import plan_routes
 from releaseflow.api.projects import project_routes
 from releaseflow.api.records import record_routes
-from releaseflow.api.plans import plan_routes
 from releaseflow.api.run_start import run_start_routes
 from releaseflow.api.runs import run_routes
 from releaseflow.api.stages import stage_routes

@@ -198,7 +198,7 @@ async def _inbox(settings: Settings) -> str:
 
 
 async def _prepare(settings: Settings, config_path: Path, inbox: str) -> str:
-    from releaseflow.cli.runs import run_engine
+    from releaseflow.cli.local_backend import run_engine
     from releaseflow.engine.clock import SystemClock
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.configuration import apply_configuration, load_configuration_file

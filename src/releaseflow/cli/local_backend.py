@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.3
 
 
+def run_engine(db: Database, settings: Settings) -> Engine:
+    """The engine of a command that makes or changes runs, built as ``serve`` builds its own: it holds
+    the key of secret arguments (an engine without it cannot start a run that has any)."""
+    from releaseflow.application import Application
+
+    return Application(settings, db).engine
+
+
 class LocalBackend:
     def __init__(self, db: Database, settings: Settings, app: Application | None = None) -> None:
         self.db = db
@@ -39,8 +47,6 @@ class LocalBackend:
 
     def engine(self) -> Engine:
         """The engine of a command that makes or changes runs: it holds the key of secret arguments."""
-        from releaseflow.cli.runs import run_engine
-
         return run_engine(self.db, self.settings)
 
     def rollbacks(self) -> Rollbacks:

@@ -90,14 +90,6 @@ def register(commands: Subparsers) -> None:
     reject.set_defaults(handler=approve_node, reject=True, remote=True)
 
 
-def run_engine(db: Database, settings: Settings) -> Engine:
-    """The engine of a command that makes or changes runs, built as ``serve`` builds its own: it holds
-    the key of secret arguments (an engine without it cannot start a run that has any)."""
-    from releaseflow.application import Application
-
-    return Application(settings, db).engine
-
-
 def run_request(args: argparse.Namespace) -> RunRequest:
     """The run request the flags of ``run`` (or ``resume``, ``plan``) ask for: a run by hand."""
     from releaseflow.cli.rollback import current_user

@@ -35,7 +35,7 @@ def register(commands: Subparsers) -> None:
 
 
 def _triggers(db: Database, settings: Settings) -> Triggers:
-    from releaseflow.cli.runs import run_engine
+    from releaseflow.cli.local_backend import run_engine
     from releaseflow.engine.triggers import Triggers
 
     return Triggers(run_engine(db, settings))
