@@ -31,6 +31,7 @@ from releaseflow.cli import (
     state,
     tokens,
     triggers,
+    users,
 )
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from releaseflow.cli.render import error_lines
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         db,
         demo,
     )
-    for group in (*groups, insights, plan, resume, tokens):
+    for group in (*groups, insights, plan, resume, tokens, users):
         group.register(commands)
     return parser
 
