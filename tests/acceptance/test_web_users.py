@@ -84,3 +84,41 @@ def test_web_users__deployer_runs_viewer_cannot_and_refusals_are_clear(releasefl
         )
         assert forged.status == 403 and "deployer" in forged.text()
         browser.close()
+
+
+def test_web_users__sessions_end_on_sign_in_again_and_sign_out(releaseflow: Releaseflow) -> None:
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli(
+        "user", "create", "dana", "--role", "viewer", "--password-stdin", stdin=PASSWORD, check=True
+    )
+    releaseflow.serve()
+    form = {"name": "Dana", "password": PASSWORD, "next": "/web/"}
+
+    def signs_in(secret: str) -> bool:
+        answer = httpx.get(f"{releaseflow.url}/web/", cookies={"releaseflow_session": secret}, timeout=5)
+        return answer.status_code == 200
+
+    with httpx.Client(base_url=f"{releaseflow.url}/web", timeout=10) as browser:
+        answer = browser.post("/signin", data=form)
+        assert answer.status_code == 303, answer.text
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/web" in cookie
+        first = browser.cookies["releaseflow_session"]
+        assert first.startswith("rfs_") and signs_in(first)
+
+        assert browser.post("/signin", data=form).status_code == 303  # again, with the first cookie
+        second = browser.cookies["releaseflow_session"]
+        assert second != first and signs_in(second) and not signs_in(first)
+
+        refused = browser.post("/signout", data={})
+        assert refused.status_code == 403 and "CSRF" in refused.text and signs_in(second)
+        csrf = session_csrf(browser.get("/").text)
+        assert browser.post("/signout", data={"csrf": csrf}).status_code == 303
+        assert not signs_in(second)
+
+        # Five wrong passwords in a row lock the name for a while, even for the right password.
+        for _ in range(5):
+            wrong = browser.post("/signin", data={**form, "password": "not the password"})
+            assert wrong.status_code == 401 and "wrong user name or password" in wrong.text
+        locked = browser.post("/signin", data=form)
+        assert locked.status_code == 401 and "too many failed sign-ins as &#39;dana&#39;" in locked.text

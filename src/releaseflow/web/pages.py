@@ -71,11 +71,13 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         token: str = Form(""),
         next: str = Form("/web/"),
     ) -> Response:
+        core = current()
         try:
-            secret = await session.sign_in(current(), name=name, password=password, token=token)
+            secret = await session.sign_in(core, name=name, password=password, token=token)
         except Unauthenticated as error:
             back = views.local_path(next)
             return page(request, "signin.html", status_code=401, next=back, error=str(error), user_name=name)
+        await session.end_session(core, request)  # signing in again: the session it replaces ends
         response = RedirectResponse(views.local_path(next), status_code=303)
         session.keep(response, secret)
         return response
@@ -83,8 +85,9 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
     @app.post("/signout")
     async def signout(request: Request, csrf: str = Form("")) -> Response:
         session.check_csrf(request, csrf)
+        await session.end_session(current(), request)
         response = RedirectResponse("/web/signin", status_code=303)
-        await session.sign_out(current(), request, response)
+        session.forget(response)
         return response
 
     @app.get("/", response_class=HTMLResponse)

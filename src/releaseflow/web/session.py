@@ -57,11 +57,14 @@ async def sign_in(app: Application, *, name: str, password: str, token: str) -> 
     return token.strip()
 
 
-async def sign_out(app: Application, request: Request, response: Response) -> None:
-    """End the request's session (a token stays valid: only the cookie goes) and drop the cookie."""
+async def end_session(app: Application, request: Request) -> None:
+    """End the user session the request's cookie holds, if it holds one (a token stays valid)."""
     secret = request.cookies.get(COOKIE, "")
     if user_sessions.is_session_secret(secret):
         await user_sessions.sign_out(app.db, app.clock, secret)
+
+
+def forget(response: Response) -> None:
     response.delete_cookie(COOKIE, path=PATH)
 
 
