@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.benchmarks.api_bench import percentile
-from tests.postgres_cluster import FreshDatabases, PostgresCluster
+from tests.postgres_cluster import throwaway_database
 
 from releaseflow.domain.access import Grant, Role, Unauthenticated
 from releaseflow.engine import user_sessions, users
@@ -89,12 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rf-sign-in-bench-") as folder:
         rows = asyncio.run(bench("sqlite", f"sqlite://{Path(folder)}/bench.db", args.repeat))
-    with PostgresCluster() as admin_url:
-        databases = FreshDatabases(admin_url)
-        try:
-            rows += asyncio.run(bench("postgresql", databases.create(), args.repeat))
-        finally:
-            databases.drop_all()
+    with throwaway_database() as url:
+        rows += asyncio.run(bench("postgresql", url, args.repeat))
     print("| database | operation | times | p50 ms | p95 ms |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from releaseflow.store.database import Row, Transaction, from_epoch, to_epoch
+from releaseflow.store.database import Row, Transaction, to_epoch, with_times
 
 _USER_TIMES = ("created_at", "password_changed_at", "disabled_at")
 _SESSION_TIMES = ("created_at", "expires_at", "revoked_at")
-
-
-def _times(row: Row, keys: tuple[str, ...]) -> Row:
-    return {**row, **{key: from_epoch(row[key]) for key in keys}}
 
 
 async def insert_user(tx: Transaction, user: Row) -> None:
@@ -32,12 +28,12 @@ async def insert_user(tx: Transaction, user: Row) -> None:
 
 async def user_by_name(tx: Transaction, name: str) -> Row | None:
     row = await tx.fetchone("SELECT * FROM users WHERE name = ?", (name,))
-    return None if row is None else _times(row, _USER_TIMES)
+    return None if row is None else with_times(row, _USER_TIMES)
 
 
 async def list_users(tx: Transaction) -> list[Row]:
     rows = await tx.fetchall("SELECT * FROM users ORDER BY name")
-    return [_times(row, _USER_TIMES) for row in rows]
+    return [with_times(row, _USER_TIMES) for row in rows]
 
 
 async def set_password(tx: Transaction, user_id: str, password_hash: str, now: datetime) -> None:
@@ -106,7 +102,7 @@ async def session_by_hash(tx: Transaction, secret_hash: str) -> Row | None:
         " FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?",
         (secret_hash,),
     )
-    return None if row is None else _times(row, (*_SESSION_TIMES, "user_disabled_at"))
+    return None if row is None else with_times(row, (*_SESSION_TIMES, "user_disabled_at"))
 
 
 async def revoke_session(tx: Transaction, secret_hash: str, now: datetime) -> int:
@@ -133,7 +129,7 @@ async def delete_sessions_ended_before(tx: Transaction, moment: datetime) -> int
 
 async def failures_of(tx: Transaction, name: str) -> Row | None:
     row = await tx.fetchone("SELECT * FROM sign_in_failures WHERE name = ?", (name,))
-    return None if row is None else _times(row, ("last_failure_at",))
+    return None if row is None else with_times(row, ("last_failure_at",))
 
 
 async def note_failure(tx: Transaction, name: str, now: datetime) -> None:
