@@ -34,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -398,3 +399,15 @@ class FreshDatabases:
                 # FORCE: a pool the test forgot to close must not keep the database alive.
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         self.names.clear()
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """The URL of a fresh database in a throwaway cluster (or on the server RELEASEFLOW_TEST_POSTGRES_URL
+    names), dropped with the cluster afterwards: what a benchmark measuring PostgreSQL once needs."""
+    with PostgresCluster() as admin_url:
+        databases = FreshDatabases(admin_url)
+        try:
+            yield databases.create()
+        finally:
+            databases.drop_all()

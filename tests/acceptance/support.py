@@ -83,9 +83,17 @@ class Releaseflow:
         env.update(self.extra_env)
         return env
 
-    def cli(self, *args: str, timeout: float = 30.0, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 30.0, check: bool = False, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*COMMAND, *args], cwd=self.cwd, env=self.env(), capture_output=True, text=True, timeout=timeout
+            [*COMMAND, *args],
+            cwd=self.cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"releaseflow {' '.join(args)} exited {result.returncode}:\n{result.stderr}")

@@ -70,7 +70,7 @@ def test_web__sign_in_run_with_override_live_node_rename_and_rollback(releaseflo
         page.add_init_script(WATCH_STATUSES)
         page.goto(f"{releaseflow.url}/")
         page.fill("#token", "not-a-token")
-        page.click("button[type=submit]")
+        page.click("form:has(#token) button[type=submit]")
         assert page.locator("[role=alert]").is_visible()
         sign_in(page, releaseflow.url, releaseflow.admin_token)
 

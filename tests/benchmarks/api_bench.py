@@ -19,7 +19,7 @@ import time
 import httpx
 from tests.acceptance.api_support import FLOW, Api, served_api
 from tests.acceptance.support import temporary_installation, wait_until
-from tests.postgres_cluster import FreshDatabases, PostgresCluster
+from tests.postgres_cluster import throwaway_database
 
 
 def start_runs(api: Api, count: int) -> str:
@@ -85,12 +85,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs in the stage (the list shows 50)")
     args = parser.parse_args()
     rows = bench("sqlite", None, args)
-    with PostgresCluster() as admin_url:
-        databases = FreshDatabases(admin_url)
-        try:
-            rows += bench("postgresql", databases.create(), args)
-        finally:
-            databases.drop_all()
+    with throwaway_database() as url:
+        rows += bench("postgresql", url, args)
     print("| database | request | clients | requests | per second | p50 ms | p95 ms |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))

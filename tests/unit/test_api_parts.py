@@ -34,8 +34,8 @@ def test_roles__each_allows_the_ones_below_it() -> None:
 
 
 def test_principal__checks_the_project_then_the_role() -> None:
-    everywhere = Principal("t1", "root", "*", Role.ADMIN)
-    acme_viewer = Principal("t2", "ci", "acme", Role.VIEWER)
+    everywhere = Principal.of_token("t1", "root", "*", Role.ADMIN)
+    acme_viewer = Principal.of_token("t2", "ci", "acme", Role.VIEWER)
 
     everywhere.check(Role.ADMIN, "anything")
     acme_viewer.check(Role.VIEWER, "acme")

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 from releaseflow.api.northflank import APP, VIEWER
 from releaseflow.api.routing import router_of
 from releaseflow.application import Application
-from releaseflow.domain.access import ALL_PROJECTS
 from releaseflow.engine.approval_queue import waiting_approvals
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire.approvals import waiting_approval
@@ -28,9 +27,5 @@ def approval_routes() -> APIRouter:
 async def list_approvals(
     person: str | None = FOR, who: Principal = VIEWER, app: Application = APP
 ) -> dict[str, Any]:
-    found = [
-        waiting
-        for waiting in await waiting_approvals(app.db, person)
-        if who.project_id in (ALL_PROJECTS, waiting.project_id)
-    ]
+    found = [waiting for waiting in await waiting_approvals(app.db, person) if who.sees(waiting.project_id)]
     return {"data": {"approvals": [waiting_approval(waiting) for waiting in found]}}

@@ -13,7 +13,6 @@ from fastapi import APIRouter
 from releaseflow.api.northflank import APP, VIEWER
 from releaseflow.api.routing import router_of
 from releaseflow.application import Application
-from releaseflow.domain.access import ALL_PROJECTS
 from releaseflow.engine import queries
 from releaseflow.engine.tokens import Principal
 
@@ -26,7 +25,8 @@ def identity_routes() -> APIRouter:
 
 async def token_identity(who: Principal = VIEWER, app: Application = APP) -> dict[str, Any]:
     projects = await queries.project_ids(app.db)
-    if who.project_id != ALL_PROJECTS:
-        projects = [project for project in projects if project == who.project_id]
-    token = {"id": who.token_id, "name": who.name, "project": who.project_id, "role": str(who.role)}
+    projects = [project for project in projects if who.sees(project)]
+    # The API's credential is a token, which holds exactly one grant.
+    (grant,) = who.grants
+    token = {"id": who.id, "name": who.name, "project": grant.project_id, "role": str(grant.role)}
     return {"data": {"token": token, "projects": projects}}

@@ -113,13 +113,14 @@ def northflank_routes() -> APIRouter:
 
 
 async def login(principal: Principal = VIEWER) -> dict[str, Any]:
+    (grant,) = principal.grants  # the API authenticates tokens, and a token holds one grant
     return {
         "data": {
             "token": {
-                "id": principal.token_id,
+                "id": principal.id,
                 "name": principal.name,
-                "project": principal.project_id,
-                "role": str(principal.role),
+                "project": grant.project_id,
+                "role": str(grant.role),
             }
         }
     }

@@ -85,7 +85,7 @@ async def list_subscriptions(
     if pipeline is not None:
         await release_flows.pipeline(app.db, projectId, pipeline)  # an unknown one is not found
         found = [record for record in found if record.pipeline_id == pipeline]
-    full = who.role.allows(Role.ADMIN)
+    full = who.allows(Role.ADMIN, projectId)
     shown = [SubscriptionShape.of(record, full_url=full) for record in found]
     return Answer[SubscriptionList](data=SubscriptionList(subscriptions=shown))
 

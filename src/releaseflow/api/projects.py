@@ -10,7 +10,6 @@ from releaseflow.api.answers import Answer
 from releaseflow.api.northflank import APP, VIEWER
 from releaseflow.api.routing import router_of
 from releaseflow.application import Application
-from releaseflow.domain.access import ALL_PROJECTS
 from releaseflow.engine import projects
 from releaseflow.engine.tokens import Principal
 from releaseflow.wire.projects import ProjectDetailShape, ProjectShape
@@ -39,8 +38,7 @@ def project_routes() -> APIRouter:
 
 
 async def list_projects(who: Principal = VIEWER, app: Application = APP) -> Answer[ProjectList]:
-    only = None if who.project_id == ALL_PROJECTS else who.project_id
-    found = await projects.list_projects(app.db, only)
+    found = [view for view in await projects.list_projects(app.db) if who.sees(view.id)]
     return Answer[ProjectList](data=ProjectList(projects=[ProjectShape.of(view) for view in found]))
 
 

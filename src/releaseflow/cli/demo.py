@@ -252,8 +252,8 @@ def _next_steps(
             "",
             "releaseflow demo is ready",
             f"  server    {settings.base_url}  (health: {settings.base_url}/healthz)",
-            f"  web       {settings.base_url}/web/  (sign in with the API token printed above; another:"
-            f" {_command(settings)} token create --project {PROJECT} --role admin)",
+            f"  web       {settings.base_url}/web/  (sign in with the API token printed above, or a user:"
+            f" {_command(settings)} user create NAME --role admin)",
             f"  API docs  {settings.base_url}/docs",
             f"  data      {settings.data_dir}",
             f"  app repo  {repository} (branch main)",

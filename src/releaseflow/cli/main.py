@@ -32,6 +32,7 @@ from releaseflow.cli import (
     state,
     tokens,
     triggers,
+    users,
 )
 from releaseflow.cli.backend import refuse_remote
 from releaseflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         db,
         demo,
     )
-    for group in (*groups, insights, plan, resume, tokens, login):
+    for group in (*groups, insights, plan, resume, tokens, login, users):
         group.register(commands)
     return parser
 

@@ -100,7 +100,9 @@ async def _first_admin_token(db: Database) -> None:
     if created is not None:
         print(
             "created the first API token (admin, every project); it is shown only now, keep it:\n"
-            f"  {created.secret}",
+            f"  {created.secret}\n"
+            "sign in to the web interface with it, or with a user account:\n"
+            "  releaseflow user create NAME --role admin   (asks for a password; --project P limits it)",
             flush=True,
         )
 

@@ -13,7 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from releaseflow.domain.access import ALL_PROJECTS, AccessError, Forbidden, Role, Unauthenticated
+from releaseflow.domain.access import ALL_PROJECTS, AccessError, Role, Unauthenticated
+
+# The interfaces name the principal where they authenticate: here (it lives in the domain, beside
+# the roles, because a signed-in user is one too).
+from releaseflow.domain.access import Principal as Principal
 from releaseflow.domain.errors import NotFoundError
 from releaseflow.engine.clock import Clock
 from releaseflow.store import catalog
@@ -64,24 +68,6 @@ class TokenView:
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: the token that authenticated it."""
-
-    token_id: str
-    name: str
-    project_id: str
-    role: Role
-
-    def check(self, needed: Role, project_id: str | None) -> None:
-        """Raise ``Forbidden`` unless this token holds ``needed`` (or more) in ``project_id``
-        (None: a request about no one project, which any project's token of that role may make)."""
-        if project_id is not None and self.project_id not in (ALL_PROJECTS, project_id):
-            raise Forbidden(f"token '{self.name}' is for project '{self.project_id}', not '{project_id}'")
-        if not self.role.allows(needed):
-            raise Forbidden(f"token '{self.name}' is a {self.role}; this needs the {needed} role or more")
-
-
-@dataclass(frozen=True)
 class CreatedToken:
     view: TokenView
     secret: str  # shown once: it is not stored
@@ -120,10 +106,7 @@ async def _create(
     now = clock.now()
     if expires_at is not None and expires_at <= now:
         raise AccessError(f"the expiry {expires_at.isoformat()} is already past")
-    if project_id != ALL_PROJECTS:
-        projects = [project["id"] for project in await catalog.list_projects(tx)]
-        if project_id not in projects:
-            raise NotFoundError(f"no project '{project_id}' (projects: {', '.join(projects) or 'none'})")
+    await require_project(tx, project_id)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     row: Row = {
         "id": uuid.uuid4().hex[:12],
@@ -138,6 +121,14 @@ async def _create(
     await token_store.insert_token(tx, row)
     view = TokenView.from_row({**row, "revoked_at": None, "last_used_at": None})
     return CreatedToken(view, secret)
+
+
+async def require_project(tx: Transaction, project_id: str) -> None:
+    """Refuse a role in a project that does not exist (``ALL_PROJECTS`` always does)."""
+    if project_id != ALL_PROJECTS:
+        projects = [project["id"] for project in await catalog.list_projects(tx)]
+        if project_id not in projects:
+            raise NotFoundError(f"no project '{project_id}' (projects: {', '.join(projects) or 'none'})")
 
 
 async def create_first_admin_token(db: Database, clock: Clock) -> CreatedToken | None:
@@ -202,4 +193,4 @@ async def authenticate(db: Database, clock: Clock, secret: str) -> Principal:
     if view.last_used_at is None or now - view.last_used_at >= LAST_USED_RESOLUTION:
         async with db.transaction() as tx:
             await token_store.note_use(tx, view.id, now)
-    return Principal(view.id, view.name, view.project_id, view.role)
+    return Principal.of_token(view.id, view.name, view.project_id, view.role)

@@ -31,6 +31,11 @@ def from_epoch(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
+def with_times(row: Row, keys: Sequence[str]) -> Row:
+    """``row`` with the epoch seconds under ``keys`` turned into moments."""
+    return {**row, **{key: from_epoch(row[key]) for key in keys}}
+
+
 class Transaction(abc.ABC):
     """One database transaction. Commits when its block ends normally, rolls back otherwise."""
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from releaseflow.store.database import Row, Transaction, from_epoch, to_epoch
+from releaseflow.store.database import Row, Transaction, to_epoch, with_times
 
 _TIMES = ("created_at", "expires_at", "revoked_at", "last_used_at")
 
 
 def _row(row: Row) -> Row:
-    return {**row, **{key: from_epoch(row[key]) for key in _TIMES}}
+    return with_times(row, _TIMES)
 
 
 async def insert_token(tx: Transaction, token: Row) -> None:

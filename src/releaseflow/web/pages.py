@@ -13,10 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from releaseflow.application import Application
-from releaseflow.domain.access import ALL_PROJECTS, Forbidden, Role, Unauthenticated
+from releaseflow.domain.access import Forbidden, Role, Unauthenticated
 from releaseflow.domain.errors import ConflictError, NotFoundError, ReleaseflowError, ValidationError
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
-from releaseflow.engine import history, plan, queries, tokens
+from releaseflow.engine import history, plan, queries
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.web import live, session, views
@@ -61,26 +61,33 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
 
     @app.get("/signin", response_class=HTMLResponse)
     async def signin_form(request: Request, next: str = "/web/") -> HTMLResponse:
-        return page(request, "signin.html", next=views.local_path(next), error=None)
+        return page(request, "signin.html", next=views.local_path(next), error=None, user_name="")
 
     @app.post("/signin")
-    async def signin(request: Request, token: str = Form(""), next: str = Form("/web/")) -> Response:
+    async def signin(
+        request: Request,
+        name: str = Form(""),
+        password: str = Form(""),
+        token: str = Form(""),
+        next: str = Form("/web/"),
+    ) -> Response:
         core = current()
         try:
-            await tokens.authenticate(core.db, core.clock, token.strip())
+            secret = await session.sign_in(core, name=name, password=password, token=token)
         except Unauthenticated as error:
-            return page(
-                request, "signin.html", status_code=401, next=views.local_path(next), error=str(error)
-            )
+            back = views.local_path(next)
+            return page(request, "signin.html", status_code=401, next=back, error=str(error), user_name=name)
+        await session.end_session(core, request)  # signing in again: the session it replaces ends
         response = RedirectResponse(views.local_path(next), status_code=303)
-        response.set_cookie(session.COOKIE, token.strip(), httponly=True, samesite="strict", path="/web")
+        session.keep(response, secret)
         return response
 
     @app.post("/signout")
     async def signout(request: Request, csrf: str = Form("")) -> Response:
         session.check_csrf(request, csrf)
+        await session.end_session(current(), request)
         response = RedirectResponse("/web/signin", status_code=303)
-        response.delete_cookie(session.COOKIE, path="/web")
+        session.forget(response)
         return response
 
     @app.get("/", response_class=HTMLResponse)
@@ -88,7 +95,7 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         core = current()
         who = await session.allowed(core, request, Role.VIEWER, None)
         listed = await views.projects(core.db)
-        visible = [p for p in listed if who.project_id in (ALL_PROJECTS, p)]
+        visible = [p for p in listed if who.sees(p)]
         overviews = {p: await history.pipelines(core.db, p) for p in visible}
         return page(request, "projects.html", who=who, overviews=overviews)
 
@@ -193,7 +200,8 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
     async def run_view(request: Request, run_id: str) -> HTMLResponse:
         seen = await viewable_run(request, run_id, Role.VIEWER)
         last = await live.last_event_id(seen.core.db, run_id)
-        return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last)
+        acts = seen.who.allows(Role.DEPLOYER, seen.detail.run.project_id)
+        return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last, acts=acts)
 
     @app.get("/runs/{run_id}/live")
     async def run_events(request: Request, run_id: str) -> Response:
@@ -203,8 +211,10 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
             return Response(status_code=204)
         csrf = session.csrf_token(request.cookies.get(session.COOKIE, ""))
 
+        acts = seen.who.allows(Role.DEPLOYER, seen.detail.run.project_id)
+
         async def render(detail: queries.RunDetail) -> str:
-            return templates.get_template("_run_live.html").render(detail=detail, csrf=csrf)
+            return templates.get_template("_run_live.html").render(detail=detail, csrf=csrf, acts=acts)
 
         return StreamingResponse(
             live.run_stream(seen.core.db, run_id, after, render, request.is_disconnected),

@@ -1,7 +1,9 @@
-"""Sign-in for the web interface: an API token kept in an HttpOnly, SameSite=Strict cookie.
+"""Sign-in for the web interface: a user's session secret, or an API token, kept in an HttpOnly,
+SameSite=Strict cookie.
 
-Every page authenticates the cookie's token on each request (a revoked or expired token is signed
-out at once) and checks the role the page or action needs (viewer, deployer, admin, as the API does).
+Every page authenticates the cookie on each request (a revoked or expired token, a session signed
+out or expired, a disabled user: signed out at once) and checks the role the page or action needs
+(viewer, deployer, admin, as the API does); a user and a token are both a ``Principal``.
 Forms carry a per-session CSRF token: a keyed hash of the session's secret, so it cannot be made
 without the cookie, and SameSite=Strict keeps the cookie off cross-site requests in the first place.
 """
@@ -11,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from releaseflow.application import Application
-from releaseflow.domain.access import Forbidden, Role, Unauthenticated
-from releaseflow.engine import tokens
-from releaseflow.engine.tokens import Principal
+from releaseflow.domain.access import Forbidden, Principal, Role, Unauthenticated
+from releaseflow.engine import tokens, user_sessions
 
 COOKIE = "releaseflow_session"
+PATH = "/web"
 CSRF_FIELD = "csrf"
 
 
@@ -37,9 +39,37 @@ async def principal(app: Application, request: Request) -> Principal:
     if not secret:
         raise SignInNeeded()
     try:
+        if user_sessions.is_session_secret(secret):
+            return await user_sessions.authenticate(app.db, app.clock, secret)
         return await tokens.authenticate(app.db, app.clock, secret)
     except Unauthenticated as error:
         raise SignInNeeded() from error
+
+
+async def sign_in(app: Application, *, name: str, password: str, token: str) -> str:
+    """The cookie's value for a user's name and password, or else an API token;
+    ``Unauthenticated`` says why neither signs in."""
+    if name.strip() or password:
+        return (await user_sessions.sign_in(app.db, app.clock, name, password)).secret
+    if not token.strip():
+        raise Unauthenticated("enter a user name and password, or an API token")
+    await tokens.authenticate(app.db, app.clock, token.strip())
+    return token.strip()
+
+
+async def end_session(app: Application, request: Request) -> None:
+    """End the user session the request's cookie holds, if it holds one (a token stays valid)."""
+    secret = request.cookies.get(COOKIE, "")
+    if user_sessions.is_session_secret(secret):
+        await user_sessions.sign_out(app.db, app.clock, secret)
+
+
+def forget(response: Response) -> None:
+    response.delete_cookie(COOKIE, path=PATH)
+
+
+def keep(response: Response, secret: str) -> None:
+    response.set_cookie(COOKIE, secret, httponly=True, samesite="strict", path=PATH)
 
 
 async def allowed(app: Application, request: Request, role: Role, project_id: str | None) -> Principal:

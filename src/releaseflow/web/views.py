@@ -12,6 +12,7 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from releaseflow.application import Application
+from releaseflow.domain.access import Role
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.overrides import parse_release_spec
 from releaseflow.domain.run_origin import RunOrigin
@@ -153,7 +154,13 @@ def run_request_of(form: FormData, origin: RunOrigin) -> RunRequest:
     )
 
 
+def may(who: Principal, role: str, project_id: str) -> bool:
+    """Whether ``who`` holds ``role`` in the project: pages offer only the actions it may take."""
+    return who.allows(Role(role), project_id)
+
+
 TEMPLATE_HELPERS: Mapping[str, Any] = {
+    "may": may,
     "status_icon": lambda status: STATUS_ICONS.get(str(status), "?"),
     "duration": duration,
     "when": when,
