@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.datastructures import FormData
 
 from releaseflow.application import Application
+from releaseflow.domain.access import Role
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.overrides import parse_release_spec
 from releaseflow.domain.run_origin import RunOrigin
@@ -97,6 +98,14 @@ def duration(start: datetime | None, end: datetime | None, now: datetime | None 
     return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def span(length: timedelta | None) -> str:
+    """A length of time as ``duration`` writes it; "unknown" for none."""
+    if length is None:
+        return "unknown"
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    return duration(start, start + length)
+
+
 def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
@@ -153,10 +162,18 @@ def run_request_of(form: FormData, origin: RunOrigin) -> RunRequest:
     )
 
 
+def can(who: Principal | None, role: str) -> bool:
+    """Whether the signed-in person holds ``role`` (or more): pages show an action only to those who
+    may take it (the route checks again)."""
+    return who is not None and who.role.allows(Role(role))
+
+
 TEMPLATE_HELPERS: Mapping[str, Any] = {
+    "can": can,
     "status_icon": lambda status: STATUS_ICONS.get(str(status), "?"),
     "duration": duration,
     "when": when,
+    "span": span,
     "pretty": pretty,
     "artifact": artifact,
     "lanes": lanes,

@@ -1,0 +1,99 @@
+"""A stage's settings page: its triggers (from the release flow's template), its webhook URL (a
+secret: admins alone see it and rotate it), its concurrency policy and whether it is paused, and its
+pin. The flow's options live in its template, so changing them stores a new version through the
+engine (as the API's update of a release flow does); pins go through the same commands as
+``releaseflow pin`` and the API."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from releaseflow.domain.access import Role
+from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.template import ConcurrencyPolicy
+from releaseflow.engine import pins, queries, release_flows
+from releaseflow.engine.triggers import Triggers, webhook_url
+from releaseflow.web.flow_history import STAGE
+from releaseflow.web.kit import Kit, field
+
+POLICIES = tuple(policy.value for policy in ConcurrencyPolicy)
+
+
+def with_options(document: Any, *, paused: bool, policy: str) -> dict[str, Any]:
+    """The template ``document`` with its ``options`` set to ``paused`` and ``policy`` (the rest as is)."""
+    if policy not in POLICIES:
+        raise ValidationError(
+            [Issue("concurrencyPolicy", f"'{policy}' is not a concurrency policy ({', '.join(POLICIES)})")],
+            subject="settings",
+        )
+    changed: dict[str, Any] = copy.deepcopy(dict(document))
+    changed["options"] = {**(changed.get("options") or {}), "paused": paused, "concurrencyPolicy": policy}
+    return changed
+
+
+def register(app: FastAPI, kit: Kit) -> None:
+    def back(project_id: str, pipeline_id: str, stage: str) -> Response:
+        return RedirectResponse(f"/web/p/{project_id}/{pipeline_id}/{stage}/settings", status_code=303)
+
+    @app.get(STAGE + "/settings", response_class=HTMLResponse)
+    async def settings(request: Request, project_id: str, pipeline_id: str, stage: str) -> HTMLResponse:
+        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
+        flow = await release_flows.release_flow(core.db, project_id, pipeline_id, exact)
+        url = None
+        if who.role.allows(Role.ADMIN):  # the URL starts runs without a token: never shown to others
+            token = await Triggers(core.engine).webhook_token(project_id, pipeline_id, exact)
+            url = webhook_url(core.settings.base_url, token) if token else None
+        return kit.page(
+            request,
+            "settings.html",
+            who=who,
+            project_id=project_id,
+            pipeline_id=pipeline_id,
+            stage=exact,
+            flow=flow,
+            policies=POLICIES,
+            webhook=url,
+            pin=await pins.current_pin(core.db, project_id, pipeline_id, exact),
+        )
+
+    @app.post(STAGE + "/settings/webhook")
+    async def rotate_webhook(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
+        core, _, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        await kit.checked_form(request)
+        await Triggers(core.engine).rotate_webhook(project_id, pipeline_id, exact)
+        return back(project_id, pipeline_id, exact)
+
+    @app.post(STAGE + "/settings/options")
+    async def options(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
+        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        form = await kit.checked_form(request)
+        paused = field(form, "paused") == "yes"
+        current = await queries.flow_version(core.db, project_id, pipeline_id, exact)
+        changed = with_options(current.document, paused=paused, policy=field(form, "concurrencyPolicy"))
+        if changed != current.document:
+            what = "paused" if paused else "unpaused"
+            origin = f"{who.name}: settings in the web interface ({what}, {field(form, 'concurrencyPolicy')})"
+            await release_flows.update_release_flow(
+                core.db, core.clock, project_id, pipeline_id, exact, changed, origin
+            )
+        return back(project_id, pipeline_id, exact)
+
+    @app.post(STAGE + "/settings/pin")
+    async def pin(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
+        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
+        form = await kit.checked_form(request)
+        await pins.pin_stage(
+            core.db, core.clock, project_id, pipeline_id, exact, by=who.name, reason=field(form, "reason")
+        )
+        return back(project_id, pipeline_id, exact)
+
+    @app.post(STAGE + "/settings/unpin")
+    async def unpin(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
+        core, _, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
+        await kit.checked_form(request)
+        await pins.unpin_stage(core.db, project_id, pipeline_id, exact)
+        return back(project_id, pipeline_id, exact)
