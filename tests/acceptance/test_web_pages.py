@@ -145,8 +145,10 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         assert "web" in page.locator("#side-by-side").inner_text()
         assert "resumed in the browser" in page.locator("table.timeline").inner_text()
         chart = page.locator("svg#figures-chart")
-        assert "Releases per stage" in (chart.locator("title").first.text_content() or "")
-        assert "Development: deployed 1, failed 1, rolled back 0" in (chart.locator("desc").text_content() or "")
+        # SVG's own title and description: what a screen reader says, the figures in words.
+        title, description = (chart.locator(tag).first.text_content() or "" for tag in ("title", "desc"))
+        assert "Releases per stage" in title
+        assert "Development: deployed 1, failed 1, rolled back 0" in description
         assert re.search(r"\b1\b", page.locator("#figures tbody tr").first.inner_text())
         screenshot(page, "whats-where")
 

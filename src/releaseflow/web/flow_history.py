@@ -11,7 +11,7 @@ from releaseflow.domain.access import Role
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.run_diff import document_diff
 from releaseflow.engine import queries, release_flows
-from releaseflow.web.kit import Kit
+from releaseflow.web.kit import Kit, StageAt
 
 STAGE = "/p/{project_id}/{pipeline_id}/{stage}"
 
@@ -47,23 +47,17 @@ def register(app: FastAPI, kit: Kit) -> None:
     async def versions(
         request: Request, project_id: str, pipeline_id: str, stage: str, before: str = "", after: str = ""
     ) -> HTMLResponse:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
-        listed = await queries.flow_versions(core.db, project_id, pipeline_id, exact)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
+        listed = await queries.flow_versions(at.core.db, project_id, pipeline_id, at.stage)
         current = next(view.version for view in listed if view.current)
         # By default the last change: the version before the current one, against the current one.
         first = version_number(before, "before") or max(current - 1, 1)
         second = version_number(after, "after") or current
-        compared = [
-            await queries.flow_version(core.db, project_id, pipeline_id, exact, number)
-            for number in (first, second)
-        ]
+        compared = [await version_of(at, number) for number in (first, second)]
         return kit.page(
             request,
             "versions.html",
-            who=who,
-            project_id=project_id,
-            pipeline_id=pipeline_id,
-            stage=exact,
+            **at.context(),
             versions=list(reversed(listed)),
             before=first,
             after=second,
@@ -74,31 +68,25 @@ def register(app: FastAPI, kit: Kit) -> None:
     async def restore_confirmation(
         request: Request, project_id: str, pipeline_id: str, stage: str, version: int
     ) -> HTMLResponse:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
-        old = await queries.flow_version(core.db, project_id, pipeline_id, exact, version)
-        now = await queries.flow_version(core.db, project_id, pipeline_id, exact)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        old, now = await version_of(at, version), await version_of(at, None)
+        context = at.context()
         return kit.page(
-            request,
-            "version_restore.html",
-            who=who,
-            project_id=project_id,
-            pipeline_id=pipeline_id,
-            stage=exact,
-            old=old,
-            current=now,
-            diff=diff_lines(now, old),
+            request, "version_restore.html", **context, old=old, current=now, diff=diff_lines(now, old)
         )
 
     @app.post(STAGE + "/versions/{version}/restore")
     async def restore(
         request: Request, project_id: str, pipeline_id: str, stage: str, version: int
     ) -> Response:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
         await kit.checked_form(request)
         made = await release_flows.restore_version(
-            core.db, core.clock, project_id, pipeline_id, exact, version, who.name
+            at.core.db, at.core.clock, project_id, pipeline_id, at.stage, version, at.who.name
         )
-        return RedirectResponse(
-            f"/web/p/{project_id}/{pipeline_id}/{exact}/versions?before={made - 1}&after={made}",
-            status_code=303,
-        )
+        return RedirectResponse(f"{at.path}/versions?before={made - 1}&after={made}", status_code=303)
+
+
+async def version_of(at: StageAt, number: int | None) -> queries.FlowVersionView:
+    """A version of the stage's flow with its template (None: the current one)."""
+    return await queries.flow_version(at.core.db, at.project_id, at.pipeline_id, at.stage, number)

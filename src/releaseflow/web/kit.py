@@ -39,12 +39,37 @@ class Kit:
 
     async def stage_of(
         self, request: Request, project_id: str, pipeline_id: str, stage: str, role: Role
-    ) -> tuple[Application, Principal, str]:
-        """The application, who asks (holding ``role`` in the project) and the stage's stored name (the
-        path may write it in any case)."""
+    ) -> StageAt:
+        """The stage of a request's path, once who asks holds ``role`` in the project."""
         core = self.current()
         who = await session.allowed(core, request, role, project_id)
-        return core, who, await queries.resolve_stage(core.db, project_id, pipeline_id, stage)
+        exact = await queries.resolve_stage(core.db, project_id, pipeline_id, stage)
+        return StageAt(core, who, project_id, pipeline_id, exact)
+
+
+@dataclass(frozen=True)
+class StageAt:
+    """A stage a request is about: the application, who asks, and the stage's stored name (the path
+    may write it in any case)."""
+
+    core: Application
+    who: Principal
+    project_id: str
+    pipeline_id: str
+    stage: str
+
+    def context(self) -> dict[str, Any]:
+        """What every stage page's template reads: who, and where (its crumbs and links)."""
+        return {
+            "who": self.who,
+            "project_id": self.project_id,
+            "pipeline_id": self.pipeline_id,
+            "stage": self.stage,
+        }
+
+    @property
+    def path(self) -> str:
+        return f"/web/p/{self.project_id}/{self.pipeline_id}/{self.stage}"
 
 
 def field(form: FormData, name: str) -> str:

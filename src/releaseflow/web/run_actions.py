@@ -12,16 +12,16 @@ from releaseflow.domain.errors import Issue, NotFoundError, ValidationError
 from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.engine.commands import RunRequest
-from releaseflow.engine.queries import RunDetail
+from releaseflow.engine.queries import NodeView
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.web.kit import Kit, field
 from releaseflow.web.node_logs import node_log
 
 
-def resume_outline(detail: RunDetail) -> tuple[list[str], list[str]]:
+def resume_outline_of(root: NodeView | None) -> tuple[list[str], list[str]]:
     """The actions a resume keeps (they succeeded: their responses are carried over) and those it
     runs again (the failed one and every one that did not succeed), in the flow's order."""
-    actions = [node for node in detail.root.walk() if not node.is_workflow] if detail.root else []
+    actions = [node for node in root.walk() if not node.is_workflow] if root else []
     kept = [node.label for node in actions if node.status is NodeStatus.SUCCESS]
     rerun = [node.label for node in actions if node.status is not NodeStatus.SUCCESS]
     return kept, rerun
@@ -31,7 +31,7 @@ def register(app: FastAPI, kit: Kit) -> None:
     @app.get("/runs/{run_id}/resume", response_class=HTMLResponse)
     async def resume_dialog(request: Request, run_id: str) -> HTMLResponse:
         seen = await kit.viewable_run(request, run_id, Role.DEPLOYER)
-        kept, rerun = resume_outline(seen.detail)
+        kept, rerun = resume_outline_of(seen.detail.root)
         return kit.page(request, "resume.html", who=seen.who, detail=seen.detail, kept=kept, rerun=rerun)
 
     @app.post("/runs/{run_id}/resume")

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from releaseflow.domain.access import Role
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.template import ConcurrencyPolicy
-from releaseflow.engine import pins, queries, release_flows
+from releaseflow.engine import pins, release_flows
 from releaseflow.engine.triggers import Triggers, webhook_url
-from releaseflow.web.flow_history import STAGE
-from releaseflow.web.kit import Kit, field
+from releaseflow.web.flow_history import STAGE, version_of
+from releaseflow.web.kit import Kit, StageAt, field
 
 POLICIES = tuple(policy.value for policy in ConcurrencyPolicy)
 
@@ -36,64 +36,64 @@ def with_options(document: Any, *, paused: bool, policy: str) -> dict[str, Any]:
 
 
 def register(app: FastAPI, kit: Kit) -> None:
-    def back(project_id: str, pipeline_id: str, stage: str) -> Response:
-        return RedirectResponse(f"/web/p/{project_id}/{pipeline_id}/{stage}/settings", status_code=303)
+    def back(at: StageAt) -> Response:
+        return RedirectResponse(f"{at.path}/settings", status_code=303)
 
     @app.get(STAGE + "/settings", response_class=HTMLResponse)
     async def settings(request: Request, project_id: str, pipeline_id: str, stage: str) -> HTMLResponse:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
-        flow = await release_flows.release_flow(core.db, project_id, pipeline_id, exact)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
+        flow = await release_flows.release_flow(at.core.db, project_id, pipeline_id, at.stage)
         url = None
-        if who.role.allows(Role.ADMIN):  # the URL starts runs without a token: never shown to others
-            token = await Triggers(core.engine).webhook_token(project_id, pipeline_id, exact)
-            url = webhook_url(core.settings.base_url, token) if token else None
+        if at.who.role.allows(Role.ADMIN):  # the URL starts runs without a token: never shown to others
+            token = await Triggers(at.core.engine).webhook_token(project_id, pipeline_id, at.stage)
+            url = webhook_url(at.core.settings.base_url, token) if token else None
+        pin = await pins.current_pin(at.core.db, project_id, pipeline_id, at.stage)
+        context = at.context()
         return kit.page(
-            request,
-            "settings.html",
-            who=who,
-            project_id=project_id,
-            pipeline_id=pipeline_id,
-            stage=exact,
-            flow=flow,
-            policies=POLICIES,
-            webhook=url,
-            pin=await pins.current_pin(core.db, project_id, pipeline_id, exact),
+            request, "settings.html", **context, flow=flow, policies=POLICIES, webhook=url, pin=pin
         )
 
     @app.post(STAGE + "/settings/webhook")
     async def rotate_webhook(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
-        core, _, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
         await kit.checked_form(request)
-        await Triggers(core.engine).rotate_webhook(project_id, pipeline_id, exact)
-        return back(project_id, pipeline_id, exact)
+        await Triggers(at.core.engine).rotate_webhook(project_id, pipeline_id, at.stage)
+        return back(at)
 
     @app.post(STAGE + "/settings/options")
     async def options(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
         form = await kit.checked_form(request)
-        paused = field(form, "paused") == "yes"
-        current = await queries.flow_version(core.db, project_id, pipeline_id, exact)
-        changed = with_options(current.document, paused=paused, policy=field(form, "concurrencyPolicy"))
+        paused, policy = field(form, "paused") == "yes", field(form, "concurrencyPolicy")
+        current = await version_of(at, None)
+        changed = with_options(current.document, paused=paused, policy=policy)
         if changed != current.document:
-            what = "paused" if paused else "unpaused"
-            origin = f"{who.name}: settings in the web interface ({what}, {field(form, 'concurrencyPolicy')})"
+            state = "paused" if paused else "not paused"
+            origin = f"{at.who.name}: settings in the web interface ({state}, {policy})"
             await release_flows.update_release_flow(
-                core.db, core.clock, project_id, pipeline_id, exact, changed, origin
+                at.core.db, at.core.clock, project_id, pipeline_id, at.stage, changed, origin
             )
-        return back(project_id, pipeline_id, exact)
+        return back(at)
 
     @app.post(STAGE + "/settings/pin")
     async def pin(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
-        core, who, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
         form = await kit.checked_form(request)
+        core = at.core
         await pins.pin_stage(
-            core.db, core.clock, project_id, pipeline_id, exact, by=who.name, reason=field(form, "reason")
+            core.db,
+            core.clock,
+            project_id,
+            pipeline_id,
+            at.stage,
+            by=at.who.name,
+            reason=field(form, "reason"),
         )
-        return back(project_id, pipeline_id, exact)
+        return back(at)
 
     @app.post(STAGE + "/settings/unpin")
     async def unpin(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
-        core, _, exact = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
+        at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.DEPLOYER)
         await kit.checked_form(request)
-        await pins.unpin_stage(core.db, project_id, pipeline_id, exact)
-        return back(project_id, pipeline_id, exact)
+        await pins.unpin_stage(at.core.db, project_id, pipeline_id, at.stage)
+        return back(at)
