@@ -263,3 +263,48 @@ def test_web_pages__viewers_see_no_actions_and_every_new_action_checks_role_and_
         )
         refused(deployer.get("/p/shop/main/Development/versions?before=x"), 422, "not a version number")
     assert releaseflow.run_detail(run_id)["status"] == "running"
+
+
+def test_web_pages__the_rollback_dialog_restores_a_backup_after_a_confirmation(
+    releaseflow: Releaseflow,
+) -> None:
+    repository = AppRepository(releaseflow.cwd / "app")
+    port = free_port()
+    path = write_project(releaseflow.cwd, repository.path, port)
+    config = yaml.safe_load(path.read_text())
+    project = config["projects"][0]
+    project["resources"]["addons"] = [{"id": "db", "spec": {"type": "postgresql"}}]
+    stage = project["pipelines"][0]["stages"][0]
+    stage["resources"].append("db")
+    backup = {"kind": "AddonBackup", "ref": "backup", "spec": {"addonId": "db"}, "condition": "success"}
+    stage["releaseFlow"]["spec"]["spec"]["steps"].insert(0, backup)
+    path.write_text(yaml.safe_dump(config))
+    releaseflow.cli("db", "migrate", check=True)
+    releaseflow.cli("apply", "-f", str(path), check=True)
+    releaseflow.serve()
+    repository.commit("v1")
+    started = releaseflow.cli(
+        "run", "main", "Development", "--name", "with a backup", "--follow", timeout=180
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = started_run_id(started.stdout)
+    assert releaseflow.admin_token
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, releaseflow.url, releaseflow.admin_token)
+        page.goto(f"{releaseflow.url}/web/runs/{run_id}/rollback")
+        offer = page.locator("#backups li").first
+        assert "db: backup" in offer.inner_text()
+        screenshot(page, "rollback-backups")
+        # Without the confirmation the browser does not send the form (the server refuses it too).
+        offer.locator("button:has-text('Restore this backup')").click()
+        assert "/rollback" in page.url
+        offer.locator("input[name=confirm]").check()
+        offer.locator("button:has-text('Restore this backup')").click()
+        page.wait_for_selector("h1:not(:has-text('Roll'))")
+        restore = page.url.rsplit("/", 1)[-1]
+        assert restore != run_id
+        detail = releaseflow.wait_for_run(restore, ("success", "failed"), timeout=120)
+        assert detail["status"] == "success", detail
+        assert "Restore backup" in detail["description"]
+        browser.close()
