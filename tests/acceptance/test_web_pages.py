@@ -169,6 +169,12 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         assert "/hooks/" in first_url or "webhook" in first_url, first_url
         page.click("#rotate-webhook")
         assert page.locator("#webhook-url").inner_text() not in ("", first_url)
+        # The old URL is refused; the new one is heard, and the log says why it started nothing.
+        assert httpx.post(first_url, timeout=10).status_code == 404
+        assert httpx.post(page.locator("#webhook-url").inner_text(), timeout=10).status_code < 300
+        page.reload()
+        logged = page.locator("#trigger-log").inner_text()
+        assert "skipped" in logged and "pinned by bob" in logged, logged
         page.check("#pause")
         page.select_option("#concurrency", "queue")
         page.click("#options-form button")
@@ -251,6 +257,7 @@ def test_web_pages__viewers_see_no_actions_and_every_new_action_checks_role_and_
             refused(deployer.post(path, data={**data, "csrf": csrf}), 403, "needs the admin role")
         settings = deployer.get("/p/shop/main/Development/settings").text
         assert "webhook-url" not in settings and "admins see and rotate it" in settings
+        assert "trigger-log" not in settings
         assert deployer.get("/p/shop/main/Development/versions/1/restore").status_code == 403
         # A forged form without the session's CSRF token is refused before anything happens.
         for path, data in posts:

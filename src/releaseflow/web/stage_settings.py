@@ -1,6 +1,6 @@
-"""A stage's settings page: its triggers (from the release flow's template), its webhook URL (a
-secret: admins alone see it and rotate it), its concurrency policy and whether it is paused, and its
-pin. The flow's options live in its template, so changing them stores a new version through the
+"""A stage's settings page: its triggers (from the release flow's template), its webhook URL and
+trigger log (admins alone: the URL is a secret), its concurrency policy and whether it is paused, and
+its pin. The flow's options live in its template, so changing them stores a new version through the
 engine (as the API's update of a release flow does); pins go through the same commands as
 ``releaseflow pin`` and the API."""
 
@@ -43,14 +43,18 @@ def register(app: FastAPI, kit: Kit) -> None:
     async def settings(request: Request, project_id: str, pipeline_id: str, stage: str) -> HTMLResponse:
         at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.VIEWER)
         flow = await release_flows.release_flow(at.core.db, project_id, pipeline_id, at.stage)
-        url = None
-        if at.who.role.allows(Role.ADMIN):  # the URL starts runs without a token: never shown to others
-            token = await Triggers(at.core.engine).webhook_token(project_id, pipeline_id, at.stage)
+        url, log = None, None
+        # The URL starts runs without a token, and the log repeats what webhook callers sent: admins
+        # alone see them (as over the API).
+        if at.who.role.allows(Role.ADMIN):
+            triggers = Triggers(at.core.engine)
+            token = await triggers.webhook_token(project_id, pipeline_id, at.stage)
             url = webhook_url(at.core.settings.base_url, token) if token else None
+            log = await triggers.log(project_id, pipeline_id, at.stage)
         pin = await pins.current_pin(at.core.db, project_id, pipeline_id, at.stage)
         context = at.context()
         return kit.page(
-            request, "settings.html", **context, flow=flow, policies=POLICIES, webhook=url, pin=pin
+            request, "settings.html", **context, flow=flow, policies=POLICIES, webhook=url, pin=pin, log=log
         )
 
     @app.post(STAGE + "/settings/webhook")
