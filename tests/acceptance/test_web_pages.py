@@ -28,14 +28,23 @@ pytestmark = pytest.mark.slow
 
 STAGE = "/web/p/shop/main/Development"
 GATE = {"kind": "Approval", "ref": "gate", "spec": {"amount": 1}}
+# A git trigger of a repository elsewhere: shown on the settings page, never fired here (no push comes).
+TRIGGER = {
+    "ref": "git",
+    "vcsService": "github",
+    "repoUrl": "https://github.com/acme/web",
+    "branchRestrictions": ["main"],
+}
 
 
 def write_gated_project(releaseflow: Releaseflow, repository: Path, port: int) -> Path:
-    """The project of test_cli_rollback, its flow with the gate between the build and the release."""
+    """The project of test_cli_rollback, its flow with the gate between the build and the release, and
+    a git trigger."""
     path = write_project(releaseflow.cwd, repository, port)
     config = yaml.safe_load(path.read_text())
-    steps = config["projects"][0]["pipelines"][0]["stages"][0]["releaseFlow"]["spec"]["spec"]["steps"]
-    steps.insert(1, GATE)
+    flow = config["projects"][0]["pipelines"][0]["stages"][0]["releaseFlow"]
+    flow["spec"]["spec"]["steps"].insert(1, GATE)
+    flow["triggers"] = [TRIGGER]
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -156,6 +165,8 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         page.goto(f"{web}/p/shop/main")
         page.locator("a:has-text('Settings')").first.click()
         page.wait_for_selector("h1:has-text('Settings of Development')")
+        trigger = page.locator("#triggers tbody tr").inner_text()
+        assert "git" in trigger and "https://github.com/acme/web" in trigger and "main" in trigger
         assert page.locator("#webhook-url").count() == 0 and page.locator("#options-form").count() == 0
         page.fill("#pin-reason", "holding for the demo")
         page.click("#pin-form button")
