@@ -124,6 +124,8 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         page.wait_for_selector("button[data-node=gate] .status-waiting", timeout=30_000)
         # The root workflow is labelled as written (a Workflow), not by its path.
         assert page.locator(".workflow .node-name").first.inner_text() == "Workflow"
+        page.click("button[data-node=gate]")
+        page.wait_for_selector("#node-detail a:has-text('Decide on the approvals page')")
         # Alice started the resumed run: its gate is not hers to decide.
         page.goto(f"{web}/approvals")
         assert page.locator("#no-approvals").is_visible()
