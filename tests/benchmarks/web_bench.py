@@ -3,7 +3,9 @@ history, in a real browser.
 
 A SQLite database gets one stage with ``--runs`` concluded runs (history_bench's seed), then a real
 ``releaseflow serve --no-worker`` serves it and Debian's chromium (headless, Playwright) signs in.
-Timed: the first render of the pipeline overview and of a run view (navigation start to the page's
+Timed: the first render of the pipeline overview, a run view, what's where (until the delivery
+figures it loads after it is shown have arrived: they read the whole history) and those figures
+alone, the version history, the stage's settings and the approvals (navigation start to the page's
 load event, and the server's answer alone over HTTP), each the median and max of ``--repeat`` loads.
 Then, ``--changes`` times: a new run is opened in the browser, this process aborts it through the
 engine, and the browser notes the moment the aborted status appears (a MutationObserver): the delay
@@ -73,6 +75,17 @@ def bench(runs: int, repeat: int, changes: int) -> None:
         newest = asyncio.run(start_run(database))
         web = f"{releaseflow.url}/web"
         overview, run_view = f"{web}/p/{PROJECT}/{PIPELINE}", f"{web}/runs/{newest}"
+        # (name, url, what shows the page is complete: its load event, or an element a fragment
+        # loaded after it brings)
+        pages = (
+            ("pipeline overview", overview, None),
+            ("run view", run_view, None),
+            ("what's where, with its figures", f"{overview}/state", "#figures"),
+            ("what's where: the figures alone (30 days)", f"{overview}/state/figures", None),
+            ("version history", f"{overview}/{STAGE}/versions", None),
+            ("stage settings", f"{overview}/{STAGE}/settings", None),
+            ("approvals", f"{web}/approvals", None),
+        )
         print(f"| page ({runs:,} runs in the stage) | measured | median ms | max ms |")
         print("|---|---|---|---|")
         with chromium() as browser:
@@ -81,13 +94,19 @@ def bench(runs: int, repeat: int, changes: int) -> None:
             sign_in(page, releaseflow.url, releaseflow.admin_token)
             cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
             with httpx.Client(cookies=cookies, timeout=30) as http:
-                for name, url in (("pipeline overview", overview), ("run view", run_view)):
+                for name, url, complete in pages:
                     answered = timed_ms(lambda url=url: http.get(url).raise_for_status(), repeat)
                     print(f"| {name} | server answer (HTTP) | {median_and_max(answered)} |", flush=True)
-                    loaded = timed_ms(lambda url=url: page.goto(url, wait_until="load"), repeat)
+                    loaded = timed_ms(lambda url=url, complete=complete: show(page, url, complete), repeat)
                     print(f"| {name} | first render (browser load) | {median_and_max(loaded)} |", flush=True)
             delays = [status_change_delay(page, releaseflow, database) for _ in range(changes)]
         print(f"| a run's status change | commit to screen (SSE) | {median_and_max(delays)} |", flush=True)
+
+
+def show(page: Page, url: str, complete: str | None) -> None:
+    page.goto(url, wait_until="load")
+    if complete is not None:
+        page.wait_for_selector(complete, timeout=60_000)
 
 
 async def seed_history(database: str, runs: int) -> None:

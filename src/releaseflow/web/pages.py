@@ -19,7 +19,17 @@ from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.engine import history, plan, queries
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
-from releaseflow.web import live, session, views
+from releaseflow.web import (
+    approvals,
+    flow_history,
+    live,
+    run_actions,
+    session,
+    stage_settings,
+    views,
+    whats_where,
+)
+from releaseflow.web.kit import Kit
 
 HERE = Path(__file__).parent
 STATUS_CODES: Mapping[type[ReleaseflowError], int] = {
@@ -188,20 +198,22 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         run = await core.engine.start_run(project_id, pipeline_id, stage, wanted)
         return RedirectResponse(f"/web/runs/{run.id}", status_code=303)
 
-    async def viewable_run(request: Request, run_id: str, role: Role) -> views.RunContext:
-        """The run, once the request's principal holds ``role`` in the run's project."""
-        core = current()
-        await session.principal(core, request)  # signed out: the sign-in form, before any lookup
-        detail = await queries.run_detail(core.db, run_id, with_events=False)
-        who = await session.allowed(core, request, role, detail.run.project_id)
-        return views.RunContext(core, who, detail)
+    kit = Kit(current, page)
+    viewable_run = kit.viewable_run
+    for register in (
+        flow_history.register,
+        stage_settings.register,
+        whats_where.register,
+        approvals.register,
+        run_actions.register,
+    ):
+        register(app, kit)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     async def run_view(request: Request, run_id: str) -> HTMLResponse:
         seen = await viewable_run(request, run_id, Role.VIEWER)
         last = await live.last_event_id(seen.core.db, run_id)
-        acts = seen.who.allows(Role.DEPLOYER, seen.detail.run.project_id)
-        return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last, acts=acts)
+        return page(request, "run.html", who=seen.who, detail=seen.detail, last_event=last)
 
     @app.get("/runs/{run_id}/live")
     async def run_events(request: Request, run_id: str) -> Response:
@@ -211,10 +223,8 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
             return Response(status_code=204)
         csrf = session.csrf_token(request.cookies.get(session.COOKIE, ""))
 
-        acts = seen.who.allows(Role.DEPLOYER, seen.detail.run.project_id)
-
         async def render(detail: queries.RunDetail) -> str:
-            return templates.get_template("_run_live.html").render(detail=detail, csrf=csrf, acts=acts)
+            return templates.get_template("_run_live.html").render(detail=detail, csrf=csrf, who=seen.who)
 
         return StreamingResponse(
             live.run_stream(seen.core.db, run_id, after, render, request.is_disconnected),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -98,6 +98,14 @@ def duration(start: datetime | None, end: datetime | None, now: datetime | None 
     return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def span(length: timedelta | None) -> str:
+    """A length of time as ``duration`` writes it; "unknown" for none."""
+    if length is None:
+        return "unknown"
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    return duration(start, start + length)
+
+
 def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
@@ -164,6 +172,7 @@ TEMPLATE_HELPERS: Mapping[str, Any] = {
     "status_icon": lambda status: STATUS_ICONS.get(str(status), "?"),
     "duration": duration,
     "when": when,
+    "span": span,
     "pretty": pretty,
     "artifact": artifact,
     "lanes": lanes,
