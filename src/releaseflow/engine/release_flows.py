@@ -142,7 +142,9 @@ async def _checked_stage(
     return exact
 
 
-async def _unchanged_since(tx: Transaction, project_id: str, pipeline_id: str, stage: str, version: int) -> None:
+async def _unchanged_since(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, version: int
+) -> None:
     flow = await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
     if flow is not None:
         # Read the current version again under the row's lock: a concurrent save waits here.

@@ -19,7 +19,7 @@ from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.engine import history, plan, queries, tokens
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
-from releaseflow.web import live, session, views
+from releaseflow.web import editor, live, session, views
 
 HERE = Path(__file__).parent
 STATUS_CODES: Mapping[type[ReleaseflowError], int] = {
@@ -259,4 +259,5 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         made = await history.rollbacks_of(seen.core.db, run_id)
         return page(request, "rollbacks.html", who=seen.who, detail=seen.detail, rollbacks=made)
 
+    editor.add_editor_routes(app, current, page, templates)
     return app

@@ -1,0 +1,163 @@
+"""What the release flow editor shows beside the text: the drawing of a template (also of one that does
+not validate yet, so the drawing follows the typing), which node each problem belongs to, the text in
+JSON or YAML, and the node a person adds in the visual mode, per kind.
+
+The validator itself is the engine's (``release_flows.check_release_flow``); nothing here decides
+whether a template is valid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from releaseflow.domain.documents import load_document
+from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.template_fields import index_path, join_path
+
+FORMATS = ("json", "yaml")
+
+# What "add a node" inserts, per kind: the fields the format requires, with placeholders where only the
+# person knows the answer (a resource of the stage); the inline errors then say what to fill in.
+NODE_SKELETONS: Mapping[str, Mapping[str, Any]] = {
+    "Workflow": {"kind": "Workflow", "spec": {"type": "sequential", "steps": []}},
+    "Release": {
+        "kind": "Release",
+        "spec": {
+            "type": "build",
+            "origin": {"id": "BUILD-SERVICE", "branch": "main", "build": "latest"},
+            "target": {"id": "SERVICE", "type": "service"},
+        },
+    },
+    "Build": {"kind": "Build", "spec": {"id": "BUILD-SERVICE", "type": "service", "branch": "main"}},
+    "JobRun": {"kind": "JobRun", "spec": {"jobId": "JOB"}},
+    "AddonBackup": {"kind": "AddonBackup", "spec": {"addonId": "ADDON", "backupType": "dump"}},
+    "Action": {
+        "kind": "Action",
+        "spec": {
+            "kind": "Service",
+            "spec": {"type": "restart", "data": {"serviceId": "SERVICE"}, "condition": "running"},
+        },
+    },
+    "Condition": {
+        "kind": "Condition",
+        "spec": {"kind": "Service", "spec": {"type": "running", "data": {"serviceId": "SERVICE"}}},
+    },
+    "Message": {
+        "kind": "Message",
+        "spec": {
+            "kind": "RAW_WEBHOOK",
+            "spec": {"webhookUrl": "https://example.invalid/hook", "message": "released"},
+        },
+    },
+    "Approval": {"kind": "Approval", "spec": {"amount": 1}},
+}
+
+
+@dataclass(frozen=True)
+class DrawnNode:
+    """A node of a template as the drawing shows it (``_tree.html``, without a run's statuses)."""
+
+    path: str
+    ref: str | None
+    kind: str
+    workflow_type: str | None
+    problems: tuple[Issue, ...]
+    children: tuple[DrawnNode, ...] = ()
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.kind == "Workflow"
+
+    @property
+    def label(self) -> str:
+        return self.ref or self.path
+
+    def walk(self) -> list[DrawnNode]:
+        found = [self]
+        for child in self.children:
+            found.extend(child.walk())
+        return found
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One look at the editor's text: the document it holds (None: the text does not parse), every
+    problem with its JSON path, and the drawing of what could be read."""
+
+    document: Any
+    issues: tuple[Issue, ...]
+    drawing: DrawnNode | None
+
+    def renderings(self) -> dict[str, str]:
+        """The document in each format (empty when the text does not parse)."""
+        if self.document is None:
+            return {}
+        return {"json": as_json(self.document), "yaml": as_yaml(self.document)}
+
+
+def read_text(text: str) -> tuple[Any, tuple[Issue, ...]]:
+    """The document the editor's text holds (JSON or YAML, told apart as ``validate`` does), or None
+    with the syntax problem (its line and column)."""
+    try:
+        return load_document(text, source="the template"), ()
+    except ValidationError as error:
+        return None, error.issues
+
+
+def checked(document: Any, problem: ValidationError | None) -> Checked:
+    """The document with the validator's problems, each attached to the node it is in."""
+    issues = problem.issues if problem else ()
+    root = document.get("spec") if isinstance(document, Mapping) else None
+    return Checked(document, issues, draw(root, "spec", issues) if isinstance(root, Mapping) else None)
+
+
+def draw(node: Mapping[str, Any], path: str, issues: Sequence[Issue]) -> DrawnNode:
+    """The drawing of ``node`` at ``path``, read leniently (a template being typed is often invalid):
+    whatever has a list of ``steps`` is drawn as a workflow."""
+    spec = node.get("spec")
+    steps = spec.get("steps") if isinstance(spec, Mapping) else None
+    children: tuple[DrawnNode, ...] = ()
+    if isinstance(steps, list):
+        steps_path = join_path(join_path(path, "spec"), "steps")
+        children = tuple(
+            draw(step, index_path(steps_path, index), issues)
+            for index, step in enumerate(steps)
+            if isinstance(step, Mapping)
+        )
+    kind = node.get("kind")
+    ref = node.get("ref")
+    kind_text = kind if isinstance(kind, str) else "?"
+    workflow_type = spec.get("type") if kind == "Workflow" and isinstance(spec, Mapping) else None
+    own = tuple(issue for issue in issues if _owner(issue.path, path, children))
+    return DrawnNode(
+        path=path,
+        ref=ref if isinstance(ref, str) and ref else None,
+        kind=kind_text,
+        workflow_type=str(workflow_type) if workflow_type is not None else None,
+        problems=own,
+        children=children,
+    )
+
+
+def _owner(issue_path: str, path: str, children: Sequence[DrawnNode]) -> bool:
+    """Whether a problem at ``issue_path`` is in the node at ``path`` rather than in one of its steps."""
+    return _within(issue_path, path) and not any(_within(issue_path, child.path) for child in children)
+
+
+def _within(issue_path: str, path: str) -> bool:
+    # ``spec.spec.steps[1]`` holds ``spec.spec.steps[1].ref`` but not ``spec.spec.steps[10]``.
+    return issue_path == path or (issue_path.startswith(path) and issue_path[len(path)] in ".[")
+
+
+def as_json(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def as_yaml(document: Any) -> str:
+    # Keys stay in the template's order (a node's kind before its spec), as a person wrote them.
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
