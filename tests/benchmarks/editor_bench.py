@@ -26,7 +26,9 @@ WATCH_ISSUES = """
 () => {
   window.__shownAt = null;
   new MutationObserver((_, observer) => {
-    if (document.querySelector("#flow-issues .issue")) { observer.disconnect(); window.__shownAt = Date.now(); }
+    if (!document.querySelector("#flow-issues .issue")) return;
+    observer.disconnect();
+    window.__shownAt = Date.now();
   }).observe(document.getElementById("flow-issues"), {subtree: true, childList: true});
   return Date.now();
 }
