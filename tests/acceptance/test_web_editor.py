@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Page
 from tests.acceptance.browser import chromium, screenshot, sign_in
 from tests.acceptance.support import Releaseflow, free_port
@@ -24,12 +25,15 @@ EDITOR = "/web/p/shop/main/Development/flow"
 
 
 def served(releaseflow: Releaseflow) -> None:
-    """A fresh server holding the project of the rollback tests: stage Development builds and deploys."""
+    """A fresh server holding the project of the rollback tests (stage Development builds and deploys)
+    and a stage Staging without a release flow."""
     repository = AppRepository(releaseflow.cwd / "app")
+    path = write_project(releaseflow.cwd, repository.path, free_port())
+    config = yaml.safe_load(path.read_text())
+    config["projects"][0]["pipelines"][0]["stages"].append({"name": "Staging", "resources": []})
+    path.write_text(yaml.safe_dump(config))
     releaseflow.cli("db", "migrate", check=True)
-    releaseflow.cli(
-        "apply", "-f", str(write_project(releaseflow.cwd, repository.path, free_port())), check=True
-    )
+    releaseflow.cli("apply", "-f", str(path), check=True)
     releaseflow.serve()
 
 
@@ -196,16 +200,36 @@ def test_web_editor__a_viewer_sees_the_flow_read_only_and_cannot_save(releaseflo
     assert [view["version"] for view in versions(releaseflow)] == [1]
 
 
-def test_web_editor__a_save_based_on_an_older_version_is_refused(releaseflow: Releaseflow) -> None:
+def test_web_editor__a_first_version_and_a_save_based_on_an_older_version(releaseflow: Releaseflow) -> None:
     served(releaseflow)
     assert releaseflow.admin_token
     first = httpx.get(f"{releaseflow.url}{VERSIONS}/1", headers=releaseflow.auth(), timeout=10)
     text = json.dumps(first.raise_for_status().json()["data"]["document"])
+    staging = EDITOR.replace("Development", "Staging")
     with httpx.Client(base_url=releaseflow.url, timeout=10) as client:
         client.post("/web/signin", data={"token": releaseflow.admin_token, "next": "/web/"})
+        assert "write one" in client.get("/web/p/shop/main").text
+        # Staging has no release flow: the editor starts from an empty workflow, "version 0".
+        opened = client.get(staging).text
+        assert "no version yet" in opened and 'name="based_on" value="0"' in opened
+        empty = {
+            "apiVersion": "v1.2",
+            "spec": {"kind": "Workflow", "spec": {"type": "parallel", "steps": []}},
+        }
+        created = client.post(
+            staging, data={"csrf": session_csrf(opened), "text": json.dumps(empty), "based_on": "0"}
+        )
+        assert created.status_code == 303 and created.headers["location"].endswith("/Staging/flow?saved=1")
+
         form = {"csrf": session_csrf(client.get(EDITOR).text), "text": text, "based_on": "1"}
         assert client.post(EDITOR, data=form).status_code == 303
         # A second save from the same page (still at version 1) would undo the first one unseen.
         conflict = client.post(EDITOR, data=form)
         assert conflict.status_code == 409 and "at version 2 now, not at version 1" in conflict.text
     assert [view["version"] for view in versions(releaseflow)] == [1, 2]
+    made = httpx.get(
+        f"{releaseflow.url}{VERSIONS.replace('Development', 'Staging')}/1",
+        headers=releaseflow.auth(),
+        timeout=10,
+    )
+    assert made.raise_for_status().json()["data"]["document"] == empty

@@ -18,12 +18,20 @@ from fastapi.templating import Jinja2Templates
 
 from releaseflow.application import Application
 from releaseflow.domain.access import Forbidden, Role
-from releaseflow.domain.errors import ConflictError, ValidationError
+from releaseflow.domain.errors import ConflictError, NotFoundError, ValidationError
 from releaseflow.domain.template import SUPPORTED_NODE_KINDS
 from releaseflow.engine import queries, release_flows
 from releaseflow.engine.tokens import Principal
 from releaseflow.web import session
-from releaseflow.web.flow_editor import FORMATS, NODE_SKELETONS, Checked, as_json, checked, read_text
+from releaseflow.web.flow_editor import (
+    FORMATS,
+    NEW_FLOW,
+    NODE_SKELETONS,
+    Checked,
+    as_json,
+    checked,
+    read_text,
+)
 
 FLOW = "/p/{project_id}/{pipeline_id}/{stage}/flow"
 # Pages of a stage's flow that other parts of the interface may offer; linked only when served.
@@ -97,12 +105,16 @@ def add_editor_routes(
         core = current()
         who = await session.allowed(core, request, Role.VIEWER, project_id)
         exact = await queries.resolve_stage(core.db, project_id, pipeline_id, stage)
-        view = await queries.flow_version(core.db, project_id, pipeline_id, exact)
-        text = as_json(view.document)
+        try:
+            view = await queries.flow_version(core.db, project_id, pipeline_id, exact)
+            version, text = view.version, as_json(view.document)
+        except NotFoundError:
+            # The stage has no release flow yet: its first save (based on "version 0") creates it.
+            version, text = 0, as_json(NEW_FLOW)
         # A stored version can stop fitting its stage (a service was removed): say so on opening.
         found = await validated(project_id, pipeline_id, exact, text)
         where = (project_id, pipeline_id, exact)
-        return editor_page(request, who, where, view.version, text, "json", found, saved=saved)
+        return editor_page(request, who, where, version, text, "json", found, saved=saved)
 
     @app.post(FLOW + "/check")
     async def check(

@@ -17,14 +17,19 @@ import yaml
 
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import Issue, ValidationError
+from releaseflow.domain.template import API_VERSION
 from releaseflow.domain.template_fields import index_path, join_path
 
 FORMATS = ("json", "yaml")
+NODE_SKELETON_WORKFLOW: Mapping[str, Any] = {"kind": "Workflow", "spec": {"type": "sequential", "steps": []}}
+
+# What the editor starts from on a stage that has no release flow yet.
+NEW_FLOW: Mapping[str, Any] = {"apiVersion": API_VERSION, "spec": NODE_SKELETON_WORKFLOW}
 
 # What "add a node" inserts, per kind: the fields the format requires, with placeholders where only the
 # person knows the answer (a resource of the stage); the inline errors then say what to fill in.
 NODE_SKELETONS: Mapping[str, Mapping[str, Any]] = {
-    "Workflow": {"kind": "Workflow", "spec": {"type": "sequential", "steps": []}},
+    "Workflow": NODE_SKELETON_WORKFLOW,
     "Release": {
         "kind": "Release",
         "spec": {
