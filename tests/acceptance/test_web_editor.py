@@ -6,6 +6,8 @@ a save of it stores nothing; a viewer sees the flow read-only and cannot save.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -47,11 +49,18 @@ def text_document(page: Page) -> Any:
     return json.loads(page.input_value("#flow-text"))
 
 
-def open_editor(page: Page, releaseflow: Releaseflow) -> None:
-    page.goto(f"{releaseflow.url}/web/p/shop/main")
-    page.click("a:has-text('Edit the release flow')")
-    page.wait_for_selector("h1:has-text('Release flow of Development')")
-    page.wait_for_selector("#visual-editor li.v-node[data-path=spec]")
+@contextmanager
+def editor(releaseflow: Releaseflow, token: str | None) -> Iterator[Page]:
+    """A browser signed in with ``token`` on Development's editor, reached from the pipeline overview."""
+    assert token
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, releaseflow.url, token)
+        page.goto(f"{releaseflow.url}/web/p/shop/main")
+        page.click("a:has-text('Edit the release flow')")
+        page.wait_for_selector("h1:has-text('Release flow of Development')")
+        page.wait_for_selector("#visual-editor li.v-node[data-path=spec]")
+        yield page
 
 
 def add(page: Page, kind: str, workflow: str) -> None:
@@ -61,11 +70,7 @@ def add(page: Page, kind: str, workflow: str) -> None:
 
 def test_web_editor__visual_edits_follow_the_text_and_save_a_new_version(releaseflow: Releaseflow) -> None:
     served(releaseflow)
-    assert releaseflow.admin_token
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, releaseflow.url, releaseflow.admin_token)
-        open_editor(page, releaseflow)
+    with editor(releaseflow, releaseflow.admin_token) as page:
         assert "Valid" in page.locator("#flow-issues").inner_text()
         assert [step["ref"] for step in text_document(page)["spec"]["spec"]["steps"]] == ["build", "web"]
 
@@ -120,7 +125,6 @@ def test_web_editor__visual_edits_follow_the_text_and_save_a_new_version(release
         page.click("#flow-save")
         page.wait_for_selector("[role=status]:has-text('Saved as version 2')")
         assert page.locator("h1 .hint").inner_text() == "version 2"
-        browser.close()
 
     listed = versions(releaseflow)
     assert [(view["version"], view["current"]) for view in listed] == [(1, False), (2, True)]
@@ -135,11 +139,7 @@ def test_web_editor__an_invalid_template_shows_its_errors_inline_and_is_not_save
     releaseflow: Releaseflow,
 ) -> None:
     served(releaseflow)
-    assert releaseflow.admin_token
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, releaseflow.url, releaseflow.admin_token)
-        open_editor(page, releaseflow)
+    with editor(releaseflow, releaseflow.admin_token) as page:
         document = text_document(page)
         document["spec"]["spec"]["steps"][1]["spec"]["target"]["id"] = "nowhere"
         document["spec"]["spec"]["type"] = "sideways"
@@ -170,7 +170,6 @@ def test_web_editor__an_invalid_template_shows_its_errors_inline_and_is_not_save
         page.wait_for_selector("[role=alert]:has-text('Not saved')")
         assert "spec.spec.steps[1].spec.target.id" in page.locator("#flow-issues").inner_text()
         assert json.loads(page.input_value("#flow-text")) == document  # what was typed is kept
-        browser.close()
     assert [view["version"] for view in versions(releaseflow)] == [1]
 
 
@@ -181,16 +180,12 @@ def test_web_editor__a_viewer_sees_the_flow_read_only_and_cannot_save(releaseflo
         .stdout.strip()
         .splitlines()[-1]
     )
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, releaseflow.url, viewer)
-        open_editor(page, releaseflow)
+    with editor(releaseflow, viewer) as page:
         assert page.locator("#read-only").is_visible()
         assert page.locator("#flow-save").count() == 0
         assert page.locator("#flow-text").get_attribute("readonly") is not None
         assert page.locator("#visual-editor button[data-action]").count() == 0
         screenshot(page, "flow-editor-read-only")
-        browser.close()
 
     with httpx.Client(base_url=releaseflow.url, timeout=10) as client:
         assert client.post("/web/signin", data={"token": viewer, "next": "/web/"}).status_code == 303

@@ -12,7 +12,7 @@ from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.template import SUPPORTED_NODE_KINDS
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import StageScope, check_template
-from releaseflow.web.flow_editor import NODE_SKELETONS, checked, read_text
+from releaseflow.web.flow_editor import NODE_SKELETONS, DrawnNode, checked, read_text
 
 # A stage holding what the placeholders of the added nodes name.
 PLACEHOLDERS = StageScope(
@@ -26,6 +26,10 @@ PLACEHOLDERS = StageScope(
 
 def flow(*steps: dict[str, Any], type: str = "sequential") -> dict[str, Any]:
     return {"apiVersion": "v1.2", "spec": {"kind": "Workflow", "spec": {"type": type, "steps": list(steps)}}}
+
+
+def walk(node: DrawnNode) -> list[DrawnNode]:
+    return [node, *(below for child in node.children for below in walk(child))]
 
 
 def test_node_skeletons__one_per_supported_kind() -> None:
@@ -55,13 +59,13 @@ def test_checked__attaches_each_problem_to_the_deepest_node_holding_its_path() -
     )
     drawn = checked(document, problem).drawing
     assert drawn is not None
-    problems = {node.label: [issue.path for issue in node.problems] for node in drawn.walk()}
+    problems = {node.label: [issue.path for issue in node.problems] for node in walk(drawn)}
     assert problems["spec"] == ["spec.spec.type"]
     assert problems["a1"] == ["spec.spec.steps[1].spec.amount"]
     assert problems["inner"] == [] and problems["spec.spec.steps[10].spec.steps[0]"] == [
         "spec.spec.steps[10].spec.steps[0].spec"
     ]
-    assert [node.workflow_type for node in drawn.walk() if node.is_workflow] == ["sequential", "parallel"]
+    assert [node.workflow_type for node in walk(drawn) if node.is_workflow] == ["sequential", "parallel"]
 
 
 def test_checked__draws_what_it_can_of_an_invalid_document_and_nothing_without_a_spec() -> None:

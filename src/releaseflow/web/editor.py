@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -116,18 +117,15 @@ def add_editor_routes(
         where = (project_id, pipeline_id, exact)
         return editor_page(request, who, where, version, text, "json", found, saved=saved)
 
+    async def authorised(request: Request, asked: Posted, role: Role) -> Principal:
+        who = await session.allowed(current(), request, role, asked.project_id)
+        session.check_csrf(request, asked.csrf)
+        return who
+
     @app.post(FLOW + "/check")
-    async def check(
-        request: Request,
-        project_id: str,
-        pipeline_id: str,
-        stage: str,
-        csrf: str = Form(""),
-        text: str = Form(""),
-    ) -> Response:
-        await session.allowed(current(), request, Role.VIEWER, project_id)
-        session.check_csrf(request, csrf)
-        found = await validated(project_id, pipeline_id, stage, text)
+    async def check(request: Request, asked: Posted = POSTED) -> Response:
+        await authorised(request, asked, Role.VIEWER)
+        found = await validated(asked.project_id, asked.pipeline_id, asked.stage, asked.text)
         return JSONResponse(
             {
                 "document": found.document,
@@ -142,20 +140,16 @@ def add_editor_routes(
     @app.post(FLOW)
     async def save(
         request: Request,
-        project_id: str,
-        pipeline_id: str,
-        stage: str,
-        csrf: str = Form(""),
-        text: str = Form(""),
+        asked: Posted = POSTED,
         based_on: int = Form(...),
         text_format: str = Form("json", alias="format"),
     ) -> Response:
+        who = await authorised(request, asked, Role.ADMIN)
         core = current()
-        who = await session.allowed(core, request, Role.ADMIN, project_id)
-        session.check_csrf(request, csrf)
-        exact = await queries.resolve_stage(core.db, project_id, pipeline_id, stage)
-        where = (project_id, pipeline_id, exact)
+        exact = await queries.resolve_stage(core.db, asked.project_id, asked.pipeline_id, asked.stage)
+        where = (asked.project_id, asked.pipeline_id, exact)
         shown = text_format if text_format in FORMATS else "json"
+        text = asked.text
         document, syntax = read_text(text)
         try:
             if document is None:
@@ -174,8 +168,29 @@ def add_editor_routes(
                 request, who, where, based_on, text, shown, found, status_code=409, conflict=str(conflict)
             )
         return RedirectResponse(
-            f"/web/p/{project_id}/{pipeline_id}/{exact}/flow?saved={made}", status_code=303
+            f"/web/p/{asked.project_id}/{asked.pipeline_id}/{exact}/flow?saved={made}", status_code=303
         )
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What the editor's check and save receive: the stage (from the path), the session's CSRF token
+    and the template's text."""
+
+    project_id: str
+    pipeline_id: str
+    stage: str
+    csrf: str
+    text: str
+
+
+def posted(
+    project_id: str, pipeline_id: str, stage: str, csrf: str = Form(""), text: str = Form("")
+) -> Posted:
+    return Posted(project_id, pipeline_id, stage, csrf, text)
+
+
+POSTED = Depends(posted)
 
 
 def may_save(who: Principal, project_id: str) -> bool:

@@ -68,25 +68,12 @@ class DrawnNode:
     """A node of a template as the drawing shows it (``_tree.html``, without a run's statuses)."""
 
     path: str
-    ref: str | None
+    label: str  # its ref, else its path (as a run's node is labelled)
     kind: str
+    is_workflow: bool
     workflow_type: str | None
     problems: tuple[Issue, ...]
     children: tuple[DrawnNode, ...] = ()
-
-    @property
-    def is_workflow(self) -> bool:
-        return self.kind == "Workflow"
-
-    @property
-    def label(self) -> str:
-        return self.ref or self.path
-
-    def walk(self) -> list[DrawnNode]:
-        found = [self]
-        for child in self.children:
-            found.extend(child.walk())
-        return found
 
 
 @dataclass(frozen=True)
@@ -153,8 +140,9 @@ def draw(node: Mapping[str, Any], path: str, owned: Mapping[str, tuple[Issue, ..
     workflow_type = spec.get("type") if kind == "Workflow" and isinstance(spec, Mapping) else None
     return DrawnNode(
         path=path,
-        ref=ref if isinstance(ref, str) and ref else None,
+        label=ref if isinstance(ref, str) and ref else path,
         kind=kind if isinstance(kind, str) else "?",
+        is_workflow=kind == "Workflow",
         workflow_type=str(workflow_type) if workflow_type is not None else None,
         problems=owned.get(path, ()),
         children=tuple(draw(child, child_path, owned) for child_path, child in _steps(node, path)),
