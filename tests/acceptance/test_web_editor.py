@@ -154,9 +154,12 @@ def test_web_editor__an_invalid_template_shows_its_errors_inline_and_is_not_save
         )
         assert "nowhere" in issue.inner_text()
         page.wait_for_selector("#flow-drawing [data-node=web] .status-failed:has-text('1 problem')")
-        # The path shows its node in the visual mode.
+        # The path shows its node in the visual mode; the line selects the value in the text.
         page.click("#flow-issues .issue-path")
         assert page.evaluate("document.activeElement.dataset.path") == "spec.spec.steps[1]"
+        page.click("#flow-issues .issue-line")
+        selected = "(t => t.value.slice(t.selectionStart, t.selectionEnd))(document.activeElement)"
+        assert page.evaluate(selected).strip() == '"id": "nowhere",'
         screenshot(page, "flow-editor-invalid")
 
         # Broken syntax: the line of the problem, and the visual mode waits for a readable text.

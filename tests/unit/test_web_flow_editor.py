@@ -87,3 +87,21 @@ def test_read_text__json_and_yaml_renderings_read_back_to_the_same_document() ->
 def test_read_text__a_syntax_error_names_its_line_and_column() -> None:
     document, issues = read_text('{\n  "spec": {\n}')
     assert document is None and len(issues) == 1 and "line 3" in issues[0].message
+
+
+def test_issue_lines__the_line_a_path_leads_to_in_json_and_in_yaml() -> None:
+    document = flow(
+        {"kind": "Approval", "ref": "ok", "spec": {"amount": 0}}, {"kind": "Approval", "ref": "x"}
+    )
+    problem = ValidationError(
+        [
+            Issue("spec.spec.steps[0].spec.amount", "must be at least 1"),
+            Issue("spec.spec.steps[1].spec", "is required"),  # missing: the node's own line
+            Issue("triggers", "unknown"),  # not in the text: its deepest part there, the document
+        ]
+    )
+    renderings = checked(document, None).renderings()
+    for text, expected in ((renderings["json"], [12, 15, 1]), (renderings["yaml"], [10, 11, 1])):
+        found = checked(document, problem, text).lines
+        assert [found[issue] for issue in problem.issues] == expected, text
+    assert checked(document, problem).lines == {}  # no text: no lines

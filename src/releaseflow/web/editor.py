@@ -57,7 +57,7 @@ def add_editor_routes(
         try:
             await release_flows.check_release_flow(current().db, project_id, pipeline_id, stage, document)
         except ValidationError as problem:
-            return checked(document, problem)
+            return checked(document, problem, text)
         return checked(document, None)
 
     def related(project_id: str, pipeline_id: str, stage: str) -> dict[str, str]:
@@ -158,7 +158,7 @@ def add_editor_routes(
                 core.db, core.clock, *where, document, f"web, {who.name}", based_on=based_on
             )
         except ValidationError as problem:
-            found = checked(document, problem)
+            found = checked(document, problem, text)
             return editor_page(
                 request, who, where, based_on, text, shown, found, status_code=422, refused=True
             )

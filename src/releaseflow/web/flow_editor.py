@@ -9,8 +9,9 @@ whether a template is valid.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -79,11 +80,13 @@ class DrawnNode:
 @dataclass(frozen=True)
 class Checked:
     """One look at the editor's text: the document it holds (None: the text does not parse), every
-    problem with its JSON path, and the drawing of what could be read."""
+    problem with its JSON path (and the line of the text its path leads to), and the drawing of what
+    could be read."""
 
     document: Any
     issues: tuple[Issue, ...]
     drawing: DrawnNode | None
+    lines: Mapping[Issue, int] = field(default_factory=dict)
 
     def renderings(self) -> dict[str, str]:
         """The document in each format (empty when the text does not parse)."""
@@ -101,13 +104,50 @@ def read_text(text: str) -> tuple[Any, tuple[Issue, ...]]:
         return None, error.issues
 
 
-def checked(document: Any, problem: ValidationError | None) -> Checked:
-    """The document with the validator's problems, each attached to the node it is in."""
+def checked(document: Any, problem: ValidationError | None, text: str = "") -> Checked:
+    """The document with the validator's problems, each attached to the node it is in and to the line
+    of ``text`` (the text ``document`` was read from) its path leads to."""
     issues = problem.issues if problem else ()
+    lines = issue_lines(text, issues) if document is not None and issues else {}
     root = document.get("spec") if isinstance(document, Mapping) else None
     if not isinstance(root, Mapping):
-        return Checked(document, issues, None)
-    return Checked(document, issues, draw(root, "spec", owners(issues, set(node_paths(root, "spec")))))
+        return Checked(document, issues, None, lines)
+    drawing = draw(root, "spec", owners(issues, set(node_paths(root, "spec"))))
+    return Checked(document, issues, drawing, lines)
+
+
+# One step of a JSON path as ``join_path`` and ``index_path`` write them: ``key``, ``.key``,
+# ``["odd key"]`` or ``[3]``.
+_STEP = re.compile(r'\.?([A-Za-z_$][A-Za-z0-9_$-]*)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+def issue_lines(text: str, issues: Sequence[Issue]) -> dict[Issue, int]:
+    """Per problem, the line (1-based) of the deepest part of ``text`` its path leads to: the value
+    itself, or the object that lacks a required field. The text was already read as a document (so
+    it is no alias bomb); JSON is read as YAML here, which keeps the lines of both."""
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return {}
+    if root is None:
+        return {}
+    return {issue: _deepest(root, issue.path).start_mark.line + 1 for issue in issues}
+
+
+def _deepest(node: yaml.Node, path: str) -> yaml.Node:
+    for step in _STEP.finditer(path):
+        key, index, quoted = step.groups()
+        if index is not None and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+            continue
+        wanted = key if key is not None else quoted
+        if wanted is None or not isinstance(node, yaml.MappingNode):
+            break
+        found = next((value for name, value in node.value if name.value == wanted), None)
+        if found is None:
+            break
+        node = found
+    return node
 
 
 def node_paths(node: Mapping[str, Any], path: str) -> Iterator[str]:

@@ -276,8 +276,19 @@
     else return;
     event.preventDefault();
   });
-  // A problem's path shows its node in the visual mode (the deepest node holding that path).
+  // A problem's line selects that line of the text; its path shows its node in the visual mode (the
+  // deepest node holding that path).
   issues.addEventListener("click", function (event) {
+    var line = event.target.closest(".issue-line");
+    if (line) {
+      var lines = text.value.split("\n"), wanted = Number(line.dataset.line) - 1, start = 0;
+      for (var i = 0; i < wanted && i < lines.length; i += 1) start += lines[i].length + 1;
+      text.focus();
+      text.setSelectionRange(start, start + (lines[wanted] || "").length);
+      // Scroll the textarea so that the line shows (its line height, in pixels, times the line).
+      text.scrollTop = Math.max(0, wanted * parseFloat(window.getComputedStyle(text).lineHeight) - text.clientHeight / 3);
+      return;
+    }
     var link = event.target.closest(".issue-path");
     if (!link) return;
     var wanted = link.dataset.path, best = null;
