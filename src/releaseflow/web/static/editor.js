@@ -14,7 +14,8 @@
   var editable = form.dataset.editable === "yes";
   var skeletons = JSON.parse(form.dataset.skeletons);
   // kind: the kind last chosen to add (every workflow's choice shows it, across redrawings).
-  var state = { document: null, renderings: {}, asked: 0, timer: null, focus: null, kind: "Approval" };
+  // typed: the text was typed in since the last visual change.
+  var state = { document: null, renderings: {}, asked: 0, timer: null, focus: null, kind: "Approval", typed: false };
 
   // --- the server's check ----------------------------------------------------------------------
   function check(fromVisual) {
@@ -37,8 +38,9 @@
         form.dataset.valid = answer.valid ? "yes" : "no";
         state.renderings = answer.renderings;
         if (fromVisual) {
-          // The visual mode already shows this document: drawing it again would lose its focus.
-          text.value = answer.renderings[formatField.value];
+          // The visual mode already shows this document: drawing it again would lose its focus. The
+          // text becomes the server's rendering unless someone typed in it meanwhile.
+          if (!state.typed) text.value = answer.renderings[formatField.value];
           return;
         }
         if (answer.document !== null) state.document = answer.document;
@@ -51,6 +53,7 @@
       });
   }
   text.addEventListener("input", function () {
+    state.typed = true;
     window.clearTimeout(state.timer);
     state.timer = window.setTimeout(function () { check(false); }, 300);
   });
@@ -114,6 +117,7 @@
   // Each change edits the object, then the text follows and the server checks and draws it again.
   function change(edit, focusIndexes) {
     edit();
+    state.typed = false;
     state.focus = focusIndexes ? pathOf(focusIndexes) : null;
     if (formatField.value === "json") text.value = JSON.stringify(state.document, null, 2) + "\n";
     drawVisual(true);
