@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from starlette.routing import Route
 
 from releaseflow.domain.documents import load_document
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.template import SUPPORTED_NODE_KINDS
 from releaseflow.domain.template_parser import parse_template
 from releaseflow.domain.template_rules import StageScope, check_template
+from releaseflow.web.editor import related_pages
 from releaseflow.web.flow_editor import NODE_SKELETONS, DrawnNode, checked, read_text
 
 # A stage holding what the placeholders of the added nodes name.
@@ -105,3 +107,16 @@ def test_issue_lines__the_line_a_path_leads_to_in_json_and_in_yaml() -> None:
         found = checked(document, problem, text).lines
         assert [found[issue] for issue in problem.issues] == expected, text
     assert checked(document, problem).lines == {}  # no text: no lines
+
+
+def test_related_pages__links_the_stage_pages_the_interface_serves() -> None:
+    async def nothing() -> None:
+        return None
+
+    stage_path = "/p/{project_id}/{pipeline_id}/{stage}"
+    routes = [Route(f"{stage_path}/versions", nothing), Route(f"{stage_path}/runs", nothing)]
+    assert related_pages(routes, "shop", "main", "Staging") == {
+        "versions": "/web/p/shop/main/Staging/versions"
+    }
+    routes.append(Route("/p/{project_id}/{pipeline_id}/{stage}/settings", nothing))
+    assert set(related_pages(routes, "shop", "main", "Staging")) == {"versions", "settings"}

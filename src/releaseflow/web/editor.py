@@ -9,18 +9,18 @@ exactly what a save would refuse.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.routing import BaseRoute
 
 from releaseflow.application import Application
 from releaseflow.domain.access import Forbidden, Role
 from releaseflow.domain.errors import ConflictError, NotFoundError, ValidationError
-from releaseflow.domain.template import SUPPORTED_NODE_KINDS
 from releaseflow.engine import queries, release_flows
 from releaseflow.engine.tokens import Principal
 from releaseflow.web import session
@@ -60,14 +60,6 @@ def add_editor_routes(
             return checked(document, problem, text)
         return checked(document, None)
 
-    def related(project_id: str, pipeline_id: str, stage: str) -> dict[str, str]:
-        served = {getattr(route, "path", "") for route in app.routes}
-        return {
-            name: f"/web/p/{project_id}/{pipeline_id}/{stage}/{name}"
-            for name in RELATED_PAGES
-            if f"/p/{{project_id}}/{{pipeline_id}}/{{stage}}/{name}" in served
-        }
-
     def editor_page(
         request: Request,
         who: Principal,
@@ -93,9 +85,8 @@ def add_editor_routes(
             text_format=text_format,
             checked=found,
             can_save=may_save(who, project_id),
-            kinds=SUPPORTED_NODE_KINDS,
             skeletons=json.dumps(NODE_SKELETONS),
-            related=related(project_id, pipeline_id, stage),
+            related=related_pages(app.routes, project_id, pipeline_id, stage),
             **notes,
         )
 
@@ -191,6 +182,19 @@ def posted(
 
 
 POSTED = Depends(posted)
+
+
+def related_pages(
+    routes: Sequence[BaseRoute], project_id: str, pipeline_id: str, stage: str
+) -> dict[str, str]:
+    """The links to the stage's ``RELATED_PAGES`` that ``routes`` serve (``/p/{…}/{…}/{…}/NAME``)."""
+    served = set()
+    for route in routes:
+        parts = str(getattr(route, "path", "")).split("/")
+        if len(parts) == 6 and parts[1] == "p" and all(part.startswith("{") for part in parts[2:5]):
+            served.add(parts[5])
+    base = f"/web/p/{project_id}/{pipeline_id}/{stage}"
+    return {name: f"{base}/{name}" for name in RELATED_PAGES if name in served}
 
 
 def may_save(who: Principal, project_id: str) -> bool:
