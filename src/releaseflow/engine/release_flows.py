@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from releaseflow.domain.errors import NotFoundError, ValidationError
+from releaseflow.domain.errors import ConflictError, NotFoundError, ValidationError
 from releaseflow.domain.statuses import RunStatus
 from releaseflow.domain.template import Template
 from releaseflow.domain.template_parser import parse_template
@@ -97,23 +97,70 @@ async def release_flow(db: Database, project_id: str, pipeline_id: str, stage: s
 
 
 async def update_release_flow(
-    db: Database, clock: Clock, project_id: str, pipeline_id: str, stage: str, document: Any, origin: str
+    db: Database,
+    clock: Clock,
+    project_id: str,
+    pipeline_id: str,
+    stage: str,
+    document: Any,
+    origin: str,
+    *,
+    based_on: int | None = None,
 ) -> int:
     """Store ``document`` as the new current version of the stage's flow; the version number.
 
     The stage must exist (a flow is created on its first version). The template is checked against
     what the stage holds, like ``apply`` checks it; every problem is named in a ``ValidationError``.
+    ``based_on``: the version the document was edited from; a ``ConflictError`` when another version
+    was stored since (an editor must not silently undo someone else's change).
     """
     template = parse_template(document)
     async with db.transaction() as tx:
-        await _pipeline(tx, project_id, pipeline_id)
-        exact = await _stage_name(tx, project_id, pipeline_id, stage)
-        scope = await stage_scope(tx, project_id, pipeline_id, exact)
-        issues = check_template(template, scope) + check_refs(template)
-        if issues:
-            raise ValidationError(issues, subject=f"release flow {pipeline_id}/{exact}")
+        exact = await _checked_stage(tx, project_id, pipeline_id, stage, template)
+        if based_on is not None:
+            await _unchanged_since(tx, project_id, pipeline_id, exact, based_on)
         return await catalog.add_flow_version(
             tx, project_id, pipeline_id, exact, dict(template.document), origin, clock.now()
+        )
+
+
+async def check_release_flow(
+    db: Database, project_id: str, pipeline_id: str, stage: str, document: Any
+) -> Template:
+    """``document`` checked exactly as ``update_release_flow`` checks it, and nothing stored: the one
+    validator behind an editor's inline errors. A ``ValidationError`` names every problem."""
+    template = parse_template(document)
+    async with db.read() as tx:
+        await _checked_stage(tx, project_id, pipeline_id, stage, template)
+    return template
+
+
+async def _checked_stage(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, template: Template
+) -> str:
+    """The stage's exact name, once ``template`` fits what the stage holds."""
+    await _pipeline(tx, project_id, pipeline_id)
+    exact = await _stage_name(tx, project_id, pipeline_id, stage)
+    scope = await stage_scope(tx, project_id, pipeline_id, exact)
+    issues = check_template(template, scope) + check_refs(template)
+    if issues:
+        raise ValidationError(issues, subject=f"release flow {pipeline_id}/{exact}")
+    return exact
+
+
+async def _unchanged_since(
+    tx: Transaction, project_id: str, pipeline_id: str, stage: str, version: int
+) -> None:
+    flow = await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
+    if flow is not None:
+        # Read the current version again under the row's lock: a concurrent save waits here.
+        await tx.lock_row("release_flows", "id", flow.id)
+        flow = await catalog.get_flow(tx, project_id, pipeline_id, stage, include_archived=True)
+    current = flow.current_version if flow is not None else 0
+    if current != version:
+        raise ConflictError(
+            f"release flow {pipeline_id}/{stage} is at version {current} now, not at version {version}"
+            " that was edited: reload to edit the current version"
         )
 
 

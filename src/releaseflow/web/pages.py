@@ -21,6 +21,7 @@ from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
 from releaseflow.web import (
     approvals,
+    editor,
     flow_history,
     live,
     run_actions,
@@ -279,4 +280,5 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         made = await history.rollbacks_of(seen.core.db, run_id)
         return page(request, "rollbacks.html", who=seen.who, detail=seen.detail, rollbacks=made)
 
+    editor.add_editor_routes(app, current, page, templates)
     return app
