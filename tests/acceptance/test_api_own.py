@@ -12,6 +12,7 @@ import httpx
 import yaml
 from tests.acceptance.api_support import Api
 from tests.acceptance.config import PROJECT
+from tests.acceptance.support import wait_until
 
 STAGE = f"/api/projects/{PROJECT}/pipelines/main/stages"
 RUNS = f"/api/projects/{PROJECT}/runs"
@@ -231,3 +232,23 @@ def test_configuration__validated_and_applied_for_its_project_only(api: Api) -> 
     stage.pop("releaseFlow")
     stage["releaseFlowFile"] = "flows/dev.yaml"
     refused(api.call("POST", f"{where}/validate", "admin", json=config), 400, "inline the flow")
+
+
+def test_approval__the_token_that_started_a_run_cannot_approve_it(api: Api) -> None:
+    flow = f"/v1/projects/{PROJECT}/pipelines/main/release-flows/production"
+    started = api.call("POST", f"{flow}/runs", "deployer", json={"name": "self-approval"})
+    run_id = started.json()["data"]["id"]
+    gate = f"{RUNS}/{run_id}/approvals/gate/approve"
+
+    def gate_waits() -> bool:
+        steps = [api.call("GET", f"{RUNS}/{run_id}", "viewer").json()["data"]["spec"]]
+        while steps:
+            step = steps.pop()
+            if step["ref"] == "gate":
+                return bool(step["status"] == "waiting")
+            steps.extend(step.get("steps", []))
+        return False
+
+    wait_until(gate_waits, timeout=30)
+    refused(api.call("POST", gate, "deployer"), 409, "started this run")
+    assert api.call("POST", gate, "admin").status_code == 200

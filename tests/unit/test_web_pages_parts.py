@@ -120,10 +120,17 @@ def test_resume_outline__keeps_the_actions_that_succeeded_and_runs_the_rest_agai
     assert resume_outline_of(None) == ([], [])
 
 
-def test_can__shows_an_action_to_the_roles_that_may_take_it() -> None:
-    deployer = Principal("t1", "alice", "shop", Role.DEPLOYER)
-    assert views.can(deployer, "viewer") and views.can(deployer, "deployer")
-    assert not views.can(deployer, "admin") and not views.can(None, "viewer")
+def test_may__shows_an_action_to_the_roles_that_may_take_it_in_that_project() -> None:
+    deployer = Principal.of_token("t1", "alice", "shop", Role.DEPLOYER)
+    assert views.may(deployer, "viewer", "shop") and views.may(deployer, "deployer", "shop")
+    assert not views.may(deployer, "admin", "shop") and not views.may(deployer, "viewer", "other")
+
+
+def test_origin_of__a_token_starts_runs_under_the_name_it_approves_with() -> None:
+    token = Principal.of_token("t1", "alice", "shop", Role.DEPLOYER)
+    user = Principal.of_user("u1", "bob", [])
+    assert views.origin_of(token).kind == "token" and token.actor == "token:alice"
+    assert views.origin_of(user).kind == "person" and user.actor == "bob"
 
 
 def test_span__writes_a_length_of_time_or_unknown() -> None:

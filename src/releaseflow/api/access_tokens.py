@@ -59,7 +59,7 @@ async def create_token(
         name=body.name,
         project_id=projectId,
         role=body.role,
-        created_by=f"token:{who.name}",
+        created_by=who.actor,
         expires_at=body.expiresAt,
     )
     return {"data": {**token(made.view, made.view.state(app.clock.now())), "secret": made.secret}}

@@ -160,7 +160,7 @@ async def decide(
 ) -> dict[str, Any]:
     comment = body.comment if body is not None else ""
     recorded = app.engine.approve if decision == "approve" else app.engine.reject
-    await recorded(run.run.id, node, f"token:{who.name}", comment)
+    await recorded(run.run.id, node, who.actor, comment)
     return await _shown(app, run.run.id)
 
 
@@ -199,7 +199,7 @@ async def rollback(
 ) -> dict[str, Any]:
     body = body or RollbackBody.model_validate({})
     started = await Rollbacks(app.engine, app.drivers).start(
-        run.run.id, by=f"token:{who.name}", restore_config=body.restoreConfig, name=body.name
+        run.run.id, by=who.actor, restore_config=body.restoreConfig, name=body.name
     )
     shown = await _shown(app, started.run.id)
     shown["data"]["restoredVersion"] = started.restored_version

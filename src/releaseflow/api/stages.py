@@ -187,7 +187,7 @@ async def set_pin(
     body: PinBody, who: Principal = DEPLOYER, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
     made = await pins.pin_stage(
-        app.db, app.clock, at.project_id, at.pipeline_id, at.name, by=f"token:{who.name}", reason=body.reason
+        app.db, app.clock, at.project_id, at.pipeline_id, at.name, by=who.actor, reason=body.reason
     )
     return {"data": {"pin": control.pin(made)}}
 
@@ -228,7 +228,7 @@ async def restore_version(
     version: int = VERSION, who: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
     made = await release_flows.restore_version(
-        app.db, app.clock, at.project_id, at.pipeline_id, at.name, version, f"token:{who.name}"
+        app.db, app.clock, at.project_id, at.pipeline_id, at.name, version, who.actor
     )
     return {"data": control.flow_version(await _version(app, at, made))}
 
@@ -247,7 +247,7 @@ async def restore_backup(
             f" '{body.backup}'; confirm with \"confirm\": true",
         )
     run = await Rollbacks(app.engine, app.drivers).restore_backup(
-        at.project_id, at.pipeline_id, at.name, body.addon, body.backup, by=f"token:{who.name}"
+        at.project_id, at.pipeline_id, at.name, body.addon, body.backup, by=who.actor
     )
     return {"data": run_detail(await queries.run_detail(app.db, run.id, with_events=False))}
 

@@ -103,6 +103,12 @@ class Principal:
     def sees(self, project_id: str) -> bool:
         return self.role_in(project_id) is not None
 
+    @property
+    def actor(self) -> str:
+        """The name its actions and approvals are recorded under, and the one a run it started names as
+        its starter (who may not approve that run): a user's name, or ``token:NAME`` for a token."""
+        return self.name if self.kind is PrincipalKind.USER else f"token:{self.name}"
+
     def describe(self) -> str:
         return ", ".join(grant.describe() for grant in self.grants) or "no role"
 

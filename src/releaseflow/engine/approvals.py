@@ -51,7 +51,10 @@ _PERSONAL_ORIGINS = frozenset({"person", "token", "rollback"})
 
 
 def starter_of(origin_kind: str, origin_by: str) -> str:
-    """Who started a run, as far as approvals care; empty for triggers (a push, a webhook)."""
+    """Who started a run, as far as approvals care; empty for triggers (a push, a webhook). A token's
+    run names the token as its actions are recorded (``token:NAME``), so it cannot approve its own run."""
+    if origin_kind == "token":
+        return f"token:{origin_by}"
     return origin_by if origin_kind in _PERSONAL_ORIGINS else ""
 
 

@@ -25,7 +25,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         who = await session.allowed(core, request, Role.VIEWER, None)
         waiting = [
             approval
-            for approval in await waiting_approvals(core.db, who.name)
+            for approval in await waiting_approvals(core.db, who.actor)
             if who.sees(approval.project_id)
         ]
         return kit.page(request, "approvals.html", who=who, waiting=waiting)
@@ -35,5 +35,5 @@ def register(app: FastAPI, kit: Kit) -> None:
         seen = await kit.viewable_run(request, run_id, Role.DEPLOYER)
         form = await kit.checked_form(request)
         recorded = seen.core.engine.approve if decision == "approve" else seen.core.engine.reject
-        await recorded(run_id, node, seen.who.name, field(form, "comment"))
+        await recorded(run_id, node, seen.who.actor, field(form, "comment"))
         return RedirectResponse("/web/approvals", status_code=303)

@@ -82,7 +82,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         at = await kit.stage_of(request, project_id, pipeline_id, stage, Role.ADMIN)
         await kit.checked_form(request)
         made = await release_flows.restore_version(
-            at.core.db, at.core.clock, project_id, pipeline_id, at.stage, version, at.who.name
+            at.core.db, at.core.clock, project_id, pipeline_id, at.stage, version, at.who.actor
         )
         return RedirectResponse(f"{at.path}/versions?before={made - 1}&after={made}", status_code=303)
 

@@ -13,9 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from releaseflow.application import Application
-from releaseflow.domain.access import Forbidden, Role, Unauthenticated
+from releaseflow.domain.access import Forbidden, Principal, Role, Unauthenticated
 from releaseflow.domain.errors import ConflictError, NotFoundError, ReleaseflowError, ValidationError
-from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.engine import history, plan, queries
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.rollback import Rollbacks
@@ -171,17 +170,17 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
             releases=planned.get("releases", []),
         )
 
-    async def run_request(request: Request, who_name: str) -> RunRequest:
+    async def run_request(request: Request, who: Principal) -> RunRequest:
         form = await request.form()
         session.check_csrf(request, str(form.get(session.CSRF_FIELD, "")))
-        return views.run_request_of(form, RunOrigin(OriginKind.PERSON, who_name))
+        return views.run_request_of(form, views.origin_of(who))
 
     @app.post("/p/{project_id}/{pipeline_id}/{stage}/plan", response_class=HTMLResponse)
     async def plan_preview(request: Request, project_id: str, pipeline_id: str, stage: str) -> HTMLResponse:
         core = current()
         who = await session.allowed(core, request, Role.DEPLOYER, project_id)
         try:
-            wanted = await run_request(request, who.name)
+            wanted = await run_request(request, who)
             planned = await plan.plan_run(
                 core.db, project_id, pipeline_id, stage, wanted, now=core.clock.now()
             )
@@ -195,7 +194,7 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
     async def start(request: Request, project_id: str, pipeline_id: str, stage: str) -> Response:
         core = current()
         who = await session.allowed(core, request, Role.DEPLOYER, project_id)
-        wanted = await run_request(request, who.name)
+        wanted = await run_request(request, who)
         run = await core.engine.start_run(project_id, pipeline_id, stage, wanted)
         return RedirectResponse(f"/web/runs/{run.id}", status_code=303)
 
@@ -270,7 +269,7 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         seen = await viewable_run(request, run_id, Role.DEPLOYER)
         session.check_csrf(request, csrf)
         started = await Rollbacks(seen.core.engine, seen.core.drivers).start(
-            run_id, by=seen.who.name, restore_config=config == "yes"
+            run_id, by=seen.who.actor, restore_config=config == "yes"
         )
         return RedirectResponse(f"/web/runs/{started.run.id}", status_code=303)
 

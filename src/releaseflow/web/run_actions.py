@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from releaseflow.domain.access import Role
 from releaseflow.domain.errors import Issue, NotFoundError, ValidationError
-from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.queries import NodeView
 from releaseflow.engine.rollback import Rollbacks
+from releaseflow.web import views
 from releaseflow.web.kit import Kit, field
 from releaseflow.web.node_logs import node_log
 
@@ -41,7 +41,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         edits = RunRequest(
             name=field(form, "name") or None,
             description=field(form, "description"),
-            origin=RunOrigin(OriginKind.PERSON, seen.who.name),
+            origin=views.origin_of(seen.who),
         )
         made = await seen.core.engine.resume_run(run_id, edits)
         return RedirectResponse(f"/web/runs/{made.id}", status_code=303)
@@ -72,6 +72,6 @@ def register(app: FastAPI, kit: Kit) -> None:
             )
         run = seen.detail.run
         made = await Rollbacks(seen.core.engine, seen.core.drivers).restore_backup(
-            run.project_id, run.pipeline_id, run.stage, addon, backup, by=seen.who.name
+            run.project_id, run.pipeline_id, run.stage, addon, backup, by=seen.who.actor
         )
         return RedirectResponse(f"/web/runs/{made.id}", status_code=303)

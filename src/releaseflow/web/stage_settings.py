@@ -90,7 +90,7 @@ def register(app: FastAPI, kit: Kit) -> None:
             project_id,
             pipeline_id,
             at.stage,
-            by=at.who.name,
+            by=at.who.actor,
             reason=field(form, "reason"),
         )
         return back(at)

@@ -12,10 +12,10 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from releaseflow.application import Application
-from releaseflow.domain.access import Role
+from releaseflow.domain.access import PrincipalKind, Role
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.overrides import parse_release_spec
-from releaseflow.domain.run_origin import RunOrigin
+from releaseflow.domain.run_origin import OriginKind, RunOrigin
 from releaseflow.engine.commands import RunRequest
 from releaseflow.engine.queries import NodeView, ReleaseView, RunDetail
 from releaseflow.engine.tokens import Principal
@@ -127,6 +127,13 @@ def artifact(value: Mapping[str, Any] | None) -> str:
 def lanes(node: NodeView) -> str:
     """How a workflow draws its steps: parallel ones stack as lanes, sequential ones make a row."""
     return "lanes" if node.workflow_type == "parallel" else "row"
+
+
+def origin_of(who: Principal) -> RunOrigin:
+    """The origin of a run started from the browser: the signed-in user, or the token signed in (as the
+    API records it, so that the token cannot approve the run wherever it signs in)."""
+    kind = OriginKind.PERSON if who.kind is PrincipalKind.USER else OriginKind.TOKEN
+    return RunOrigin(kind, who.name)
 
 
 def run_request_of(form: FormData, origin: RunOrigin) -> RunRequest:
