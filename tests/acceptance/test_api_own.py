@@ -250,5 +250,5 @@ def test_approval__the_token_that_started_a_run_cannot_approve_it(api: Api) -> N
         return False
 
     wait_until(gate_waits, timeout=30)
-    refused(api.call("POST", gate, "deployer"), 409, "started this run")
+    refused(api.call("POST", gate, "deployer"), 400, "started this run")
     assert api.call("POST", gate, "admin").status_code == 200

@@ -84,7 +84,8 @@ def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -
     run_id = started_run_id(followed.stdout)
     assert f"run {run_id} ended: success" in followed.stdout
     failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
-    waited = started_run_id(remote(served, "run", "main", "Production").stdout)
+    # Started here (by a person), so that the token may approve it: a token cannot approve its own runs.
+    waited = started_run_id(served.cli("run", "main", "Production", check=True).stdout)
     served.wait_for_node(waited, "gate", "waiting")
     for args in (("approvals",), ("approvals", "--for", "alice")):
         assert remote(served, *args).stdout == served.cli(*args).stdout
@@ -129,7 +130,11 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     assert f"(resumes {failed}): " in resumed.stdout.splitlines()[0]
     assert "ended: failed" in resumed.stdout
 
-    rejected = started_run_id(remote(served, "run", "main", "Production").stdout)
+    own = started_run_id(remote(served, "run", "main", "Production").stdout)
+    served.wait_for_node(own, "gate", "waiting")
+    refused = remote(served, "approve", own, "gate", "--as", "me")
+    assert refused.returncode == 2 and "started this run and cannot approve" in refused.stderr, refused
+    rejected = started_run_id(served.cli("run", "main", "Production", check=True).stdout)
     served.wait_for_node(rejected, "gate", "waiting")
     assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
     assert "not today" in str(served.wait_for_run(rejected, ("failed",)))

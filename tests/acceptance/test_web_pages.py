@@ -172,7 +172,7 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         assert page.locator("#webhook-url").count() == 0 and page.locator("#options-form").count() == 0
         page.fill("#pin-reason", "holding for the demo")
         page.click("#pin-form button")
-        page.wait_for_selector("#pin:has-text('pinned by bob')")
+        page.wait_for_selector("#pin:has-text('pinned by token:bob')")
 
         # Settings as an admin: make and rotate the webhook URL, pause the flow (a new version).
         switch_user(page, releaseflow, tokens["admin"])
@@ -187,7 +187,7 @@ def test_web_pages__reject_resume_approve_logs_whats_where_versions_and_settings
         assert httpx.post(page.locator("#webhook-url").inner_text(), timeout=10).status_code < 300
         page.reload()
         logged = page.locator("#trigger-log").inner_text()
-        assert "skipped" in logged and "pinned by bob" in logged, logged
+        assert "skipped" in logged and "pinned by token:bob" in logged, logged
         page.check("#pause")
         page.select_option("#concurrency", "queue")
         page.click("#options-form button")
