@@ -146,8 +146,8 @@ def drag(page: Page, source: str, target: str, height_share: float, drop: bool =
     assert box
     x, y = box["x"] + 60, box["y"] + box["height"] * height_share
     page.mouse.move(x, y, steps=8)
-    # Chromium hands the page a drag's position one move late: a second move, at the same height,
-    # lands the dragover there; then wait for the target to show it.
+    # Driven by Playwright, the page's last dragover can lag the last move (seen here as the head
+    # passed on the way): a second move at the same height lands it, then the target shows it.
     page.mouse.move(x + 1, y)
     shown = page.wait_for_selector(f"{head}[data-drop]").get_attribute("data-drop")
     if drop:

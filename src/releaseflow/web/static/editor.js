@@ -321,8 +321,8 @@
     event.dataTransfer.setDragImage(holder.querySelector(".v-head"), 10, 10);
     holder.classList.add("v-dragged");
   });
-  // The head at the pointer's height (heads are rows that never overlap): the event's target can be
-  // the drop words shown under another head, which belong to that other head.
+  // The head at the pointer's height (heads are rows that never overlap), rather than the event's
+  // target: the drop words shown under a head lie over the next head and must not decide the place.
   function headAt(clientY) {
     if (!state.dragging) return null;
     return Array.prototype.find.call(visual.querySelectorAll(".v-head"), function (head) {
