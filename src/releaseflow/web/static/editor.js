@@ -14,8 +14,8 @@
   var editable = form.dataset.editable === "yes";
   var skeletons = JSON.parse(form.dataset.skeletons);
   // kind: the kind last chosen to add (every workflow's choice shows it, across redrawings).
-  // typed: the text was typed in since the last visual change.
-  var state = { document: null, renderings: {}, asked: 0, timer: null, focus: null, kind: "Approval", typed: false };
+  // typed: the text was typed in since the last visual change. dragging: the indexes of the node dragged.
+  var state = { document: null, renderings: {}, asked: 0, timer: null, focus: null, kind: "Approval", typed: false, dragging: null };
 
   // --- the server's check ----------------------------------------------------------------------
   function check(fromVisual) {
@@ -144,12 +144,16 @@
       var parent = nodeAt(indexes.slice(0, -1));
       change(function () { stepsOf(parent).splice(indexes[indexes.length - 1], 1); }, indexes.slice(0, -1));
     },
-    move: function (indexes, target) {
+    // Into the workflow at target: at its end, or (a drop) before or after its step place.indexes.
+    // The anchor is found again after the removal, since removing the node can shift its index.
+    move: function (indexes, target, place) {
       var destination = nodeAt(target), parent = nodeAt(indexes.slice(0, -1));
-      var moved = nodeAt(indexes);
+      var moved = nodeAt(indexes), anchor = place ? nodeAt(place.indexes) : null;
+      if (within(target, indexes) || anchor === moved) return; // not into itself or its own nodes
       change(function () {
         stepsOf(parent).splice(indexes[indexes.length - 1], 1);
-        stepsOf(destination).push(moved);
+        var steps = stepsOf(destination);
+        steps.splice(anchor ? steps.indexOf(anchor) + (place.after ? 1 : 0) : steps.length, 0, moved);
       }, null);
       focusNode(moved);
     },
@@ -188,6 +192,7 @@
   function item(node, indexes, all) {
     var label = labelOf(node, indexes);
     var head = element("div", { class: "v-head" }, [
+      editable && indexes.length ? element("span", { class: "v-grip", draggable: "true", title: "Drag " + label + " before or after a node, or into a workflow" }, ["⠿"]) : "",
       element("span", { class: "node-name" }, [label]), " ",
       element("span", { class: "hint" }, [String(node && node.kind || "?")]),
     ]);
@@ -269,11 +274,93 @@
     if (control.dataset.action === "type") actions.type(indexes, control.value);
     else actions.move(indexes, JSON.parse(control.value));
   });
+  function indexesOf(holder) {
+    return (holder.dataset.path.match(/\[(\d+)\]/g) || []).map(function (part) { return Number(part.slice(1, -1)); });
+  }
+
+  // --- drag and drop: a node's grip onto another node's head ------------------------------------
+  // Where a drop on this head puts the dragged node: before or after the head's node (its upper or
+  // lower part), or, on the middle of a workflow's head (the root's whole head), at that workflow's
+  // end. Null when the place is inside the dragged node itself.
+  function dropPlace(head, clientY) {
+    var holder = head.parentNode, indexes = indexesOf(holder), node = nodeAt(indexes);
+    var box = head.getBoundingClientRect(), share = (clientY - box.top) / Math.max(box.height, 1);
+    var label = labelOf(node, indexes), place;
+    if (isWorkflow(node) && (!indexes.length || (share > 0.25 && share < 0.75))) {
+      place = { at: "into", target: indexes, text: "into " + label + ", at its end" };
+    } else {
+      var after = share >= 0.5;
+      place = {
+        at: after ? "after" : "before", target: indexes.slice(0, -1), indexes: indexes, after: after,
+        text: (after ? "after " : "before ") + label,
+      };
+    }
+    var dragged = state.dragging;
+    if (within(indexes, dragged)) return { refused: labelOf(nodeAt(dragged), dragged) + " cannot be dropped on itself or into its own nodes" };
+    return place;
+  }
+  // The drop target is shown by a line (before/after) or a dashed frame (into) and its words.
+  function showDrop(head, place) {
+    visual.querySelectorAll(".v-head[data-drop]").forEach(function (other) {
+      if (other === head) return;
+      other.removeAttribute("data-drop");
+      other.removeAttribute("data-drop-at");
+    });
+    if (!head) return;
+    var dragged = labelOf(nodeAt(state.dragging), state.dragging);
+    head.dataset.drop = place.refused ? "✕ " + place.refused : "Drop: move " + dragged + " " + place.text;
+    head.dataset.dropAt = place.refused ? "refused" : place.at;
+  }
+  visual.addEventListener("dragstart", function (event) {
+    var grip = event.target.closest && event.target.closest(".v-grip");
+    if (!grip) return;
+    var holder = grip.closest("li.v-node");
+    state.dragging = indexesOf(holder);
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", holder.dataset.path); // some browsers drag nothing without data
+    event.dataTransfer.setDragImage(holder.querySelector(".v-head"), 10, 10);
+    holder.classList.add("v-dragged");
+  });
+  // The head at the pointer's height (heads are rows that never overlap), rather than the event's
+  // target: the drop words shown under a head lie over the next head and must not decide the place.
+  function headAt(clientY) {
+    if (!state.dragging) return null;
+    return Array.prototype.find.call(visual.querySelectorAll(".v-head"), function (head) {
+      var box = head.getBoundingClientRect();
+      return clientY >= box.top && clientY < box.bottom;
+    }) || null;
+  }
+  visual.addEventListener("dragover", function (event) {
+    var head = headAt(event.clientY);
+    if (!head) { showDrop(null); return; }
+    var place = dropPlace(head, event.clientY);
+    showDrop(head, place);
+    if (place.refused) return; // the default: no drop here
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "move";
+  });
+  visual.addEventListener("dragleave", function (event) {
+    if (!visual.contains(event.relatedTarget)) showDrop(null);
+  });
+  visual.addEventListener("drop", function (event) {
+    var head = headAt(event.clientY);
+    if (!head) return;
+    event.preventDefault();
+    var place = dropPlace(head, event.clientY), dragged = state.dragging;
+    endDrag();
+    if (!place.refused) actions.move(dragged, place.target, place.indexes ? place : null);
+  });
+  function endDrag() {
+    state.dragging = null;
+    showDrop(null);
+    visual.querySelectorAll(".v-dragged").forEach(function (holder) { holder.classList.remove("v-dragged"); });
+  }
+  visual.addEventListener("dragend", endDrag);
   // The keyboard on a focused node: Alt+↑ and Alt+↓ reorder it, Delete removes it.
   visual.addEventListener("keydown", function (event) {
     var holder = event.target;
     if (!editable || !holder.matches || !holder.matches("li.v-node") || holder.dataset.path === "spec") return;
-    var indexes = (holder.dataset.path.match(/\[(\d+)\]/g) || []).map(function (part) { return Number(part.slice(1, -1)); });
+    var indexes = indexesOf(holder);
     if (event.altKey && event.key === "ArrowUp") actions.up(indexes);
     else if (event.altKey && event.key === "ArrowDown") actions.down(indexes);
     else if (event.key === "Delete") actions.remove(indexes);
