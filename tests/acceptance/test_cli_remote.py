@@ -48,6 +48,8 @@ SAME_TEXT = [
     # A fixed start: the figures per day do not move in the moment between the two commands.
     ("metrics", "main", "--since", "2026-01-01"),
     ("metrics", "main", "staging", "--since", "2026-01-01"),
+    ("triggers", "main", "development"),
+    ("triggers", "main", "nowhere"),  # an unknown stage: the same message and exit code
 ]
 
 
@@ -84,7 +86,8 @@ def test_remote_commands__print_what_the_local_ones_print(served: Releaseflow) -
     run_id = started_run_id(followed.stdout)
     assert f"run {run_id} ended: success" in followed.stdout
     failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
-    waited = started_run_id(remote(served, "run", "main", "Production").stdout)
+    # Started locally: the token approves it below, and a token cannot approve a run it started.
+    waited = started_run_id(served.cli("run", "main", "Production", check=True).stdout)
     served.wait_for_node(waited, "gate", "waiting")
     for args in (("approvals",), ("approvals", "--for", "alice")):
         assert remote(served, *args).stdout == served.cli(*args).stdout
@@ -195,6 +198,10 @@ def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
         rotated
     )
     assert f"webhook: {rotated.stdout.strip()}" in served.cli("triggers", "main", "Development").stdout
+    assert (
+        remote(served, "triggers", "main", "development").stdout
+        == served.cli("triggers", "main", "Development").stdout
+    )
 
     created = remote(served, "token", "create", "--project", "acme", "--role", "viewer", "--name", "ci")
     assert created.returncode == 0, created.stderr

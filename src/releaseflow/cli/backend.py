@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
     from releaseflow.settings import Settings
 
 # Why a command cannot act through a server when nothing more particular is said.
@@ -144,6 +145,11 @@ class Backend(Protocol):
 
     async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
         """Give the stage a new webhook URL (the old one stops working); the new URL."""
+
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        """The stage's webhook URL (None: it has none yet) and its trigger requests, newest first."""
 
     async def tokens(self) -> list[TokenView]: ...
 

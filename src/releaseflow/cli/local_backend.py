@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.rollback import Rollbacks
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
 
@@ -214,6 +215,16 @@ class LocalBackend:
 
         token = await Triggers(self.engine()).rotate_webhook(project, pipeline, stage)
         return webhook_url(self.settings.base_url, token)
+
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        from releaseflow.engine.triggers import Triggers, webhook_url
+
+        triggers = Triggers(self.engine())
+        token = await triggers.webhook_token(project, pipeline, stage)
+        entries = await triggers.log(project, pipeline, stage, limit=limit)
+        return (None if token is None else webhook_url(self.settings.base_url, token)), entries
 
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
 
 # How long one wait for a followed run's next event may last before the run is read again anyway.
 WAIT_SECONDS = 10.0
@@ -257,6 +258,13 @@ class RemoteBackend:
     async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
         rotated = await self.server.call("POST", f"{_stage_path(project, pipeline, stage)}/webhook/rotate")
         return str(rotated["url"])
+
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        where = f"{_stage_path(project, pipeline, stage)}/trigger-log"
+        found = await self.server.call("GET", where, params={"limit": str(limit)})
+        return found["webhookUrl"], [decode.trigger_entry(entry) for entry in found["log"]]
 
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every

@@ -38,6 +38,7 @@ from releaseflow.engine.queries import (
     RunSummary,
 )
 from releaseflow.engine.tokens import TokenView
+from releaseflow.engine.triggers import LogEntry
 
 # Keys of an attempt log entry that hold a moment (epoch seconds in the read model, ISO on the wire).
 _ATTEMPT_TIMES = ("startTime", "endTime")
@@ -334,3 +335,15 @@ def _attempt_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             shown[key] = _required_moment(value).timestamp()
     return shown
+
+
+def trigger_entry(document: Mapping[str, Any]) -> LogEntry:
+    """One request of a stage's trigger log (``wire.control.trigger_log``)."""
+    return LogEntry(
+        at=_required_moment(document["at"]),
+        source=str(document["source"]),
+        request=str(document["request"]),
+        decision=str(document["decision"]),
+        reason=str(document["reason"]),
+        run_id=document["runId"],
+    )
