@@ -132,7 +132,7 @@ def test_remote_commands__change_runs_on_the_server(served: Releaseflow) -> None
     assert f"(resumes {failed}): " in resumed.stdout.splitlines()[0]
     assert "ended: failed" in resumed.stdout
 
-    rejected = started_run_id(remote(served, "run", "main", "Production").stdout)
+    rejected = started_run_id(served.cli("run", "main", "Production", check=True).stdout)  # not the token's
     served.wait_for_node(rejected, "gate", "waiting")
     assert remote(served, "reject", rejected, "gate", "--as", "bob", "--reason", "not today").returncode == 0
     assert "not today" in str(served.wait_for_run(rejected, ("failed",)))
