@@ -112,8 +112,9 @@ def test_rollback_restore_and_admin_routes(api: Api) -> None:
     rotated = api.call("POST", f"{STAGE}/development/webhook/rotate", "admin").json()["data"]["url"]
     assert "/hooks/release-flows/" in rotated
     assert httpx.get(rotated, timeout=10).status_code < 400
-    log = api.call("GET", f"{STAGE}/development/trigger-log", "admin").json()["data"]["log"]
-    assert log and log[0]["source"] == "webhook"
+    answered = api.call("GET", f"{STAGE}/development/trigger-log", "admin").json()["data"]
+    log = answered["log"]
+    assert log and log[0]["source"] == "webhook" and answered["webhookUrl"] == rotated
 
     tokens = f"/api/projects/{PROJECT}/tokens"
     made = api.call("POST", tokens, "admin", json={"name": "robot", "role": "viewer"}).json()["data"]

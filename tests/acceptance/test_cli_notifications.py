@@ -83,9 +83,7 @@ def test_cli__approvals_and_notifications(releaseflow: Releaseflow) -> None:
     subscription = added.stdout.split()[1].rstrip(":")
     secret = added.stdout.split("keep it with the receiver): ")[1].strip()
     listed = releaseflow.cli("notifications", "list", check=True).stdout
-    assert (
-        subscription in listed and "slack" in listed and secret not in listed and secret[:4] + "…" in listed
-    )
+    assert subscription in listed and "slack" in listed and secret not in listed and secret[:4] not in listed
     bad = releaseflow.cli("notifications", "add", "--project", PROJECT, "--url", "x", "--event", "deploy")
     assert bad.returncode == 2
     assert (

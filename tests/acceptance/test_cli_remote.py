@@ -48,6 +48,8 @@ SAME_TEXT = [
     # A fixed start: the figures per day do not move in the moment between the two commands.
     ("metrics", "main", "--since", "2026-01-01"),
     ("metrics", "main", "staging", "--since", "2026-01-01"),
+    ("triggers", "main", "development"),
+    ("triggers", "main", "nowhere"),  # an unknown stage: the same message and exit code
 ]
 
 
@@ -200,6 +202,10 @@ def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
         rotated
     )
     assert f"webhook: {rotated.stdout.strip()}" in served.cli("triggers", "main", "Development").stdout
+    assert (
+        remote(served, "triggers", "main", "development").stdout
+        == served.cli("triggers", "main", "Development").stdout
+    )
 
     created = remote(served, "token", "create", "--project", "acme", "--role", "viewer", "--name", "ci")
     assert created.returncode == 0, created.stderr
@@ -212,6 +218,38 @@ def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
     assert revoked.returncode == 0 and revoked.stdout.startswith("revoked token "), revoked.stderr
     assert "revoked" in served.cli("token", "list").stdout
     assert remote(served, "pipelines", token=secret).returncode == 1
+
+
+def test_remote_notifications__add_list_log_remove_like_the_local_ones(served: Releaseflow) -> None:
+    added = remote(served, "notifications", "add", "--project", "acme", "--url", "http://127.0.0.1:9/hook")
+    assert added.returncode == 0, added.stderr
+    first, second = added.stdout.splitlines()
+    subscription = first.split()[1].rstrip(":")
+    assert first.endswith(
+        ": webhook http://127.0.0.1:9/hook <- started, succeeded, failed, aborted, rolled-back"
+    )
+    secret = second.split("keep it with the receiver): ")[1]
+    assert len(secret) >= 40, second
+    given = remote(
+        served, "notifications", "add", "--project", "acme", "--url", "http://127.0.0.1:9/b",
+        "--event", "failed", "--secret", "a-secret-of-the-user",
+    )  # fmt: skip
+    assert given.returncode == 0 and len(given.stdout.splitlines()) == 1, given
+
+    for args in (("list",), ("list", "--project", "acme"), ("log",), ("log", subscription)):
+        local = served.cli("notifications", *args)
+        through_server = remote(served, "notifications", *args)
+        assert (through_server.returncode, through_server.stdout) == (local.returncode, local.stdout), args
+    assert subscription in served.cli("notifications", "list").stdout
+
+    unknown = remote(served, "notifications", "remove", "sub-nothing")
+    assert unknown.returncode == served.cli("notifications", "remove", "sub-nothing").returncode == 2
+    assert "no notification subscription 'sub-nothing' in project 'acme'" in one_line_error(unknown)
+    short = remote(served, "notifications", "add", "--project", "acme", "--url", "http://x/", "--secret", "s")
+    assert short.returncode != 0 and "secret" in one_line_error(short)
+    removed = remote(served, "notifications", "remove", subscription)
+    assert removed.stdout.strip() == f"removed subscription {subscription}", removed.stderr
+    assert subscription not in served.cli("notifications", "list").stdout
 
 
 def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> None:
@@ -266,7 +304,6 @@ def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Relea
         (("serve",), "serves this machine's database"),
         (("demo",), "builds a demo on this machine"),
         (("apply", "-f", "releaseflow.yaml"), "applies a file to this machine's database"),
-        (("notifications", "list"), "no route for notifications yet"),
         (("--server", "ftp://x", "show", "abc"), "is not an http:// or https:// URL"),
     ],
 )

@@ -114,7 +114,12 @@ def stage_routes() -> APIRouter:
                 "Make an old version current again",
             ),
             ("POST", STAGE + "/restore-backup", restore_backup, "Restore a backup a run of this stage took"),
-            ("GET", STAGE + "/trigger-log", trigger_log, "What the stage's triggers did, and why"),
+            (
+                "GET",
+                STAGE + "/trigger-log",
+                trigger_log,
+                "What the stage's triggers did, and its webhook URL",
+            ),
             ("POST", STAGE + "/webhook/rotate", rotate_webhook, "Give the stage a new webhook URL"),
         ],
     )
@@ -255,8 +260,11 @@ async def restore_backup(
 async def trigger_log(
     limit: int = LIMIT, _: Principal = ADMIN, at: Stage = STAGE_OF_PATH, app: Application = APP
 ) -> dict[str, Any]:
-    entries = await Triggers(app.engine).log(at.project_id, at.pipeline_id, at.name, limit)
-    return {"data": {"log": control.trigger_log(entries)}}
+    triggers = Triggers(app.engine)
+    entries = await triggers.log(at.project_id, at.pipeline_id, at.name, limit)
+    token = await triggers.webhook_token(at.project_id, at.pipeline_id, at.name)
+    url = None if token is None else webhook_url(app.settings.base_url, token)
+    return {"data": {"log": control.trigger_log(entries), "webhookUrl": url}}
 
 
 async def rotate_webhook(

@@ -31,10 +31,13 @@ if TYPE_CHECKING:
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.insights import RunDiff, TimelineEntry
+    from releaseflow.engine.notifications import DeliveryView, SubscriptionRequest
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
     from releaseflow.settings import Settings
+    from releaseflow.store.notifications import SubscriptionRecord
 
 # Why a command cannot act through a server when nothing more particular is said.
 LOCAL_ONLY = "it works on a local database only"
@@ -144,6 +147,26 @@ class Backend(Protocol):
 
     async def rotate_webhook(self, project: str, pipeline: str, stage: str) -> str:
         """Give the stage a new webhook URL (the old one stops working); the new URL."""
+
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        """The stage's webhook URL (None: it has none yet) and its trigger requests, newest first."""
+
+    async def subscribe(self, request: SubscriptionRequest) -> SubscriptionRecord:
+        """Add a notification subscription; its record carries the secret it signs with."""
+
+    async def subscriptions(self, project: str | None) -> list[SubscriptionRecord]:
+        """The subscriptions of a project (None: every one, locally; the token's only one, remotely).
+        A subscription read through a server carries no secret (the API never answers it)."""
+
+    async def unsubscribe(self, subscription_id: str, project: str | None) -> None:
+        """Remove a subscription (of ``project`` when given); its delivery log is kept."""
+
+    async def deliveries(
+        self, subscription_id: str | None, project: str | None, limit: int
+    ) -> list[DeliveryView]:
+        """The newest deliveries, each with its attempts, of one subscription or a project's."""
 
     async def tokens(self) -> list[TokenView]: ...
 

@@ -19,12 +19,15 @@ if TYPE_CHECKING:
     from releaseflow.engine.commands import Engine, RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.insights import RunDiff, TimelineEntry
+    from releaseflow.engine.notifications import DeliveryView, Notifications, SubscriptionRequest
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.rollback import Rollbacks
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
     from releaseflow.settings import Settings
     from releaseflow.store.database import Database
+    from releaseflow.store.notifications import SubscriptionRecord
 
 # How often a followed run is read again (another process may be working on it).
 POLL_SECONDS = 0.3
@@ -214,6 +217,44 @@ class LocalBackend:
 
         token = await Triggers(self.engine()).rotate_webhook(project, pipeline, stage)
         return webhook_url(self.settings.base_url, token)
+
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        from releaseflow.engine.triggers import Triggers, webhook_url
+
+        triggers = Triggers(self.engine())
+        token = await triggers.webhook_token(project, pipeline, stage)
+        entries = await triggers.log(project, pipeline, stage, limit=limit)
+        return (None if token is None else webhook_url(self.settings.base_url, token)), entries
+
+    def notifications(self) -> Notifications:
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.notifications import Notifications
+
+        return Notifications(self.db, SystemClock())
+
+    async def subscribe(self, request: SubscriptionRequest) -> SubscriptionRecord:
+        return await self.notifications().subscribe(request)
+
+    async def subscriptions(self, project: str | None) -> list[SubscriptionRecord]:
+        return await self.notifications().subscriptions(project)
+
+    async def unsubscribe(self, subscription_id: str, project: str | None) -> None:
+        from releaseflow.domain.errors import NotFoundError
+
+        if project is not None and subscription_id not in {
+            record.id for record in await self.subscriptions(project)
+        }:
+            raise NotFoundError(f"no notification subscription '{subscription_id}' in project '{project}'")
+        await self.notifications().unsubscribe(subscription_id)
+
+    async def deliveries(
+        self, subscription_id: str | None, project: str | None, limit: int
+    ) -> list[DeliveryView]:
+        return await self.notifications().deliveries(
+            subscription_id=subscription_id, project_id=project, limit=limit
+        )
 
     async def tokens(self) -> list[TokenView]:
         from releaseflow.engine.tokens import list_tokens

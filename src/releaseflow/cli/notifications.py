@@ -6,21 +6,17 @@ import argparse
 from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
 from releaseflow.domain.notifications import ALL_EVENTS, ChannelKind
 
 if TYPE_CHECKING:
-    from releaseflow.engine.notifications import Notifications
     from releaseflow.settings import Settings
-    from releaseflow.store.database import Database
-
-# Shown of a secret after it was added: enough to tell two apart.
-SECRET_SHOWN = 4
 
 
 def register(commands: Subparsers) -> None:
     group = commands.add_parser("notifications", help="subscriptions to run events (webhooks, Slack)")
-    group.set_defaults(local_only="the server has no route for notifications yet: run it on its machine")
+    group.set_defaults(remote=True)
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="subscribe a webhook to the run events of a project or pipeline")
     add.add_argument("--project", required=True, help="project id")
@@ -46,19 +42,13 @@ def register(commands: Subparsers) -> None:
     listing.set_defaults(handler=list_subscriptions)
     remove = actions.add_parser("remove", help="remove a subscription (its log is kept)")
     remove.add_argument("id", help="subscription id (sub-...)")
+    remove.add_argument("--project", help="the project holding it (through a server: the token's only one)")
     remove.set_defaults(handler=remove_subscription)
     log = actions.add_parser("log", help="recent deliveries with every attempt")
     log.add_argument("id", nargs="?", help="only this subscription's")
     log.add_argument("--project", help="only this project's subscriptions")
     log.add_argument("--limit", type=int, default=20, help="how many deliveries (default 20)")
     log.set_defaults(handler=delivery_log)
-
-
-def _notifications(db: Database) -> Notifications:
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.notifications import Notifications
-
-    return Notifications(db, SystemClock())
 
 
 def add_subscription(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,8 +59,8 @@ def add_subscription(args: argparse.Namespace, settings: Settings) -> int:
     request = SubscriptionRequest(args.project, args.kind, args.url, events, args.pipeline, args.secret)
 
     async def go() -> int:
-        async with database(settings) as db:
-            record = await _notifications(db).subscribe(request)
+        async with open_backend(args.target, settings) as backend:
+            record = await backend.subscribe(request)
         print(f"subscription {record.id}: {record.kind} {record.url} <- {', '.join(record.events)}")
         if not args.secret:
             print(f"signing secret (shown once, keep it with the receiver): {record.secret}")
@@ -81,8 +71,8 @@ def add_subscription(args: argparse.Namespace, settings: Settings) -> int:
 
 def list_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        async with database(settings) as db:
-            records = await _notifications(db).subscriptions(args.project)
+        async with open_backend(args.target, settings) as backend:
+            records = await backend.subscriptions(args.project)
         if not records:
             print("no notification subscription")
             return EXIT_OK
@@ -93,12 +83,11 @@ def list_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                 record.kind,
                 record.url,
                 ",".join(record.events),
-                record.secret[:SECRET_SHOWN] + "…",
                 record.source,
             ]
             for record in records
         ]
-        print("\n".join(render.table(["ID", "SCOPE", "KIND", "URL", "EVENTS", "SECRET", "SOURCE"], rows)))
+        print("\n".join(render.table(["ID", "SCOPE", "KIND", "URL", "EVENTS", "SOURCE"], rows)))
         return EXIT_OK
 
     return run_async(go())
@@ -106,8 +95,8 @@ def list_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
 def remove_subscription(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        async with database(settings) as db:
-            await _notifications(db).unsubscribe(args.id)
+        async with open_backend(args.target, settings) as backend:
+            await backend.unsubscribe(args.id, args.project)
         print(f"removed subscription {args.id}")
         return EXIT_OK
 
@@ -116,10 +105,8 @@ def remove_subscription(args: argparse.Namespace, settings: Settings) -> int:
 
 def delivery_log(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        async with database(settings) as db:
-            views = await _notifications(db).deliveries(
-                subscription_id=args.id, project_id=args.project, limit=args.limit
-            )
+        async with open_backend(args.target, settings) as backend:
+            views = await backend.deliveries(args.id, args.project, args.limit)
         if not views:
             print("no delivery yet")
             return EXIT_OK

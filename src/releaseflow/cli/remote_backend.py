@@ -7,6 +7,7 @@ run is looked up in each project the token may act in.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from releaseflow.cli.common import UsageError
 from releaseflow.cli.remote import segment
 from releaseflow.domain.access import ALL_PROJECTS
 from releaseflow.domain.errors import NotFoundError
+from releaseflow.engine.notifications import SECRET_BYTES
 from releaseflow.wire import decode
 from releaseflow.wire.runs import iso
 
@@ -29,9 +31,12 @@ if TYPE_CHECKING:
     from releaseflow.engine.commands import RunRequest
     from releaseflow.engine.history import PipelineOverview, RunsPage
     from releaseflow.engine.insights import RunDiff, TimelineEntry
+    from releaseflow.engine.notifications import DeliveryView, SubscriptionRequest
     from releaseflow.engine.pins import Pin
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
+    from releaseflow.engine.triggers import LogEntry
+    from releaseflow.store.notifications import SubscriptionRecord
 
 # How long one wait for a followed run's next event may last before the run is read again anyway.
 WAIT_SECONDS = 10.0
@@ -258,6 +263,39 @@ class RemoteBackend:
         rotated = await self.server.call("POST", f"{_stage_path(project, pipeline, stage)}/webhook/rotate")
         return str(rotated["url"])
 
+    async def trigger_log(
+        self, project: str, pipeline: str, stage: str, limit: int
+    ) -> tuple[str | None, list[LogEntry]]:
+        where = f"{_stage_path(project, pipeline, stage)}/trigger-log"
+        found = await self.server.call("GET", where, params={"limit": str(limit)})
+        return found["webhookUrl"], [decode.trigger_entry(entry) for entry in found["log"]]
+
+    async def subscribe(self, request: SubscriptionRequest) -> SubscriptionRecord:
+        # The API takes the secret and never answers it: without one, the CLI makes it, as the engine does.
+        secret = request.secret or secrets.token_urlsafe(SECRET_BYTES)
+        body: dict[str, Any] = {"url": request.url, "kind": request.kind, "events": list(request.events)}
+        body |= {"secret": secret, "pipeline": request.pipeline_id}
+        added = await self.server.call("POST", _subscriptions_path(request.project_id), body=body)
+        return decode.subscription(added, secret=secret)
+
+    async def subscriptions(self, project: str | None) -> list[SubscriptionRecord]:
+        found = await self.server.call("GET", _subscriptions_path(await self.project(project)))
+        return [decode.subscription(each, secret="") for each in found["subscriptions"]]
+
+    async def unsubscribe(self, subscription_id: str, project: str | None) -> None:
+        where = f"{_subscriptions_path(await self.project(project))}/{segment(subscription_id)}"
+        await self.server.call("DELETE", where)
+
+    async def deliveries(
+        self, subscription_id: str | None, project: str | None, limit: int
+    ) -> list[DeliveryView]:
+        params: dict[str, Any] = {"limit": limit}
+        if subscription_id is not None:
+            params["subscription"] = subscription_id
+        where = f"{_project_path(await self.project(project))}/notifications/deliveries"
+        found = await self.server.call("GET", where, params=params)
+        return [decode.delivery(each) for each in found["deliveries"]]
+
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every
         project, those of every project too)."""
@@ -322,6 +360,10 @@ def _run_body(request: RunRequest, *, secrets: bool = False) -> dict[str, Any]:
 
 def _project_path(project: str) -> str:
     return f"/api/projects/{segment(project)}"
+
+
+def _subscriptions_path(project: str) -> str:
+    return f"{_project_path(project)}/notifications/subscriptions"
 
 
 def _stage_path(project: str, pipeline: str, stage: str) -> str:

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING
 
 from releaseflow.cli import render
 from releaseflow.cli.backend import open_backend
-from releaseflow.cli.common import EXIT_OK, Subparsers, database, run_async, stage_arguments
+from releaseflow.cli.common import EXIT_OK, Subparsers, run_async, stage_arguments
 
 if TYPE_CHECKING:
-    from releaseflow.engine.triggers import Triggers
     from releaseflow.settings import Settings
-    from releaseflow.store.database import Database
 
 
 def register(commands: Subparsers) -> None:
@@ -22,9 +20,7 @@ def register(commands: Subparsers) -> None:
     )
     stage_arguments(log)
     log.add_argument("--limit", type=int, default=20, help="how many requests to show (default 20)")
-    log.set_defaults(
-        handler=show_triggers, local_only="the server has no route for a stage's webhook URL yet"
-    )
+    log.set_defaults(handler=show_triggers, remote=True)
     webhook = commands.add_parser("webhook", help="a stage's webhook URL")
     actions = webhook.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = actions.add_parser(
@@ -34,28 +30,16 @@ def register(commands: Subparsers) -> None:
     rotate.set_defaults(handler=rotate_webhook, remote=True)
 
 
-def _triggers(db: Database, settings: Settings) -> Triggers:
-    from releaseflow.cli.local_backend import run_engine
-    from releaseflow.engine.triggers import Triggers
-
-    return Triggers(run_engine(db, settings))
-
-
 def show_triggers(args: argparse.Namespace, settings: Settings) -> int:
-    from releaseflow.engine import queries
-    from releaseflow.engine.triggers import webhook_url
-
     async def go() -> int:
-        async with database(settings) as db:
-            project = await queries.resolve_project(db, args.project)
-            stage = await queries.resolve_stage(db, project, args.pipeline, args.stage)
-            triggers = _triggers(db, settings)
-            token = await triggers.webhook_token(project, args.pipeline, stage)
-            entries = await triggers.log(project, args.pipeline, stage, limit=args.limit)
-        if token is None:
+        async with open_backend(args.target, settings) as backend:
+            project = await backend.project(args.project)
+            stage = await backend.stage(project, args.pipeline, args.stage)
+            url, entries = await backend.trigger_log(project, args.pipeline, stage, args.limit)
+        if url is None:
             print(f"webhook: none yet (make one: releaseflow webhook rotate {args.pipeline} {stage})")
         else:
-            print(f"webhook: {webhook_url(settings.base_url, token)}")
+            print(f"webhook: {url}")
         if not entries:
             print("no trigger requests yet")
         for entry in entries:

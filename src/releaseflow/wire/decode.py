@@ -27,6 +27,7 @@ from releaseflow.domain.statuses import NodeStatus, RunStatus
 from releaseflow.engine.approval_queue import WaitingApproval
 from releaseflow.engine.history import PipelineOverview, SkippedTrigger, StageHeader
 from releaseflow.engine.insights import RunDiff, RunSide, TimelineEntry
+from releaseflow.engine.notifications import DeliveryView
 from releaseflow.engine.pins import Pin
 from releaseflow.engine.queries import (
     EventView,
@@ -38,6 +39,8 @@ from releaseflow.engine.queries import (
     RunSummary,
 )
 from releaseflow.engine.tokens import TokenView
+from releaseflow.engine.triggers import LogEntry
+from releaseflow.store.notifications import AttemptRecord, DeliveryRecord, SubscriptionRecord
 
 # Keys of an attempt log entry that hold a moment (epoch seconds in the read model, ISO on the wire).
 _ATTEMPT_TIMES = ("startTime", "endTime")
@@ -334,3 +337,64 @@ def _attempt_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             shown[key] = _required_moment(value).timestamp()
     return shown
+
+
+def trigger_entry(document: Mapping[str, Any]) -> LogEntry:
+    """One request of a stage's trigger log (``wire.control.trigger_log``)."""
+    return LogEntry(
+        at=_required_moment(document["at"]),
+        source=str(document["source"]),
+        request=str(document["request"]),
+        decision=str(document["decision"]),
+        reason=str(document["reason"]),
+        run_id=document["runId"],
+    )
+
+
+def subscription(document: Mapping[str, Any], *, secret: str) -> SubscriptionRecord:
+    """A notification subscription (``wire.notifications.SubscriptionShape``); the API never sends its
+    secret, so the caller gives the one it knows ("" when it knows none)."""
+    return SubscriptionRecord(
+        id=str(document["id"]),
+        project_id=str(document["project"]),
+        pipeline_id=document["pipeline"],
+        kind=str(document["kind"]),
+        url=str(document["url"]),
+        secret=secret,
+        events=tuple(document["events"]),
+        source=str(document["source"]),
+        created_at=_required_moment(document["createdAt"]),
+    )
+
+
+def delivery(document: Mapping[str, Any]) -> DeliveryView:
+    """A delivery with its attempts (``wire.notifications.DeliveryShape``)."""
+    attempts = tuple(
+        AttemptRecord(
+            delivery_id=str(document["id"]),
+            attempt=int(attempt["attempt"]),
+            at=_required_moment(attempt["at"]),
+            status_code=attempt["statusCode"],
+            error=attempt["error"],
+            duration_ms=float(attempt["durationMs"]),
+        )
+        for attempt in document["attempts"]
+    )
+    last = attempts[-1] if attempts else None
+    record = DeliveryRecord(
+        id=str(document["id"]),
+        subscription_id=str(document["subscriptionId"]),
+        run_id=str(document["runId"]),
+        event=str(document["event"]),
+        from_status=document["fromStatus"],
+        to_status=str(document["toStatus"]),
+        cause=str(document["cause"]),
+        at=_required_moment(document["at"]),
+        state=str(document["state"]),
+        attempts=len(attempts),
+        due_at=moment(document["nextAttemptAt"]),
+        last_status_code=None if last is None else last.status_code,
+        last_error=None if last is None else last.error,
+        delivered_at=moment(document["deliveredAt"]),
+    )
+    return DeliveryView(record, attempts)
