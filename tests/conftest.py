@@ -16,6 +16,7 @@ reported as a failure unless ``--allow-postgres-skips`` is given. Skips declared
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.postgres_cluster import FreshDatabases, PostgresCluster  # noqa: E402
+
+ISOLATED_ENVIRONMENT = ("XDG_CONFIG_HOME", "RELEASEFLOW_SERVER", "RELEASEFLOW_TOKEN")
 
 FreshPostgresDatabase = Callable[..., str]
 
@@ -65,6 +68,22 @@ def pytest_runtest_makereport(
             "run, never skip. Pass --allow-postgres-skips to allow it locally."
         )
     return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_saved_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the command lines the tests run off the developer's own server: a login saved with
+    ``releaseflow login`` (or RELEASEFLOW_SERVER/TOKEN) would make them act through it."""
+    saved = {name: os.environ.get(name) for name in ISOLATED_ENVIRONMENT}
+    for name in ("RELEASEFLOW_SERVER", "RELEASEFLOW_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
