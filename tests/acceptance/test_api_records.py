@@ -180,6 +180,9 @@ def test_records__listed_filtered_read_and_logged(api: Api, released: str) -> No
     assert ids(kind="build") == [build["id"]]
     assert ids(kind=["build", "JOB-RUN"]) == [job["id"], build["id"]]
     assert ids(resource="web") == [deploy["id"]]
+    assert ids(platformId=build["platformId"]) == [build["id"]]
+    assert ids(platformId=job["platformId"], kind="job-run") == [job["id"]]
+    assert ids(platformId="bld-nothing") == [] and ids(platformId=build["platformId"], kind="deploy") == []
     assert ids(run=released[:8]) == [job["id"], deploy["id"], build["id"]]
     assert ids(run=api.run_id) == []  # main's run sends messages only
     assert ids(pipeline="tools", stage="DEVELOPMENT") == ids(pipeline="tools") == ids()[:3]

@@ -5,6 +5,8 @@ an unreachable server and a command that cannot act remotely each end in one lin
 
 from __future__ import annotations
 
+import json
+import re
 import stat
 import subprocess
 
@@ -183,6 +185,24 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
     ]
     for args in compared:
         assert remote(releaseflow, *args).stdout == releaseflow.cli(*args).stdout
+    built = re.findall(r"bld-[0-9A-Za-z]+", json.dumps(releaseflow.run_detail(runs[1])))
+    assert built, "the run made no build"
+    known = [("logs", "build", built[0]), ("logs", "service", "web", "-n", "3")]
+    unknown = [("logs", "job-run", "run-000000000000"), ("logs", "service", "nothing")]
+    for args in known + unknown:
+        local, through_server = releaseflow.cli(*args), remote(releaseflow, *args)
+        assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
+            local.returncode,
+            local.stdout,
+            local.stderr,
+        ), args
+        if args in unknown:
+            assert local.returncode == 2, local
+            assert f"no {args[1]} '{args[2]}' with a log releaseflow can read" in one_line_error(local)
+        else:
+            assert local.returncode == 0 and local.stdout.strip(), local
+    follow = remote(releaseflow, "logs", "service", "web", "--follow")
+    assert follow.returncode == 2 and "--follow cannot act through a server" in one_line_error(follow)
     assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
 
 
@@ -262,9 +282,9 @@ def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> N
 
     # Commands now act through the server; a command that cannot says so, and serve/db stay local.
     assert served.cli("runs", "main", "Development", "--limit", "1").returncode == 0
-    refused = served.cli("logs", "service", "api")
+    refused = served.cli("apply", "-f", "releaseflow.yaml")
     assert refused.returncode == 2
-    assert "releaseflow logs cannot act through a server" in one_line_error(refused)
+    assert "releaseflow apply cannot act through a server" in one_line_error(refused)
     assert served.cli("db", "status").returncode == 0
 
     logout = served.cli("logout")

@@ -72,12 +72,13 @@ async def list_records(
     stage: str | None = Query(None, description="only runs of this stage (with pipeline; any case)"),
     run: str | None = Query(None, description="only this run's (its id or a unique prefix)"),
     resource: str | None = Query(None, description="only those acting on this resource"),
+    platformId: str | None = Query(None, description="only the one the platform gave this id"),
     _: Principal = VIEWER,
     app: Application = APP,
 ) -> RecordPage:
     kinds = [_kind(word) for word in kind] or list(RecordKind)
     run_id = (await run_in_project(app, projectId, run)).run.id if run is not None else None
-    wanted = RecordFilter(kinds, pipeline, stage, run_id, resource)
+    wanted = RecordFilter(kinds, pipeline, stage, run_id, resource, platformId)
 
     async def fetch(cursor: str | None, limit: int) -> Page[PlatformRecord]:
         found = await platform_records.records_page(app.db, projectId, wanted, cursor=cursor, limit=limit)

@@ -133,15 +133,18 @@ class Server:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         whole: bool = False,
+        text: bool = False,
     ) -> Any:
-        """The answer's ``data`` (``whole``: the whole document, with its pagination); refusals raised
-        as errors."""
+        """The answer's ``data`` (``whole``: the whole document, with its pagination; ``text``: the
+        plain text a route answers); refusals raised as errors."""
         import httpx
 
         try:
             answer = await self._client.request(method, path, params=params, json=body)
         except httpx.HTTPError as error:
             raise self._unreachable(error) from None
+        if text and answer.is_success:
+            return answer.text
         document = self._document(answer)
         if answer.is_success:
             return document if whole or not isinstance(document, dict) else document.get("data", document)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.engine.triggers import LogEntry
+    from releaseflow.platform.driver import LogSource
     from releaseflow.store.notifications import SubscriptionRecord
 
 # How long one wait for a followed run's next event may last before the run is read again anyway.
@@ -295,6 +296,23 @@ class RemoteBackend:
         where = f"{_project_path(await self.project(project))}/notifications/deliveries"
         found = await self.server.call("GET", where, params=params)
         return [decode.delivery(each) for each in found["deliveries"]]
+
+    async def log_tail(self, project: str, source: LogSource, key: str, lines: int) -> list[str]:
+        """The log's last lines, read through the record that made it: a build or job run by the id
+        its platform gave it, a service through its newest deploy (its log is the service's output)."""
+        from releaseflow.platform.driver import LogSource
+
+        records = f"{_project_path(project)}/records"
+        if source is LogSource.SERVICE:
+            params = {"kind": "deploy", "resource": key, "per_page": 1}
+        else:
+            params = {"kind": str(source), "platformId": key, "per_page": 1}
+        found = (await self.server.call("GET", records, params=params))["records"]
+        if not found:
+            raise NotFoundError(f"no {source} '{key}' in project '{project}' has a log")
+        path = f"{records}/{segment(str(found[0]['id']))}/log"
+        answer = await self.server.call("GET", path, params={"lines": lines}, text=True)
+        return str(answer).splitlines()
 
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every

@@ -86,6 +86,16 @@ class RecordFilter:
     stage: str | None = None  # any case; it needs its pipeline
     run_id: str | None = None
     resource_id: str | None = None
+    platform_id: str | None = None  # the id the platform gave (a build's bld-..., a job run's)
+
+    def coarse(self) -> bool:
+        """Whether the database narrows only coarsely, so that rows read may still be dropped."""
+        return self.resource_id is not None or self.platform_id is not None
+
+    def admits(self, record: PlatformRecord) -> bool:
+        return (self.resource_id is None or record.resource_id == self.resource_id) and (
+            self.platform_id is None or record.platform_id == self.platform_id
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,8 @@ async def records_page(
     """The project's records after ``cursor`` (None: from the newest), at most ``limit`` of them.
 
     An unknown project, pipeline, stage or resource is not found, rather than answered with no records.
-    The database narrows by resource coarsely (the node's code mentions it); the exact field is
+    The database narrows by resource and platform id coarsely (the node's code or answer mentions
+    it); the exact field is
     checked here, reading on until the page is full or the history ends.
     """
     where = await _node_filter(db, project_id, wanted)
@@ -112,12 +123,12 @@ async def records_page(
     # Each record with its key (the stored start, not the datetime made of it: that is rounded).
     found: list[tuple[PlatformRecord, tuple[float, str]]] = []
     while True:
-        asked = limit + 1 - len(found) + (_SLACK if wanted.resource_id is not None else 0)
+        asked = limit + 1 - len(found) + (_SLACK if wanted.coarse() else 0)
         async with db.read() as tx:
             rows = await store.node_records(tx, where, after=after, limit=asked)
         for row in rows:
             record = _record(row)
-            if wanted.resource_id is None or record.resource_id == wanted.resource_id:
+            if wanted.admits(record):
                 found.append((record, (row["started_epoch"], row["id"])))
                 if len(found) > limit:
                     moment, node_id = found[limit - 1][1]
@@ -163,6 +174,7 @@ async def _node_filter(db: Database, project_id: str, wanted: RecordFilter) -> s
         stage=stage,
         run_id=wanted.run_id,
         mentions=wanted.resource_id,
+        answered=wanted.platform_id,
     )
 
 

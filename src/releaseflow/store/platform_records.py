@@ -31,6 +31,8 @@ class NodeFilter:
     # Only nodes whose resolved code holds this string, quoted: a coarse filter on the resource a
     # node names (where in the code depends on the kind: the caller checks the exact field).
     mentions: str | None = None
+    # Only nodes whose answer (data) holds this string, quoted: coarse, like ``mentions``.
+    answered: str | None = None
 
 
 def _decoded(row: Row) -> Row:
@@ -75,6 +77,9 @@ async def node_records(
     if where.mentions is not None:
         clauses.append(f"n.code LIKE ? ESCAPE '{_LIKE_ESCAPE}'")
         params.append(_quoted_pattern(where.mentions))
+    if where.answered is not None:
+        clauses.append(f"n.data LIKE ? ESCAPE '{_LIKE_ESCAPE}'")
+        params.append(_quoted_pattern(where.answered))
     if after is not None:
         clauses.append("(n.started_at < ? OR (n.started_at = ? AND n.id < ?))")
         params += [after[0], after[0], after[1]]
