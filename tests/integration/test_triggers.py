@@ -243,3 +243,36 @@ async def test_git_watch__a_commit_on_a_watched_branch_is_decided_once(
         "branch feature matches no branch rule (main)",
         "every changed file is ignored by the path rules (1 changed)",
     ]
+
+
+@pytest.mark.parametrize("transient", [True, False], ids=["database away", "a bug"])
+async def test_git_watch__a_database_outage_is_a_warning_and_a_bug_a_traceback(
+    harness: EngineHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, transient: bool
+) -> None:
+    import asyncio
+    import sqlite3
+
+    import psycopg
+
+    from releaseflow.engine import git_watch
+
+    away = (
+        sqlite3.OperationalError("database is locked")
+        if harness.engine.db.dialect == "sqlite"
+        else psycopg.OperationalError("connection refused")
+    )
+    error = away if transient else KeyError("bug")
+    assert harness.engine.db.is_transient(error) is transient
+    stop = asyncio.Event()
+
+    async def failing_round(triggers: Triggers) -> list[Any]:
+        stop.set()
+        raise error
+
+    monkeypatch.setattr(git_watch, "poll_once", failing_round)
+    with caplog.at_level("WARNING", logger=git_watch.log.name):
+        await git_watch.watch(Triggers(harness.engine), 0.01, stop)
+    (record,) = [r for r in caplog.records if r.name == git_watch.log.name]
+    assert (record.levelname, record.exc_info is None) == (
+        ("WARNING", True) if transient else ("ERROR", False)
+    )

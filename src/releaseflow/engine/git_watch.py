@@ -17,6 +17,7 @@ import logging
 from releaseflow.domain.git_rules import EventKind, GitEvent
 from releaseflow.engine.triggers import Outcome, Triggers
 from releaseflow.store import triggers as trigger_store
+from releaseflow.store.database import describe
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,15 @@ async def watch(triggers: Triggers, interval: float, stop: asyncio.Event) -> Non
     while not stop.is_set():
         try:
             await poll_once(triggers)
-        except Exception:  # a bad round must not end the watching; it says why in the log
-            log.exception("watching local git repositories failed; trying again in %ss", interval)
+        except Exception as error:  # a bad round must not end the watching; it says why in the log
+            if triggers.engine.db.is_transient(error):
+                # The database is away (a restart, a cut connection): expected, and /healthz says so.
+                log.warning(
+                    "watching local git repositories paused: %s; trying again in %ss",
+                    describe(error),
+                    interval,
+                )
+            else:
+                log.exception("watching local git repositories failed; trying again in %ss", interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
