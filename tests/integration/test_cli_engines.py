@@ -11,7 +11,7 @@ from tests.integration.support import template, workflow
 
 from releaseflow.cli.demo import PIPELINE, PROJECT, _prepare
 from releaseflow.cli.server import migrate_database
-from releaseflow.cli.triggers import _triggers
+from releaseflow.cli.local_backend import run_engine
 from releaseflow.domain.secret_values import MASK
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
@@ -54,11 +54,12 @@ async def test_demo_first_run__starts_a_flow_with_a_secret_argument(
     db = await open_database(settings.database_url)
     try:
         assert (await queries.run_detail(db, run_id)).arguments["TOKEN"] == MASK
-        # The trigger commands' engine holds the same key: it opens what the demo's engine sealed.
+        # The engine of the commands that start runs (triggers, run, resume) holds the same key: it
+        # opens what the demo's engine sealed.
         async with db.read() as tx:
             record = await run_store.get_run(tx, run_id)
         assert record is not None
-        opened = _triggers(db, settings).engine.templates.arguments(record)
+        opened = run_engine(db, settings).templates.arguments(record)
     finally:
         await db.close()
     assert opened["TOKEN"] == "s3cret-default"
