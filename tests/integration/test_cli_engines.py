@@ -10,8 +10,8 @@ from tests.acceptance.config import message
 from tests.integration.support import template, workflow
 
 from releaseflow.cli.demo import PIPELINE, PROJECT, _prepare
-from releaseflow.cli.server import migrate_database
 from releaseflow.cli.local_backend import run_engine
+from releaseflow.cli.server import migrate_database
 from releaseflow.domain.secret_values import MASK
 from releaseflow.engine import queries
 from releaseflow.settings import Settings
