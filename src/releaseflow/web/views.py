@@ -46,11 +46,6 @@ STATUS_ICONS: Mapping[str, str] = {
 }
 
 
-async def projects(db: Database) -> list[str]:
-    async with db.read() as tx:
-        return [row["id"] for row in await catalog.list_projects(tx)]
-
-
 @dataclass(frozen=True)
 class StageResource:
     """A service, job or addon of a stage, and what it runs (None: nothing deployed, or an addon)."""
