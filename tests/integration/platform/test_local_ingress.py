@@ -18,7 +18,12 @@ from tests.integration.platform.local_support import SERVER
 from tests.integration.platform.polling_client import Client
 from tests.postgres_cluster import free_port
 
-from releaseflow.platform.local.ingress import MIGRATE_QUEUED_CONNECTIONS, Ingress, Route, keep_queued_connections
+from releaseflow.platform.local.ingress import (
+    MIGRATE_QUEUED_CONNECTIONS,
+    Ingress,
+    Route,
+    keep_queued_connections,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -16,10 +17,12 @@ from tests.cleanup import kill_processes_under
 from tests.integration.platform.local_support import eventually
 
 from releaseflow.platform.driver import DriverError
+from releaseflow.platform.local import processes
 from releaseflow.platform.local.processes import (
     ProcessHandle,
     child_environment,
     group_alive,
+    read_marker,
     spawn,
     stop_process,
     tail,
@@ -35,14 +38,17 @@ async def work(tmp_path: Path) -> AsyncIterator[Path]:
     kill_processes_under(tmp_path)
 
 
-def child_pids() -> set[int]:
-    me = os.getpid()
+def children_of(parent: int) -> set[int]:
     found = set()
     for entry in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            if int(entry.read_text().rsplit(")", 1)[1].split()[1]) == me:
+            if int(entry.read_text().rsplit(")", 1)[1].split()[1]) == parent:
                 found.add(int(entry.parent.name))
     return found
+
+
+def child_pids() -> set[int]:
+    return children_of(os.getpid())
 
 
 async def start(work: Path, command: str, **env: str) -> ProcessHandle:
@@ -139,3 +145,33 @@ async def test_spawn__missing_folder_is_refused(work: Path) -> None:
     with pytest.raises(DriverError, match="does not exist") as error:
         await start(work / "missing", "true")
     assert error.value.retryable is False
+
+
+def test_launcher__killed_once_the_new_process_is_forked__the_command_still_runs(work: Path) -> None:
+    """Found in CI (kill -9 of releaseflow's process group at any instant): the new process wrote its
+    marker, then could not tell the launcher (killed with the group) and gave up without running the
+    command or leaving an exit code, so the next releaseflow saw a started job that died by a signal.
+
+    The launcher is run by hand because its log is a FIFO here, which holds the new process before its
+    marker until the launcher is dead (``spawn`` itself writes a banner to the log first)."""
+    log, exit_file, marker, effect = work / "out.log", work / "code", work / "marker.json", work / "ran"
+    os.mkfifo(log)
+    arguments = [str(log), str(exit_file), processes._WRAPPER, f"touch {effect}", str(marker), "-1",
+                 processes.now_utc().isoformat(), "0"]  # fmt: skip
+    launch = [sys.executable, "-I", "-S", "-c", processes._LAUNCHER, *arguments]
+    with subprocess.Popen(launch, cwd=work) as launcher:
+        deadline = time.monotonic() + 10
+        while not children_of(launcher.pid):  # forked: the new process waits for a reader of its log
+            assert time.monotonic() < deadline, "the launcher did not fork"
+            time.sleep(0.01)
+        launcher.kill()
+    with log.open("rb") as output:  # the new process goes on: marker, then the command (or not)
+        written = output.read().decode()
+
+    handle = read_marker(marker)
+    assert handle is not None, written
+    deadline = time.monotonic() + 10
+    while handle.exit_code() is None and handle.is_alive():
+        assert time.monotonic() < deadline, "the command did not end"
+        time.sleep(0.01)
+    assert (handle.exit_code(), effect.exists()) == (0, True), written

@@ -8,8 +8,8 @@ in flight finish before it is stopped.
 A new configuration makes Caddy bind new listening sockets beside the old ones (SO_REUSEPORT) and close
 the old ones. Linux resets the connections still queued on a closing listener unless
 ``net.ipv4.tcp_migrate_req`` hands them to another listener of the port, so the ingress turns that on
-before it loads a configuration (``keep_queued_connections``): without it a client connecting at the instant of
-a route change saw "connection reset" (39 times in 100 route changes; never with it).
+before it loads a configuration (``keep_queued_connections``): without it a client connecting at the
+instant of a route change saw "connection reset" (39 times in 100 route changes; never with it).
 
 Caddy runs detached, like the services (``processes.spawn``), with its own folders under ``root``::
 
@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -43,8 +44,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import logging
 
 import httpx
 

@@ -43,7 +43,9 @@ _WRAPPER = 'sh -c "$1"; code=$?; echo "$code" > "$2.tmp" && mv -f "$2.tmp" "$2";
 # controlling terminal); before the fork execs, the child writes its own handle (pid, start time, log
 # offset, ...) to the marker file, when one is named, so the user's command never runs without a
 # durable record of it. A pipe closed by the exec tells the launcher when that is done; then it prints
-# the pid and start time and exits, and the wrapper is re-parented to init. ``lock_fd`` (-1: none) is
+# the pid and start time and exits, and the wrapper is re-parented to init. Once the marker exists the
+# command runs even if the launcher is gone (a kill of releaseflow's process group): a marker without
+# a run or an exit code would read as a job killed by a signal. ``lock_fd`` (-1: none) is
 # an flock held by whoever decided to start: the child keeps it until its exec, so the lock is held
 # without a gap from that decision until the marker exists, even if releaseflow dies in between.
 _LAUNCHER = """\
@@ -72,7 +74,10 @@ if pid == 0:
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, marker)
-        os.write(done, f"{os.getpid()} {start_time}".encode())
+        try:
+            os.write(done, f"{os.getpid()} {start_time}".encode())
+        except BrokenPipeError:
+            pass  # the launcher was killed (with releaseflow's group): the marker says the rest
         if lock_fd >= 0:
             os.set_inheritable(lock_fd, False)  # released by the exec, once the marker exists
     except BaseException as error:
