@@ -4,6 +4,7 @@ run's carried-over nodes, and lookups from another project."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -139,6 +140,19 @@ async def test_records__looked_up_in_their_project_only(harness: EngineHarness) 
             await records(harness, **filters)
     with pytest.raises(NotFoundError, match="no project 'elsewhere'"):
         await records(harness, "elsewhere")
+
+
+async def test_record_of_node__the_record_of_the_run_that_acted_at_that_path(harness: EngineHarness) -> None:
+    failed, resumed = await failed_then_resumed(harness)
+    job, failed_job, _, backup = await records(harness)
+
+    # The resume's backup was carried over from the failed run, which made it: its record is there.
+    assert await platform_records.record_of_node(harness.db, PROJECT, failed, backup.node_path) == backup
+    assert await platform_records.record_of_node(harness.db, PROJECT, resumed, job.node_path) == job
+    assert await platform_records.record_of_node(harness.db, PROJECT, failed, job.node_path) == failed_job
+    for project, run_id, path in (("elsewhere", resumed, job.node_path), (PROJECT, resumed, "spec")):
+        with pytest.raises(NotFoundError, match=re.escape(f"record of node '{path}' of run {run_id}")):
+            await platform_records.record_of_node(harness.db, project, run_id, path)
 
 
 async def test_project_detail__each_resource_with_its_stage_latest_record_and_release(

@@ -1,5 +1,5 @@
 """The pure parts of the web pages: the chart's geometry and words, the version diff's line kinds,
-the options a settings form stores, which log a node's detail reads, and what a resume keeps."""
+the options a settings form stores, and what a resume keeps."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from releaseflow.domain.errors import ValidationError
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.engine.queries import FlowVersionView, NodeView
 from releaseflow.engine.tokens import Principal
-from releaseflow.platform.driver import LogSource
 from releaseflow.web import views
 from releaseflow.web.chart import BAR_HEIGHT, PLOT_WIDTH, bar_chart
 from releaseflow.web.flow_history import diff_lines, version_number
-from releaseflow.web.node_logs import LogTarget, log_target
 from releaseflow.web.run_actions import resume_outline_of
 from releaseflow.web.stage_settings import with_options
 
@@ -90,22 +88,6 @@ def node(kind: str, code: Any = None, data: Any = None, status: NodeStatus = Nod
         cause=None,
         attempt_log=(),
     )
-
-
-def test_log_target__builds_job_runs_and_services_each_read_their_own_log() -> None:
-    build = node("Build", {"spec": {"id": "builder"}}, {"id": "bld-1"})
-    assert log_target(build) == LogTarget(LogSource.BUILD, "bld-1", "builder")
-    job = node("JobRun", {"spec": {"jobId": "migrate"}}, {"id": "run-7"})
-    assert log_target(job) == LogTarget(LogSource.JOB_RUN, "run-7", "migrate")
-    release = node("Release", {"spec": {"target": {"id": "web", "type": "service"}}})
-    assert log_target(release) == LogTarget(LogSource.SERVICE, "web", "web")
-    assert log_target(release).command() == "releaseflow logs service web"  # type: ignore[union-attr]
-
-
-def test_log_target__none_before_the_node_started_its_work_or_for_kinds_without_a_log() -> None:
-    assert log_target(node("Build", {"spec": {"id": "builder"}}, None, NodeStatus.PENDING)) is None
-    assert log_target(node("Release", {"spec": {"target": {"id": "migrate", "type": "job"}}})) is None
-    assert log_target(node("Approval", {"spec": {"amount": 1}})) is None
 
 
 def test_resume_outline__keeps_the_actions_that_succeeded_and_runs_the_rest_again() -> None:

@@ -193,15 +193,25 @@ async def record_in_project(db: Database, project_id: str, record_id: str) -> Pl
     caller of one project learns nothing of the others."""
     async with db.read() as tx:
         row = await store.node_record(tx, record_id)
+    return _in_project(row, project_id, f"'{record_id}'")
+
+
+async def record_of_node(db: Database, project_id: str, run_id: str, path: str) -> PlatformRecord:
+    """The record of the node at ``path`` of run ``run_id`` (the run that acted: for a node a resume
+    carried over, the run it came from)."""
+    async with db.read() as tx:
+        row = await store.node_record_at(tx, run_id, path)
+    return _in_project(row, project_id, f"of node '{path}' of run {run_id}")
+
+
+def _in_project(row: Row | None, project_id: str, named: str) -> PlatformRecord:
     if (
         row is None
         or row["project_id"] != project_id
         or NodeKind(row["kind"]) not in _RECORD_KIND
         or row["started_at"] is None
     ):
-        raise NotFoundError(
-            f"no build, job run, deploy or backup record '{record_id}' in project '{project_id}'"
-        )
+        raise NotFoundError(f"no build, job run, deploy or backup record {named} in project '{project_id}'")
     return _record(row)
 
 
@@ -209,7 +219,7 @@ async def record_log(
     db: Database, drivers: DriverRegistry, record: PlatformRecord, *, lines: int
 ) -> list[str]:
     """The last ``lines`` lines of the log the resource's driver keeps of the record's work."""
-    source, key = _log_of(record)
+    source, key = log_of(record)
     async with db.read() as tx:
         resources = await catalog.list_resources(tx, record.project_id, include_archived=True)
     driver = next((row["driver"] for row in resources if row["id"] == record.resource_id), None)
@@ -218,7 +228,8 @@ async def record_log(
     return await read_logs(drivers, str(driver), source, key, lines=lines)
 
 
-def _log_of(record: PlatformRecord) -> tuple[LogSource, str]:
+def log_of(record: PlatformRecord) -> tuple[LogSource, str]:
+    """The log that tells what the record's work did, as ``releaseflow logs SOURCE KEY`` names it."""
     if record.kind is RecordKind.BACKUP:
         raise NotFoundError(
             f"backup record '{record.id}' has no log: drivers keep none of backups (its status and"

@@ -94,3 +94,9 @@ async def node_record(tx: Transaction, node_id: str) -> Row | None:
     """One node with its run's place, whatever its kind (the caller checks it)."""
     row = await tx.fetchone(f"{_COLUMNS} WHERE n.id = ?", (node_id,))
     return None if row is None else _decoded(row)
+
+
+async def node_record_at(tx: Transaction, run_id: str, path: str) -> Row | None:
+    """The node at ``path`` of run ``run_id``, like ``node_record``."""
+    row = await tx.fetchone(f"{_COLUMNS} WHERE n.run_id = ? AND n.path = ?", (run_id, path))
+    return None if row is None else _decoded(row)

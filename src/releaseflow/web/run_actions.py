@@ -52,7 +52,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         node = seen.detail.node(path)
         if node is None:
             raise NotFoundError(f"run {seen.detail.run.display_name} has no node '{path}'")
-        found = await node_log(seen.core, seen.detail.run.project_id, node)
+        found = await node_log(seen.core, seen.detail.run, node)
         return kit.page(request, "_node_log.html", log=found)
 
     @app.post("/runs/{run_id}/restore-backup")
