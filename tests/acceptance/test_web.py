@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from tests.acceptance import web_forms
 from tests.acceptance.browser import chromium, screenshot, sign_in
 from tests.acceptance.support import Releaseflow, find_node, free_port, started_run_id, wait_until
 from tests.acceptance.test_cli_rollback import write_project
@@ -176,7 +177,7 @@ def test_web__every_action_checks_the_role_and_the_csrf_token(releaseflow: Relea
     @contextmanager
     def client(role: str) -> Iterator[httpx.Client]:
         with httpx.Client(base_url=web, timeout=10) as signed:
-            answer = signed.post("/signin", data={"token": secrets[role], "next": "/web/"})
+            answer = web_forms.sign_in(signed, {"token": secrets[role], "next": "/web/"})
             assert answer.status_code == 303, answer.text
             cookie = answer.headers["set-cookie"].lower()
             assert "httponly" in cookie and "samesite=strict" in cookie
@@ -192,20 +193,13 @@ def test_web__every_action_checks_the_role_and_the_csrf_token(releaseflow: Relea
         last = [line for line in streamed.text.splitlines() if line.startswith("id: ")][-1][4:]
         assert viewer.get(f"/runs/{run_id}/live", headers={"Last-Event-ID": last}).status_code == 204
         assert viewer.get("/p/shop/main/Development/start").status_code == 403
-        csrf = session_csrf(viewer.get(f"/runs/{run_id}").text)
+        csrf = web_forms.session_csrf(viewer.get(f"/runs/{run_id}").text)
         refused = viewer.post(f"/runs/{run_id}/rename", data={"csrf": csrf, "name": "nope"})
         assert refused.status_code == 403 and "deployer" in refused.text
     with client("deployer") as deployer:
         missing = deployer.post(f"/runs/{run_id}/rename", data={"name": "no token"})
         assert missing.status_code == 403 and "CSRF" in missing.text
-        csrf = session_csrf(deployer.get(f"/runs/{run_id}").text)
+        csrf = web_forms.session_csrf(deployer.get(f"/runs/{run_id}").text)
         renamed = deployer.post(f"/runs/{run_id}/rename", data={"csrf": csrf, "name": "renamed"})
         assert renamed.status_code == 303
     assert releaseflow.run_detail(run_id)["name"] == "renamed"
-
-
-def session_csrf(page: str) -> str:
-    """The CSRF token a page's forms carry."""
-    marker = 'name="csrf" value="'
-    assert marker in page, "the page has no form with a CSRF token"
-    return page.split(marker, 1)[1].split('"', 1)[0]

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page
+from tests.acceptance import web_forms
 from tests.acceptance.browser import chromium, screenshot, sign_in
 from tests.acceptance.support import Releaseflow, free_port
 from tests.acceptance.test_cli_rollback import write_project
-from tests.acceptance.test_web import session_csrf
+from tests.acceptance.web_forms import session_csrf
 from tests.integration.local_project import AppRepository
 
 pytestmark = pytest.mark.slow
@@ -257,7 +258,7 @@ def test_web_editor__a_viewer_sees_the_flow_read_only_and_cannot_save(releaseflo
         screenshot(page, "flow-editor-read-only")
 
     with httpx.Client(base_url=releaseflow.url, timeout=10) as client:
-        assert client.post("/web/signin", data={"token": viewer, "next": "/web/"}).status_code == 303
+        assert web_forms.sign_in(client, {"token": viewer, "next": "/web/"}, web="/web").status_code == 303
         csrf = session_csrf(client.get(EDITOR).text)
         refused = client.post(EDITOR, data={"csrf": csrf, "text": "{}", "based_on": "1"})
         assert refused.status_code == 403 and "admin" in refused.text
@@ -271,7 +272,7 @@ def test_web_editor__a_first_version_and_a_save_based_on_an_older_version(releas
     text = json.dumps(first.raise_for_status().json()["data"]["document"])
     staging = EDITOR.replace("Development", "Staging")
     with httpx.Client(base_url=releaseflow.url, timeout=10) as client:
-        client.post("/web/signin", data={"token": releaseflow.admin_token, "next": "/web/"})
+        assert web_forms.sign_in(client, {"token": releaseflow.admin_token}, web="/web").status_code == 303
         assert "write one" in client.get("/web/p/shop/main").text
         # Staging has no release flow: the editor starts from an empty workflow, "version 0".
         opened = client.get(staging).text

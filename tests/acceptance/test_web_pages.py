@@ -18,10 +18,11 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page
+from tests.acceptance import web_forms
 from tests.acceptance.browser import chromium, screenshot, sign_in
 from tests.acceptance.support import Releaseflow, free_port, started_run_id
 from tests.acceptance.test_cli_rollback import write_project
-from tests.acceptance.test_web import session_csrf
+from tests.acceptance.web_forms import session_csrf
 from tests.integration.local_project import AppRepository, answer
 
 pytestmark = pytest.mark.slow
@@ -226,7 +227,7 @@ def test_web_pages__viewers_see_no_actions_and_every_new_action_checks_role_and_
     @contextmanager
     def client(name: str) -> Iterator[tuple[httpx.Client, str]]:
         with httpx.Client(base_url=f"{releaseflow.url}/web", timeout=10) as signed:
-            assert signed.post("/signin", data={"token": tokens[name]}).status_code == 303
+            assert web_forms.sign_in(signed, {"token": tokens[name]}).status_code == 303
             yield signed, session_csrf(signed.get("/approvals").text)
 
     def refused(answer: httpx.Response, status: int, says: str) -> None:

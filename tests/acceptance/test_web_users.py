@@ -10,7 +10,7 @@ import pytest
 from tests.acceptance.browser import chromium, screenshot, sign_in_as_user
 from tests.acceptance.support import Releaseflow, free_port
 from tests.acceptance.test_cli_rollback import write_project
-from tests.acceptance.test_web import session_csrf
+from tests.acceptance.web_forms import session_csrf, sign_in
 from tests.integration.local_project import AppRepository
 
 pytestmark = pytest.mark.slow
@@ -98,15 +98,25 @@ def test_web_users__sessions_end_on_sign_in_again_and_sign_out(releaseflow: Rele
         answer = httpx.get(f"{releaseflow.url}/web/", cookies={"releaseflow_session": secret}, timeout=5)
         return answer.status_code == 200
 
+    # Login CSRF: a sign-in form another site posts arrives without the form's SameSite cookie (or
+    # with a nonce this browser was not shown): refused, nobody signed in.
+    with httpx.Client(base_url=f"{releaseflow.url}/web", timeout=10) as elsewhere:
+        forged = elsewhere.post("/signin", data={**form, "csrf": "guessed"})
+        assert forged.status_code == 403 and "sent from another site" in forged.text
+        assert "releaseflow_session" not in elsewhere.cookies
+        elsewhere.get("/signin")
+        assert elsewhere.post("/signin", data={**form, "csrf": "guessed"}).status_code == 403
+        assert "releaseflow_session" not in elsewhere.cookies
+
     with httpx.Client(base_url=f"{releaseflow.url}/web", timeout=10) as browser:
-        answer = browser.post("/signin", data=form)
+        answer = sign_in(browser, form)
         assert answer.status_code == 303, answer.text
         cookie = answer.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/web" in cookie
         first = browser.cookies["releaseflow_session"]
         assert first.startswith("rfs_") and signs_in(first)
 
-        assert browser.post("/signin", data=form).status_code == 303  # again, with the first cookie
+        assert sign_in(browser, form).status_code == 303  # again, with the first cookie
         second = browser.cookies["releaseflow_session"]
         assert second != first and signs_in(second) and not signs_in(first)
 
@@ -118,7 +128,7 @@ def test_web_users__sessions_end_on_sign_in_again_and_sign_out(releaseflow: Rele
 
         # Five wrong passwords in a row lock the name for a while, even for the right password.
         for _ in range(5):
-            wrong = browser.post("/signin", data={**form, "password": "not the password"})
+            wrong = sign_in(browser, {**form, "password": "not the password"})
             assert wrong.status_code == 401 and "wrong user name or password" in wrong.text
-        locked = browser.post("/signin", data=form)
+        locked = sign_in(browser, form)
         assert locked.status_code == 401 and "too many failed sign-ins as &#39;dana&#39;" in locked.text

@@ -16,10 +16,11 @@ import time
 from typing import Any
 
 import httpx
+from tests.acceptance import web_forms
 from tests.acceptance.browser import chromium, sign_in
 from tests.acceptance.support import temporary_installation
-from tests.acceptance.test_web import session_csrf
 from tests.acceptance.test_web_editor import EDITOR, served
+from tests.acceptance.web_forms import session_csrf
 
 # Notes the moment (browser clock, epoch ms) the issues list next shows an error.
 WATCH_ISSUES = """
@@ -56,7 +57,8 @@ def bench(repeat: int) -> None:
         print("| measured | median ms | max ms |")
         print("|---|---|---|")
         with httpx.Client(base_url=releaseflow.url, timeout=30) as client:
-            client.post("/web/signin", data={"token": releaseflow.admin_token, "next": "/web/"})
+            signed = web_forms.sign_in(client, {"token": releaseflow.admin_token}, web="/web")
+            assert signed.status_code == 303, signed.text
             csrf = session_csrf(client.get(EDITOR).text)
             for count in (10, 100, 1000):
                 for amount, what in ((1, "valid"), (0, "an error in every node")):

@@ -69,9 +69,19 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         code = next((c for kind, c in STATUS_CODES.items() if isinstance(error, kind)), 400)
         return page(request, "error.html", status_code=code, message=str(error))
 
+    def signin_page(
+        request: Request, back: str, *, error: str | None = None, user_name: str = "", status_code: int = 200
+    ) -> HTMLResponse:
+        nonce = session.signin_nonce(request)
+        shown = page(
+            request, "signin.html", status_code, next=back, error=error, user_name=user_name, csrf=nonce
+        )
+        session.keep_signin_nonce(shown, nonce)
+        return shown
+
     @app.get("/signin", response_class=HTMLResponse)
     async def signin_form(request: Request, next: str = "/web/") -> HTMLResponse:
-        return page(request, "signin.html", next=views.local_path(next), error=None, user_name="")
+        return signin_page(request, views.local_path(next))
 
     @app.post("/signin")
     async def signin(
@@ -80,16 +90,20 @@ def web_app(application: Callable[[], Application | None]) -> FastAPI:
         password: str = Form(""),
         token: str = Form(""),
         next: str = Form("/web/"),
+        csrf: str = Form(""),
     ) -> Response:
         core = current()
+        back = views.local_path(next)
         try:
+            session.check_signin_nonce(request, csrf)
             secret = await session.sign_in(core, name=name, password=password, token=token)
-        except Unauthenticated as error:
-            back = views.local_path(next)
-            return page(request, "signin.html", status_code=401, next=back, error=str(error), user_name=name)
+        except (Forbidden, Unauthenticated) as error:
+            status = 403 if isinstance(error, Forbidden) else 401
+            return signin_page(request, back, error=str(error), user_name=name, status_code=status)
         await session.end_session(core, request)  # signing in again: the session it replaces ends
-        response = RedirectResponse(views.local_path(next), status_code=303)
+        response = RedirectResponse(back, status_code=303)
         session.keep(response, secret)
+        response.delete_cookie(session.SIGNIN_COOKIE, path=session.PATH)  # used: the next form gets a new one
         return response
 
     @app.post("/signout")

@@ -6,12 +6,16 @@ out or expired, a disabled user: signed out at once) and checks the role the pag
 (viewer, deployer, admin, as the API does); a user and a token are both a ``Principal``.
 Forms carry a per-session CSRF token: a keyed hash of the session's secret, so it cannot be made
 without the cookie, and SameSite=Strict keeps the cookie off cross-site requests in the first place.
+The sign-in form, shown before there is a session, carries a nonce of its own that a SameSite=Strict
+cookie holds too: a form posted from another site arrives without that cookie, so no site can sign a
+person in to an account of its choosing (login CSRF) and have them act in it unawares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 
 from fastapi import Request, Response
 
@@ -22,6 +26,7 @@ from releaseflow.engine import tokens, user_sessions
 COOKIE = "releaseflow_session"
 PATH = "/web"
 CSRF_FIELD = "csrf"
+SIGNIN_COOKIE = "releaseflow_signin"
 
 
 class SignInNeeded(Exception):
@@ -77,6 +82,22 @@ async def allowed(app: Application, request: Request, role: Role, project_id: st
     found = await principal(app, request)
     found.check(role, project_id)
     return found
+
+
+def signin_nonce(request: Request) -> str:
+    """The sign-in form's nonce: the one the request's cookie holds, or a new one."""
+    return request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(32)
+
+
+def keep_signin_nonce(response: Response, nonce: str) -> None:
+    response.set_cookie(SIGNIN_COOKIE, nonce, httponly=True, samesite="strict", path=PATH)
+
+
+def check_signin_nonce(request: Request, submitted: str) -> None:
+    """Refuse a sign-in whose form this site did not show to this browser."""
+    kept = request.cookies.get(SIGNIN_COOKIE, "")
+    if not kept or not submitted or not hmac.compare_digest(submitted, kept):
+        raise Forbidden("this sign-in form is stale or was sent from another site: sign in again here")
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:
