@@ -3,7 +3,7 @@
 A SQLite database (a temporary file) gets one stage with N concluded runs (every 10th failed, every
 50th a rollback to the run three before it), each deploying two services, written straight into the
 tables. Then each read is timed ``--repeat`` times and the median and max printed: delivery figures
-of the stage (``stage_metrics``: every run and deploy of the stage), the newest 50 changes of its
+of the stage (``stage_metrics``: the whole history, and a 30-day window), the newest 50 changes of its
 timeline, the stages side by side, the diff of two runs, and the plan of a new run. Reports figures;
 asserts nothing.
 """

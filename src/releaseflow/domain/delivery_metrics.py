@@ -154,7 +154,9 @@ def delivery_metrics(
     """The figures of a stage over [since, now] (since: its first run by default).
 
     ``runs`` should hold the whole history, not only the window: whether a release was rolled back is
-    known only from the runs after it, and an incident may have begun before the window.
+    known only from the runs after it, and an incident may have begun before the window. Runs before
+    the last one that concluded before ``since`` and said how the stage was (a successful run, or a
+    failed release) change nothing, though (``engine/metrics_window.py`` reads from there).
     """
     concluded = sorted(
         (run for run in runs if run.concluded_at is not None and run.status in _CONCLUDED),

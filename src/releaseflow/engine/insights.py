@@ -21,6 +21,7 @@ from releaseflow.domain.release_history import (
 )
 from releaseflow.domain.run_diff import ValueChange, document_diff, value_changes
 from releaseflow.domain.secret_values import mask_arguments
+from releaseflow.engine.metrics_window import window_outlines
 from releaseflow.store import catalog
 from releaseflow.store import release_state as state_store
 from releaseflow.store import runs as run_store
@@ -203,7 +204,7 @@ async def stage_metrics(
             raise NotFoundError(
                 f"stage '{stage}' of pipeline '{project_id}/{pipeline_id}' has no release flow"
             )
-        outlines = await run_store.run_outlines(tx, flow.id)
+        outlines = await window_outlines(tx, flow.id, since)
         history = await state_store.deploy_outlines(tx, project_id, pipeline_id, stage, since)
     runs = [
         RunFact(

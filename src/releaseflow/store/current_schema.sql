@@ -117,6 +117,8 @@ CREATE INDEX runs_by_flow_status ON runs (flow_id, status);
 CREATE INDEX runs_by_flow_kind_seq ON runs (flow_id, kind, seq);
 CREATE INDEX runs_by_flow_status_seq ON runs (flow_id, status, seq);
 CREATE INDEX runs_by_rollback_of ON runs (rollback_of) WHERE rollback_of IS NOT NULL;
+-- Delivery figures of a window: the runs from the last verdict before it (engine/metrics_window.py).
+CREATE INDEX runs_by_flow_concluded ON runs (flow_id, concluded_at);
 
 CREATE TABLE node_runs (
     id TEXT PRIMARY KEY,

@@ -255,13 +255,37 @@ async def find_runs_by_prefix(tx: Transaction, prefix: str) -> list[str]:
     return [row["id"] for row in rows]
 
 
-async def run_outlines(tx: Transaction, flow_id: str) -> list[Row]:
-    """Every run of a flow, oldest first, without its documents: what history figures are made of."""
+_OUTLINE = "SELECT id, name, kind, status, rollback_of, created_at, concluded_at FROM runs"
+
+
+async def run_outlines(tx: Transaction, flow_id: str, *, concluded_since: float | None = None) -> list[Row]:
+    """The runs of a flow, oldest first, without their documents: what history figures are made of.
+    ``concluded_since``: only those that concluded then or later, or have not concluded."""
+    if concluded_since is None:
+        return await tx.fetchall(f"{_OUTLINE} WHERE flow_id = ? ORDER BY seq", (flow_id,))
     return await tx.fetchall(
-        "SELECT id, name, kind, status, rollback_of, created_at, concluded_at FROM runs"
-        " WHERE flow_id = ? ORDER BY seq",
-        (flow_id,),
+        f"{_OUTLINE} WHERE flow_id = ? AND (concluded_at >= ? OR concluded_at IS NULL) ORDER BY seq",
+        (flow_id, concluded_since),
     )
+
+
+async def outlines_of(tx: Transaction, run_ids: Sequence[str]) -> list[Row]:
+    """The outlines of the runs ``run_ids`` (those that exist), oldest first."""
+    if not run_ids:
+        return []
+    marks = ", ".join("?" for _ in run_ids)
+    return await tx.fetchall(f"{_OUTLINE} WHERE id IN ({marks}) ORDER BY seq", tuple(run_ids))
+
+
+async def last_verdict_before(tx: Transaction, flow_id: str, before: float) -> float | None:
+    """When the last run of the flow that concluded before ``before`` (epoch seconds) and said how
+    the stage was concluded: a successful run (a release or a rollback) or a failed release."""
+    value = await tx.fetchvalue(
+        "SELECT MAX(concluded_at) FROM runs WHERE flow_id = ? AND concluded_at < ?"
+        " AND (status = 'success' OR (status = 'failed' AND kind = 'release'))",
+        (flow_id, before),
+    )
+    return None if value is None else float(value)
 
 
 async def get_plan(tx: Transaction, run_id: str) -> Any:
