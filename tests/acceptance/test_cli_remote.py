@@ -9,9 +9,13 @@ import json
 import re
 import stat
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.acceptance.config import write_config
+import yaml
+from tests.acceptance.config import PROJECT, write_config
 from tests.acceptance.support import Releaseflow, free_port, started_run_id
 from tests.acceptance.test_cli_rollback import applied_project, without_terminal
 from tests.integration.local_project import answer
@@ -206,6 +210,91 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
     assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
 
 
+def edited_config(served: Releaseflow, name: str, edit: Callable[[dict[str, Any]], object]) -> Path:
+    """The acceptance configuration with ``edit`` made to it, written beside it as ``name``."""
+    config = yaml.safe_load(write_config(served.cwd, served.url).read_text())
+    edit(config)
+    path = served.cwd / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_remote_apply__plans_and_applies_like_the_local_apply(served: Releaseflow) -> None:
+    def change(config: dict[str, Any]) -> None:
+        project = config["projects"][0]
+        project["resources"]["services"].append({"id": "web", "spec": {"runCommand": "sleep 1"}})
+        # The relay flow moves to a file beside the configuration, edited there.
+        relay = project["pipelines"][1]["stages"][0]
+        flow = relay.pop("releaseFlow")
+        flow["spec"]["spec"]["steps"][1]["spec"]["spec"]["message"] = "done, read from a file"
+        (served.cwd / "flows").mkdir(exist_ok=True)
+        (served.cwd / "flows" / "relay.yaml").write_text(yaml.safe_dump(flow), encoding="utf-8")
+        relay["releaseFlowFile"] = "flows/relay.yaml"
+
+    def without_relay(config: dict[str, Any]) -> None:
+        del config["projects"][0]["pipelines"][1]
+
+    def invalid(config: dict[str, Any]) -> None:
+        pipelines = config["projects"][0]["pipelines"]
+        pipelines[0]["stages"][0]["resources"] = ["nothing"]
+        pipelines[1]["stages"][0] = {"name": "Development", "releaseFlowFile": "flows/missing.yaml"}
+
+    changed = str(edited_config(served, "changed.yaml", change))
+    pruned = str(edited_config(served, "pruned.yaml", without_relay))
+    broken = str(edited_config(served, "broken.yaml", invalid))
+    compared = {
+        "plan": (changed, "--dry-run"),
+        "prune": (pruned, "--prune", "--dry-run"),
+        "broken": (broken,),
+    }
+    local = {}
+    for name, args in compared.items():
+        local[name], through_server = served.cli("apply", "-f", *args), remote(served, "apply", "-f", *args)
+        assert (through_server.returncode, through_server.stdout, through_server.stderr) == (
+            local[name].returncode,
+            local[name].stdout,
+            local[name].stderr,
+        ), args
+    assert local["broken"].returncode == 1
+    assert (
+        "stages[0].resources[0]" in local["broken"].stderr and "flows/missing.yaml" in local["broken"].stderr
+    )
+    assert "- pipeline acme/relay" in local["prune"].stdout, local["prune"].stdout
+    planned = local["plan"].stdout
+    assert "+ resource acme/web (service, local)" in planned, planned
+    assert planned.endswith("dry run: nothing was changed\n"), planned
+
+    applied = remote(served, "apply", "-f", changed)
+    assert (applied.returncode, applied.stdout) == (0, planned.removesuffix("dry run: nothing was changed\n"))
+    # The flow file was read here and sent inline: the server stored what the file says.
+    assert "done, read from a file" in served.cli("flow", "relay", "Development").stdout
+    again = remote(served, "apply", "-f", changed)
+    assert (
+        again.stdout.startswith("nothing to change (")
+        and again.stdout == served.cli("apply", "-f", changed).stdout
+    )
+
+
+def test_remote_apply__refuses_a_file_of_several_projects_and_a_token_without_admin(
+    served: Releaseflow,
+) -> None:
+    def second_project(config: dict[str, Any]) -> None:
+        config["projects"].append({"id": "other"})
+
+    several = str(edited_config(served, "several.yaml", second_project))
+    refused = remote(served, "apply", "-f", several)
+    assert refused.returncode == 2
+    assert f"describes 2 projects ({PROJECT}, other)" in one_line_error(refused)
+
+    single = str(write_config(served.cwd, served.url))
+    for role in ("viewer", "deployer"):
+        created = remote(served, "token", "create", "--project", PROJECT, "--role", role, "--name", role)
+        secret = created.stdout.strip().splitlines()[-1]
+        denied = remote(served, "apply", "-f", single, "--dry-run", token=secret)
+        assert denied.returncode == 1
+        assert "needs the admin role" in one_line_error(denied)
+
+
 def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
     pinned = remote(served, "pin", "main", "staging", "--reason", "frozen")
     assert pinned.returncode == 0, pinned.stderr
@@ -280,11 +369,9 @@ def test_login__saves_the_server_and_logout_forgets_it(served: Releaseflow) -> N
     saved = served.cwd / "config" / "releaseflow" / "login.json"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
 
-    # Commands now act through the server; a command that cannot says so, and serve/db stay local.
+    # Commands now act through the server, and serve/db stay local.
     assert served.cli("runs", "main", "Development", "--limit", "1").returncode == 0
-    refused = served.cli("apply", "-f", "releaseflow.yaml")
-    assert refused.returncode == 2
-    assert "releaseflow apply cannot act through a server" in one_line_error(refused)
+    assert served.cli("apply", "-f", "releaseflow.yaml", "--dry-run").stdout.startswith("nothing to change")
     assert served.cli("db", "status").returncode == 0
 
     logout = served.cli("logout")
@@ -323,7 +410,7 @@ def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Relea
         (("db", "migrate"), "changes this machine's database"),
         (("serve",), "serves this machine's database"),
         (("demo",), "builds a demo on this machine"),
-        (("apply", "-f", "releaseflow.yaml"), "applies a file to this machine's database"),
+        (("user", "list"), "user accounts are kept in this machine's database"),
         (("--server", "ftp://x", "show", "abc"), "is not an http:// or https:// URL"),
     ],
 )

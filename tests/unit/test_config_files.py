@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from releaseflow.domain.config import parse_configuration
+from releaseflow.domain.config_document import configuration_document
 from releaseflow.domain.errors import ValidationError
-from releaseflow.engine.configuration import load_configuration_file
+from releaseflow.engine.configuration import load_configuration_file, parse_configuration_document
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "config" / "example.yaml"
 
 FLOW = "apiVersion: v1.2\nspec:\n  kind: Workflow\n  spec:\n    type: sequential\n    steps: []\n"
 
@@ -27,6 +30,17 @@ def issues_of(path: Path) -> dict[str, str]:
     with pytest.raises(ValidationError) as caught:
         load_configuration_file(path)
     return {issue.path: issue.message for issue in caught.value.issues}
+
+
+def test_configuration_document__is_self_contained_and_parses_back_to_the_same_configuration() -> None:
+    loaded = load_configuration_file(EXAMPLE)
+    assert any(stage.release_flow_file for p in loaded.projects for q in p.pipelines for stage in q.stages)
+
+    document = configuration_document(loaded)
+
+    assert "releaseFlowFile" not in json.dumps(document)
+    # As a server reads it: no folder, so a flow file left in it would be refused.
+    assert parse_configuration_document(json.loads(json.dumps(document)), "the request body") == loaded
 
 
 def test_parse_configuration__any_read_error_is_listed_with_the_other_errors() -> None:

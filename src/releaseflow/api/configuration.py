@@ -15,9 +15,9 @@ from releaseflow.api.errors import ApiError
 from releaseflow.api.northflank import ADMIN, APP
 from releaseflow.application import Application
 from releaseflow.domain.config_model import Configuration
-from releaseflow.domain.config_plan import Plan
 from releaseflow.engine.configuration import apply_configuration, parse_configuration_document
 from releaseflow.engine.tokens import Principal
+from releaseflow.wire.configuration import applied_plan
 
 CONFIGURATION = "/api/projects/{projectId}/configuration"
 DOCUMENT = Body(..., description="a configuration document: {projects: [...]}, as the file apply reads")
@@ -47,18 +47,6 @@ def _parsed(project_id: str, document: Any) -> Configuration:
     return config
 
 
-def _plan(plan: Plan) -> dict[str, Any]:
-    return {
-        "changed": plan.has_changes,
-        "changes": [
-            {"action": change.action, "subject": change.label, "summary": change.summary}
-            for change in plan.changes
-            if change.action != "unchanged"
-        ],
-        "unchanged": len(plan.of("unchanged")),
-    }
-
-
 async def validate(projectId: str, document: Any = DOCUMENT, _: Principal = ADMIN) -> dict[str, Any]:
     config = _parsed(projectId, document)
     return {"data": {"valid": True, "projects": [project.id for project in config.projects]}}
@@ -74,4 +62,4 @@ async def apply(
 ) -> dict[str, Any]:
     config = _parsed(projectId, document)
     plan = await apply_configuration(app.db, config, app.clock, prune=prune, dry_run=dryRun)
-    return {"data": {**_plan(plan), "dryRun": dryRun}}
+    return {"data": applied_plan(plan.outline(), dry_run=dryRun)}

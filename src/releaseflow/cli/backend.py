@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from releaseflow.cli.remote import Target
     from releaseflow.domain.access import Role
+    from releaseflow.domain.config_model import Configuration
+    from releaseflow.domain.config_plan import PlanOutline
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
@@ -177,6 +179,10 @@ class Backend(Protocol):
     async def revoke_token(self, key: str) -> TokenView:
         """Revoke the token whose id or name is ``key``."""
 
+    async def apply_configuration(self, config: Configuration, *, prune: bool, dry_run: bool) -> PlanOutline:
+        """Make the configuration's projects match it (``engine.configuration``); the plan, applied
+        unless ``dry_run``. Through a server, the configuration must hold exactly one project."""
+
 
 def refuse_remote(args: argparse.Namespace, command: str) -> None:
     """Refuse a server for a command that cannot use one (exit 2, one line)."""
@@ -188,10 +194,11 @@ def refuse_remote(args: argparse.Namespace, command: str) -> None:
 
 @asynccontextmanager
 async def open_backend(
-    target: Target | None, settings: Settings, *, drivers: bool = False
+    target: Target | None, settings: Settings, *, drivers: bool = False, create: bool = False
 ) -> AsyncIterator[Backend]:
     """The server's backend when there is a target, else the local database's (with the drivers,
-    for a command that acts on infrastructure: a rollback checks its artifacts still exist)."""
+    for a command that acts on infrastructure: a rollback checks its artifacts still exist; created
+    when missing with ``create``, for a command that sets a new installation up: apply)."""
     if target is not None:
         from releaseflow.cli.remote import Server
         from releaseflow.cli.remote_backend import RemoteBackend
@@ -214,5 +221,5 @@ async def open_backend(
         return
     from releaseflow.cli.common import database
 
-    async with database(settings) as db:
+    async with database(settings, create=create) as db:
         yield LocalBackend(db, settings)

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, database, run_async
+from releaseflow.cli.backend import open_backend
+from releaseflow.cli.common import EXIT_FAILED, EXIT_OK, Subparsers, run_async
 from releaseflow.cli.render import error_lines, untrusted
 from releaseflow.domain.errors import ReleaseflowError, ValidationError
 
@@ -25,11 +26,8 @@ def register(commands: Subparsers) -> None:
         "--prune", action="store_true", help="also delete what the file's projects no longer list"
     )
     apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    apply.set_defaults(
-        handler=apply_file,
-        local_only="it applies a file to this machine's database; a server takes the document at"
-        " POST /api/projects/PROJECT/configuration/apply",
-    )
+    # Through a server, the file and its release flow files are read here and sent as one document.
+    apply.set_defaults(handler=apply_file, remote=True)
 
     validate = commands.add_parser("validate", help="check a configuration file or a release flow template")
     validate.add_argument("-f", "--file", required=True, type=Path, help="YAML or JSON file")
@@ -51,9 +49,9 @@ def register(commands: Subparsers) -> None:
 
 
 def apply_file(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit 1 with every problem on stderr when the file is invalid (as ``validate`` does)."""
-    from releaseflow.engine.clock import SystemClock
-    from releaseflow.engine.configuration import apply_configuration, load_configuration_file
+    """Exit 1 with every problem on stderr when the file is invalid (as ``validate`` does): the file is
+    read and checked here, whether it is applied locally or through a server."""
+    from releaseflow.engine.configuration import load_configuration_file
 
     try:
         config = load_configuration_file(args.file)
@@ -61,12 +59,10 @@ def apply_file(args: argparse.Namespace, settings: Settings) -> int:
         return _file_refused(error)
 
     async def go() -> int:
-        async with database(settings, create=True) as db:
-            plan = await apply_configuration(
-                db, config, SystemClock(), prune=args.prune, dry_run=args.dry_run
-            )
+        async with open_backend(args.target, settings, create=True) as backend:
+            plan = await backend.apply_configuration(config, prune=args.prune, dry_run=args.dry_run)
         if not plan.has_changes:
-            print(f"nothing to change ({len(plan.changes)} unchanged)")
+            print(f"nothing to change ({plan.unchanged} unchanged)")
             return EXIT_OK
         print(untrusted(plan.render(), multiline=True))
         if args.dry_run:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from releaseflow.application import Application
     from releaseflow.cli.backend import RunsQuery
     from releaseflow.domain.access import Role
+    from releaseflow.domain.config_model import Configuration
+    from releaseflow.domain.config_plan import PlanOutline
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
@@ -282,3 +284,10 @@ class LocalBackend:
         from releaseflow.engine.tokens import revoke_token
 
         return await revoke_token(self.db, SystemClock(), key)
+
+    async def apply_configuration(self, config: Configuration, *, prune: bool, dry_run: bool) -> PlanOutline:
+        from releaseflow.engine.clock import SystemClock
+        from releaseflow.engine.configuration import apply_configuration
+
+        plan = await apply_configuration(self.db, config, SystemClock(), prune=prune, dry_run=dry_run)
+        return plan.outline()

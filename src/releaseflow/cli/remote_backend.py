@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from releaseflow.cli.backend import RunsQuery
     from releaseflow.cli.remote import Server
     from releaseflow.domain.access import Role
+    from releaseflow.domain.config_model import Configuration
+    from releaseflow.domain.config_plan import PlanOutline
     from releaseflow.domain.release_history import StageComparison
     from releaseflow.domain.rollback import TargetOutcome
     from releaseflow.engine.approval_queue import WaitingApproval
@@ -345,6 +347,24 @@ class RemoteBackend:
             raise UsageError(f"several tokens are named '{key}': revoke one by its id")
         path = f"{_project_path(matches[0].project_id)}/tokens/{segment(matches[0].id)}"
         return decode.token(await self.server.call("DELETE", path))
+
+    async def apply_configuration(self, config: Configuration, *, prune: bool, dry_run: bool) -> PlanOutline:
+        """One project per file: the route applies one project, and a local apply changes all of a
+        file's projects in one transaction, which calls per project could not match (a refusal in the
+        second project would leave the first applied)."""
+        from releaseflow.domain.config_document import configuration_document
+
+        projects = [project.id for project in config.projects]
+        if len(projects) != 1:
+            described = f"{len(projects)} projects ({', '.join(projects)})" if projects else "no project"
+            raise UsageError(
+                f"apply through a server takes a file of one project, and this one describes {described}:"
+                " apply a file per project"
+            )
+        path = f"{_project_path(projects[0])}/configuration/apply"
+        params = {"prune": prune, "dryRun": dry_run}
+        answer = await self.server.call("POST", path, params=params, body=configuration_document(config))
+        return decode.plan_outline(answer)
 
     async def _run_path(self, run_key: str) -> str:
         """The run's route, in the project it belongs to: tried in each project the token may act in."""

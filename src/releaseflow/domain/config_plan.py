@@ -93,16 +93,47 @@ class Plan:
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(change for change in self.changes if change.action == action)
 
+    def outline(self) -> PlanOutline:
+        return PlanOutline(
+            tuple(
+                OutlinedChange(change.action, change.label, change.summary)
+                for change in self.changes
+                if change.action != "unchanged"
+            ),
+            unchanged=len(self.of("unchanged")),
+        )
+
+    def render(self) -> str:
+        return self.outline().render()
+
+
+@dataclass(frozen=True)
+class OutlinedChange:
+    action: Action  # never "unchanged": an outline only counts those
+    subject: str  # e.g. "release flow shop/main/Staging"
+    summary: str
+
+
+@dataclass(frozen=True)
+class PlanOutline:
+    """What ``apply`` shows of a plan: the changes in order, and how many things stay unchanged.
+
+    It is what a server answers for an apply (``wire.configuration``), so the command line prints a
+    plan made here or on a server with the same ``render``.
+    """
+
+    changes: tuple[OutlinedChange, ...]
+    unchanged: int
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
     def render(self) -> str:
         """The lines ``apply`` prints: one per change, then how many things are unchanged."""
-        lines = [
-            f"{ACTION_SYMBOLS[change.action]} {change.summary}"
-            for change in self.changes
-            if change.action != "unchanged"
-        ]
-        unchanged = len(self.of("unchanged"))
-        if unchanged:
-            lines.append(f"= {unchanged} unchanged")
+        lines = [f"{ACTION_SYMBOLS[change.action]} {change.summary}" for change in self.changes]
+        if self.unchanged:
+            lines.append(f"= {self.unchanged} unchanged")
         return "\n".join(lines) if lines else "nothing to change"
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from releaseflow.domain.access import Role
+from releaseflow.domain.config_plan import ACTION_SYMBOLS, OutlinedChange, PlanOutline
 from releaseflow.domain.release_history import (
     Cell,
     Deployed,
@@ -205,6 +206,17 @@ def flow_version(document: Mapping[str, Any]) -> FlowVersionView:
         current=bool(document["current"]),
         document=document.get("document"),
     )
+
+
+def plan_outline(document: Mapping[str, Any]) -> PlanOutline:
+    """The plan an apply answered (``wire.configuration.applied_plan``)."""
+    changes = []
+    for item in document["changes"]:
+        action = item["action"]
+        if action not in ACTION_SYMBOLS or action == "unchanged":
+            raise ValueError(f"an apply's change has no action '{action}'")
+        changes.append(OutlinedChange(action, str(item["subject"]), str(item["summary"])))
+    return PlanOutline(tuple(changes), unchanged=int(document["unchanged"]))
 
 
 def token(document: Mapping[str, Any]) -> TokenView:
