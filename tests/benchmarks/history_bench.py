@@ -53,8 +53,11 @@ FLOW = {
 }
 
 
-async def seed(db: Database, runs: int) -> list[str]:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def seed(db: Database, runs: int, start: datetime = START) -> list[str]:
+    """N runs an hour apart from ``start``."""
     async with db.transaction() as tx:
         await catalog.save_project(tx, PROJECT, "Shop", "", start)
         for service in ("api", "web"):
@@ -122,7 +125,7 @@ async def bench(runs: int, repeat: int) -> list[tuple[str, float, float]]:
         try:
             await migrate(db)
             ids = await seed(db, runs)
-            now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=runs + 1)
+            now = START + timedelta(hours=runs + 1)
             reads: dict[str, Callable[[], Awaitable[object]]] = {
                 "metrics (whole history)": lambda: stage_metrics(db, PROJECT, PIPELINE, STAGE, now=now),
                 "metrics (last 30 days)": lambda: stage_metrics(

@@ -1,10 +1,11 @@
 """``python -m tests.benchmarks.web_bench [--runs 100000] [--changes 10]``: the web interface on a long
 history, in a real browser.
 
-A SQLite database gets one stage with ``--runs`` concluded runs (history_bench's seed), then a real
+A SQLite database gets one stage with ``--runs`` concluded runs, an hour apart up to now
+(history_bench's seed), then a real
 ``releaseflow serve --no-worker`` serves it and Debian's chromium (headless, Playwright) signs in.
 Timed: the first render of the pipeline overview, a run view, what's where (until the delivery
-figures it loads after it is shown have arrived: they read the whole history) and those figures
+figures it loads after it is shown have arrived: 30 days of runs) and those figures
 alone, the version history, the stage's settings and the approvals (navigation start to the page's
 load event, and the server's answer alone over HTTP), each the median and max of ``--repeat`` loads.
 Then, ``--changes`` times: a new run is opened in the browser, this process aborts it through the
@@ -22,6 +23,7 @@ import statistics
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -112,7 +114,8 @@ def show(page: Page, url: str, complete: str | None) -> None:
 async def seed_history(database: str, runs: int) -> None:
     db = await open_database(database)
     try:
-        await seed(db, runs)
+        # Ending now, as a real history does: the pages' windows (the last 30 days) hold a month of it.
+        await seed(db, runs, start=datetime.now(UTC) - timedelta(hours=runs + 1))
         # seed writes the runs straight into the table: new runs number on after them.
         async with db.transaction() as tx:
             await tx.execute("UPDATE release_flows SET next_run_seq = ?", (runs + 1,))
