@@ -32,10 +32,23 @@ _SCRIPT = Path(sys.executable).with_name("releaseflow")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "releaseflow.cli.main"]
 
 
-def free_port() -> int:
+def free_port(block: int = 1) -> int:
+    """A loopback port nothing listens on, and the ``block - 1`` ports after it free too."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if all(_bindable(port + offset) for offset in range(1, block)):
+            return port
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", port))
+        except (OSError, OverflowError):  # in use, or past 65535
+            return False
+    return True
 
 
 def wait_until(check: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
@@ -181,7 +194,8 @@ def temporary_installation(prefix: str) -> Iterator[Releaseflow]:
     # root in CI), which must be able to enter the installation's folders.
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     folder.chmod(0o755)
-    installation = Releaseflow(data_dir=folder / "data", port=free_port(), cwd=folder)
+    # The demo's three services listen on the three ports after the server's (demo.service_ports).
+    installation = Releaseflow(data_dir=folder / "data", port=free_port(block=4), cwd=folder)
     try:
         yield installation
     finally:
