@@ -317,6 +317,34 @@ def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Relea
     assert f"cannot reach the releaseflow server at {nowhere}" in one_line_error(result)
 
 
+def test_remote_resume_and_plan__take_secret_arguments_like_the_local_ones(served: Releaseflow) -> None:
+    hush = "hush-hush-secret"
+    for args in (
+        ("plan", "main", "Development", "--secret-arg", f"who={hush}"),
+        ("plan", "main", "Development", "--secret-arg", f"who={hush}", "--json"),
+    ):
+        local, through_server = served.cli(*args), remote(served, *args)
+        assert (through_server.returncode, through_server.stderr) == (local.returncode, local.stderr), args
+        assert through_server.stdout == local.stdout, args
+        assert local.returncode == 0 and hush not in local.stdout and "who" in local.stdout, local
+
+    resumed = {}
+    for where, command in (("local", served.cli), ("remote", lambda *a: remote(served, *a))):
+        failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
+        served.wait_for_run(failed, ("failed",))
+        answer = command("resume", failed[:8], "--secret-arg", f"token={hush}", "--follow")
+        assert answer.returncode == 1 and hush not in answer.stdout + answer.stderr, answer
+        resumed[where] = started_run_id(answer.stdout)
+        assert "ended: failed" in answer.stdout.replace(resumed[where], "NEW").replace(failed, "OLD")
+    # Both resumes hold the secret the same way: its key listed, its value masked, stored encrypted.
+    shown = [served.run_detail(run_id) for run_id in resumed.values()]
+    assert shown[0]["arguments"] == shown[1]["arguments"] and "token" in shown[0]["arguments"]
+    assert hush not in json.dumps(shown) + remote(served, "show", resumed["remote"], "--json").stdout
+    assert hush not in served.logs()
+    for stored in served.data_dir.glob("releaseflow.db*"):  # the database and its write-ahead log
+        assert hush.encode() not in stored.read_bytes(), stored
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -103,7 +103,7 @@ class RemoteBackend:
                 return
 
     async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail:
-        body = _run_body(request, secrets=True)
+        body = _run_body(request)
         path = f"{_stage_path(project, pipeline, stage)}/runs"
         return decode.run_detail(await self.server.call("POST", path, body=body))
 
@@ -359,11 +359,9 @@ class RemoteBackend:
         return f"{_project_path(projects[-1] if projects else '-')}/runs/{segment(run_key.strip())}"
 
 
-def _run_body(request: RunRequest, *, secrets: bool = False) -> dict[str, Any]:
-    """A run request as the API's run body (Northflank's ``RunReleaseFlowRequest``; ``secrets``: with
-    the secret arguments, which only the own start route takes)."""
-    if request.secret_arguments and not secrets:
-        raise UsageError("--secret-arg cannot be sent through a server here: only run takes it")
+def _run_body(request: RunRequest) -> dict[str, Any]:
+    """A run request as the own routes' run body (start, resume, plan: ``api/own_run_body.py``),
+    Northflank's ``RunReleaseFlowRequest`` plus the secret arguments."""
     body = {
         "name": request.name,
         "description": request.description,
