@@ -6,15 +6,21 @@ an unreachable server and a command that cannot act remotely each end in one lin
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 from tests.acceptance.config import write_config
-from tests.acceptance.support import Releaseflow, free_port, started_run_id
-from tests.acceptance.test_cli_rollback import applied_project, without_terminal
-from tests.integration.local_project import answer
+from tests.acceptance.support import COMMAND, Releaseflow, free_port, started_run_id, wait_until
+from tests.acceptance.test_cli_rollback import applied_project, without_terminal, write_project
+from tests.integration.local_project import AppRepository, answer
+
+from releaseflow.cli.common import EXIT_INTERRUPTED
 
 # Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
 SAME_TEXT = [
@@ -201,9 +207,64 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
             assert f"no {args[1]} '{args[2]}' with a log releaseflow can read" in one_line_error(local)
         else:
             assert local.returncode == 0 and local.stdout.strip(), local
-    follow = remote(releaseflow, "logs", "service", "web", "--follow")
-    assert follow.returncode == 2 and "--follow cannot act through a server" in one_line_error(follow)
     assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
+
+
+def test_logs_follow__prints_each_new_line_once_here_and_through_a_server(releaseflow: Releaseflow) -> None:
+    # A build that writes a numbered line every 0.1 s for 4 s: both follow it while it writes.
+    counting = "for i in $(seq 1 40); do echo line $i; sleep 0.1; done"
+    repository = AppRepository(releaseflow.cwd / "app")
+    releaseflow.cli("db", "migrate", check=True)
+    config = write_project(releaseflow.cwd, repository.path, free_port(), build_command=counting)
+    releaseflow.cli("apply", "-f", str(config), check=True)
+    releaseflow.serve()
+    repository.commit("v1")
+    run_id = started_run_id(remote(releaseflow, "run", "main", "Development").stdout)
+
+    def started_build() -> str | None:
+        built = re.findall(r"bld-[0-9A-Za-z]+", json.dumps(releaseflow.run_detail(run_id)))
+        return built[0] if built else None
+
+    build_id = wait_until(started_build, what="the build to start")
+    server = ["--server", releaseflow.url, "--token", str(releaseflow.admin_token)]
+    followers = [
+        subprocess.Popen(
+            [*COMMAND, *where, "logs", "build", build_id, "-n", "1", "--follow"],
+            cwd=releaseflow.cwd,
+            env=releaseflow.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for where in ([], server)
+    ]
+    try:
+        printed = [lines_until(follower, "line 40", timeout=20) for follower in followers]
+    finally:
+        for follower in followers:
+            follower.send_signal(signal.SIGINT)  # Ctrl-C
+        ended = [follower.communicate(timeout=10)[1] for follower in followers]
+    for follower, errors in zip(followers, ended, strict=True):
+        assert (follower.returncode, errors) == (EXIT_INTERRUPTED, b"")
+    whole = releaseflow.cli("logs", "build", build_id, "-n", "1000", check=True).stdout.splitlines()
+    for lines in printed:
+        # The tail it started with, then every line written since, each once and in order.
+        start = whole.index(lines[0])
+        assert lines == whole[start : start + len(lines)] and "line 40" in lines
+        assert lines.index("line 40") > 1, "the log was complete before the follower started"
+
+
+def lines_until(process: subprocess.Popen[bytes], last: str, *, timeout: float) -> list[str]:
+    """The lines ``process`` prints up to ``last``; fails if it has not printed it within ``timeout``.
+    Read from the pipe itself: a buffered reader would hold lines that ``select`` no longer sees."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    received = b""
+    while f"\n{last}\n" not in "\n" + received.decode():
+        ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(process.stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"no '{last}' within {timeout} s: {received.decode()}"
+        received += chunk
+    return received.decode().splitlines()
 
 
 def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
