@@ -110,6 +110,7 @@ REQUIRED.update(
         ("GET", f"{_RECORDS}"): "viewer",
         ("GET", f"{_RECORDS}/{{recordId}}"): "viewer",
         ("GET", f"{_RECORDS}/{{recordId}}/log"): "viewer",
+        ("GET", f"{_RECORDS}/{{recordId}}/log/lines"): "viewer",
         ("GET", f"{_NOTIFICATIONS}/subscriptions"): "viewer",
         ("POST", f"{_NOTIFICATIONS}/subscriptions"): "admin",
         ("DELETE", f"{_NOTIFICATIONS}/subscriptions/{{subscriptionId}}"): "admin",

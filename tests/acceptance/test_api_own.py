@@ -14,6 +14,8 @@ from tests.acceptance.api_support import Api
 from tests.acceptance.config import PROJECT
 from tests.acceptance.support import wait_until
 
+from releaseflow.domain.secret_values import MASK
+
 STAGE = f"/api/projects/{PROJECT}/pipelines/main/stages"
 RUNS = f"/api/projects/{PROJECT}/runs"
 
@@ -184,6 +186,31 @@ def test_event_stream__a_run_s_transitions_in_order_and_resumed(api: Api) -> Non
     assert [event["id"] for event in everything] == ids
     bad = api.call("GET", f"{RUNS}/{run_id}/events", "viewer", headers={"Last-Event-ID": "yesterday"})
     refused(bad, 400, "Last-Event-ID 'yesterday'")
+
+
+def test_secret_arguments__start_resume_and_plan_take_them_and_answer_them_masked(api: Api) -> None:
+    started = api.call(
+        "POST", f"{STAGE}/staging/runs", "deployer", json={"secretArguments": {"first": "first-hush"}}
+    )
+    assert started.status_code == 200, started.text
+    failed = started.json()["data"]["id"]
+    concluded = f"/v1/projects/{PROJECT}/pipelines/main/release-flows/staging/runs/{failed}"
+    wait_until(lambda: api.call("GET", concluded).json()["data"]["concluded"], what="the run to fail")
+
+    body = {"arguments": {"plain": "shown"}, "secretArguments": {"second": "second-hush"}}
+    resumed = api.call("POST", f"{RUNS}/{failed}/resume", "deployer", json=body)
+    planned = api.call("POST", f"{STAGE}/staging/plan", "viewer", json=body)
+    assert (resumed.status_code, planned.status_code) == (200, 200), resumed.text + planned.text
+    resumed_id = resumed.json()["data"]["id"]
+    wait_until(lambda: api.call("GET", f"{RUNS}/{resumed_id}").json()["data"]["concluded"], what="its end")
+    events = api.call("GET", f"{RUNS}/{resumed_id}/events", "viewer", params={"lifetime": 1})
+    answers = [resumed, planned, api.call("GET", f"{RUNS}/{resumed_id}", "viewer"), events]
+    for answer in answers:
+        assert "first-hush" not in answer.text and "second-hush" not in answer.text, answer.text
+    masked = {"first": MASK, "second": MASK, "plain": "shown"}
+    assert api.call("GET", f"{RUNS}/{resumed_id}", "viewer").json()["data"]["arguments"] == masked
+    assert planned.json()["data"]["arguments"] == {"second": MASK, "plain": "shown"}
+    refused(api.call("POST", f"{STAGE}/staging/plan", "viewer", json={"secretArguments": "x"}), 400, "secret")
 
 
 def test_docs__served_by_releaseflow_with_no_external_url(api: Api) -> None:

@@ -207,6 +207,34 @@ def test_records__listed_filtered_read_and_logged(api: Api, released: str) -> No
     assert log(job, lines=1).count("\n") == 1
 
 
+def test_records__log_lines_are_numbered_from_the_start_and_read_past_a_position(
+    api: Api, released: str
+) -> None:
+    build = api.call("GET", RECORDS, "viewer", params={"kind": "build"}).json()["data"]["records"][0]
+    path = f"{RECORDS}/{build['id']}/log/lines"
+
+    def read(**params: Any) -> dict[str, Any]:
+        answer = api.call("GET", path, "viewer", params=params)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()["data"]
+        return found
+
+    whole = read(after=0)
+    total = whole["total"]
+    plain = api.call("GET", f"{RECORDS}/{build['id']}/log", "viewer", params={"lines": 10_000}).text
+    assert [line["text"] for line in whole["lines"]] == plain.splitlines() and "compiled" in plain
+    assert [line["number"] for line in whole["lines"]] == list(range(1, total + 1)) and total >= 2
+    assert read(limit=1) == {"lines": whole["lines"][-1:], "total": total}  # without after: the tail
+    assert read(after=1, limit=1) == {"lines": whole["lines"][1:2], "total": total}
+    for beyond in (total, total + 1, 2**63 - 1):
+        assert read(after=beyond) == {"lines": [], "total": total}
+    refused(api.call("GET", path, "viewer", params={"after": -1}), 400, "after")
+    refused(api.call("GET", path, "viewer", params={"limit": 0}), 400, "limit")
+    refused(api.call("GET", path, "viewer", params={"limit": 10_001}), 400, "limit")
+    schema = api.call("GET", "/openapi.json", None).json()
+    assert "LogLinesShape" in schema["components"]["schemas"]
+
+
 def test_records__refusals_say_what_is_wrong(api: Api, released: str) -> None:
     build = api.call("GET", RECORDS, "viewer", params={"kind": "build"}).json()["data"]["records"][0]
     refused(

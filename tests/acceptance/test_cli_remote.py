@@ -6,9 +6,13 @@ an unreachable server and a command that cannot act remotely each end in one lin
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,11 @@ from typing import Any
 import pytest
 import yaml
 from tests.acceptance.config import PROJECT, write_config
-from tests.acceptance.support import Releaseflow, free_port, started_run_id
-from tests.acceptance.test_cli_rollback import applied_project, without_terminal
-from tests.integration.local_project import answer
+from tests.acceptance.support import COMMAND, Releaseflow, free_port, started_run_id, wait_until
+from tests.acceptance.test_cli_rollback import applied_project, without_terminal, write_project
+from tests.integration.local_project import AppRepository, answer
+
+from releaseflow.cli.common import EXIT_INTERRUPTED
 
 # Commands whose local and remote output are compared; RUN, FAILED, WAITED stand for run ids.
 SAME_TEXT = [
@@ -205,8 +211,6 @@ def test_remote_rollback__previews_like_the_local_one_then_rolls_back(releaseflo
             assert f"no {args[1]} '{args[2]}' with a log releaseflow can read" in one_line_error(local)
         else:
             assert local.returncode == 0 and local.stdout.strip(), local
-    follow = remote(releaseflow, "logs", "service", "web", "--follow")
-    assert follow.returncode == 2 and "--follow cannot act through a server" in one_line_error(follow)
     assert "PINNED by token:" in releaseflow.cli("status", "main").stdout
 
 
@@ -293,6 +297,63 @@ def test_remote_apply__refuses_a_file_of_several_projects_and_a_token_without_ad
         denied = remote(served, "apply", "-f", single, "--dry-run", token=secret)
         assert denied.returncode == 1
         assert "needs the admin role" in one_line_error(denied)
+
+
+def test_logs_follow__prints_each_new_line_once_here_and_through_a_server(releaseflow: Releaseflow) -> None:
+    # A build that writes a numbered line every 0.1 s for 4 s: both follow it while it writes.
+    counting = "for i in $(seq 1 40); do echo line $i; sleep 0.1; done"
+    repository = AppRepository(releaseflow.cwd / "app")
+    releaseflow.cli("db", "migrate", check=True)
+    config = write_project(releaseflow.cwd, repository.path, free_port(), build_command=counting)
+    releaseflow.cli("apply", "-f", str(config), check=True)
+    releaseflow.serve()
+    repository.commit("v1")
+    run_id = started_run_id(remote(releaseflow, "run", "main", "Development").stdout)
+
+    def started_build() -> str | None:
+        built = re.findall(r"bld-[0-9A-Za-z]+", json.dumps(releaseflow.run_detail(run_id)))
+        return built[0] if built else None
+
+    build_id = wait_until(started_build, what="the build to start")
+    server = ["--server", releaseflow.url, "--token", str(releaseflow.admin_token)]
+    followers = [
+        subprocess.Popen(
+            [*COMMAND, *where, "logs", "build", build_id, "-n", "1", "--follow"],
+            cwd=releaseflow.cwd,
+            env=releaseflow.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for where in ([], server)
+    ]
+    try:
+        printed = [lines_until(follower, "line 40", timeout=20) for follower in followers]
+    finally:
+        for follower in followers:
+            follower.send_signal(signal.SIGINT)  # Ctrl-C
+        ended = [follower.communicate(timeout=10)[1] for follower in followers]
+    for follower, errors in zip(followers, ended, strict=True):
+        assert (follower.returncode, errors) == (EXIT_INTERRUPTED, b"")
+    whole = releaseflow.cli("logs", "build", build_id, "-n", "1000", check=True).stdout.splitlines()
+    for lines in printed:
+        # The tail it started with, then every line written since, each once and in order.
+        start = whole.index(lines[0])
+        assert lines == whole[start : start + len(lines)] and "line 40" in lines
+        assert lines.index("line 40") > 1, "the log was complete before the follower started"
+
+
+def lines_until(process: subprocess.Popen[bytes], last: str, *, timeout: float) -> list[str]:
+    """The lines ``process`` prints up to ``last``; fails if it has not printed it within ``timeout``.
+    Read from the pipe itself: a buffered reader would hold lines that ``select`` no longer sees."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    received = b""
+    while f"\n{last}\n" not in "\n" + received.decode():
+        ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(process.stdout.fileno(), 65536) if ready else b""
+        assert chunk, f"no '{last}' within {timeout} s: {received.decode()}"
+        received += chunk
+    return received.decode().splitlines()
 
 
 def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:
@@ -402,6 +463,34 @@ def test_remote__an_unreachable_server_is_one_line_and_exit_1(releaseflow: Relea
 
     assert result.returncode == 1
     assert f"cannot reach the releaseflow server at {nowhere}" in one_line_error(result)
+
+
+def test_remote_resume_and_plan__take_secret_arguments_like_the_local_ones(served: Releaseflow) -> None:
+    hush = "hush-hush-secret"
+    for args in (
+        ("plan", "main", "Development", "--secret-arg", f"who={hush}"),
+        ("plan", "main", "Development", "--secret-arg", f"who={hush}", "--json"),
+    ):
+        local, through_server = served.cli(*args), remote(served, *args)
+        assert (through_server.returncode, through_server.stderr) == (local.returncode, local.stderr), args
+        assert through_server.stdout == local.stdout, args
+        assert local.returncode == 0 and hush not in local.stdout and "who" in local.stdout, local
+
+    resumed = {}
+    for where, command in (("local", served.cli), ("remote", lambda *a: remote(served, *a))):
+        failed = started_run_id(served.cli("run", "main", "Staging", check=True).stdout)
+        served.wait_for_run(failed, ("failed",))
+        answer = command("resume", failed[:8], "--secret-arg", f"token={hush}", "--follow")
+        assert answer.returncode == 1 and hush not in answer.stdout + answer.stderr, answer
+        resumed[where] = started_run_id(answer.stdout)
+        assert "ended: failed" in answer.stdout.replace(resumed[where], "NEW").replace(failed, "OLD")
+    # Both resumes hold the secret the same way: its key listed, its value masked, stored encrypted.
+    shown = [served.run_detail(run_id) for run_id in resumed.values()]
+    assert shown[0]["arguments"] == shown[1]["arguments"] and "token" in shown[0]["arguments"]
+    assert hush not in json.dumps(shown) + remote(served, "show", resumed["remote"], "--json").stdout
+    assert hush not in served.logs()
+    for stored in served.data_dir.glob("releaseflow.db*"):  # the database and its write-ahead log
+        assert hush.encode() not in stored.read_bytes(), stored
 
 
 @pytest.mark.parametrize(

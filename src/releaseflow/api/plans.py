@@ -1,5 +1,6 @@
 """``POST .../stages/{stage}/plan``: what a run of the stage would do if started now with this body
-(arguments, overrides), started by the calling token. Starts nothing; the command line's ``plan``
+(arguments, overrides, secret arguments: ``api/own_run_body.py``, answered masked), started by the
+calling token. Starts nothing; the command line's ``plan``
 reads it through a server. (A run's own plan, the one it was started with, is ``GET .../runs/{id}/plan``.)"""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from releaseflow.api.northflank import APP, RUN_BODY, VIEWER, RunBody, run_request
+from releaseflow.api.northflank import APP, VIEWER
+from releaseflow.api.own_run_body import OWN_RUN_BODY, OwnRunBody, own_run_request
 from releaseflow.api.routing import router_of
 from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
 from releaseflow.application import Application
@@ -23,12 +25,12 @@ def plan_routes() -> APIRouter:
 
 
 async def plan_stage_run(
-    body: RunBody | None = RUN_BODY,
+    body: OwnRunBody | None = OWN_RUN_BODY,
     who: Principal = VIEWER,
     at: Stage = STAGE_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
     plan = await plan_run(
-        app.db, at.project_id, at.pipeline_id, at.name, run_request(body, who), now=app.clock.now()
+        app.db, at.project_id, at.pipeline_id, at.name, own_run_request(body, who), now=app.clock.now()
     )
     return {"data": plan}

@@ -1,5 +1,6 @@
 """Records of what runs made on platforms (``/api/projects/{projectId}/records``): builds, job runs,
-deploys and backups, listed with filters, one by id, and its log as plain text. Each calls one engine
+deploys and backups, listed with filters, one by id, and its log: its tail as plain text, or its lines
+numbered from the start (past a position: what following the log reads). Each calls one engine
 query (``engine/platform_records.py``); a record of another project is not found, like an unknown one.
 """
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from releaseflow.api.answers import Answer, Pagination
 from releaseflow.api.errors import ApiError
+from releaseflow.api.limits import LARGEST_INTEGER
 from releaseflow.api.northflank import APP, PAGING, VIEWER
 from releaseflow.api.pagination import Page, PageRequest, fetch_page
 from releaseflow.api.routing import router_of
@@ -19,13 +21,16 @@ from releaseflow.application import Application
 from releaseflow.engine import platform_records
 from releaseflow.engine.platform_records import PlatformRecord, RecordFilter, RecordKind
 from releaseflow.engine.tokens import Principal
-from releaseflow.wire.projects import RecordShape
+from releaseflow.wire.projects import LogLinesShape, RecordShape
 
 PROJECT = "/api/projects/{projectId}"
 RECORDS = PROJECT + "/records"
 RECORD = RECORDS + "/{recordId}"
 # A log is read whole by the driver and cut to its tail: bounded so that one request stays cheap.
 LOG_LINES_MAX = 10_000
+# Numbered lines past a position: as many as a tail, 1000 unless asked (a follower asks again at once
+# when it got as many as it asked for).
+NUMBERED_LINES_DEFAULT = 1000
 KINDS = Query([], description="only these kinds (repeatable): build, job-run, deploy, backup")
 
 
@@ -51,6 +56,7 @@ def record_routes() -> APIRouter:
         [
             ("GET", RECORDS, list_records, "List the project's builds, job runs, deploys and backups"),
             ("GET", RECORD, get_record, "Get a build, job run, deploy or backup record"),
+            ("GET", RECORD + "/log/lines", record_log_lines, "The log's lines numbered from its start"),
         ],
         response_model_exclude_unset=True,
     )
@@ -103,6 +109,25 @@ async def record_log(
 ) -> PlainTextResponse:
     found = await platform_records.record_log(app.db, app.drivers, record, lines=lines)
     return PlainTextResponse("".join(f"{line}\n" for line in found))
+
+
+async def record_log_lines(
+    after: int | None = Query(
+        None,
+        ge=0,
+        le=LARGEST_INTEGER,
+        description="only the lines past this line number (0: from the first); without it, the last lines",
+    ),
+    limit: int = Query(NUMBERED_LINES_DEFAULT, ge=1, le=LOG_LINES_MAX, description="at most this many lines"),
+    _: Principal = VIEWER,
+    record: PlatformRecord = RECORD_OF_PATH,
+    app: Application = APP,
+) -> Answer[LogLinesShape]:
+    """The complete lines of the log (a last line without its newline yet comes once ended), each with
+    its number from the log's start, and how many it holds: a follower asks for those past the last
+    number it got, so that it sees every new line once. Past the end: no lines."""
+    found = await platform_records.record_log_lines(app.db, app.drivers, record, after=after, limit=limit)
+    return Answer[LogLinesShape](data=LogLinesShape.of(found))
 
 
 def _kind(word: str) -> RecordKind:

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from releaseflow.api.errors import ApiError
-from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, RunBody, run_request, stage_runs
+from releaseflow.api.northflank import APP, DEPLOYER, PAGING, VIEWER, stage_runs
+from releaseflow.api.own_run_body import OWN_RUN_BODY, OwnRunBody, own_run_request
 from releaseflow.api.pagination import PageRequest, paginated
 from releaseflow.api.routing import router_of
 from releaseflow.api.stages import STAGE, STAGE_OF_PATH, Stage
@@ -141,12 +142,12 @@ async def abort_run(
 
 
 async def resume_run(
-    body: RunBody | None = None,
+    body: OwnRunBody | None = OWN_RUN_BODY,
     who: Principal = DEPLOYER,
     run: RunDetail = RUN_OF_PATH,
     app: Application = APP,
 ) -> dict[str, Any]:
-    resumed = await app.engine.resume_run(run.run.id, run_request(body, who))
+    resumed = await app.engine.resume_run(run.run.id, own_run_request(body, who))
     return await _shown(app, resumed.id)
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from releaseflow.engine.queries import FlowVersionView, ReleaseView, RunDetail, RunSummary
     from releaseflow.engine.tokens import CreatedToken, TokenView
     from releaseflow.engine.triggers import LogEntry
-    from releaseflow.platform.driver import LogSource
+    from releaseflow.platform.driver import LogLines, LogSource
     from releaseflow.store.notifications import SubscriptionRecord
 
 # How long one wait for a followed run's next event may last before the run is read again anyway.
@@ -105,7 +105,7 @@ class RemoteBackend:
                 return
 
     async def start_run(self, project: str, pipeline: str, stage: str, request: RunRequest) -> RunDetail:
-        body = _run_body(request, secrets=True)
+        body = _run_body(request)
         path = f"{_stage_path(project, pipeline, stage)}/runs"
         return decode.run_detail(await self.server.call("POST", path, body=body))
 
@@ -300,8 +300,23 @@ class RemoteBackend:
         return [decode.delivery(each) for each in found["deliveries"]]
 
     async def log_tail(self, project: str, source: LogSource, key: str, lines: int) -> list[str]:
-        """The log's last lines, read through the record that made it: a build or job run by the id
-        its platform gave it, a service through its newest deploy (its log is the service's output)."""
+        """The log's last lines, read through the record that made it."""
+        path = await self._log_path(project, source, key)
+        answer = await self.server.call("GET", path, params={"lines": lines}, text=True)
+        return str(answer).splitlines()
+
+    async def log_lines(
+        self, project: str, source: LogSource, key: str, *, after: int | None, limit: int
+    ) -> LogLines:
+        """The log's complete lines numbered from its start: at most ``limit`` past line ``after``,
+        or its last ``limit``."""
+        params = {"limit": limit} | ({} if after is None else {"after": after})
+        path = f"{await self._log_path(project, source, key)}/lines"
+        return decode.log_lines(await self.server.call("GET", path, params=params))
+
+    async def _log_path(self, project: str, source: LogSource, key: str) -> str:
+        """The log route of the record that made the log: a build or job run by the id its platform
+        gave it, a service through its newest deploy (its log is the service's output)."""
         from releaseflow.platform.driver import LogSource
 
         records = f"{_project_path(project)}/records"
@@ -312,9 +327,7 @@ class RemoteBackend:
         found = (await self.server.call("GET", records, params=params))["records"]
         if not found:
             raise NotFoundError(f"no {source} '{key}' in project '{project}' has a log")
-        path = f"{records}/{segment(str(found[0]['id']))}/log"
-        answer = await self.server.call("GET", path, params={"lines": lines}, text=True)
-        return str(answer).splitlines()
+        return f"{records}/{segment(str(found[0]['id']))}/log"
 
     async def tokens(self) -> list[TokenView]:
         """The tokens of each project the calling token may act in (and, for a token of every
@@ -379,11 +392,9 @@ class RemoteBackend:
         return f"{_project_path(projects[-1] if projects else '-')}/runs/{segment(run_key.strip())}"
 
 
-def _run_body(request: RunRequest, *, secrets: bool = False) -> dict[str, Any]:
-    """A run request as the API's run body (Northflank's ``RunReleaseFlowRequest``; ``secrets``: with
-    the secret arguments, which only the own start route takes)."""
-    if request.secret_arguments and not secrets:
-        raise UsageError("--secret-arg cannot be sent through a server here: only run takes it")
+def _run_body(request: RunRequest) -> dict[str, Any]:
+    """A run request as the own routes' run body (start, resume, plan: ``api/own_run_body.py``),
+    Northflank's ``RunReleaseFlowRequest`` plus the secret arguments."""
     body = {
         "name": request.name,
         "description": request.description,

@@ -19,9 +19,9 @@ from releaseflow.domain.errors import Issue, NotFoundError, ValidationError
 from releaseflow.domain.secret_values import mask
 from releaseflow.domain.statuses import NodeStatus
 from releaseflow.domain.template import NodeKind
-from releaseflow.engine.logs import read_logs
+from releaseflow.engine.logs import read_log_lines, read_logs
 from releaseflow.engine.queries import resolve_stage
-from releaseflow.platform.driver import DriverRegistry, LogSource
+from releaseflow.platform.driver import DriverRegistry, LogLines, LogSource
 from releaseflow.store import catalog
 from releaseflow.store import platform_records as store
 from releaseflow.store.database import Database, Row
@@ -220,12 +220,27 @@ async def record_log(
 ) -> list[str]:
     """The last ``lines`` lines of the log the resource's driver keeps of the record's work."""
     source, key = log_of(record)
+    return await read_logs(drivers, await _driver_of(db, record), source, key, lines=lines)
+
+
+async def record_log_lines(
+    db: Database, drivers: DriverRegistry, record: PlatformRecord, *, after: int | None, limit: int
+) -> LogLines:
+    """The same log's complete lines, numbered from its start: at most ``limit`` past line ``after``,
+    or its last ``limit``."""
+    source, key = log_of(record)
+    driver = await _driver_of(db, record)
+    return await read_log_lines(drivers, driver, source, key, after=after, limit=limit)
+
+
+async def _driver_of(db: Database, record: PlatformRecord) -> str:
+    """The driver of the resource the record's work acted on (it keeps the log)."""
     async with db.read() as tx:
         resources = await catalog.list_resources(tx, record.project_id, include_archived=True)
     driver = next((row["driver"] for row in resources if row["id"] == record.resource_id), None)
     if driver is None:
         raise NotFoundError(f"resource '{record.resource_id}' of record '{record.id}' no longer exists")
-    return await read_logs(drivers, str(driver), source, key, lines=lines)
+    return str(driver)
 
 
 def log_of(record: PlatformRecord) -> tuple[LogSource, str]:

@@ -190,6 +190,18 @@ class LogSource(StrEnum):
     BUILD = "build"  # one build of a build service
 
 
+@dataclass(frozen=True)
+class LogLines:
+    """Complete lines of a log with their place in it: ``lines[0]`` is line ``first`` counted from the
+    log's start (its first line is 1), the next ones follow; ``total`` is how many complete lines the
+    log held. A last line not ended by a newline yet is neither counted nor given until it is ended,
+    so that a reader asking for the lines past the last one it got sees each line once, whole."""
+
+    first: int
+    lines: list[str]
+    total: int
+
+
 @runtime_checkable
 class LogReader(Protocol):
     """A capability of drivers that keep the output of what they run; the engine reaches it through
@@ -199,6 +211,13 @@ class LogReader(Protocol):
         """The last ``lines`` lines of the log of service, job run or build ``key``, oldest first.
 
         Raise NotFoundError when there is no such log, DriverError when ``key`` cannot name one.
+        """
+        ...
+
+    async def log_lines(self, source: LogSource, key: str, *, after: int | None, limit: int) -> LogLines:
+        """The complete lines of the same log numbered from its start: at most ``limit`` past line
+        ``after`` (none when ``after`` is at or past the end), or without ``after`` its last ``limit``.
+        What following a log reads: the numbers say exactly which lines are new. Raises as ``logs``.
         """
         ...
 

@@ -41,6 +41,7 @@ from releaseflow.engine.queries import (
 )
 from releaseflow.engine.tokens import TokenView
 from releaseflow.engine.triggers import LogEntry
+from releaseflow.platform.driver import LogLines
 from releaseflow.store.notifications import AttemptRecord, DeliveryRecord, SubscriptionRecord
 
 # Keys of an attempt log entry that hold a moment (epoch seconds in the read model, ISO on the wire).
@@ -410,3 +411,10 @@ def delivery(document: Mapping[str, Any]) -> DeliveryView:
         delivered_at=moment(document["deliveredAt"]),
     )
     return DeliveryView(record, attempts)
+
+
+def log_lines(document: Mapping[str, Any]) -> LogLines:
+    """Numbered log lines (``LogLinesShape``); none answered: they would start past the last line."""
+    lines = list(document["lines"])
+    first = int(lines[0]["number"]) if lines else int(document["total"]) + 1
+    return LogLines(first=first, lines=[str(line["text"]) for line in lines], total=int(document["total"]))

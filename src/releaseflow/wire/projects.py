@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from releaseflow.engine.platform_records import PlatformRecord
 from releaseflow.engine.projects import ProjectDetail, ProjectView, ResourceView
 from releaseflow.engine.release_flows import PipelineDetail
+from releaseflow.platform.driver import LogLines
 from releaseflow.wire.runs import iso
 
 
@@ -86,6 +87,25 @@ class RecordShape(BaseModel):
             error=record.error,
             data=dict(record.data),
         )
+
+
+class LogLineShape(BaseModel):
+    number: int = Field(description="its place in the log: the log's first line is 1")
+    text: str
+
+
+class LogLinesShape(BaseModel):
+    """Complete lines of a record's log, numbered from its start (a last line without its newline
+    yet comes once it is ended): a follower asks for the lines past the last number it got."""
+
+    lines: list[LogLineShape]
+    total: int = Field(description="how many complete lines the log holds")
+
+    @classmethod
+    def of(cls, found: LogLines) -> LogLinesShape:
+        numbered = enumerate(found.lines, start=found.first)
+        lines = [LogLineShape(number=number, text=text) for number, text in numbered]
+        return cls(lines=lines, total=found.total)
 
 
 class Release(BaseModel):

@@ -24,6 +24,7 @@ from releaseflow.platform.driver import (
     DriverAnswer,
     DriverError,
     DriverRequest,
+    LogLines,
     LogSource,
     Operation,
     Resource,
@@ -44,6 +45,7 @@ from releaseflow.platform.local.processes import tail
 from releaseflow.platform.local.service_records import ServiceState
 from releaseflow.platform.local.services import ServiceManager
 from releaseflow.platform.local.specs import BuildServiceSpec, JobSpec, ServiceSpec
+from releaseflow.platform.log_files import numbered_lines
 from releaseflow.platform.once import HANDLE_KEY, KeyedActions
 
 NAME = "local"
@@ -144,6 +146,13 @@ class LocalDriver:
 
     async def logs(self, source: LogSource, key: str, *, lines: int) -> list[str]:
         """The log's last lines; the files stay on this host, under the driver's root."""
+        return await asyncio.to_thread(tail, await self._log_path(source, key), lines)
+
+    async def log_lines(self, source: LogSource, key: str, *, after: int | None, limit: int) -> LogLines:
+        path = await self._log_path(source, key)
+        return await asyncio.to_thread(numbered_lines, path, after=after, limit=limit)
+
+    async def _log_path(self, source: LogSource, key: str) -> Path:
         if source is LogSource.SERVICE:
             path = self.services.log_path(key)
         elif source is LogSource.JOB_RUN:
@@ -152,7 +161,7 @@ class LocalDriver:
             path = Path((await self.builds.get_build(key)).log_path)
         if not path.exists():
             raise NotFoundError(f"no log for {source} '{key}' on this host ({path})")
-        return await asyncio.to_thread(tail, path, lines)
+        return path
 
     async def cancel(self, request: DriverRequest, handle: Any) -> str:
         state = handle if isinstance(handle, Mapping) else {}
