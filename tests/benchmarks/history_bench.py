@@ -4,8 +4,9 @@ A SQLite database (a temporary file) gets one stage with N concluded runs (every
 50th a rollback to the run three before it), each deploying two services, written straight into the
 tables. Then each read is timed ``--repeat`` times and the median and max printed: delivery figures
 of the stage (``stage_metrics``: the whole history, and a 30-day window), the newest 50 changes of its
-timeline, the stages side by side, the diff of two runs, and the plan of a new run. Reports figures;
-asserts nothing.
+timeline, the stages side by side, the diff of two runs, and the plan of a new run; then the longest
+the event loop stalled while the whole-history figures were worked out. Reports figures; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -136,9 +137,32 @@ async def bench(runs: int, repeat: int) -> list[tuple[str, float, float]]:
                 "diff of two runs": lambda: diff_runs(db, ids[-2], ids[-1]),
                 "plan of a new run": lambda: plan_run(db, PROJECT, PIPELINE, STAGE, RunRequest(), now=now),
             }
-            return [(name, *await timed(repeat, read)) for name, read in reads.items()]
+            figures = [(name, *await timed(repeat, read)) for name, read in reads.items()]
+            pause = await longest_pause(reads["metrics (whole history)"])
+            return [*figures, ("event loop's longest pause during metrics (whole history)", pause, pause)]
         finally:
             await db.close()
+
+
+async def longest_pause(action: Callable[[], Awaitable[object]]) -> float:
+    """The longest the event loop went without running a 1 ms ticker while ``action`` ran, in ms:
+    how long a server doing ``action`` keeps every other request waiting."""
+    longest = 0.0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    ticker = asyncio.create_task(tick())
+    await action()
+    done.set()
+    await ticker
+    return longest * 1000
 
 
 def report(

@@ -4,6 +4,7 @@ two runs, delivery figures. Read-only; the pure reasoning is in ``domain.release
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -206,6 +207,14 @@ async def stage_metrics(
             )
         outlines = await window_outlines(tx, flow.id, since)
         history = await state_store.deploy_outlines(tx, project_id, pipeline_id, stage, since)
+    # Pure work over what may be a whole history (1.3 s at 100,000 runs): in a thread, so the server's
+    # event loop goes on answering other requests meanwhile.
+    return await asyncio.to_thread(_figures, stage, outlines, history, now, since)
+
+
+def _figures(
+    stage: str, outlines: list[Row], history: list[Row], now: datetime, since: datetime | None
+) -> StageMetrics:
     runs = [
         RunFact(
             id=row["id"],
