@@ -26,6 +26,8 @@ import httpx
 from tests.acceptance.config import INBOX_KEY
 from tests.cleanup import stop_everything_under
 
+from releaseflow.platform.available import managed_addons_root
+
 T = TypeVar("T")
 
 _SCRIPT = Path(sys.executable).with_name("releaseflow")
@@ -201,6 +203,12 @@ def temporary_installation(prefix: str) -> Iterator[Releaseflow]:
     finally:
         installation.kill_all()
         stop_everything_under(folder)
+        # Managed PostgreSQL clusters live outside a data directory the `postgres` user cannot
+        # enter (under /var/lib/releaseflow when the tests run as root): stopped and removed too.
+        addons = managed_addons_root((folder / "data" / "local").resolve())
+        if not addons.is_relative_to(folder.resolve()):
+            stop_everything_under(addons.parent)
+            shutil.rmtree(addons.parent, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
