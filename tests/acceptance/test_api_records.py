@@ -224,10 +224,12 @@ def test_records__log_lines_are_numbered_from_the_start_and_read_past_a_position
     plain = api.call("GET", f"{RECORDS}/{build['id']}/log", "viewer", params={"lines": 10_000}).text
     assert [line["text"] for line in whole["lines"]] == plain.splitlines() and "compiled" in plain
     assert [line["number"] for line in whole["lines"]] == list(range(1, total + 1)) and total >= 2
-    assert read(limit=1) == {"lines": whole["lines"][-1:], "total": total}  # without after: the tail
-    assert read(after=1, limit=1) == {"lines": whole["lines"][1:2], "total": total}
-    for beyond in (total, total + 1, 2**63 - 1):
-        assert read(after=beyond) == {"lines": [], "total": total}
+    assert whole["first"] == 1
+    # Without after: the tail.
+    assert read(limit=1) == {"lines": whole["lines"][-1:], "first": total, "total": total}
+    assert read(after=1, limit=1) == {"lines": whole["lines"][1:2], "first": 2, "total": total}
+    for beyond in (total, total + 1, 2**63 - 1):  # none yet: "first" says which comes next
+        assert read(after=beyond) == {"lines": [], "first": beyond + 1, "total": total}
     refused(api.call("GET", path, "viewer", params={"after": -1}), 400, "after")
     refused(api.call("GET", path, "viewer", params={"limit": 0}), 400, "limit")
     refused(api.call("GET", path, "viewer", params={"limit": 10_001}), 400, "limit")

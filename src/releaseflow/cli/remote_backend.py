@@ -49,6 +49,8 @@ class RemoteBackend:
     def __init__(self, server: Server) -> None:
         self.server = server
         self._identity: dict[str, Any] | None = None
+        # The log route of each (project, source, key) found: a follower asks it every 0.5 s.
+        self._log_paths: dict[tuple[str, LogSource, str], str] = {}
 
     async def identity(self) -> dict[str, Any]:
         """The calling token and the projects it may act in (``GET /api/token``), asked once."""
@@ -315,8 +317,14 @@ class RemoteBackend:
         return decode.log_lines(await self.server.call("GET", path, params=params))
 
     async def _log_path(self, project: str, source: LogSource, key: str) -> str:
-        """The log route of the record that made the log: a build or job run by the id its platform
-        gave it, a service through its newest deploy (its log is the service's output)."""
+        """The log route of the record that made the log (found once): a build or job run by the id
+        its platform gave it, a service through its newest deploy (its log is the service's output,
+        whichever deploy it is read through)."""
+        if (project, source, key) not in self._log_paths:
+            self._log_paths[project, source, key] = await self._find_log_path(project, source, key)
+        return self._log_paths[project, source, key]
+
+    async def _find_log_path(self, project: str, source: LogSource, key: str) -> str:
         from releaseflow.platform.driver import LogSource
 
         records = f"{_project_path(project)}/records"

@@ -13,6 +13,7 @@ from typing import Any
 
 from releaseflow.domain.access import Role
 from releaseflow.domain.config_plan import ACTION_SYMBOLS, OutlinedChange, PlanOutline
+from releaseflow.domain.errors import ReleaseflowError
 from releaseflow.domain.release_history import (
     Cell,
     Deployed,
@@ -215,7 +216,7 @@ def plan_outline(document: Mapping[str, Any]) -> PlanOutline:
     for item in document["changes"]:
         action = item["action"]
         if action not in ACTION_SYMBOLS or action == "unchanged":
-            raise ValueError(f"an apply's change has no action '{action}'")
+            raise ReleaseflowError(f"the server answered a change this releaseflow does not know: '{action}'")
         changes.append(OutlinedChange(action, str(item["subject"]), str(item["summary"])))
     return PlanOutline(tuple(changes), unchanged=int(document["unchanged"]))
 
@@ -414,7 +415,6 @@ def delivery(document: Mapping[str, Any]) -> DeliveryView:
 
 
 def log_lines(document: Mapping[str, Any]) -> LogLines:
-    """Numbered log lines (``LogLinesShape``); none answered: they would start past the last line."""
-    lines = list(document["lines"])
-    first = int(lines[0]["number"]) if lines else int(document["total"]) + 1
-    return LogLines(first=first, lines=[str(line["text"]) for line in lines], total=int(document["total"]))
+    """Numbered log lines (``LogLinesShape``)."""
+    lines = [str(line["text"]) for line in document["lines"]]
+    return LogLines(first=int(document["first"]), lines=lines, total=int(document["total"]))

@@ -99,13 +99,14 @@ class LogLinesShape(BaseModel):
     yet comes once it is ended): a follower asks for the lines past the last number it got."""
 
     lines: list[LogLineShape]
+    first: int = Field(description="the number of the first line answered, or of the next one to come")
     total: int = Field(description="how many complete lines the log holds")
 
     @classmethod
     def of(cls, found: LogLines) -> LogLinesShape:
         numbered = enumerate(found.lines, start=found.first)
         lines = [LogLineShape(number=number, text=text) for number, text in numbered]
-        return cls(lines=lines, total=found.total)
+        return cls(lines=lines, first=found.first, total=found.total)
 
 
 class Release(BaseModel):

@@ -81,15 +81,34 @@ async def test_read_log_lines__numbered_from_the_start_past_a_position(
 
 
 async def test_read_log_lines__exact_past_what_a_tail_reads(tmp_path: Path, local: LocalDriver) -> None:
-    # About 590 KB: more than the 256 KiB a tail reads, so positions are counted over the whole file.
-    run_id = await job_log(tmp_path, local, "seq 1 100000")
+    # About 2 MB: more than the 256 KiB a tail reads, so positions are counted over the whole file,
+    # and past the first 1 MiB block the lines are read from the block they begin in.
+    run_id = await job_log(tmp_path, local, "seq 1 300000")
     drivers = DriverRegistry({"local": local})
 
-    tail = await read_log_lines(drivers, "local", LogSource.JOB_RUN, run_id, after=None, limit=2)
-    past = await read_log_lines(drivers, "local", LogSource.JOB_RUN, run_id, after=49_999, limit=3)
+    def read(after: int | None, limit: int) -> Awaitable[LogLines]:
+        return read_log_lines(drivers, "local", LogSource.JOB_RUN, run_id, after=after, limit=limit)
 
-    assert tail == LogLines(first=99_999, lines=["99999", "100000"], total=100_000)
-    assert past == LogLines(first=50_000, lines=["50000", "50001", "50002"], total=100_000)
+    assert await read(None, 2) == LogLines(first=299_999, lines=["299999", "300000"], total=300_000)
+    assert await read(49_999, 3) == LogLines(first=50_000, lines=["50000", "50001", "50002"], total=300_000)
+    # Across a block's end: lines around the 1 MiB mark, and far in the second block.
+    around = await read(149_000, 2_000)
+    assert around.lines == [str(number) for number in range(149_001, 151_001)]
+    assert (await read(249_999, 1)).lines == ["250000"]
+
+
+async def test_read_logs__a_tail_and_numbered_lines_split_lines_alike(
+    tmp_path: Path, local: LocalDriver
+) -> None:
+    # A progress bar redrawn with "\r" stays one line; "\r\n" ends a line like "\n".
+    run_id = await job_log(tmp_path, local, "printf 'start\\r\\nbar 1%%\\rbar 100%%\\nend\\n'")
+    drivers = DriverRegistry({"local": local})
+
+    numbered = await read_log_lines(drivers, "local", LogSource.JOB_RUN, run_id, after=None, limit=10)
+    tail = await read_logs(drivers, "local", LogSource.JOB_RUN, run_id, lines=10)
+
+    assert numbered.lines == ["start", "bar 1%\rbar 100%", "end"]
+    assert tail[-3:] == numbered.lines
 
 
 async def test_read_logs__unknown_service_is_not_found(local: LocalDriver) -> None:

@@ -365,7 +365,11 @@ def tail(path: Path, lines: int = 100, *, offset: int = 0) -> list[str]:
             data = file.read()
     except FileNotFoundError:
         return []
-    text = data.decode("utf-8", errors="replace").splitlines()
+    # Lines end at "\n" only (a "\r" of a progress bar stays in its line), as ``log_files`` numbers
+    # them: a log's tail and its numbered lines agree.
+    text = [line.removesuffix("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
+    if text[-1] == "":
+        text.pop()  # after the newline that ends the last line
     if start > offset and text:
         text = text[1:]  # the first line was cut in the middle
     return text[-lines:]
