@@ -145,3 +145,31 @@ def test_settings__reports_every_bad_variable() -> None:
 def test_parser__reject_takes_who_and_why() -> None:
     args = build_parser().parse_args(["reject", "abc", "go-live", "--as", "carol", "--reason", "freeze"])
     assert (args.node, args.approver, args.comment, args.reject) == ("go-live", "carol", "freeze", True)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "logs build bld-1 -n 0",
+        "logs build bld-1 -n -5",
+        "logs build bld-1 -n 10001",
+        "runs web dev --limit -1",
+        "timeline web dev --limit 0",
+        "state web --history --limit nine",
+        "triggers web dev --limit 0",
+        "notifications log --limit -3",
+    ],
+)
+def test_counts__below_one_above_the_bound_or_not_a_number_are_refused_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(command.split())
+    assert refused.value.code == 2
+    said = capsys.readouterr().err
+    assert "is not a count" in said or "is not a whole number" in said, said
+
+
+def test_counts__one_and_the_bound_are_taken() -> None:
+    assert build_parser().parse_args(["logs", "build", "bld-1", "-n", "10000"]).lines == 10_000
+    assert build_parser().parse_args(["runs", "web", "dev", "--limit", "1"]).limit == 1

@@ -21,13 +21,12 @@ from releaseflow.application import Application
 from releaseflow.engine import platform_records
 from releaseflow.engine.platform_records import PlatformRecord, RecordFilter, RecordKind
 from releaseflow.engine.tokens import Principal
+from releaseflow.platform.driver import MOST_LOG_LINES
 from releaseflow.wire.projects import LogLinesShape, RecordShape
 
 PROJECT = "/api/projects/{projectId}"
 RECORDS = PROJECT + "/records"
 RECORD = RECORDS + "/{recordId}"
-# A log is read whole by the driver and cut to its tail: bounded so that one request stays cheap.
-LOG_LINES_MAX = 10_000
 # Numbered lines past a position: as many as a tail, 1000 unless asked (a follower asks again at once
 # when it got as many as it asked for).
 NUMBERED_LINES_DEFAULT = 1000
@@ -102,7 +101,7 @@ async def get_record(_: Principal = VIEWER, record: PlatformRecord = RECORD_OF_P
 
 
 async def record_log(
-    lines: int = Query(100, ge=1, le=LOG_LINES_MAX, description="how many lines from the end"),
+    lines: int = Query(100, ge=1, le=MOST_LOG_LINES, description="how many lines from the end"),
     _: Principal = VIEWER,
     record: PlatformRecord = RECORD_OF_PATH,
     app: Application = APP,
@@ -118,7 +117,9 @@ async def record_log_lines(
         le=LARGEST_INTEGER,
         description="only the lines past this line number (0: from the first); without it, the last lines",
     ),
-    limit: int = Query(NUMBERED_LINES_DEFAULT, ge=1, le=LOG_LINES_MAX, description="at most this many lines"),
+    limit: int = Query(
+        NUMBERED_LINES_DEFAULT, ge=1, le=MOST_LOG_LINES, description="at most this many lines"
+    ),
     _: Principal = VIEWER,
     record: PlatformRecord = RECORD_OF_PATH,
     app: Application = APP,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
+from releaseflow.cli.counts import count
 from releaseflow.cli.render import duration, moment, short_id, table, untrusted
 from releaseflow.domain.errors import Issue, ValidationError
 
@@ -28,7 +29,9 @@ def register(commands: Subparsers) -> None:
     timeline.add_argument("pipeline")
     timeline.add_argument("stage")
     timeline.add_argument("--project", help="the project (default: the only one)")
-    timeline.add_argument("--limit", type=int, default=50, help="the newest this many changes (default 50)")
+    timeline.add_argument(
+        "--limit", type=count(), default=50, help="the newest this many changes (default 50)"
+    )
     timeline.add_argument("--json", action="store_true", help="print JSON")
     timeline.set_defaults(handler=show_timeline, remote=True)
 

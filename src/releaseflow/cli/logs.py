@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
+from releaseflow.cli.counts import count
 from releaseflow.domain.errors import NotFoundError
-from releaseflow.platform.driver import LogLines, LogSource
+from releaseflow.platform.driver import MOST_LOG_LINES, LogLines, LogSource
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -45,7 +46,11 @@ def register(commands: Subparsers) -> None:
     logs.add_argument("what", choices=[source.value for source in LogSource])
     logs.add_argument("id", help="a service id, a job run id (run-...) or a build id (bld-...)")
     logs.add_argument(
-        "-n", "--lines", type=int, default=100, help="how many lines from the end (default 100)"
+        "-n",
+        "--lines",
+        type=count(MOST_LOG_LINES),
+        default=100,
+        help="how many lines from the end (default 100)",
     )
     logs.add_argument(
         "-f", "--follow", action="store_true", help="keep printing lines as they are written (Ctrl-C stops)"

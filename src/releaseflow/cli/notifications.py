@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from releaseflow.cli import render
 from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
+from releaseflow.cli.counts import count
 from releaseflow.domain.notifications import ALL_EVENTS, ChannelKind
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def register(commands: Subparsers) -> None:
     log = actions.add_parser("log", help="recent deliveries with every attempt")
     log.add_argument("id", nargs="?", help="only this subscription's")
     log.add_argument("--project", help="only this project's subscriptions")
-    log.add_argument("--limit", type=int, default=20, help="how many deliveries (default 20)")
+    log.add_argument("--limit", type=count(), default=20, help="how many deliveries (default 20)")
     log.set_defaults(handler=delivery_log)
 
 

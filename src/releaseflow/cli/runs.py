@@ -18,6 +18,7 @@ from releaseflow.cli.common import (
     run_async,
     stage_arguments,
 )
+from releaseflow.cli.counts import count
 from releaseflow.cli.parsing import add_run_inputs, parse_arguments, parse_run_inputs
 from releaseflow.domain.errors import Issue, ValidationError
 from releaseflow.domain.statuses import RunStatus
@@ -53,7 +54,7 @@ def register(commands: Subparsers) -> None:
     runs.add_argument(
         "--before", type=int, metavar="CURSOR", help="the next page (the cursor a page printed)"
     )
-    runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    runs.add_argument("--limit", type=count(), default=20, help="at most this many runs (default 20)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
     runs.set_defaults(handler=list_runs, remote=True)
 

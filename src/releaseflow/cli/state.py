@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async
+from releaseflow.cli.counts import count
 from releaseflow.cli.render import moment, short_id, table, untrusted
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def register(commands: Subparsers) -> None:
     state.add_argument("stage", nargs="?", help="one stage (default: every stage)")
     state.add_argument("--project", help="the project (default: the only one)")
     state.add_argument("--history", action="store_true", help="every deploy, newest first")
-    state.add_argument("--limit", type=int, default=50, help="with --history: how many deploys")
+    state.add_argument("--limit", type=count(), default=50, help="with --history: how many deploys")
     state.add_argument("--json", action="store_true", help="print JSON")
     state.set_defaults(handler=show_state, remote=True)
 

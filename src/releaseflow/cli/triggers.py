@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from releaseflow.cli import render
 from releaseflow.cli.backend import open_backend
 from releaseflow.cli.common import EXIT_OK, Subparsers, run_async, stage_arguments
+from releaseflow.cli.counts import count
 
 if TYPE_CHECKING:
     from releaseflow.settings import Settings
@@ -19,7 +20,7 @@ def register(commands: Subparsers) -> None:
         help="what git pushes and webhook calls asked of a stage, what came of it, and its webhook URL",
     )
     stage_arguments(log)
-    log.add_argument("--limit", type=int, default=20, help="how many requests to show (default 20)")
+    log.add_argument("--limit", type=count(), default=20, help="how many requests to show (default 20)")
     log.set_defaults(handler=show_triggers, remote=True)
     webhook = commands.add_parser("webhook", help="a stage's webhook URL")
     actions = webhook.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -190,6 +190,10 @@ class LogSource(StrEnum):
     BUILD = "build"  # one build of a build service
 
 
+# The most lines one read of a log gives: one request stays cheap (the API's bound, the CLI's -n).
+MOST_LOG_LINES = 10_000
+
+
 @dataclass(frozen=True)
 class LogLines:
     """Complete lines of a log with their place in it: ``lines[0]`` is line ``first`` counted from the
