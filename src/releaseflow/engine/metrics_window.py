@@ -26,5 +26,5 @@ async def window_outlines(tx: Transaction, flow_id: str, since: datetime | None)
         return await run_store.run_outlines(tx, flow_id)
     outlines = await run_store.run_outlines(tx, flow_id, concluded_since=boundary)
     seen = {row["id"] for row in outlines}
-    targets = {row["rollback_of"] for row in outlines if row["rollback_of"]} - seen
-    return outlines + await run_store.outlines_of(tx, sorted(targets))
+    targets = await run_store.rollback_targets(tx, flow_id, concluded_since=boundary)
+    return outlines + [row for row in targets if row["id"] not in seen]

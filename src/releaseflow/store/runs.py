@@ -269,12 +269,14 @@ async def run_outlines(tx: Transaction, flow_id: str, *, concluded_since: float 
     )
 
 
-async def outlines_of(tx: Transaction, run_ids: Sequence[str]) -> list[Row]:
-    """The outlines of the runs ``run_ids`` (those that exist), oldest first."""
-    if not run_ids:
-        return []
-    marks = ", ".join("?" for _ in run_ids)
-    return await tx.fetchall(f"{_OUTLINE} WHERE id IN ({marks}) ORDER BY seq", tuple(run_ids))
+async def rollback_targets(tx: Transaction, flow_id: str, *, concluded_since: float) -> list[Row]:
+    """The outlines of the runs that the rollbacks among ``run_outlines(concluded_since=...)`` return
+    to, oldest first."""
+    return await tx.fetchall(
+        f"{_OUTLINE} WHERE id IN (SELECT rollback_of FROM runs WHERE flow_id = ? AND rollback_of IS NOT NULL"
+        " AND (concluded_at >= ? OR concluded_at IS NULL)) ORDER BY seq",
+        (flow_id, concluded_since),
+    )
 
 
 async def last_verdict_before(tx: Transaction, flow_id: str, before: float) -> float | None:
