@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.cleanup import kill_processes_under
-from tests.integration.platform.local_support import SERVER
+from tests.integration.platform.local_support import SERVER, eventually
 from tests.integration.platform.polling_client import Client
 from tests.postgres_cluster import free_port
 
@@ -75,6 +76,11 @@ async def test_ingress__concurrent_deploys_from_two_processes_keep_every_route(r
             assert (await client.get(f"http://127.0.0.1:{port}/")).text == name
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture
 def fresh_host() -> Iterator[None]:
     """net.ipv4.tcp_migrate_req off, as on a fresh host (the ingress must turn it on); as found after."""
@@ -105,6 +111,9 @@ async def test_ingress__route_changes_under_steady_traffic__no_client_sees_a_res
         )
     clients = [Client(public, interval=0) for _ in range(3)]
     try:
+        # Both versions listen before traffic starts: only route changes are measured.
+        for port in versions.values():
+            await eventually(lambda port=port: listening(port), timeout=30)
         ingress = Ingress(root / "ingress")
         await ingress.change({"api": Route(f"127.0.0.1:{public}", f"127.0.0.1:{versions['one']}")}, dict)
         for client in clients:
