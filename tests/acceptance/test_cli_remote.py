@@ -334,7 +334,12 @@ def test_logs_follow__prints_each_new_line_once_here_and_through_a_server(releas
         ended = [follower.communicate(timeout=10)[1] for follower in followers]
     for follower, errors in zip(followers, ended, strict=True):
         assert (follower.returncode, errors) == (EXIT_INTERRUPTED, b"")
-    whole = releaseflow.cli("logs", "build", build_id, "-n", "1000", check=True).stdout.splitlines()
+    tails = [
+        releaseflow.cli(*where, "logs", "build", build_id, "-n", "1000", check=True).stdout
+        for where in ([], server)
+    ]
+    assert tails[0] == tails[1] and "\nline 40\n" in tails[0]  # the whole log, the same both ways
+    whole = tails[0].split("\n")[:-1]
     for lines in printed:
         # The tail it started with, then every line written since, each once and in order.
         start = whole.index(lines[0])
@@ -353,7 +358,7 @@ def lines_until(process: subprocess.Popen[bytes], last: str, *, timeout: float) 
         chunk = os.read(process.stdout.fileno(), 65536) if ready else b""
         assert chunk, f"no '{last}' within {timeout} s: {received.decode()}"
         received += chunk
-    return received.decode().splitlines()
+    return received.decode().split("\n")[:-1]  # lines end at "\n" only, as a log's do
 
 
 def test_remote_commands__pin_and_tokens(served: Releaseflow) -> None:

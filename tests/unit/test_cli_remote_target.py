@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from releaseflow.cli.common import UsageError
 from releaseflow.cli.remote import RemoteError, Target, login_file, save_login, saved_login, target_of
+from releaseflow.cli.remote_backend import RemoteBackend
+from releaseflow.platform.driver import LogSource
 
 
 def test_target_of__nothing_given_is_the_local_database(tmp_path: Path) -> None:
@@ -49,3 +52,21 @@ def test_saved_login__an_unreadable_file_says_what_to_do(tmp_path: Path) -> None
 
     with pytest.raises(RemoteError, match="run releaseflow login again"):
         saved_login(environ)
+
+
+async def test_remote_log_tail__lines_end_at_newlines_only_as_locally() -> None:
+    """A "\r" of a progress bar stays inside its line, as a local tail keeps it (processes.tail)."""
+
+    class Server:
+        async def call(self, method: str, path: str, **options: Any) -> Any:
+            if path.endswith("/records"):
+                return {"records": [{"id": "node-1"}]}
+            assert path.endswith("/records/node-1/log") and options["text"]
+            return "fetching 10%\rfetching 100%\nline 1\n"
+
+    backend = RemoteBackend(Server())  # type: ignore[arg-type]
+
+    assert await backend.log_tail("shop", LogSource.BUILD, "bld-1", 10) == [
+        "fetching 10%\rfetching 100%",
+        "line 1",
+    ]

@@ -115,8 +115,7 @@ async def records_page(
 
     An unknown project, pipeline, stage or resource is not found, rather than answered with no records.
     The database narrows by resource and platform id coarsely (the node's code or answer mentions
-    it); the exact field is
-    checked here, reading on until the page is full or the history ends.
+    it); the exact field is checked here, reading on until the page is full or the history ends.
     """
     where = await _node_filter(db, project_id, wanted)
     after = _key(cursor) if cursor is not None else None
